@@ -1,0 +1,1 @@
+"""dramaforge orchestration: the CLI and the Prefect flows."""

@@ -1,0 +1,163 @@
+"""The `dramaforge` command line.
+
+Only commands that render start Prefect (imported lazily); `check` and `plan` answer in about a
+second. `main` is the one place that turns a DramaforgeError into a clear message and exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from stages.errors import DramaforgeError, InputError
+
+app = typer.Typer(
+    name="dramaforge",
+    help="Turn a screenplay into a vertical short-drama series: parse, plan shots, voice, "
+         "generate, subtitle and assemble every episode.\n\n"
+         "Start with `dramaforge render projects/demo` (an offline storyboard animatic).",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+ProjectArg = Annotated[Path, typer.Argument(help="project folder (holds project.yaml)", show_default=False)]
+EpisodesOpt = Annotated[Optional[str], typer.Option("--episodes", "-e", metavar="SPEC",
+                                                    help="episodes to use, e.g. 1-3,5 (default: all)")]
+
+
+def parse_episode_spec(spec: str | None, available: list[int]) -> list[int]:
+    """'1-3,5' -> [1, 2, 3, 5], each checked against the script's episodes."""
+    if not spec:
+        return list(available)
+    out: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)
+        if not m:
+            raise InputError(f"--episodes: cannot read {part!r}", hint="use numbers and ranges, e.g. 1-3,5")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi < lo:
+            raise InputError(f"--episodes: range {part!r} runs backwards", hint=f"write {hi}-{lo}")
+        out.extend(n for n in range(lo, hi + 1) if n not in out)
+    missing = [n for n in out if n not in available]
+    if missing:
+        raise InputError(f"--episodes: the script has no episode {', '.join(map(str, missing))}",
+                         hint=f"episodes in the script: {_ranges(available)}")
+    return out
+
+
+def _ranges(nums: list[int]) -> str:
+    if not nums:
+        return "none"
+    return f"{nums[0]}-{nums[-1]}" if nums == list(range(nums[0], nums[-1] + 1)) else ",".join(map(str, nums))
+
+
+def _prefect_environment() -> None:
+    """Quiet, offline-friendly Prefect settings, unless the user set their own."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_LOG_PRINTS", "false")
+    os.environ.setdefault("PREFECT_CLI_PROMPT", "false")
+    os.environ.setdefault("PREFECT_UI_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@app.command()
+def render(project: ProjectArg, episodes: EpisodesOpt = None) -> None:
+    """Render episodes to PROJECT/build/episodes/epNN.mp4 (+ .srt), reusing everything already made."""
+    from stages.load_project import load_project
+    from stages.plan_shots import plan_shots
+
+    lp = load_project(project)
+    numbers = parse_episode_spec(episodes, [e.number for e in lp.script.episodes])
+    console = _console()
+    for w in lp.warnings:
+        console.print(f"[yellow]warning[/] {w.file}:{w.line}: {w.message}")
+    # Totals for the progress bars come from the plan, which is cheap and made again inside the flow.
+    plans = [plan_shots(lp.script.episode(n), lp.project, project_dir=lp.root) for n in numbers]
+    totals = {"episodes": len(numbers), "shots": sum(len(p.shots) for p in plans),
+              "lines": sum(len(s.lines) for p in plans for s in p.shots)}
+
+    _prefect_environment()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from flows import progress
+    from flows.render_series import render_series
+
+    started = time.monotonic()
+    with Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as bars:
+        console.print(f"[bold]{lp.project.title}[/]: rendering episode(s) {_ranges(numbers)} "
+                      f"({totals['shots']} shots, {totals['lines']} lines); starting Prefect…")
+        ids = {k: bars.add_task(k, total=v) for k, v in (("lines", totals["lines"]), ("shots", totals["shots"]),
+                                                         ("episodes", totals["episodes"]))}
+
+        class _Bars:
+            def advance(self, kind: str, n: int = 1) -> None:
+                if kind in ids:
+                    bars.advance(ids[kind], n)
+
+        progress.install(_Bars())
+        try:
+            outputs = render_series(str(lp.root.resolve()), numbers)
+        finally:
+            progress.install(None)
+    from stages.media import probe
+
+    for out in outputs:
+        info = probe(Path(out))
+        console.print(f"  {out}  {info.duration_s:.2f}s {info.width}x{info.height} {info.fps:g}fps")
+    console.print(f"[green]done[/] in {time.monotonic() - started:.1f}s")
+
+
+@app.command()
+def plan(project: ProjectArg, episodes: EpisodesOpt = None,
+         as_json: Annotated[bool, typer.Option("--json", help="print the ShotList models as JSON")] = False) -> None:
+    """Plan shots without rendering (durations are estimates until speech is rendered)."""
+    from stages.load_project import load_project
+    from stages.plan_shots import plan_shots
+
+    lp = load_project(project)
+    numbers = parse_episode_spec(episodes, [e.number for e in lp.script.episodes])
+    plans = [plan_shots(lp.script.episode(n), lp.project, project_dir=lp.root,
+                        characters=lp.script.characters) for n in numbers]
+    if as_json:
+        print(json.dumps([p.model_dump(mode="json") for p in plans], ensure_ascii=False, indent=1))
+        return
+    for p in plans:
+        print(f"{p.id} {p.title!r}: {len(p.shots)} shots, ~{p.duration_s:.1f}s")
+        for s in p.shots:
+            said = f"  {s.lines[0].character}: {s.lines[0].text[:50]}" if s.lines else f"  {s.action[:60]}"
+            print(f"  {s.id}  {s.size:<16} {s.camera:<9} {s.duration_s:5.2f}s{said}")
+
+
+def main() -> None:
+    """Console entry point: clear errors, no tracebacks, exit 2 for bad input."""
+    try:
+        app(standalone_mode=True)
+    except DramaforgeError as exc:
+        from rich.markup import escape
+
+        _console().print(f"[red]error[/] {escape(str(exc))}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        _console().print("interrupted: finished shots are kept; run the same command to resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""dramaforge stages: pure steps from script to episode."""

@@ -1,0 +1,170 @@
+"""Content-addressed artifacts: names from hashes, atomic writes, and the one "already done?" check.
+
+An artifact's name is a hash of everything that determines it, so a changed input means a new
+file and an unchanged one is never made twice. Files are written to a temp name in the same
+folder, validated, then `os.replace`d: a crash never leaves a partial file under a final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+log = logging.getLogger("dramaforge.artifacts")
+
+# Bump to re-render every artifact of every project (a change in how any artifact is made).
+FORMAT_VERSION = 1
+
+
+def spec_hash(kind: str, spec: dict, *, version: int = FORMAT_VERSION) -> str:
+    """A short, stable hash of a JSON-able spec (sorted keys; floats rounded to 1e-6)."""
+    payload = json.dumps({"kind": kind, "v": version, "spec": _canonical(spec)},
+                         sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:20]
+
+
+def _canonical(obj):
+    if isinstance(obj, float):
+        return round(obj, 6)
+    if isinstance(obj, dict):
+        return {str(k): _canonical(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_canonical(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path, validate: Callable[[Path], None] | None = None) -> Iterator[Path]:
+    """Yield a temp path beside `final`; on success validate it and move it into place.
+
+    The temp name keeps the suffix (ffmpeg picks the container from it) and is unique per
+    process and call, so parallel renders never collide.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".part{final.suffix}", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        if validate is not None:
+            validate(tmp)
+        os.replace(tmp, final)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_bytes_atomic(final: Path, data: bytes) -> None:
+    with atomic_path(final) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(final: Path, text: str) -> None:
+    write_bytes_atomic(final, text.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class Done:
+    """The answer of `is_done`: whether the artifact can be reused, and if not, why."""
+
+    ok: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def is_done(path: Path, validate: Callable[[Path], None] | None = None) -> Done:
+    """The one "already done?" check: the file exists, is not empty, and passes `validate`.
+
+    A corrupt or truncated file is removed so it is remade, and the reason is logged.
+    """
+    if not path.exists():
+        return Done(False, "missing")
+    try:
+        if path.stat().st_size == 0:
+            raise ValueError("empty file")
+        if validate is not None:
+            validate(path)
+    except Exception as exc:  # any validation failure means "remake it"
+        reason = f"invalid ({exc})"
+        log.warning("remaking %s: %s", path.name, reason)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return Done(False, reason)
+    return Done(True)
+
+
+def sweep_partials(folder: Path) -> int:
+    """Remove temp files left by a killed process (`.name.XXXX.part.ext`)."""
+    n = 0
+    if folder.is_dir():
+        for p in folder.rglob(".*.part*"):
+            with contextlib.suppress(OSError):
+                p.unlink()
+                n += 1
+    return n
+
+
+@dataclass(frozen=True)
+class BuildPaths:
+    """Where everything a render makes lives, under PROJECT/build/ (git-ignored)."""
+
+    root: Path
+
+    @property
+    def shots(self) -> Path:
+        return self.root / "shots"
+
+    @property
+    def speech(self) -> Path:
+        return self.root / "speech"
+
+    @property
+    def shotlists(self) -> Path:
+        return self.root / "shotlists"
+
+    @property
+    def episodes(self) -> Path:
+        return self.root / "episodes"
+
+    @property
+    def work(self) -> Path:
+        """Per-episode intermediates (dialogue mix, ASS file) kept for inspection."""
+        return self.root / "work"
+
+    def shotlist(self, ep_id: str) -> Path:
+        return self.shotlists / f"{ep_id}.yaml"
+
+    def episode_mp4(self, ep_id: str) -> Path:
+        return self.episodes / f"{ep_id}.mp4"
+
+    def episode_srt(self, ep_id: str) -> Path:
+        return self.episodes / f"{ep_id}.srt"
+
+    def episode_ass(self, ep_id: str) -> Path:
+        return self.work / f"{ep_id}.ass"
+
+    def episode_audio(self, ep_id: str) -> Path:
+        return self.work / f"{ep_id}.dialogue.wav"
+
+    def make_dirs(self) -> None:
+        for d in (self.shots, self.speech, self.shotlists, self.episodes, self.work):
+            d.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,41 @@
+"""Shot clips + subtitles + audio -> one episode mp4, in a single ffmpeg pass.
+
+Concatenate with the concat demuxer (no per-shot decode graph), burn the ASS subtitles with the
+bundled CJK font, lay the mixed audio, and encode once: H.264 High yuv420p, AAC 48 kHz, faststart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from stages.artifacts import atomic_path
+from stages.fonts import fonts_dir
+from stages.media import escape_filter_value, run_ffmpeg, video_validator
+from stages.schema import Project
+
+
+def assemble_episode(shot_clips: list[Path], subtitles_ass: Path, audio_wav: Path, duration_s: float,
+                     project: Project, out_mp4: Path, *, crf: int = 20, preset: str = "veryfast") -> None:
+    """Write the finished episode; validated (size, duration ±1 frame, audio) before it is moved in."""
+    fd, list_name = tempfile.mkstemp(prefix=".concat.", suffix=".txt", dir=out_mp4.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        for clip in shot_clips:
+            f.write("file '" + str(clip.resolve()).replace("'", "'\\''") + "'\n")
+    vf = (f"subtitles=filename={escape_filter_value(str(subtitles_ass.resolve()))}"
+          f":fontsdir={escape_filter_value(str(fonts_dir()))},format=yuv420p")
+    check = video_validator(width=project.width, height=project.height,
+                            min_duration_s=duration_s - 1.0 / project.fps, audio=True)
+    try:
+        with atomic_path(out_mp4, validate=check) as tmp:
+            run_ffmpeg(["-f", "concat", "-safe", "0", "-i", list_name, "-i", str(audio_wav),
+                        "-map", "0:v:0", "-map", "1:a:0", "-vf", vf, "-r", str(project.fps),
+                        "-c:v", "libx264", "-profile:v", "high", "-preset", preset, "-crf", str(crf),
+                        "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "192k", "-ar", "48000", "-ac", "2",
+                        "-t", f"{duration_s:.6f}", "-movflags", "+faststart", str(tmp)],
+                       what=f"assembling {out_mp4.name}")
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(list_name)

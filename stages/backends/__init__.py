@@ -1,0 +1,1 @@
+"""Backends behind small Protocols; heavy imports live inside each backend."""

@@ -1,0 +1,95 @@
+"""The small Protocols every backend implements, and the three error classes they raise.
+
+Flows decide what to retry from the class alone: TransientError is retried with backoff,
+RejectedError and PermanentError are recorded and never looped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+
+class BackendError(Exception):
+    """Base of backend failures; `retry_after_s` is the provider's hint, when it gave one."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class TransientError(BackendError):
+    """Timeouts, 429, 5xx, a busy device: worth retrying."""
+
+
+class RejectedError(BackendError):
+    """The provider refused the content: record the reason, do not loop."""
+
+
+class PermanentError(BackendError):
+    """Bad request, auth, unsupported size or voice: fail at once with the provider's message."""
+
+
+@dataclass(frozen=True)
+class SpeechRequest:
+    text: str
+    language: str
+    variant: str | None
+    pitch: int
+    speed_wpm: int
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A character as the image backends see them: id, canonical description, optional reference."""
+
+    id: str
+    name: str
+    description: str
+    reference_image: Path | None = None
+    speaking: bool = False
+
+
+@dataclass(frozen=True)
+class ShotRequest:
+    """Everything a video backend needs to make one shot."""
+
+    shot_id: str
+    prompt: str
+    size: str
+    camera: str
+    location: str
+    time: str
+    action: str
+    caption: str
+    figures: tuple[Figure, ...]
+    duration_s: float
+    width: int
+    height: int
+    fps: int
+    seed: int
+    style: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class SpeechBackend(Protocol):
+    name: str
+
+    def identity(self) -> dict:
+        """What, besides the request, determines the output (engine version, sample rate)."""
+
+    def synthesize(self, request: SpeechRequest, out_wav: Path) -> None:
+        """Write a 16-bit PCM WAV of `request.text` to `out_wav`."""
+
+
+@runtime_checkable
+class VideoBackend(Protocol):
+    name: str
+
+    def identity(self) -> dict:
+        """What, besides the request, determines the output (model, version)."""
+
+    def generate(self, request: ShotRequest, out_mp4: Path) -> None:
+        """Write an H.264 mp4 of exactly `request.duration_s` at the request's size and fps."""

@@ -1,0 +1,161 @@
+"""Project folder -> (Project, Script): all validation of user input happens here, once.
+
+Errors name project.yaml's file and line, the key, and the allowed keys or values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from stages.errors import InputError
+from stages.schema import Project, Script, Warning_, normalize_name
+
+
+@dataclass(frozen=True)
+class LoadedProject:
+    root: Path
+    project: Project
+    script: Script
+
+    @property
+    def build(self) -> Path:
+        return self.root / "build"
+
+    @property
+    def warnings(self) -> list[Warning_]:
+        return self.script.warnings
+
+
+def load_project(root: Path) -> LoadedProject:
+    """Read and validate `root/project.yaml` and the script it names."""
+    from stages.parse_script import parse_script
+
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"no project folder at {root}",
+                         hint="pass a folder that holds project.yaml (see `dramaforge new`)")
+    project = read_project_yaml(root / "project.yaml")
+    script_path = root / project.script
+    if not script_path.exists():
+        raise InputError(f"the script {project.script!r} does not exist", file=str(root / "project.yaml"),
+                         hint="set `script:` to your script file (relative to the project folder)")
+    aliases = {normalize_name(n): c.id for c in project.cast for n in (c.name, *c.aliases)}
+    script = parse_script(script_path, aliases=aliases)
+    script.warnings.extend(_cast_warnings(project, script, root))
+    return LoadedProject(root=root, project=project, script=script)
+
+
+def read_project_yaml(path: Path) -> Project:
+    if not path.exists():
+        raise InputError(f"no project.yaml in {path.parent}",
+                         hint="create one with `dramaforge new DIR` or copy projects/demo/project.yaml")
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InputError(f"project.yaml is not valid YAML: {getattr(exc, 'problem', exc)}", file=str(path),
+                         line=mark.line + 1 if mark else None,
+                         text=_line(text, mark.line + 1) if mark else None,
+                         hint="check indentation and quoting on that line") from None
+    if not isinstance(data, dict):
+        raise InputError("project.yaml must be a mapping of keys (title, cast, ...)", file=str(path), line=1)
+    try:
+        return Project.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        line = _line_of(node, loc)
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        msg = err["msg"]
+        hint = None
+        if err["type"] == "extra_forbidden":
+            model = _model_at(Project, loc[:-1], data)
+            allowed = ", ".join(model.model_fields) if model else ""
+            msg = f"unknown key {loc[-1]!r}"
+            hint = f"allowed keys here: {allowed}"
+        elif err["type"] == "literal_error":
+            hint = f"allowed values: {err.get('ctx', {}).get('expected', '')}"
+        elif err["type"] == "missing":
+            hint = f"add `{loc[-1]}:`"
+        raise InputError(f"{key}: {msg}", file=str(path), line=line,
+                         text=_line(text, line) if line else None, hint=hint) from None
+
+
+def _line(text: str, line: int) -> str:
+    lines = text.splitlines()
+    return lines[line - 1] if 0 < line <= len(lines) else ""
+
+
+def _line_of(node, loc: tuple) -> int | None:
+    """Line (1-based) of the YAML node at a pydantic error location; nearest parent if missing."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = None
+            for k, v in node.value:
+                if k.value == str(part):
+                    nxt = v
+                    line = k.start_mark.line + 1
+                    break
+            if nxt is None:
+                return line
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _model_at(model, loc: tuple, data):
+    """The pydantic model class at a location, to list its allowed keys."""
+    from typing import get_args
+
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        cands = [ann, *get_args(ann)]
+        for c in cands:
+            inner = get_args(c)
+            for x in (c, *inner):
+                if isinstance(x, type) and hasattr(x, "model_fields"):
+                    model = x
+                    break
+            else:
+                continue
+            break
+        else:
+            return None
+    return model
+
+
+def _cast_warnings(project: Project, script: Script, root: Path) -> list[Warning_]:
+    out: list[Warning_] = []
+    cast_ids = {c.id for c in project.cast}
+    first_seen: dict[str, tuple[str, int]] = {}
+    for ep in script.episodes:
+        for sc in ep.scenes:
+            for el in sc.elements:
+                if el.kind == "dialogue" and el.character and el.character not in first_seen:
+                    first_seen[el.character] = (el.file, el.line)
+    for cid, (file, line) in first_seen.items():
+        if cid not in cast_ids:
+            out.append(Warning_(file=file, line=line, message=(
+                f"character {script.characters.get(cid, cid)!r} is not in project.yaml's cast: "
+                "they get a default voice and a look drawn from their name; add them to `cast:`")))
+    for c in project.cast:
+        if c.reference_image is not None and not (root / c.reference_image).exists():
+            out.append(Warning_(file=str(root / "project.yaml"), line=1,
+                                message=f"cast {c.id}: reference_image {str(c.reference_image)!r} does not exist"))
+    return out

@@ -1,0 +1,147 @@
+"""Script episode -> ShotList, by rules (offline, deterministic).
+
+An establishing shot opens each scene; action beats become wide or medium shots; each
+dialogue line gets one shot on its speaker, with sizes varied across an exchange (single,
+over-the-shoulder, close-up) so no run of shots looks the same; the episode ends on a push-in.
+Durations are estimates here; `time_shots` replaces them with measured speech.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+from stages.prompts import render_template
+from stages.schema import Element, Episode, Project, Scene, Shot, ShotLine, ShotList
+
+CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+
+
+def estimate_speech_s(text: str) -> float:
+    """A reading-speed estimate until real speech is measured (about 15 Latin chars/s, 4.5 CJK/s)."""
+    cjk = len(CJK.findall(text))
+    latin = len(text) - cjk
+    return max(0.6, latin / 15.0 + cjk / 4.5)
+
+
+def frames_ceil(seconds: float, fps: int) -> float:
+    """Round up to a whole frame so shot boundaries land on frames."""
+    return math.ceil(round(seconds * fps, 6)) / fps
+
+
+def plan_shots(episode: Episode, project: Project, *, project_dir: Path | None = None,
+               characters: dict[str, str] | None = None) -> ShotList:
+    """Plan an episode's shots with the rule planner."""
+    shots: list[Shot] = []
+    last_location = None
+    for scene in episode.scenes:
+        shots.extend(_plan_scene(episode, scene, project, new_location=scene.location != last_location))
+        last_location = scene.location
+    if shots:
+        last = shots[-1]
+        shots[-1] = last.model_copy(update={"camera": "push-in",
+                                            "duration_s": frames_ceil(last.duration_s + 0.5, project.fps)})
+    names = characters or {}
+    shots = [s.model_copy(update={"prompt": shot_prompt(s, project, project_dir, names)}) for s in shots]
+    return ShotList(episode=episode.number, title=episode.title, shots=shots)
+
+
+def _plan_scene(episode: Episode, scene: Scene, project: Project, *, new_location: bool) -> list[Shot]:
+    t = project.timing
+    fps = project.fps
+    present = _speakers(scene)
+    out: list[Shot] = []
+    pending_action: list[Element] = []
+
+    def add(**kw) -> None:
+        n = len(out) + 1
+        out.append(Shot(id=f"ep{episode.number:02d}-sc{scene.number:02d}-sh{n:03d}", episode=episode.number,
+                        scene=scene.number, location=scene.location, time=scene.time, **kw))
+
+    elements = list(scene.elements)
+    # 1. establishing shot, carrying the scene's opening action as its description
+    opening = ""
+    while elements and elements[0].kind == "action" and len(opening) < 160:
+        opening = (opening + " " + elements.pop(0).text).strip()
+    add(size="establishing" if new_location else "wide", camera="pan-right" if scene.number % 2 else "pan-left",
+        characters=present[:3], action=opening,
+        duration_s=frames_ceil(max(t.establishing_s, _action_s(opening, t.action_s)), fps),
+        file=scene.file, line=scene.line)
+    previous_speaker = None
+    for el in elements:
+        if el.kind == "action":
+            pending_action.append(el)
+            continue
+        if pending_action:
+            _add_action(add, pending_action, present, t.action_s, fps, out)
+            pending_action = []
+        if el.kind == "dialogue":
+            speaker = el.character or "unknown"
+            others = [c for c in present if c != speaker]
+            n_said = sum(1 for s in out if s.lines)
+            size, camera = _dialogue_coverage(n_said, el, others, previous_speaker)
+            chars = [speaker] + (others[:1] if size in ("over-shoulder", "two-shot") else [])
+            est = estimate_speech_s(el.text)
+            add(size=size, camera=camera, characters=chars,
+                lines=[ShotLine(character=speaker, text=el.text, parenthetical=el.parenthetical,
+                                extension=el.extension, file=el.file, line=el.line)],
+                duration_s=frames_ceil(t.lead_in_s + est + t.lead_out_s, fps), file=el.file, line=el.line)
+            previous_speaker = speaker
+        elif el.kind == "centered":
+            add(size="insert", camera="static", action=el.text,
+                duration_s=frames_ceil(_action_s(el.text, t.action_s), fps), file=el.file, line=el.line)
+    if pending_action:
+        _add_action(add, pending_action, present, t.action_s, fps, out)
+    return out
+
+
+def _add_action(add, beats: list[Element], present: list[str], action_s: float, fps: int, out: list[Shot]) -> None:
+    text = " ".join(b.text for b in beats)
+    prev_size = out[-1].size if out else None
+    size = "medium" if prev_size in ("wide", "establishing") else "wide"
+    add(size=size, camera="static" if size == "medium" else "pull-out", characters=present[:3], action=text,
+        duration_s=frames_ceil(_action_s(text, action_s), fps), file=beats[0].file, line=beats[0].line)
+
+
+def _dialogue_coverage(n_said: int, el: Element, others: list[str], previous_speaker: str | None):
+    """Vary size across an exchange: medium single, then OTS and close-up alternating."""
+    paren = (el.parenthetical or "").lower()
+    if any(w in paren for w in ("whisper", "quiet", "tear", "低声", "哭")):
+        return "close-up", "push-in"
+    if n_said == 0:
+        return ("two-shot" if others else "medium"), "static"
+    if not others:
+        return ("close-up" if n_said % 2 else "medium"), ("push-in" if n_said % 3 == 2 else "static")
+    if el.character != previous_speaker:
+        return ("over-shoulder" if n_said % 2 else "close-up"), "static"
+    return "medium", "push-in"
+
+
+def _action_s(text: str, base: float) -> float:
+    return min(base + estimate_speech_s(text) * 0.4, 8.0) if text else base
+
+
+def _speakers(scene: Scene) -> list[str]:
+    seen: list[str] = []
+    for el in scene.elements:
+        if el.kind == "dialogue" and el.character and el.character not in seen:
+            seen.append(el.character)
+    return seen
+
+
+def shot_prompt(shot: Shot, project: Project, project_dir: Path | None, names: dict[str, str]) -> str:
+    """The shot's video prompt from templates/shot_prompt.j2 (the character bible inserted)."""
+    chars = []
+    for cid in shot.characters:
+        try:
+            c = project.character(cid)
+            chars.append({"name": c.name, "description": c.description})
+        except KeyError:
+            chars.append({"name": names.get(cid, cid), "description": names.get(cid, cid)})
+    speaker = None
+    if shot.lines:
+        speaker = next((c["name"] for c, cid in zip(chars, shot.characters) if cid == shot.lines[0].character), None)
+    return render_template("shot_prompt.j2", project_dir, size=shot.size, camera=shot.camera, characters=chars,
+                           location=shot.location, time=shot.time, action=shot.action, speaker=speaker,
+                           style=project.style)

@@ -1,0 +1,42 @@
+"""The one way prompts are made: Jinja2 templates from templates/ with StrictUndefined.
+
+A project may override any template by putting a file of the same name in PROJECT/templates/.
+Script text enters templates only as data (quoted through the `quote` filter).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+@functools.lru_cache(maxsize=16)
+def _env(project_templates: str | None):
+    import jinja2
+
+    dirs = [project_templates] if project_templates else []
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader([*dirs, str(TEMPLATES_DIR)]),
+        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
+        trim_blocks=True, lstrip_blocks=True,
+    )
+    # Script text is data: JSON-quote it so it reads as a quotation, never as an instruction.
+    env.filters["quote"] = lambda s: json.dumps(str(s), ensure_ascii=False)
+    return env
+
+
+def render_template(name: str, project_dir: Path | None = None, **context) -> str:
+    """Render templates/<name> (or the project's override) with every variable required."""
+    override = project_dir / "templates" if project_dir is not None else None
+    env = _env(str(override) if override is not None and override.is_dir() else None)
+    return " ".join(env.get_template(name).render(**context).split())
+
+
+def template_source(name: str, project_dir: Path | None = None) -> str:
+    """The text of the template that would be used: part of every prompt's artifact hash."""
+    if project_dir is not None and (project_dir / "templates" / name).is_file():
+        return (project_dir / "templates" / name).read_text(encoding="utf-8")
+    return (TEMPLATES_DIR / name).read_text(encoding="utf-8")

@@ -1,0 +1,242 @@
+"""The domain model: a project, its script, and the shots planned from it.
+
+Every model forbids unknown keys, so a typo in project.yaml or an edited shot list is an error
+at load time, never a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+
+# --- project.yaml ------------------------------------------------------------------------------
+
+ID_PATTERN = r"^[a-z][a-z0-9_]*$"
+
+
+class Voice(Model):
+    """How one character sounds; `backend` picks the speech backend by name."""
+
+    backend: Literal["espeak"] = "espeak"
+    language: str = Field("en-us", description="eSpeak NG voice/language name, e.g. en-us, en-gb, cmn, yue")
+    variant: str | None = Field(None, description="eSpeak NG variant, e.g. m3, f2, klatt")
+    pitch: int = Field(50, ge=0, le=99, description="base pitch 0-99 (eSpeak scale)")
+    speed_wpm: int = Field(165, ge=80, le=450, description="words per minute")
+
+
+class Character(Model):
+    """A member of the cast. `description` is used verbatim in every prompt that shows them."""
+
+    id: str = Field(..., pattern=ID_PATTERN)
+    name: str = Field(..., min_length=1, description="the name as written in script cues")
+    aliases: list[str] = Field(default_factory=list, description="other spellings used in cues")
+    description: str = Field(..., min_length=1)
+    reference_image: Path | None = None
+    voice: Voice = Field(default_factory=Voice)
+
+
+class Backends(Model):
+    video: Literal["animatic"] = "animatic"
+    speech: Literal["espeak"] = "espeak"
+
+
+class Timing(Model):
+    lead_in_s: float = Field(0.25, ge=0, le=5, description="silence before a line starts")
+    lead_out_s: float = Field(0.35, ge=0, le=5, description="hold after a line ends")
+    action_s: float = Field(2.5, gt=0, le=20, description="length of an action beat without speech")
+    establishing_s: float = Field(2.0, gt=0, le=20)
+
+
+class SubtitleStyle(Model):
+    font: str = "Noto Sans CJK SC"
+    size_px: int = Field(64, ge=12, le=200)
+    outline_px: int = Field(4, ge=0, le=20)
+    margin_bottom_px: int = Field(360, ge=0, le=1900, description="from the bottom edge; keeps clear of platform UI")
+    safe_width: float = Field(0.8, gt=0.3, le=1.0, description="fraction of the frame width text may use")
+
+
+class Project(Model):
+    title: str = Field(..., min_length=1)
+    language: str = Field("en", description="the script's language: en, zh, ...")
+    style: str = Field("", description="visual style appended to every prompt")
+    script: str = Field("script.fountain", description="script file, relative to the project folder")
+    width: int = Field(1080, ge=64, le=4096)
+    height: int = Field(1920, ge=64, le=4096)
+    fps: int = Field(30, ge=1, le=120)
+    seed: int = 0
+    cast: list[Character] = Field(default_factory=list)
+    backends: Backends = Field(default_factory=Backends)
+    timing: Timing = Field(default_factory=Timing)
+    subtitles: SubtitleStyle = Field(default_factory=SubtitleStyle)
+
+    @field_validator("width", "height")
+    @classmethod
+    def _even(cls, v: int) -> int:
+        if v % 2:
+            raise ValueError(f"must be even for H.264 yuv420p (got {v})")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_cast(self) -> "Project":
+        seen: dict[str, str] = {}
+        for c in self.cast:
+            for key in (c.id, *(normalize_name(n) for n in (c.name, *c.aliases))):
+                if key in seen and seen[key] != c.id:
+                    raise ValueError(f"cast: {key!r} is used by both {seen[key]!r} and {c.id!r}")
+                seen[key] = c.id
+        return self
+
+    def character(self, char_id: str) -> Character:
+        for c in self.cast:
+            if c.id == char_id:
+                return c
+        raise KeyError(char_id)
+
+    def voice_for(self, char_id: str) -> Voice:
+        """The cast member's voice; a character missing from the cast (a `check` warning) gets the default."""
+        try:
+            return self.character(char_id).voice
+        except KeyError:
+            return Voice(language=default_voice_language(self.language))
+
+
+def default_voice_language(language: str) -> str:
+    return {"zh": "cmn", "zh-cn": "cmn", "zh-tw": "cmn", "yue": "yue", "en": "en-us"}.get(language.lower(), language)
+
+
+def normalize_name(name: str) -> str:
+    """The key under which cue spellings of one character meet (case, full width, extensions)."""
+    import unicodedata
+
+    s = unicodedata.normalize("NFKC", name).strip()
+    s = re.sub(r"\s*[\(（][^)）]*[\)）]\s*$", "", s)  # (V.O.), （续）
+    s = s.lstrip("@").strip()
+    return re.sub(r"\s+", " ", s).casefold()
+
+
+# --- the script --------------------------------------------------------------------------------
+
+ElementKind = Literal[
+    "action",
+    "dialogue",
+    "transition",
+    "centered",  # Fountain >text< and 【字幕：…】: on-screen text, never spoken
+    "lyrics",
+    "note",  # [[...]]: shot hints, never spoken
+    "section",
+    "synopsis",
+    "page_break",
+]
+
+
+class Element(Model):
+    kind: ElementKind
+    text: str = Field(..., description="clean text: emphasis stripped, notes removed for dialogue")
+    file: str
+    line: int = Field(..., ge=1)
+    character: str | None = Field(None, description="character id (dialogue only)")
+    cue: str | None = Field(None, description="the cue as written, e.g. 'MARY (V.O.)'")
+    extension: str | None = Field(None, description="V.O., O.S., CONT'D, 续 ...")
+    parenthetical: str | None = None
+    dual: bool = False
+
+
+class Scene(Model):
+    number: int = Field(..., ge=1, description="position within the episode, from 1")
+    heading: str
+    location: str
+    time: str = ""
+    interior: Literal["INT", "EXT", "INT/EXT", ""] = ""
+    scene_number: str | None = Field(None, description="a forced scene number like #12#")
+    file: str
+    line: int
+    elements: list[Element] = Field(default_factory=list)
+
+
+class Episode(Model):
+    number: int = Field(..., ge=1)
+    title: str = ""
+    file: str
+    line: int
+    scenes: list[Scene] = Field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return f"ep{self.number:02d}"
+
+
+class Warning_(Model):
+    file: str
+    line: int
+    message: str
+
+
+class Script(Model):
+    title: str = ""
+    title_page: dict[str, str] = Field(default_factory=dict)
+    episodes: list[Episode] = Field(default_factory=list)
+    characters: dict[str, str] = Field(default_factory=dict, description="character id -> display name")
+    warnings: list[Warning_] = Field(default_factory=list)
+
+    def episode(self, number: int) -> Episode:
+        for ep in self.episodes:
+            if ep.number == number:
+                return ep
+        raise KeyError(number)
+
+
+# --- shots -------------------------------------------------------------------------------------
+
+ShotSize = Literal["establishing", "wide", "medium", "two-shot", "over-shoulder", "close-up", "extreme-close-up", "insert"]
+CameraMove = Literal["static", "push-in", "pull-out", "pan-left", "pan-right", "tilt-up", "tilt-down"]
+
+
+class ShotLine(Model):
+    """One spoken line inside a shot; `key` identifies its speech artifact."""
+
+    character: str
+    text: str
+    parenthetical: str | None = None
+    extension: str | None = None
+    file: str
+    line: int
+    speech_s: float | None = Field(None, description="measured duration of the spoken line")
+
+
+class Shot(Model):
+    id: str = Field(..., pattern=r"^ep\d{2,}-sc\d{2,}-sh\d{3,}$")
+    episode: int
+    scene: int
+    size: ShotSize
+    camera: CameraMove = "static"
+    location: str
+    time: str = ""
+    characters: list[str] = Field(default_factory=list)
+    action: str = ""
+    lines: list[ShotLine] = Field(default_factory=list)
+    duration_s: float = Field(..., gt=0)
+    prompt: str = ""
+    file: str
+    line: int
+
+
+class ShotList(Model):
+    episode: int
+    title: str = ""
+    shots: list[Shot]
+
+    @property
+    def id(self) -> str:
+        return f"ep{self.episode:02d}"
+
+    @property
+    def duration_s(self) -> float:
+        return sum(s.duration_s for s in self.shots)

@@ -1,0 +1,88 @@
+"""Shared test setup: all user state redirected to temp dirs; helpers to build tiny projects."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_env(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect-home")
+    os.environ.update({
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "HF_HUB_OFFLINE": "1",
+        "DO_NOT_TRACK": "1",
+    })
+    yield
+
+
+TINY_YAML = """\
+title: Tiny
+language: en
+seed: 3
+cast:
+  - id: ann
+    name: ANN
+    description: a woman with long red hair in a green coat
+    voice: {language: en-us, variant: f2, pitch: 60}
+  - id: bo
+    name: BO
+    description: a bald man with a beard in a blue shirt
+    voice: {language: en-gb, variant: m3, pitch: 35}
+"""
+
+TINY_SCRIPT = """\
+Title: Tiny
+
+# Episode 1: One
+
+INT. KITCHEN - DAY
+
+Steam rises from a kettle.
+
+ANN
+Is it ready?
+
+BO
+(grumbling)
+Almost. Patience.
+
+EXT. STREET - NIGHT
+
+ANN
+Then I am leaving.
+"""
+
+
+@pytest.fixture
+def tiny_project(tmp_path) -> Path:
+    """A one-episode, two-scene, three-line project in a temp folder."""
+    root = tmp_path / "tiny"
+    root.mkdir()
+    (root / "project.yaml").write_text(TINY_YAML, encoding="utf-8")
+    (root / "script.fountain").write_text(TINY_SCRIPT, encoding="utf-8")
+    return root
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the real `dramaforge` console script in a subprocess (as a user would)."""
+    exe = Path(sys.executable).with_name("dramaforge")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "flows.cli"]
+    return subprocess.run([*cmd, *args], cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout,
+                          env=os.environ.copy())
+
+
+def copy_demo(dest: Path) -> Path:
+    shutil.copytree(REPO / "projects" / "demo", dest, ignore=shutil.ignore_patterns("build"))
+    return dest
