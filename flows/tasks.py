@@ -3,6 +3,9 @@
 Prefect's own result cache is off (`NONE`): a re-run is a new flow run, and the content-addressed
 artifact, checked by `artifacts.is_done`, is the cache. That keys on what determines a shot, never on
 the run id or the task's source, and it validates the file on every hit.
+
+No `timeout_seconds`: these tasks run in worker threads, where Prefect cannot interrupt them.
+Waits are bounded where they happen instead (ffmpeg calls, provider polling deadlines).
 """
 
 from __future__ import annotations
@@ -59,19 +62,19 @@ def speech_backend(name: str):
 
 
 @task(name="synthesize_speech", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2),
-      retry_jitter_factor=0.5, retry_condition_fn=_transient_only, timeout_seconds=120,
+      retry_jitter_factor=0.5, retry_condition_fn=_transient_only,
       on_completion=[_advance("lines")], **_common)
 def synthesize_speech_task(request, backend_name: str, speech_dir):
     return synthesize_speech(request, speech_backend(backend_name), speech_dir)
 
 
 @task(name="generate_shot", retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=5),
-      retry_jitter_factor=0.5, retry_condition_fn=_transient_only, timeout_seconds=1800,
+      retry_jitter_factor=0.5, retry_condition_fn=_transient_only,
       on_completion=[_advance("shots")], **_common)
 def generate_shot_task(request, backend_name: str, shots_dir):
     return generate_shot(request, video_backend(backend_name), shots_dir)
 
 
-@task(name="assemble_episode", timeout_seconds=3600, on_completion=[_advance("episodes")], **_common)
+@task(name="assemble_episode", on_completion=[_advance("episodes")], **_common)
 def assemble_episode_task(clips, subtitles_ass, audio_wav, duration_s, project, out_mp4):
     return assemble_episode(clips, subtitles_ass, audio_wav, duration_s, project, out_mp4)

@@ -80,7 +80,8 @@ def look_for(char_id: str, description: str) -> Look:
         style = "short"
     else:
         style = rng.choice(["short", "long", "bun", "ponytail"])
-    if any(w in d for w in ("old", "elderly", "sixties", "seventies", "老")) and hair not in (_HAIR["white"],):
+    elderly = re.search(r"\belderly\b|\bin (his|her|their) (sixties|seventies|eighties)\b|\bold (man|woman)\b|老人|老太", d)
+    if elderly and not re.search(r"\b(white|silver)\b[^.,;]*\bhair", d):
         hair = _HAIR["grey"]
     skin_i = rng.randrange(len(_SKIN))
     for word, i in (("pale", 0), ("fair", 1), ("olive", 2), ("tan", 3), ("brown-skinned", 4), ("dark-skinned", 5)):

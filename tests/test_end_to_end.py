@@ -1,0 +1,115 @@
+"""Render a tiny project through the real CLI, Prefect flow, eSpeak NG and ffmpeg; check the files."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import run_cli
+from stages.media import probe
+
+
+def _srt_cues(path):
+    cues = []
+    for m in re.finditer(r"(\d+):(\d+):(\d+),(\d+) --> (\d+):(\d+):(\d+),(\d+)\n(.+?)(?:\n\n|\Z)",
+                         path.read_text(encoding="utf-8"), re.S):
+        g = list(map(int, m.groups()[:8]))
+        cues.append((g[0] * 3600 + g[1] * 60 + g[2] + g[3] / 1000, g[4] * 3600 + g[5] * 60 + g[6] + g[7] / 1000,
+                     m.group(9)))
+    return cues
+
+
+def _audio_rms(path, hop_s=0.01):
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.audio[0]
+        chunks = [f.to_ndarray().mean(axis=0) for f in c.decode(s)]
+        rate = s.rate
+    x = np.concatenate(chunks).astype(float)
+    hop = int(rate * hop_s)
+    n = len(x) // hop
+    return np.sqrt((x[: n * hop].reshape(n, hop) ** 2).mean(axis=1)), hop_s
+
+
+def _frame_at(path, t):
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        c.seek(int(max(0, t - 1) / s.time_base), stream=s)
+        for f in c.decode(s):
+            if f.time >= t:
+                return f.to_ndarray(format="rgb24")
+    raise AssertionError(f"no frame at {t}")
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    from conftest import TINY_SCRIPT, TINY_YAML
+
+    root = tmp_path_factory.mktemp("e2e") / "tiny"
+    root.mkdir()
+    (root / "project.yaml").write_text(TINY_YAML, encoding="utf-8")
+    (root / "script.fountain").write_text(TINY_SCRIPT, encoding="utf-8")
+    proc = run_cli("render", str(root))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root, proc
+
+
+def test_episode_streams_size_and_duration(rendered):
+    root, proc = rendered
+    mp4 = root / "build" / "episodes" / "ep01.mp4"
+    info = probe(mp4)
+    assert (info.width, info.height, info.fps) == (1080, 1920, 30.0)
+    assert info.video_codec == "h264" and info.pix_fmt == "yuv420p"
+    assert info.audio_codec == "aac" and info.sample_rate == 48000 and info.channels == 2
+    plan = yaml.safe_load((root / "build" / "shotlists" / "ep01.yaml").read_text(encoding="utf-8"))
+    planned = sum(s["duration_s"] for s in plan["shots"])
+    assert abs(info.duration_s - planned) <= 0.5
+    assert abs(info.frames - round(planned * 30)) <= 1
+    assert "Traceback" not in proc.stderr
+
+
+def test_every_line_is_spoken_and_subtitled_on_time(rendered):
+    root, _ = rendered
+    mp4 = root / "build" / "episodes" / "ep01.mp4"
+    cues = _srt_cues(root / "build" / "episodes" / "ep01.srt")
+    assert [c[2].replace("\n", " ") for c in cues] == ["Is it ready?", "Almost. Patience.", "Then I am leaving."]
+    assert all(a[1] <= b[0] for a, b in zip(cues, cues[1:])), "cues overlap"
+    rms, hop = _audio_rms(mp4)
+    loud = rms > 0.05 * rms.max()
+    for start, end, text in cues:
+        i0 = int((start - 0.3) / hop)
+        onset = (i0 + int(np.argmax(loud[i0:]))) * hop
+        assert abs(onset - start) < 0.1, f"{text!r}: speech starts at {onset:.2f}s, cue at {start:.2f}s"
+        assert loud[int(start / hop): int(end / hop)].mean() > 0.3, f"{text!r} is not audible under its cue"
+    assert not loud[: int(cues[0][0] / hop) - 10].any(), "sound before the first line (a non-dialogue element spoken?)"
+
+
+def test_subtitles_are_burned_in(rendered):
+    root, _ = rendered
+    mp4 = root / "build" / "episodes" / "ep01.mp4"
+    cues = _srt_cues(root / "build" / "episodes" / "ep01.srt")
+    band = slice(1920 - 360 - 200, 1920 - 360 + 10)
+
+    def white(t):
+        f = _frame_at(mp4, t)[band]
+        return int((f.min(axis=2) > 235).sum())
+
+    during = white((cues[0][0] + cues[0][1]) / 2)
+    before = white(0.5)
+    assert during > 2000 and before < 200, (during, before)
+
+
+def test_second_render_reuses_everything(rendered):
+    root, _ = rendered
+    shots = sorted((root / "build" / "shots").glob("*.mp4"))
+    mtimes = {p: p.stat().st_mtime_ns for p in shots}
+    proc = run_cli("render", str(root))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted((root / "build" / "shots").glob("*.mp4")) == shots
+    assert {p: p.stat().st_mtime_ns for p in shots} == mtimes
