@@ -73,7 +73,7 @@ def _prefect_environment() -> None:
 def _console():
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True)  # never break paths or file:line across lines
 
 
 @app.command()
@@ -143,6 +143,65 @@ def plan(project: ProjectArg, episodes: EpisodesOpt = None,
         for s in p.shots:
             said = f"  {s.lines[0].character}: {s.lines[0].text[:50]}" if s.lines else f"  {s.action[:60]}"
             print(f"  {s.id}  {s.size:<16} {s.camera:<9} {s.duration_s:5.2f}s{said}")
+
+
+@app.command()
+def check(project: ProjectArg,
+          as_json: Annotated[bool, typer.Option("--json", help="print counts, warnings and errors as JSON")] = False
+          ) -> None:
+    """Lint the script and project.yaml without rendering; exit 2 if there are errors."""
+    from stages.check_project import check_project
+
+    report = check_project(project)
+    if as_json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1))
+    else:
+        console = _console()
+        for e in report.errors:
+            from rich.markup import escape
+
+            where = f"{e['file']}:{e['line']}: " if e.get("line") else (f"{e['file']}: " if e.get("file") else "")
+            console.print(f"[red]error[/] {escape(where + e['message'])}")
+            if e.get("text"):
+                console.print(f"    {escape(e['text'])}")
+            if e.get("hint"):
+                console.print(f"  hint: {escape(e['hint'])}")
+        for w in report.warnings:
+            from rich.markup import escape
+
+            console.print(f"[yellow]warning[/] {escape(f'{w.file}:{w.line}: {w.message}')}")
+        if not report.errors:
+            print(f"{report.episodes} episode(s), {report.scenes} scene(s), {report.lines} line(s), "
+                  f"{len(report.characters)} character(s); {len(report.warnings)} warning(s)")
+    if report.errors:
+        raise typer.Exit(2)
+
+
+@app.command()
+def new(folder: Annotated[Path, typer.Argument(help="folder to create", show_default=False)],
+        from_script: Annotated[Optional[Path], typer.Option("--from-script", metavar="FILE",
+                                                            help="start from this script (Fountain or 中文短剧 layout)")] = None
+        ) -> None:
+    """Scaffold a project: project.yaml with the cast inferred from the script, folders, a README."""
+    from stages.scaffold_project import scaffold_project
+
+    made = scaffold_project(folder, from_script)
+    print(f"created {made}/project.yaml; next: fill in each DESCRIBE ME, then `dramaforge check {made}`")
+
+
+@app.command()
+def schema(out: Annotated[Optional[Path], typer.Option("--out", "-o", help="write here instead of stdout")] = None
+           ) -> None:
+    """Write the JSON Schema of project.yaml (for editor completion and checking)."""
+    from stages.schema import Project
+
+    text = json.dumps(Project.model_json_schema(), indent=1, ensure_ascii=False)
+    if out is None:
+        print(text)
+    else:
+        from stages.artifacts import write_text_atomic
+
+        write_text_atomic(out, text + "\n")
 
 
 def main() -> None:
