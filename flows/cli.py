@@ -80,13 +80,29 @@ def _console():
 def render(project: ProjectArg, episodes: EpisodesOpt = None) -> None:
     """Render episodes to PROJECT/build/episodes/epNN.mp4 (+ .srt), reusing everything already made."""
     from stages.load_project import load_project
-    from stages.plan_shots import plan_shots
 
     lp = load_project(project)
-    numbers = parse_episode_spec(episodes, [e.number for e in lp.script.episodes])
+    _render(lp, parse_episode_spec(episodes, [e.number for e in lp.script.episodes]))
+
+
+def _render(lp, numbers: list[int]) -> None:
+    """Run the Prefect flow over `numbers` with progress bars; exit 1 if any shot failed."""
+    from stages.artifacts import BuildPaths, sweep_partials
+    from stages.ledger import Ledger
+    from stages.plan_shots import plan_shots
+
     console = _console()
     for w in lp.warnings:
-        console.print(f"[yellow]warning[/] {w.file}:{w.line}: {w.message}")
+        console.print(f"[yellow]warning[/] {_esc(f'{w.file}:{w.line}: {w.message}')}")
+    if not numbers:
+        console.print("nothing to render")
+        return
+    paths = BuildPaths(lp.build)
+    paths.make_dirs()
+    swept = sweep_partials(paths.root)  # temp files of a killed render
+    interrupted = Ledger(paths.ledger).reconcile()
+    if swept or interrupted:
+        console.print(f"resuming: {interrupted} interrupted unit(s), {swept} partial file(s) removed")
     # Totals for the progress bars come from the plan, which is cheap and made again inside the flow.
     plans = [plan_shots(lp.script.episode(n), lp.project, project_dir=lp.root) for n in numbers]
     totals = {"episodes": len(numbers), "shots": sum(len(p.shots) for p in plans),
@@ -101,7 +117,7 @@ def render(project: ProjectArg, episodes: EpisodesOpt = None) -> None:
     started = time.monotonic()
     with Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as bars:
-        console.print(f"[bold]{lp.project.title}[/]: rendering episode(s) {_ranges(numbers)} "
+        console.print(f"[bold]{_esc(lp.project.title)}[/]: rendering episode(s) {_ranges(numbers)} "
                       f"({totals['shots']} shots, {totals['lines']} lines); starting Prefect…")
         ids = {k: bars.add_task(k, total=v) for k, v in (("lines", totals["lines"]), ("shots", totals["shots"]),
                                                          ("episodes", totals["episodes"]))}
@@ -113,15 +129,103 @@ def render(project: ProjectArg, episodes: EpisodesOpt = None) -> None:
 
         progress.install(_Bars())
         try:
-            outputs = render_series(str(lp.root.resolve()), numbers)
+            outcomes = render_series(str(lp.root.resolve()), numbers)
         finally:
             progress.install(None)
     from stages.media import probe
 
-    for out in outputs:
-        info = probe(Path(out))
-        console.print(f"  {out}  {info.duration_s:.2f}s {info.width}x{info.height} {info.fps:g}fps")
+    failed = []
+    for o in outcomes:
+        if o["mp4"]:
+            info = probe(Path(o["mp4"]))
+            console.print(f"  {_esc(o['mp4'])}  {info.duration_s:.2f}s {info.width}x{info.height} {info.fps:g}fps")
+        else:
+            failed.extend(o["failed"])
+            console.print(f"  [red]ep{o['episode']:02d} not assembled[/]: {len(o['failed'])} shot(s) failed")
+    if failed:
+        console.print(f"[red]{len(failed)} shot(s) failed[/]; see `dramaforge status {_esc(str(lp.root))}`, "
+                      f"then `dramaforge rerun {_esc(str(lp.root))} --failed`")
+        raise typer.Exit(1)
     console.print(f"[green]done[/] in {time.monotonic() - started:.1f}s")
+
+
+def _esc(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _status(lp, numbers=None):
+    from stages.backends.registry import make_speech_backend, make_video_backend
+    from stages.project_status import project_status
+
+    return project_status(lp, make_video_backend(lp.project.backends),
+                          make_speech_backend(lp.project.backends.speech), numbers)
+
+
+@app.command()
+def status(project: ProjectArg, episodes: EpisodesOpt = None,
+           as_json: Annotated[bool, typer.Option("--json", help="print every shot's state as JSON")] = False
+           ) -> None:
+    """Per-episode shot counts by state, and every failed shot with its reason and the command to re-run it."""
+    import shlex
+
+    from stages.load_project import load_project
+
+    lp = load_project(project)
+    numbers = parse_episode_spec(episodes, [e.number for e in lp.script.episodes])
+    eps = _status(lp, numbers)
+    if as_json:
+        print(json.dumps({"episodes": [{"id": e.id, "shots": [
+            {"id": s.id, "state": s.state, "reason": s.reason, "attempts": s.attempts, "artifact": s.artifact}
+            for s in e.shots]} for e in eps]}, ensure_ascii=False, indent=1))
+        return
+    states = ("done", "pending", "stale", "failed", "rejected", "interrupted", "placeholder")
+    print(f"{'episode':<8} " + " ".join(f"{s:>11}" for s in states))
+    for e in eps:
+        print(f"{e.id:<8} " + " ".join(f"{e.count(s):>11}" for s in states))
+    root = shlex.quote(str(project))
+    for e in eps:
+        for s in e.shots:
+            if s.state in ("failed", "rejected", "interrupted"):
+                print(f"{s.id}  {s.state} after {s.attempts} attempt(s): {s.reason}")
+                print(f"    re-run: dramaforge rerun {root} --shot {s.id}")
+
+
+@app.command()
+def rerun(project: ProjectArg,
+          failed: Annotated[bool, typer.Option("--failed", help="shots that failed, were rejected or interrupted")] = False,
+          shot: Annotated[Optional[list[str]], typer.Option("--shot", metavar="ID", help="these shots, made anew")] = None,
+          stale: Annotated[bool, typer.Option("--stale", help="shots whose inputs changed")] = False,
+          episode: Annotated[Optional[int], typer.Option("--episode", metavar="N", help="one whole episode")] = None,
+          ) -> None:
+    """Re-run failed, stale or chosen shots (and re-assemble their episodes); nothing else is redone."""
+    from stages.load_project import load_project
+
+    if sum([failed, bool(shot), stale, episode is not None]) != 1:
+        raise InputError("rerun needs exactly one of --failed, --shot ID, --stale, --episode N",
+                         hint="e.g. `dramaforge rerun PROJECT --failed`")
+    lp = load_project(project)
+    available = [e.number for e in lp.script.episodes]
+    if episode is not None:
+        numbers = parse_episode_spec(str(episode), available)
+    else:
+        eps = _status(lp)
+        by_id = {s.id: (e.number, s) for e in eps for s in e.shots}
+        if shot:
+            unknown = [i for i in shot if i not in by_id]
+            if unknown:
+                raise InputError(f"no shot {', '.join(unknown)} in this project",
+                                 hint=f"see the ids with `dramaforge status {project}`")
+            for i in shot:  # made anew: drop the artifact so the hash check cannot reuse it
+                artifact = by_id[i][1].artifact
+                if artifact and Path(artifact).exists():
+                    Path(artifact).unlink()
+            numbers = sorted({by_id[i][0] for i in shot})
+        else:
+            wanted = ("failed", "rejected", "interrupted") if failed else ("stale",)
+            numbers = sorted({n for n, s in by_id.values() if s.state in wanted})
+    _render(lp, numbers)
 
 
 @app.command()

@@ -19,8 +19,11 @@ from stages.write_shotlist import write_shotlist
 
 
 @flow(name="render_episode", flow_run_name="{project_dir}:ep{episode}", log_prints=False)
-def render_episode(project_dir: str, episode: int) -> str:
-    """Plan, voice, time, generate, subtitle, mix and assemble one episode; returns the mp4 path."""
+def render_episode(project_dir: str, episode: int) -> dict:
+    """Plan, voice, time, generate, subtitle, mix and assemble one episode.
+
+    Returns {"episode", "mp4" (None if shots failed), "failed": [shot ids]}.
+    """
     # 1. the validated project and this episode's script
     lp = load_project(Path(project_dir))
     project, ep = lp.project, lp.script.episode(episode)
@@ -40,7 +43,11 @@ def render_episode(project_dir: str, episode: int) -> str:
 
     # 4. every shot through the video backend
     requests = [shot_request(s, project, lp.root, lp.script.characters) for s in shotlist.shots]
-    clips = [f.result() for f in generate_shot_task.map(requests, project.backends.video, paths.shots)]
+    futures = generate_shot_task.map(requests, project.backends.model_dump_json(), paths.shots, paths.ledger, ep.number)
+    clips = [f.result(raise_on_failure=False) for f in futures]
+    failed = [r.shot_id for r, c in zip(requests, clips) if isinstance(c, BaseException)]
+    if failed:  # the ledger holds each reason; `dramaforge status` shows them
+        return {"episode": ep.number, "mp4": None, "failed": failed}
 
     # 5. subtitles and the dialogue track, both from one timeline
     lines = timeline(shotlist, project)
@@ -55,4 +62,4 @@ def render_episode(project_dir: str, episode: int) -> str:
     assemble_episode_task(clips=[c.path for c in clips], subtitles_ass=paths.episode_ass(ep.id),
                           audio_wav=paths.episode_audio(ep.id), duration_s=shotlist.duration_s,
                           project=project, out_mp4=out)
-    return str(out)
+    return {"episode": ep.number, "mp4": str(out), "failed": []}

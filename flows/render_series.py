@@ -8,6 +8,6 @@ from flows.render_episode import render_episode
 
 
 @flow(name="render_series", log_prints=False)
-def render_series(project_dir: str, episodes: list[int]) -> list[str]:
-    """Render the episodes in order; returns the episode mp4 paths."""
+def render_series(project_dir: str, episodes: list[int]) -> list[dict]:
+    """Render the episodes in order; one outcome per episode (see `render_episode`)."""
     return [render_episode(project_dir, number) for number in episodes]

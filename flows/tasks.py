@@ -18,8 +18,11 @@ from prefect.tasks import exponential_backoff
 
 from flows import progress
 from stages.assemble_episode import assemble_episode
-from stages.backends.base import TransientError
-from stages.generate_shot import generate_shot
+from stages.backends.base import BackendError, RejectedError, TransientError
+from stages.backends.registry import make_speech_backend, make_video_backend
+from stages.generate_shot import generate_shot, shot_key
+from stages.ledger import Ledger
+from stages.schema import Backends
 from stages.synthesize_speech import synthesize_speech
 
 
@@ -45,20 +48,14 @@ _common = dict(cache_policy=NONE, persist_result=False, log_prints=False)
 
 
 @functools.cache
-def video_backend(name: str):
-    """One backend instance per worker process: a model is loaded once and reused across shots."""
-    from stages.backends.animatic import AnimaticBackend
-
-    backends = {"animatic": AnimaticBackend}
-    return backends[name]()
+def video_backend(config_json: str):
+    """One backend instance per worker process and config: a model is loaded once, reused across shots."""
+    return make_video_backend(Backends.model_validate_json(config_json))
 
 
 @functools.cache
 def speech_backend(name: str):
-    from stages.backends.espeak import EspeakBackend
-
-    backends = {"espeak": EspeakBackend}
-    return backends[name]()
+    return make_speech_backend(name)
 
 
 @task(name="synthesize_speech", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2),
@@ -70,9 +67,24 @@ def synthesize_speech_task(request, backend_name: str, speech_dir):
 
 @task(name="generate_shot", retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=5),
       retry_jitter_factor=0.5, retry_condition_fn=_transient_only,
-      on_completion=[_advance("shots")], **_common)
-def generate_shot_task(request, backend_name: str, shots_dir):
-    return generate_shot(request, video_backend(backend_name), shots_dir)
+      on_completion=[_advance("shots")], on_failure=[_advance("shots")], **_common)
+def generate_shot_task(request, backend_config: str, shots_dir, ledger_path, episode: int):
+    backend = video_backend(backend_config)
+    ledger = Ledger(ledger_path)
+    key = shot_key(request, backend)
+    ledger.start(request.shot_id, kind="shot", episode=episode, spec_hash=key)
+    try:
+        result = generate_shot(request, backend, shots_dir)
+    except BackendError as exc:
+        state = "rejected" if isinstance(exc, RejectedError) else "failed"
+        ledger.fail(request.shot_id, state=state, error_class=type(exc).__name__, message=str(exc))
+        raise
+    except Exception as exc:  # ffmpeg or validation failures: recorded, then Prefect marks the task failed
+        ledger.fail(request.shot_id, state="failed", error_class=type(exc).__name__, message=str(exc))
+        raise
+    ledger.done(request.shot_id, spec_hash=key, kind="shot", episode=episode, artifact=result.path,
+                sha256=None, reused=result.reused)
+    return result
 
 
 @task(name="assemble_episode", on_completion=[_advance("episodes")], **_common)

@@ -8,6 +8,7 @@ folder, validated, then `os.replace`d: a crash never leaves a partial file under
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -65,10 +66,18 @@ def atomic_path(final: Path, validate: Callable[[Path], None] | None = None) -> 
         yield tmp
         if validate is not None:
             validate(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; finished files get the usual mode
         os.replace(tmp, final)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+@functools.cache
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes_atomic(final: Path, data: bytes) -> None:
@@ -149,6 +158,10 @@ class BuildPaths:
     def work(self) -> Path:
         """Per-episode intermediates (dialogue mix, ASS file) kept for inspection."""
         return self.root / "work"
+
+    @property
+    def ledger(self) -> Path:
+        return self.root / "ledger.sqlite"
 
     def shotlist(self, ep_id: str) -> Path:
         return self.shotlists / f"{ep_id}.yaml"

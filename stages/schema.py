@@ -43,9 +43,19 @@ class Character(Model):
     voice: Voice = Field(default_factory=Voice)
 
 
+class ChaosOptions(Model):
+    """For testing a pipeline: fail a seeded fraction of video calls with one error class."""
+
+    wraps: Literal["animatic"] = "animatic"
+    fail_rate: float = Field(0.3, ge=0, le=1)
+    error: Literal["transient", "rejected", "permanent"] = "transient"
+    seed: int = 1
+
+
 class Backends(Model):
-    video: Literal["animatic"] = "animatic"
+    video: Literal["animatic", "chaos"] = "animatic"
     speech: Literal["espeak"] = "espeak"
+    chaos: ChaosOptions | None = Field(None, description="options of the chaos video backend")
 
 
 class Timing(Model):

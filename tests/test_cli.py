@@ -18,7 +18,7 @@ def test_check_demo_json_counts():
     proc = run_cli("check", str(REPO / "projects" / "demo"), "--json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    assert (data["episodes"], data["scenes"], data["lines"]) == (3, 6, 18)
+    assert (data["episodes"], data["scenes"], data["lines"]) == (3, 6, 19)
     assert {c["id"] for c in data["characters"]} == {"mara", "elias", "jun"}
     assert data["errors"] == [] and isinstance(data["warnings"], list)
 

@@ -1,0 +1,28 @@
+"""Backends by name, imported lazily so the default never loads what it does not use."""
+
+from __future__ import annotations
+
+from stages.schema import Backends, ChaosOptions
+
+
+def make_video_backend(config: Backends, name: str | None = None):
+    name = name or config.video
+    if name == "animatic":
+        from stages.backends.animatic import AnimaticBackend
+
+        return AnimaticBackend()
+    if name == "chaos":
+        from stages.backends.chaos import ChaosBackend
+
+        opts = config.chaos or ChaosOptions()
+        return ChaosBackend(make_video_backend(config, opts.wraps), fail_rate=opts.fail_rate, error=opts.error,
+                            seed=opts.seed)
+    raise ValueError(f"unknown video backend {name!r}")
+
+
+def make_speech_backend(name: str):
+    if name == "espeak":
+        from stages.backends.espeak import EspeakBackend
+
+        return EspeakBackend()
+    raise ValueError(f"unknown speech backend {name!r}")

@@ -1,0 +1,167 @@
+"""The durable per-unit record of a project's renders (SQLite, WAL): what is done, failed, and why.
+
+One row per unit of work (a shot, a spoken line, an episode assembly), keyed by its id. The
+artifact on disk stays the truth for "already done?" (`artifacts.is_done`); the ledger tells the
+user what happened, counts attempts, and remembers provider job ids across crashes.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+STATES = ("pending", "running", "done", "failed", "rejected", "interrupted", "stale", "placeholder")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS units (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    episode     INTEGER NOT NULL,
+    spec_hash   TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    error_class TEXT,
+    message     TEXT,
+    job_id      TEXT,
+    artifact    TEXT,
+    sha256      TEXT,
+    pid         INTEGER,
+    started_at  REAL,
+    finished_at REAL,
+    seconds     REAL
+);
+CREATE INDEX IF NOT EXISTS units_episode ON units(episode, kind);
+"""
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    kind: str
+    episode: int
+    spec_hash: str
+    state: str
+    attempts: int
+    error_class: str | None
+    message: str | None
+    job_id: str | None
+    artifact: str | None
+    sha256: str | None
+    pid: int | None
+    started_at: float | None
+    finished_at: float | None
+    seconds: float | None
+
+
+class Ledger:
+    """A connection per call keeps it safe across threads and processes (WAL, busy timeout)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._db() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+
+    def _db(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA busy_timeout=30000")
+        db.execute("PRAGMA synchronous=NORMAL")
+        return _Closing(db)
+
+    def start(self, unit_id: str, *, kind: str, episode: int, spec_hash: str) -> int:
+        """Mark a unit running in this process; returns its attempt number."""
+        now = time.time()
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO units(id, kind, episode, spec_hash, state, attempts, pid, started_at) "
+                "VALUES(?, ?, ?, ?, 'running', 1, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET kind=excluded.kind, episode=excluded.episode, "
+                "attempts=CASE WHEN units.spec_hash=excluded.spec_hash THEN units.attempts + 1 ELSE 1 END, "
+                "spec_hash=excluded.spec_hash, state='running', pid=excluded.pid, "
+                "started_at=excluded.started_at, error_class=NULL, message=NULL",
+                (unit_id, kind, episode, spec_hash, os.getpid(), now))
+            return db.execute("SELECT attempts FROM units WHERE id=?", (unit_id,)).fetchone()[0]
+
+    def done(self, unit_id: str, *, spec_hash: str, kind: str, episode: int, artifact: Path, sha256: str | None,
+             reused: bool = False) -> None:
+        now = time.time()
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO units(id, kind, episode, spec_hash, state, attempts, artifact, sha256, finished_at) "
+                "VALUES(?, ?, ?, ?, 'done', 0, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET state='done', spec_hash=excluded.spec_hash, "
+                "artifact=excluded.artifact, sha256=COALESCE(excluded.sha256, units.sha256), "
+                "finished_at=excluded.finished_at, error_class=NULL, message=NULL, pid=NULL, "
+                "seconds=CASE WHEN ? THEN units.seconds ELSE excluded.finished_at - units.started_at END",
+                (unit_id, kind, episode, spec_hash, str(artifact), sha256, now, int(reused)))
+
+    def fail(self, unit_id: str, *, state: str, error_class: str, message: str) -> None:
+        if state not in ("failed", "rejected"):
+            raise ValueError(f"not a failure state: {state}")
+        with self._db() as db:
+            db.execute("UPDATE units SET state=?, error_class=?, message=?, pid=NULL, finished_at=? WHERE id=?",
+                       (state, error_class, message[:2000], time.time(), unit_id))
+
+    def set_state(self, unit_id: str, state: str, message: str | None = None) -> None:
+        if state not in STATES:
+            raise ValueError(f"unknown state {state!r}")
+        with self._db() as db:
+            db.execute("UPDATE units SET state=?, message=COALESCE(?, message) WHERE id=?", (state, message, unit_id))
+
+    def set_job_id(self, unit_id: str, job_id: str) -> None:
+        with self._db() as db:
+            db.execute("UPDATE units SET job_id=? WHERE id=?", (job_id, unit_id))
+
+    def reconcile(self) -> int:
+        """Rows left 'running' by a process that no longer exists become 'interrupted'."""
+        with self._db() as db:
+            rows = db.execute("SELECT id, pid FROM units WHERE state='running'").fetchall()
+            dead = [uid for uid, pid in rows if pid is None or not _alive(pid)]
+            db.executemany("UPDATE units SET state='interrupted', pid=NULL, message='the rendering process "
+                           "stopped before this finished' WHERE id=?", [(u,) for u in dead])
+        return len(dead)
+
+    def get(self, unit_id: str) -> Row | None:
+        with self._db() as db:
+            r = db.execute("SELECT * FROM units WHERE id=?", (unit_id,)).fetchone()
+        return Row(*r) if r else None
+
+    def rows(self, *, episode: int | None = None, kind: str | None = None) -> list[Row]:
+        q, args = "SELECT * FROM units WHERE 1=1", []
+        if episode is not None:
+            q += " AND episode=?"
+            args.append(episode)
+        if kind is not None:
+            q += " AND kind=?"
+            args.append(kind)
+        with self._db() as db:
+            return [Row(*r) for r in db.execute(q + " ORDER BY episode, id", args).fetchall()]
+
+
+class _Closing:
+    """`with ledger._db() as db`: commit-free (autocommit) and always closed."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        return self.db
+
+    def __exit__(self, *exc) -> None:
+        self.db.close()
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,79 @@
+"""Re-run only what failed or changed: the chaos backend, the ledger, status and rerun, end to end."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from conftest import run_cli
+
+CHAOS = "backends:\n  video: chaos\n  chaos: {wraps: animatic, fail_rate: 0.4, error: permanent, seed: 2}\n"
+
+
+def _calls(root):
+    log = root / "build" / "shots" / "calls.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def _status(root):
+    proc = run_cli("status", str(root), "--json")
+    assert proc.returncode == 0, proc.stderr
+    return {s["id"]: s for e in json.loads(proc.stdout)["episodes"] for s in e["shots"]}
+
+
+def test_failed_shots_are_named_and_rerun_until_done_without_regenerating(tiny_project):
+    (tiny_project / "project.yaml").write_text((tiny_project / "project.yaml").read_text() + CHAOS)
+    first = run_cli("render", str(tiny_project))
+    assert first.returncode == 1, first.stderr[-2000:]
+    assert "shot(s) failed" in first.stderr and "Traceback" not in first.stderr
+    shots = _status(tiny_project)
+    failed = {i for i, s in shots.items() if s["state"] == "failed"}
+    assert failed and all("chaos" in shots[i]["reason"] for i in failed)
+    assert {i for i, s in shots.items() if s["state"] == "done"} == set(shots) - failed
+    human = run_cli("status", str(tiny_project)).stdout
+    assert all(f"--shot {i}" in human for i in failed)
+
+    for _ in range(8):
+        proc = run_cli("rerun", str(tiny_project), "--failed")
+        if proc.returncode == 0:
+            break
+        assert proc.returncode == 1, proc.stderr[-2000:]
+    else:
+        pytest.fail("rerun --failed never completed")
+    assert (tiny_project / "build" / "episodes" / "ep01.mp4").exists()
+    assert all(s["state"] == "done" for s in _status(tiny_project).values())
+    successes = Counter(c["shot"] for c in _calls(tiny_project) if not c["failed"])
+    assert set(successes) == set(shots) and set(successes.values()) == {1}, successes  # none made twice
+
+
+def test_editing_one_line_rerenders_exactly_that_shot(tiny_project):
+    assert run_cli("render", str(tiny_project)).returncode == 0
+    shots_dir = tiny_project / "build" / "shots"
+    before = {p.name for p in shots_dir.glob("*.mp4")}
+    speech_before = {p.name for p in (tiny_project / "build" / "speech").glob("*.wav")}
+    script = tiny_project / "script.fountain"
+    script.write_text(script.read_text().replace("Almost. Patience.", "Almost. Wait."), encoding="utf-8")
+    shots = _status(tiny_project)
+    assert [i for i, s in shots.items() if s["state"] == "stale"] == ["ep01-sc01-sh003"]
+    assert run_cli("rerun", str(tiny_project), "--stale").returncode == 0
+    after = {p.name for p in shots_dir.glob("*.mp4")}
+    assert len(after - before) == 1  # one new clip; every other clip reused by its hash
+    assert len({p.name for p in (tiny_project / "build" / "speech").glob("*.wav")} - speech_before) == 1
+    assert all(s["state"] == "done" for s in _status(tiny_project).values())
+
+
+def test_rerun_one_shot_makes_only_it_anew(tiny_project):
+    assert run_cli("render", str(tiny_project)).returncode == 0
+    shots_dir = tiny_project / "build" / "shots"
+    mtimes = {p.name: p.stat().st_mtime_ns for p in shots_dir.glob("*.mp4")}
+    target = _status(tiny_project)["ep01-sc01-sh002"]["artifact"]
+    assert run_cli("rerun", str(tiny_project), "--shot", "ep01-sc01-sh002").returncode == 0
+    changed = {p.name for p in shots_dir.glob("*.mp4") if p.stat().st_mtime_ns != mtimes.get(p.name)}
+    assert changed == {target.rsplit("/", 1)[-1]}
+
+
+def test_rerun_needs_one_mode(tiny_project):
+    proc = run_cli("rerun", str(tiny_project))
+    assert proc.returncode == 2 and "exactly one of" in proc.stderr
