@@ -1,0 +1,684 @@
+"""Unit tests of stages.parse_script: every element kind, episodes, the Chinese layout, warnings
+and each bad input (file, line and a fix in the message)."""
+
+from __future__ import annotations
+
+import codecs
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from stages.errors import InputError
+from stages.parse_script import parse_script, parse_text
+from stages.schema import Element, Script, normalize_name
+
+FIXTURES = Path(__file__).parent / "fixtures" / "scripts"
+HEAD = "INT. ROOM - DAY\n\n"
+
+
+def parse(text: str, **kw) -> Script:
+    return parse_text(text, "t.fountain", **kw)
+
+
+def elements(script: Script) -> list[Element]:
+    return [el for ep in script.episodes for sc in ep.scenes for el in sc.elements]
+
+
+def only(script: Script, kind: str) -> list[Element]:
+    return [el for el in elements(script) if el.kind == kind]
+
+
+def messages(script: Script) -> str:
+    return "\n".join(w.message for w in script.warnings)
+
+
+def refused(text: str, **kw) -> InputError:
+    with pytest.raises(InputError) as err:
+        parse(text, **kw)
+    assert err.value.file == "t.fountain"
+    return err.value
+
+
+# --- title page --------------------------------------------------------------------------------
+
+
+def test_title_page_keys_and_multiline_values() -> None:
+    s = parse("Title:\n    _**BIG**_\n    **NIGHT**\nCredit: Written by\nDraft date: 1/2/2026\nContact:\n"
+              "\tme@example.com\n\t(555) 123\n\nINT. ROOM - DAY\n\nAction.\n")
+    assert s.title == "BIG NIGHT"
+    assert s.title_page == {"title": "BIG\nNIGHT", "credit": "Written by", "draft date": "1/2/2026",
+                            "contact": "me@example.com\n(555) 123"}
+    assert s.episodes[0].title == "BIG NIGHT"  # no episode sections: episode 1, titled from the title page
+    assert elements(s)[0].line == 12
+
+
+def test_all_caps_dialogue_first_line_is_not_a_title_page() -> None:
+    err = refused("JOHN: hello there\n\nINT. ROOM - DAY\n\nAction.\n")
+    assert err.line == 1  # read as action before any heading, not swallowed as a title page
+
+
+# --- scene headings ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("heading", "interior", "location", "time"), [
+    ("INT. HOUSE - DAY", "INT", "HOUSE", "DAY"),
+    ("EXT. HOUSE - NIGHT", "EXT", "HOUSE", "NIGHT"),
+    ("INT HOUSE DAY", "INT", "HOUSE", "DAY"),
+    ("INT - HOUSE - DAY", "INT", "HOUSE", "DAY"),
+    ("INT./EXT. CAR - MOVING", "INT/EXT", "CAR", "MOVING"),
+    ("INT/EXT CAR - DAY", "INT/EXT", "CAR", "DAY"),
+    ("I/E. HOUSE - DAY", "INT/EXT", "HOUSE", "DAY"),
+    ("I./E. HOUSE - DAY", "INT/EXT", "HOUSE", "DAY"),
+    ("EST. CITY - DAWN", "EXT", "CITY", "DAWN"),
+    ("int. kitchen - day", "INT", "kitchen", "day"),
+    ("INT. HOUSE - KITCHEN - DAY (1979)", "INT", "HOUSE - KITCHEN", "DAY (1979)"),
+    ("INT. SAN FRANCISCO APARTMENT, DAY", "INT", "SAN FRANCISCO APARTMENT", "DAY"),
+    (".KITCHEN", "", "KITCHEN", ""),
+    (".SNIPER SCOPE POV", "", "SNIPER SCOPE POV", ""),
+])
+def test_scene_heading_variants(heading: str, interior: str, location: str, time: str) -> None:
+    sc = parse(f"{heading}\n\nAction.\n").episodes[0].scenes[0]
+    assert (sc.interior, sc.location, sc.time) == (interior, location, time)
+    assert sc.heading == heading.lstrip(".")
+    assert (sc.line, sc.number) == (1, 1)
+
+
+@pytest.mark.parametrize("line", ["ESTABLISHING", "... not a heading", "INTERIOR DESIGN IS FUN"])
+def test_not_scene_headings(line: str) -> None:
+    s = parse(f"{HEAD}{line}\n")
+    assert len(s.episodes[0].scenes) == 1
+    assert only(s, "action")[0].text == line
+
+
+def test_scene_numbers_and_numbering_within_episode() -> None:
+    s = parse("INT. A - DAY #12#\n\nOne.\n\nEXT. B - NIGHT #12A#\n\nTwo.\n\nINT. C - DAY\n\nThree.\n")
+    scenes = s.episodes[0].scenes
+    assert [(sc.number, sc.scene_number, sc.heading) for sc in scenes] == [
+        (1, "12", "INT. A - DAY"), (2, "12A", "EXT. B - NIGHT"), (3, None, "INT. C - DAY")]
+
+
+def test_duplicate_forced_scene_numbers_warn() -> None:
+    s = parse("INT. A - DAY #3#\n\nOne.\n\nINT. B - DAY #3#\n\nTwo.\n")
+    (w,) = s.warnings
+    assert w.line == 5 and "#3#" in w.message and "line 1" in w.message
+    assert [sc.number for sc in s.episodes[0].scenes] == [1, 2]
+
+
+def test_heading_directly_followed_by_action_line() -> None:
+    s = parse("INT. HOUSE - DAY\nJohn enters.\n")
+    assert s.episodes[0].scenes[0].location == "HOUSE"
+    assert [(e.kind, e.text, e.line) for e in elements(s)] == [("action", "John enters.", 2)]
+
+
+# --- action ------------------------------------------------------------------------------------
+
+
+def test_action_multiline_indentation_and_forced() -> None:
+    s = parse(f"{HEAD}A long beat.\nLonger than funny.\n\n    Four spaces in.\n\n!BANG\nBANG\n")
+    assert [(e.text, e.line) for e in only(s, "action")] == [
+        ("A long beat.\nLonger than funny.", 3), ("    Four spaces in.", 6), ("BANG\nBANG", 8)]
+
+
+# --- dialogue ----------------------------------------------------------------------------------
+
+
+def test_dialogue_cue_extension_parenthetical_and_character_ids() -> None:
+    s = parse(f"{HEAD}MARY (V.O.)\n(softly)\nI'm here.\n\nBOB (CONT'D)\nStill?\n\nMARY (O.S.)\nYes.\n")
+    a, b, c = only(s, "dialogue")
+    assert (a.cue, a.character, a.extension, a.parenthetical, a.text, a.line) == (
+        "MARY (V.O.)", "mary", "V.O.", "softly", "I'm here.", 5)
+    assert (b.cue, b.character, b.extension) == ("BOB (CONT'D)", "bob", "CONT'D")
+    assert (c.character, c.extension) == ("mary", "O.S.")
+    assert s.characters == {"mary": "MARY", "bob": "BOB"}
+    assert s.warnings == []
+
+
+def test_two_extensions_and_lower_case_extension() -> None:
+    s = parse(f"{HEAD}EDWARD (V.O.)(CONT'D)\nGold.\n\nHANS (on the radio)\nWhat?\n")
+    a, b = only(s, "dialogue")
+    assert (a.character, a.extension) == ("edward", "V.O., CONT'D")
+    assert (b.character, b.cue, b.extension) == ("hans", "HANS (on the radio)", "on the radio")
+
+
+def test_parenthetical_mid_dialogue_starts_a_new_line_element() -> None:
+    s = parse(f"{HEAD}STEEL\nThey're coming!\n(pause)\nNo, everybody!\n(pause)\n(beat)\nSniper?\n")
+    assert [(e.parenthetical, e.text, e.line) for e in only(s, "dialogue")] == [
+        (None, "They're coming!", 4), ("pause", "No, everybody!", 6), ("pause beat", "Sniper?", 9)]
+
+
+def test_dangling_parenthetical_is_dropped_with_a_warning() -> None:
+    s = parse(f"{HEAD}EVE\nOh, Adam.\n(kissing him)\n")
+    assert [e.text for e in only(s, "dialogue")] == ["Oh, Adam."]
+    (w,) = s.warnings
+    assert w.line == 5 and "kissing him" in w.message and "never spoken" in w.message
+
+
+def test_multiline_dialogue_and_two_space_line() -> None:
+    s = parse(f"{HEAD}DEALER\nDealer gets a seven.\n  \nHit or stand, sir?\n\nAfter.\n")
+    (d,) = only(s, "dialogue")
+    assert d.text == "Dealer gets a seven.\n\nHit or stand, sir?"
+    assert only(s, "action")[0].text == "After."
+
+
+def test_cue_needs_a_blank_line_before_and_text_after() -> None:
+    s = parse(f"{HEAD}He shouts.\nSTOP\n\nTHE END\n")
+    assert [e.kind for e in elements(s)] == ["action", "action"]
+
+
+def test_forced_cue_mixed_case_and_cjk() -> None:
+    s = parse(f"{HEAD}@McDUCK\nI'm vegan.\n\n@林美\n你好。\n")
+    a, b = only(s, "dialogue")
+    assert (a.cue, a.character, a.text) == ("McDUCK", "mcduck", "I'm vegan.")
+    assert (b.cue, b.character, b.text) == ("林美", "林美", "你好。")
+    assert s.warnings == []
+
+
+def test_numbers_only_cue_is_action() -> None:
+    s = parse(f"{HEAD}23 (O.S.)\nCharacter name must include a letter\n")
+    assert [e.kind for e in elements(s)] == ["action"]
+
+
+def test_dual_dialogue_marks_both_sides() -> None:
+    s = parse(f"{HEAD}BRICK\nScrew retirement.\n\nSTEEL ^\nScrew retirement.\n\nBRICK\nAgain.\n")
+    assert [(e.character, e.dual) for e in only(s, "dialogue")] == [
+        ("brick", True), ("steel", True), ("brick", False)]
+    assert only(s, "dialogue")[1].cue == "STEEL"
+
+
+def test_indented_dialogue() -> None:
+    s = parse(f"{HEAD}\t\tEVE\n\t  (feeling cocky)\n\tWell, then I'll just indent!\n")
+    (d,) = only(s, "dialogue")
+    assert (d.cue, d.parenthetical, d.text) == ("EVE", "feeling cocky", "Well, then I'll just indent!")
+
+
+def test_aliases_map_spellings_to_cast_ids() -> None:
+    aliases = {normalize_name("Mary"): "mary_wong", normalize_name("Ms. Wong"): "mary_wong"}
+    s = parse(f"{HEAD}MARY\nHi.\n\nMS. WONG\nHello.\n\nSTRANGER\nWho?\n", aliases=aliases)
+    assert [e.character for e in only(s, "dialogue")] == ["mary_wong", "mary_wong", "stranger"]
+    assert s.characters == {"mary_wong": "MARY", "stranger": "STRANGER"}
+    assert "spelled 2 ways" in messages(s)
+
+
+# --- other elements ----------------------------------------------------------------------------
+
+
+def test_lyrics_transitions_centered_sections_synopses_page_breaks() -> None:
+    s = parse(f"{HEAD}~Willy Wonka!\n~The amazing chocolatier!\n\nCUT TO:\n\n> fade to black\n\n"
+              "NOT A TRANSITION TO:  \n\n>THE END<\n\n> Centered <\n>Two lines<\n\n## Act Two\n\n"
+              "= The turn.\n\n===\n\nFADE OUT.\n")
+    got = [(e.kind, e.text, e.line) for e in elements(s)]
+    assert got == [
+        ("lyrics", "Willy Wonka!\nThe amazing chocolatier!", 3),
+        ("transition", "CUT TO:", 6),
+        ("transition", "fade to black", 8),
+        ("action", "NOT A TRANSITION TO:", 10),
+        ("centered", "THE END", 12),
+        ("centered", "Centered\nTwo lines", 14),
+        ("section", "Act Two", 17),
+        ("synopsis", "The turn.", 19),
+        ("page_break", "===", 21),
+        ("transition", "FADE OUT.", 23),
+    ]
+
+
+def test_sung_dialogue_is_lyrics_with_the_singer() -> None:
+    s = parse(f"{HEAD}SINGER\n~These are the songs\n~That I sing.\n")
+    (el,) = elements(s)
+    assert (el.kind, el.character, el.text) == ("lyrics", "singer", "These are the songs\nThat I sing.")
+
+
+def test_emphasis_stripped_and_escapes_kept() -> None:
+    s = parse(f"{HEAD}*italic* **bold** ***both*** _under_ snake_case_name \\*literal\\* 5 \\_x\\_\n\n"
+              "JOHN\n_Permanently_.\n")
+    assert only(s, "action")[0].text == "italic bold both under snake_case_name *literal* 5 _x_"
+    assert only(s, "dialogue")[0].text == "Permanently."
+
+
+# --- notes and boneyard ------------------------------------------------------------------------
+
+
+def test_notes_inline_standalone_and_multiline() -> None:
+    s = parse(f"{HEAD}Before [[one]]after.\n\n[[Standalone\nnote]]\n\nMARY\nHello [[whisper]]there.\n"
+              "[[beat]]\nStill here.\n")
+    got = [(e.kind, e.text, e.line) for e in elements(s)]
+    assert got == [
+        ("action", "Before after.", 3),
+        ("note", "one", 3),
+        ("note", "Standalone\nnote", 5),
+        ("dialogue", "Hello there.\nStill here.", 9),
+        ("note", "whisper", 9),
+        ("note", "beat", 10),
+    ]
+
+
+def test_note_opened_at_line_end_points_at_its_text() -> None:
+    s = parse(f"{HEAD}Action. [[\nThe note text.]]\n")
+    note = only(s, "note")[0]
+    assert (note.text, note.line) == ("The note text.", 4)
+
+
+def test_note_with_two_space_line_is_one_note() -> None:
+    s = parse(f"{HEAD}Before [[multiline\nnote\n  \nwith a blank line]]After\n")
+    assert only(s, "action")[0].text == "Before After"
+    assert only(s, "note")[0].text == "multiline\nnote\n\nwith a blank line"
+
+
+def test_boneyard_removed_and_line_numbers_kept() -> None:
+    s = parse(f"{HEAD}Kept.\n\n/* Cut.\n\nJOHN\nCut too.\n*/\n\nThis is an /* internal */ boneyard.\n\n"
+              "Line one.\n/*\nnope\n*/\nLine two.\n\nA /* one /* nested */ still */ B\n")
+    got = [(e.text, e.line) for e in elements(s)]
+    assert got == [("Kept.", 3), ("This is an  boneyard.", 11), ("Line one.\nLine two.", 13),
+                   ("A  B", 19)]
+
+
+def test_boneyard_spanning_paragraphs_keeps_them_apart() -> None:
+    s = parse(f"{HEAD}CUT TO:\n/*\nINT. GARAGE - DAY\n\nThey drive.\n*/\nEXT. MANSION - DAY\n\nA man.\n")
+    assert [sc.heading for sc in s.episodes[0].scenes] == ["INT. ROOM - DAY", "EXT. MANSION - DAY"]
+    assert elements(s)[0].kind == "transition"
+
+
+# --- episodes ----------------------------------------------------------------------------------
+
+
+def test_episode_sections() -> None:
+    s = parse_script(FIXTURES / "three_episodes.fountain")
+    assert [(ep.number, ep.title, ep.line, len(ep.scenes)) for ep in s.episodes] == [
+        (1, "The Stall", 4, 1), (2, "The Rival", 13, 2), (3, "和解", 27, 1)]
+    assert [ep.id for ep in s.episodes] == ["ep01", "ep02", "ep03"]
+    assert [sc.number for sc in s.episodes[1].scenes] == [1, 2]
+    assert only(s, "section")[0].text == "Act One"  # `## Act One` is just a section
+    assert s.title == "Night Market"
+
+
+@pytest.mark.parametrize("header", ["# Episode 1", "# EPISODE 1 - Pilot", "# Ep. 1: Pilot", "# 第1集 开端",
+                                    "# 第一集：开端", "## Episode 1 Pilot"])
+def test_episode_section_spellings(header: str) -> None:
+    s = parse(f"{header}\n\n{HEAD}Action.\n")
+    assert [ep.number for ep in s.episodes] == [1]
+
+
+def test_sections_before_first_scene_are_dropped_not_refused() -> None:
+    s = parse("# Act One\n\n= Synopsis.\n\n[[a note]]\n\n===\n\nCUT TO:\n\nINT. ROOM - DAY\n\nAction.\n")
+    assert [e.kind for e in elements(s)] == ["action"]
+
+
+@pytest.mark.parametrize(("text", "line", "what"), [
+    ("# Episode 1\n\n" + HEAD + "A.\n\n# Episode 3\n\n" + HEAD + "B.\n", 7, "follows episode 1"),
+    ("# Episode 1\n\n" + HEAD + "A.\n\n# Episode 1\n\n" + HEAD + "B.\n", 7, "appears twice"),
+    ("# Episode 2\n\n" + HEAD + "A.\n", 1, "is the first episode"),
+    ("# Episode 1\n\n" + HEAD + "A.\n\n# Episode 3\n\n" + HEAD + "C.\n\n# Episode 2\n\n" + HEAD + "B.\n", 7,
+     "follows episode 1"),
+])
+def test_bad_episode_numbers(text: str, line: int, what: str) -> None:
+    err = refused(text)
+    assert (err.line, what in err.message) == (line, True)
+    assert "number the episodes" in err.hint or "renumber" in err.hint
+
+
+def test_scene_before_first_episode_section_is_refused() -> None:
+    err = refused(HEAD + "A.\n\n# Episode 1\n\n" + HEAD + "B.\n")
+    assert err.line == 1 and "Episode 1" in err.hint
+
+
+def test_episode_without_scenes_is_refused() -> None:
+    err = refused("# Episode 1\n\n" + HEAD + "A.\n\n# Episode 2\n\n## Act One\n")
+    assert err.line == 7 and "no scenes" in err.message
+
+
+def test_action_before_first_scene_of_a_later_episode_is_refused() -> None:
+    err = refused("# Episode 1\n\n" + HEAD + "A.\n\n# Episode 2\n\nStray action.\n\n" + HEAD + "B.\n")
+    assert err.line == 9 and "episode 2" in err.message
+
+
+# --- the Chinese short-drama layout ------------------------------------------------------------
+
+
+def test_chinese_layout_fixture() -> None:
+    path = FIXTURES / "short_drama_zh.txt"
+    s = parse_script(path)
+    assert s.title == "逆袭千金"
+    assert [(ep.number, ep.title, ep.line) for ep in s.episodes] == [(1, "归来", 9), (2, "交锋", 24)]
+    sc1, sc2 = s.episodes[0].scenes
+    assert (sc1.scene_number, sc1.location, sc1.time, sc1.interior, sc1.line) == ("1-1", "机场大厅", "日", "INT", 11)
+    assert (sc2.location, sc2.time, sc2.interior) == ("客厅", "夜", "INT")  # 1-2 客厅 夜 内: any word order
+    assert s.episodes[1].scenes[0].interior == "EXT"
+    got = [(e.kind, e.text, e.line, e.character, e.extension, e.parenthetical) for e in sc1.elements + sc2.elements]
+    assert got == [
+        ("note", "人物：林美、助理", 12, None, None, None),
+        ("action", "林美推着行李箱走出闸口，摘下墨镜。", 13, None, None, None),
+        ("centered", "三年后", 14, None, None, None),
+        ("dialogue", "陈大富，我回来了。", 15, "林美", None, "冷笑"),
+        ("dialogue", "林总，车已经在外面等您了。", 16, "助理", None, None),
+        ("action", "陈大富坐在沙发上看新闻。", 19, None, None, None),
+        ("dialogue", "这个女人……怎么会是她？", 20, "陈大富", "OS", None),
+        ("dialogue", "不可能。", 21, "陈大富", "续", None),
+        ("dialogue", "我说过，我会回来的。", 22, "林美", None, None),  # half-width colon
+    ]
+    (last,) = [e for e in s.episodes[1].scenes[0].elements if e.kind == "dialogue"]
+    assert (last.text, last.parenthetical, last.line) == ("你……", "愣住", 30)
+    assert s.characters == {"林美": "林美", "助理": "助理", "陈大富": "陈大富"}
+    assert "人物小传" not in str(elements(s))  # the bios before episode 1 are never filmed
+    assert s.warnings == []
+
+
+def test_chinese_layout_in_a_fountain_file_is_detected_and_named() -> None:
+    s = parse("第1集\n\n1-1 夜 外 天台\n△风很大。\n林美：你来了。\n")
+    assert [e.kind for e in elements(s)] == ["action", "dialogue"]
+    assert s.warnings[0].line == 1 and "Chinese short-drama layout" in s.warnings[0].message
+    sc = s.episodes[0].scenes[0]
+    assert (sc.time, sc.interior, sc.location) == ("夜", "EXT", "天台")
+
+
+@pytest.mark.parametrize(("line", "time", "interior", "location"), [
+    ("1-1 日 内 客厅", "日", "INT", "客厅"),
+    ("1-2 客厅 夜 内", "夜", "INT", "客厅"),
+    ("1-3 黄昏 外 江边 码头", "黄昏", "EXT", "江边 码头"),
+    ("1-4 日/内 办公室", "日", "INT", "办公室"),
+    ("1-5 晨 内/外 车里", "晨", "INT/EXT", "车里"),
+    ("１－６ 夜内 医院走廊", "夜", "INT", "医院走廊"),
+    ("1-7 客厅（日/内）", "日", "INT", "客厅"),
+])
+def test_chinese_scene_lines(line: str, time: str, interior: str, location: str) -> None:
+    s = parse(f"第一集\n{line}\n△动作。\n")
+    sc = s.episodes[0].scenes[0]
+    assert (sc.time, sc.interior, sc.location, sc.line) == (time, interior, location, 2)
+
+
+def test_chinese_layout_without_episode_lines_numbers_episodes_from_scenes() -> None:
+    s = parse("1-1 日 内 客厅\n△甲进门。\n2-1 夜 外 街道\n△乙跑过。\n")
+    assert [(ep.number, len(ep.scenes)) for ep in s.episodes] == [(1, 1), (2, 1)]
+
+
+def test_chinese_layout_episode_numbers_in_chinese_numerals_must_be_in_order() -> None:
+    err = refused("第一集：开始\n1-1 日 内 甲\n△a。\n第二集\n2-1 日 内 乙\n△b。\n第十集\n10-1 日 内 丙\n△c。\n")
+    assert err.line == 7 and "episode 10 follows episode 2" in err.message
+    s = parse("第一集\n1-1 日 内 甲\n△a。\n第二集 重逢\n2-1 日 内 乙\n△b。\n")
+    assert [(ep.number, ep.title) for ep in s.episodes] == [(1, ""), (2, "重逢")]
+
+
+def test_chinese_layout_dialogue_before_scene_is_refused() -> None:
+    err = refused("第1集\n林美：我先说一句。\n1-1 日 内 客厅\n△动作。\n")
+    assert err.line == 2 and "dialogue before any scene heading" in err.message and "1-1 日 内" in err.hint
+
+
+def test_chinese_layout_dialogue_name_on_its_own_line_and_notes() -> None:
+    s = parse("第1集\n1-1 日 内 客厅\n时间：三年后\n【闪回】\n林美（冷笑）：\n（转身）\n你来了。\n字幕：一年后\n")
+    got = [(e.kind, e.text, e.parenthetical) for e in elements(s)]
+    assert got == [("note", "时间：三年后", None), ("note", "闪回", None),
+                   ("dialogue", "你来了。", "冷笑 转身"), ("centered", "一年后", None)]
+
+
+# --- warnings ----------------------------------------------------------------------------------
+
+
+def test_cjk_cue_without_at_warns_and_explains() -> None:
+    s = parse(f"{HEAD}林美\n你好。\n\n林美\n再见。\n")
+    assert [e.character for e in only(s, "dialogue")] == ["林美", "林美"]
+    (w,) = s.warnings
+    assert w.line == 3 and "`@林美`" in w.message
+
+
+def test_single_cjk_cue_like_line_is_action_with_a_warning() -> None:
+    s = parse(f"{HEAD}深夜\n街上没有人。\n")
+    assert [e.kind for e in elements(s)] == ["action"]
+    assert "`@深夜`" in messages(s) and "read as action" in messages(s)
+
+
+def test_fullwidth_colon_in_fountain_warns() -> None:
+    s = parse(f"Title：短剧\n\n{HEAD}林美：你好。\n")
+    assert s.title == "短剧"
+    msgs = [(w.line, w.message) for w in s.warnings]
+    assert msgs[0][0] == 1 and "full-width `：`" in msgs[0][1]
+    assert msgs[1][0] == 5 and "`@林美`" in msgs[1][1] and "角色：台词" in msgs[1][1]
+
+
+def test_one_character_spelled_two_ways_gets_one_id() -> None:
+    s = parse(f"{HEAD}MARY\nA.\n\nＭＡＲＹ\nB.\n\n@Mary (V.O.)\nC.\n\n@陈大富\nD.\n\n@陈大富（续）\nE.\n")
+    assert [e.character for e in only(s, "dialogue")] == ["mary", "mary", "mary", "陈大富", "陈大富"]
+    assert s.characters == {"mary": "MARY", "陈大富": "陈大富"}
+    assert "spelled 3 ways" in messages(s) and "ＭＡＲＹ" in messages(s)
+
+
+@pytest.mark.parametrize(("a", "b", "why"), [
+    ("JOSEPHINE", "JOSEPHIN", "one letter"),
+    ("MARCUS", "MARKUS", "one letter"),
+    ("MAШA", "МАША", "different letters"),  # Latin M, A vs Cyrillic
+    ("BOB", "B0B", "different letters"),  # zero vs O
+])
+def test_near_duplicate_names_warn_with_both_spellings_and_lines(a: str, b: str, why: str) -> None:
+    s = parse(f"{HEAD}{a}\nOne.\n\n{b}\nTwo.\n")
+    assert len({e.character for e in only(s, "dialogue")}) == 2
+    (w,) = s.warnings
+    assert w.line == 6 and a in w.message and b in w.message and why in w.message
+    assert "t.fountain:3" in w.message and "two voices" in w.message
+
+
+@pytest.mark.parametrize(("a", "b"), [("GUARD 1", "GUARD 2"), ("DAN", "JAN"), ("MARY", "MARCUS")])
+def test_distinct_names_do_not_warn(a: str, b: str) -> None:
+    assert parse(f"{HEAD}{a}\nOne.\n\n{b}\nTwo.\n").warnings == []
+
+
+def test_near_duplicates_declared_in_the_cast_do_not_warn() -> None:
+    aliases = {"marcus": "marcus", "markus": "markus"}
+    assert parse(f"{HEAD}MARCUS\nOne.\n\nMARKUS\nTwo.\n", aliases=aliases).warnings == []
+
+
+def test_emoji_in_dialogue_warns() -> None:
+    s = parse(f"{HEAD}MARY\nI love it 😍!\n")
+    (w,) = s.warnings
+    assert w.line == 4 and "😍" in w.message and "cannot speak" in w.message
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "line", "what"), [
+    ("", 1, "empty"),
+    ("   \n\t\n  \n", 1, "empty"),
+    ("Title: Only a title\nAuthor: Me\n", 1, "only a title page"),
+    ("# Act One\n\n= Just notes.\n", 1, "no scenes"),
+    ("/* everything\nis cut */\n", 1, "no scenes"),
+])
+def test_nothing_to_film_is_refused(text: str, line: int, what: str) -> None:
+    err = refused(text)
+    assert err.line == line and what in err.message and err.hint
+
+
+@pytest.mark.parametrize(("text", "line", "what"), [
+    ("Title: X\n\nJOHN\nHello.\n\nINT. ROOM - DAY\n\nA.\n", 4, "dialogue before any scene heading"),
+    ("She runs.\n\nINT. ROOM - DAY\n\nA.\n", 1, "action before any scene heading"),
+    ("> TITLE CARD <\n\nINT. ROOM - DAY\n\nA.\n", 1, "on-screen text before any scene heading"),
+])
+def test_content_before_first_scene_is_refused(text: str, line: int, what: str) -> None:
+    err = refused(text)
+    assert err.line == line and what in err.message and "a shot needs a place" in err.message
+    assert "INT. PLACE - DAY" in err.hint and err.text
+
+
+def test_unclosed_boneyard_names_its_opening_line() -> None:
+    err = refused(f"{HEAD}Kept.\n\n/* cut from here\n\nMARY\nGone?\n")
+    assert err.line == 5 and "/*" in err.message and "*/" in err.hint and err.text == "/* cut from here"
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    (f"{HEAD}Kept [[a note that never ends\n\nMARY\nGone?\n", 3),
+    (f"{HEAD}MARY\nHello [[oops\n", 4),
+])
+def test_unclosed_note_names_its_opening_line(text: str, line: int) -> None:
+    err = refused(text)
+    assert err.line == line and "[[" in err.message and "]]" in err.hint
+
+
+def _write(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def _docx_bytes() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+        z.writestr("word/document.xml", "<w:document/>")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("data", "what"), [
+    (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n", "PDF"),
+    (_docx_bytes(), "Word document (.docx"),
+    (b'<?xml version="1.0" encoding="UTF-8"?>\n<FinalDraft DocumentType="Script">', "Final Draft"),
+    (b"{\\rtf1\\ansi hello}", "RTF"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 64, ".doc"),
+    (b"INT. ROOM - DAY\n\nA\x00B\x00\x01\x02", "binary"),
+    (b"<!DOCTYPE html><html><body>x</body></html>", "HTML"),
+])
+def test_not_a_text_script_says_what_it_is_and_how_to_fix(tmp_path: Path, data: bytes, what: str) -> None:
+    path = _write(tmp_path, "script.fountain", data)
+    with pytest.raises(InputError) as err:
+        parse_script(path)
+    assert err.value.file == str(path)
+    assert what in err.value.message
+    assert "Fountain" in err.value.hint and "plain text" in err.value.hint.lower()
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as err:
+        parse_script(tmp_path / "nope.fountain")
+    assert "not found" in err.value.message
+
+
+# --- bytes and line endings --------------------------------------------------------------------
+
+SAMPLE = ("Title: Sample\n\nINT. ROOM - DAY\n\nMARY\n(quietly)\nHello, 世界.\n\n/* cut\n*/\nShe leaves. [[wide]]\n")
+
+
+def _dump(script: Script) -> dict:
+    return script.model_dump()
+
+
+@pytest.mark.parametrize("variant", ["bom", "crlf", "cr", "bom+crlf"])
+def test_bom_and_line_endings_give_the_same_script(tmp_path: Path, variant: str) -> None:
+    plain = parse_script(_write(tmp_path, "s.fountain", SAMPLE.encode()))
+    text = SAMPLE.replace("\n", {"bom": "\n", "crlf": "\r\n", "cr": "\r", "bom+crlf": "\r\n"}[variant])
+    data = (codecs.BOM_UTF8 if "bom" in variant else b"") + text.encode()
+    other = parse_script(_write(tmp_path, "s.fountain", data))
+    assert _dump(other) == _dump(plain)
+    assert elements(plain)[-1].line == 11
+
+
+@pytest.mark.parametrize(("codec", "name"), [("gb18030", "GB18030"), ("gbk", "GB18030"), ("big5", "Big5"),
+                                             ("utf-16", "UTF-16"), ("utf-16-be", None)])
+def test_other_encodings_are_converted_with_a_notice(tmp_path: Path, codec: str, name: str | None) -> None:
+    text = "第1集 开始\n1-1 日 内 客厅\n△林美走进来。\n林美：我们的时间不多了，你快说吧。\n"
+    if codec == "big5":  # Big5 is traditional Chinese
+        text = "第1集 開始\n1-1 日 內 客廳\n△林美走進來。\n林美：我們的時間不多了，你快說吧。\n"
+    data = text.encode(codec)
+    if codec == "utf-16-be":
+        data = codecs.BOM_UTF16_BE + data
+        name = "UTF-16"
+    path = _write(tmp_path, "s.txt", data)
+    s = parse_script(path)
+    assert only(s, "dialogue")[0].text == text.split("：")[-1].strip()
+    (w,) = [w for w in s.warnings if "encoded" in w.message]
+    assert name in w.message and "UTF-8" in w.message and w.file == str(path)
+
+
+def test_latin1_text_is_refused_with_the_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, "s.fountain", "INT. CAFÉ - DAY\n\nA café.\n".encode("latin-1"))
+    with pytest.raises(InputError) as err:
+        parse_script(path)
+    assert err.value.line == 1 and "not UTF-8" in err.value.message and "UTF-8" in err.value.hint
+
+
+def test_utf8_is_never_reported_as_converted(tmp_path: Path) -> None:
+    s = parse_script(_write(tmp_path, "s.fountain", SAMPLE.encode()))
+    assert s.warnings == []
+
+
+# --- episode folders ---------------------------------------------------------------------------
+
+
+def _episode(title: str, extra: str = "") -> str:
+    return f"Title: Show\n{extra}\nINT. {title} - DAY\n\nAction in {title}.\n"
+
+
+def test_folder_natural_sort_and_numbers_from_file_names(tmp_path: Path) -> None:
+    for n in range(1, 11):
+        (tmp_path / f"ep{n}.fountain").write_text(_episode(f"PLACE {n}"))
+    (tmp_path / "notes.md").write_text("ignored")
+    s = parse_script(tmp_path)
+    assert [ep.number for ep in s.episodes] == list(range(1, 11))
+    assert [ep.scenes[0].location for ep in s.episodes][:3] == ["PLACE 1", "PLACE 2", "PLACE 3"]
+    assert s.episodes[9].file == str(tmp_path / "ep10.fountain")
+
+
+def test_folder_title_page_episode_key_wins_over_file_name(tmp_path: Path) -> None:
+    (tmp_path / "a.fountain").write_text(_episode("SECOND", "Episode: 2\n"))
+    (tmp_path / "b.txt").write_text(_episode("FIRST", "Episode: 1\n"))
+    s = parse_script(tmp_path)
+    assert [(ep.number, ep.scenes[0].location) for ep in s.episodes] == [(1, "FIRST"), (2, "SECOND")]
+
+
+def test_folder_duplicate_and_missing_episodes_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "ep1.fountain").write_text(_episode("A"))
+    (tmp_path / "ep3.fountain").write_text(_episode("C"))
+    with pytest.raises(InputError) as err:
+        parse_script(tmp_path)
+    assert "episode 2 is missing" in err.value.message and err.value.file == str(tmp_path / "ep3.fountain")
+    (tmp_path / "episode_3.fountain").write_text(_episode("C2"))
+    with pytest.raises(InputError) as err:
+        parse_script(tmp_path)
+    assert "episode 3 appears twice" in err.value.message
+
+
+def test_folder_file_with_two_episodes_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "ep1.fountain").write_text("# Episode 1\n\n" + HEAD + "A.\n\n# Episode 2\n\n" + HEAD + "B.\n")
+    with pytest.raises(InputError) as err:
+        parse_script(tmp_path)
+    assert err.value.line == 7 and "one file per episode" in err.value.hint
+
+
+def test_empty_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as err:
+        parse_script(tmp_path)
+    assert "no episode files" in err.value.message
+
+
+def test_folder_near_duplicate_names_across_episodes(tmp_path: Path) -> None:
+    (tmp_path / "ep1.fountain").write_text(HEAD + "JOSEPHINE\nHi.\n")
+    (tmp_path / "ep2.fountain").write_text(HEAD + "JOSEPHNE\nHi.\n")
+    s = parse_script(tmp_path)
+    (w,) = s.warnings
+    assert w.file == str(tmp_path / "ep2.fountain") and "JOSEPHINE" in w.message
+
+
+# --- line numbers ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["kitchen_sink.fountain", "three_episodes.fountain", "short_drama_zh.txt"])
+def test_every_element_line_points_at_its_text(name: str) -> None:
+    path = FIXTURES / name
+    s = parse_script(path)
+    src = path.read_text(encoding="utf-8").split("\n")
+    count = 0
+    for ep in s.episodes:
+        for sc in ep.scenes:
+            assert src[sc.line - 1].lstrip(".").startswith(sc.heading[:8])
+            for el in sc.elements:
+                if el.kind != "page_break":
+                    word = el.text.split()[0][:8]
+                    assert word in src[el.line - 1].replace("**", "").replace("\\", ""), (el.kind, el.line, el.text)
+                    count += 1
+    assert count >= 5
+
+
+def test_kitchen_sink_fixture() -> None:
+    s = parse_script(FIXTURES / "kitchen_sink.fountain")
+    kinds = {el.kind for el in elements(s)}
+    assert kinds == {"action", "dialogue", "note", "lyrics", "transition", "page_break", "centered", "section"}
+    assert s.title == "THE LAST SHIFT"
+    assert [sc.heading for sc in s.episodes[0].scenes] == ["INT. DINER - NIGHT", "ROOFTOP", "EXT. PARKING LOT - DAWN"]
+    assert "flashback" not in str(elements(s)).lower()  # boneyard
+    assert s.characters == {"mara": "MARA", "tom": "TOM", "mcgregor": "McGREGOR"}
