@@ -217,7 +217,13 @@ def rerun(project: ProjectArg,
             if unknown:
                 raise InputError(f"no shot {', '.join(unknown)} in this project",
                                  hint=f"see the ids with `dramaforge status {project}`")
+            from stages.artifacts import BuildPaths
+            from stages.ledger import Ledger
+
+            ledger = Ledger(BuildPaths(lp.build).ledger)
             for i in shot:  # made anew: drop the artifact so the hash check cannot reuse it
+                if by_id[i][1].state == "placeholder":
+                    ledger.set_state(i, "pending")
                 artifact = by_id[i][1].artifact
                 if artifact and Path(artifact).exists():
                     Path(artifact).unlink()
@@ -247,6 +253,30 @@ def plan(project: ProjectArg, episodes: EpisodesOpt = None,
         for s in p.shots:
             said = f"  {s.lines[0].character}: {s.lines[0].text[:50]}" if s.lines else f"  {s.action[:60]}"
             print(f"  {s.id}  {s.size:<16} {s.camera:<9} {s.duration_s:5.2f}s{said}")
+
+
+@app.command()
+def accept(project: ProjectArg,
+           shot: Annotated[list[str], typer.Option("--shot", metavar="ID", help="the shot(s) to accept")],
+           placeholder: Annotated[bool, typer.Option("--placeholder", help="use a titled card in its place")] = False,
+           ) -> None:
+    """Let an episode assemble without a shot that keeps failing: a placeholder card stands in for it."""
+    from stages.artifacts import BuildPaths
+    from stages.ledger import Ledger
+    from stages.load_project import load_project
+
+    if not placeholder:
+        raise InputError("accept needs --placeholder", hint=f"dramaforge accept {project} --shot ID --placeholder")
+    lp = load_project(project)
+    known = {s.id: e.number for e in _status(lp) for s in e.shots}
+    unknown = [i for i in shot if i not in known]
+    if unknown:
+        raise InputError(f"no shot {', '.join(unknown)} in this project", hint=f"see `dramaforge status {project}`")
+    ledger = Ledger(BuildPaths(lp.build).ledger)
+    for i in shot:
+        ledger.accept_placeholder(i, episode=known[i])
+    print(f"accepted {len(shot)} placeholder(s); `dramaforge rerun {project} --episode N` assembles the episode, "
+          f"`dramaforge rerun {project} --shot ID` tries the shot again")
 
 
 @app.command()

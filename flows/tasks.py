@@ -20,7 +20,7 @@ from flows import progress
 from stages.assemble_episode import assemble_episode
 from stages.backends.base import BackendError, RejectedError, TransientError
 from stages.backends.registry import make_speech_backend, make_video_backend
-from stages.generate_shot import generate_shot, shot_key
+from stages.generate_shot import generate_shot, make_placeholder, shot_key
 from stages.ledger import Ledger
 from stages.schema import Backends
 from stages.synthesize_speech import synthesize_speech
@@ -72,6 +72,9 @@ def generate_shot_task(request, backend_config: str, shots_dir, ledger_path, epi
     backend = video_backend(backend_config)
     ledger = Ledger(ledger_path)
     key = shot_key(request, backend)
+    row = ledger.get(request.shot_id)
+    if row is not None and row.state == "placeholder":  # accepted by the user: a card, not a generation
+        return make_placeholder(request, shots_dir, row.message or "accepted as a placeholder")
     ledger.start(request.shot_id, kind="shot", episode=episode, spec_hash=key)
     try:
         result = generate_shot(request, backend, shots_dir)

@@ -57,3 +57,15 @@ def generate_shot(request: ShotRequest, backend: VideoBackend, shots_dir: Path) 
     with atomic_path(path, validate=check) as tmp:
         backend.generate(request, tmp)
     return ShotResult(path, key, reused=False)
+
+
+def make_placeholder(request: ShotRequest, shots_dir: Path, reason: str) -> ShotResult:
+    """A titled card of the shot's exact length, so its episode can assemble without it."""
+    from dataclasses import replace
+
+    from stages.backends.animatic import AnimaticBackend
+
+    card = replace(request, size="insert", camera="static", figures=(),
+                   action=f"PLACEHOLDER {request.shot_id}: {reason}"[:300],
+                   caption=f"{request.shot_id} · placeholder")
+    return generate_shot(card, AnimaticBackend(), shots_dir)

@@ -112,6 +112,12 @@ class Ledger:
         with self._db() as db:
             db.execute("UPDATE units SET state=?, message=COALESCE(?, message) WHERE id=?", (state, message, unit_id))
 
+    def accept_placeholder(self, unit_id: str, *, episode: int) -> None:
+        """The user accepts a card in place of this shot (it keeps its last error as the reason)."""
+        with self._db() as db:
+            db.execute("INSERT INTO units(id, kind, episode, spec_hash, state) VALUES(?, 'shot', ?, '', 'placeholder') "
+                       "ON CONFLICT(id) DO UPDATE SET state='placeholder', pid=NULL", (unit_id, episode))
+
     def set_job_id(self, unit_id: str, job_id: str) -> None:
         with self._db() as db:
             db.execute("UPDATE units SET job_id=? WHERE id=?", (job_id, unit_id))

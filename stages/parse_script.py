@@ -109,12 +109,13 @@ def _decode(data: bytes, file: str) -> tuple[str, list[Warning_]]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        bad_line = _byte_line(data, e.start)
-        for name, text in _guess_cjk(data):
+        guesses = _guess_cjk(data)
+        if guesses:
+            name, text = guesses[0]
             return text, [_encoding_notice(file, name)]
         raise InputError(
             f"not UTF-8: byte 0x{data[e.start]:02x} cannot be decoded, and the file is not "
-            "UTF-16, GB18030 or Big5 either", file=file, line=bad_line,
+            "UTF-16, GB18030 or Big5 either", file=file, line=_byte_line(data, e.start),
             hint="open it in a text editor and save it as UTF-8 (e.g. from Windows-1252 or Shift-JIS)",
         ) from None
     _refuse_binary_text(text, file)
@@ -195,8 +196,8 @@ def _describe_zip(data: bytes) -> str:
 def _refuse_binary_bytes(data: bytes, file: str) -> None:
     nul = data.find(b"\x00")
     if nul >= 0:
-        # UTF-16 without a byte-order mark is NUL-heavy too; that is handled by the caller's
-        # refusal message (we cannot tell LE from BE reliably), so name both.
+        # UTF-16 without a byte-order mark is NUL-heavy too, and guessing its byte order could
+        # garble the script silently: name both possibilities instead.
         raise InputError(
             "binary data (NUL bytes): this is not a text file, or it is UTF-16 without a byte-order mark",
             file=file, line=_byte_line(data, nul), hint=FIX_EXPORT)
@@ -329,11 +330,12 @@ def _extract_notes(lines: list[_Line], file: str) -> tuple[list[_Line], list[_No
                         hint="close the note with `]]`; a note may span lines but not a blank line "
                              "(put two spaces on a line to keep a blank line inside a note)")
                 text, start = lines[cur].text, 0
-            filled = [no for no, t in body if t]
-            if filled:
-                first, last = body.index(next(b for b in body if b[1])), max(
-                    n for n, b in enumerate(body) if b[1])
-                notes.append(_Note(filled[0], "\n".join(t for _, t in body[first:last + 1])))
+            while body and not body[0][1]:
+                body.pop(0)
+            while body and not body[-1][1]:
+                body.pop()
+            if body:
+                notes.append(_Note(body[0][0], "\n".join(t for _, t in body)))
         joined = "".join(t for _, t in kept)
         if joined.strip():
             out.append(_Line(next(no for no, t in kept if t.strip()), joined))
@@ -343,12 +345,14 @@ def _extract_notes(lines: list[_Line], file: str) -> tuple[list[_Line], list[_No
 
 # --- inline cleaning ---------------------------------------------------------------------------
 
+# The markers may not occur inside what they wrap, which keeps each search linear; nesting is
+# undone by repeating the pass (`_**BOLD UNDERLINE**_`, `**bold *italic* bold**`).
 _EMPHASIS = (
-    re.compile(r"\*\*\*(?=\S)(.+?)(?<=\S)\*\*\*"),
-    re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*"),
-    re.compile(r"\*(?=\S)(.+?)(?<=\S)\*"),
+    re.compile(r"\*\*\*(?=[^\s*])([^*]+?)(?<=[^\s*])\*\*\*"),
+    re.compile(r"\*\*(?=[^\s*])([^*]+?)(?<=[^\s*])\*\*"),
+    re.compile(r"\*(?=[^\s*])([^*]+?)(?<=[^\s*])\*"),
     # Underline only at word edges, so snake_case_names survive.
-    re.compile(r"(?<!\w)_(?=\S)(.+?)(?<=\S)_(?!\w)"),
+    re.compile(r"(?<!\w)_(?=[^\s_])([^_]+?)(?<=[^\s_])_(?!\w)"),
 )
 
 
@@ -361,8 +365,12 @@ def _clean(text: str) -> str:
     escapes = [("\\*", next(free), "*"), ("\\_", next(free), "_")]
     for esc, ph, _ in escapes:
         text = text.replace(esc, ph)
-    for rx in _EMPHASIS:
-        text = rx.sub(r"\1", text)
+    for _ in range(4):
+        before = text
+        for rx in _EMPHASIS:
+            text = rx.sub(r"\1", text)
+        if text == before:
+            break
     for _, ph, plain in escapes:
         text = text.replace(ph, plain)
     return text
@@ -370,7 +378,6 @@ def _clean(text: str) -> str:
 
 _EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\uFE0F]")
 _CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\U00020000-\U0002fa1f]")
-_FULLWIDTH_PUNCT = re.compile("[：。]")
 
 
 # --- shared document model ---------------------------------------------------------------------
@@ -405,7 +412,6 @@ class _Cue:
 @dataclass
 class _Doc:
     file: str
-    layout: str = "fountain"
     title_page: dict[str, str] = field(default_factory=dict)
     title: str = ""
     items: list[_Heading | _EpisodeMark | Element] = field(default_factory=list)
@@ -427,7 +433,6 @@ def _parse_document(text: str, file: str, aliases: Mapping[str, str]) -> _Doc:
     lines, notes = _extract_notes(_remove_boneyard(raw, file), file)
     doc = _Doc(file=file)
     if _looks_chinese_layout(lines):
-        doc.layout = "chinese"
         if file.lower().endswith(".fountain"):
             doc.warn(1, "this .fountain file is written in the Chinese short-drama layout "
                         "(第1集 / 1-1 日 内 地点 / △ / 角色：台词), not Fountain; it was read as that layout")
@@ -1196,6 +1201,22 @@ def _one_edit_apart(a: str, b: str) -> bool:
     return a[i:] == b[i + 1:]
 
 
+def _near_pairs(keys: list[str]) -> set[tuple[int, int]]:
+    """Index pairs that may be homoglyphs or one edit apart, without comparing all pairs."""
+    buckets: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        skel = _skeleton(key)
+        # Two names one edit apart share a name-with-one-letter-deleted (or one is the other).
+        variants = {"=" + skel, key} | {key[:k] + key[k + 1:] for k in range(len(key))}
+        for v in variants:
+            buckets.setdefault(v, []).append(i)
+    pairs: set[tuple[int, int]] = set()
+    for members in buckets.values():
+        if 1 < len(members) < 50:  # a huge bucket is a short common stem, not a typo
+            pairs.update((a, b) for n, a in enumerate(members) for b in members[n + 1:])
+    return pairs
+
+
 def _check_cast(cues: list[_Cue], aliases: Mapping[str, str]) -> tuple[dict[str, str], list[Warning_]]:
     """Character ids to display names, plus warnings for one person spelled two ways."""
     characters: dict[str, str] = {}
@@ -1213,26 +1234,24 @@ def _check_cast(cues: list[_Cue], aliases: Mapping[str, str]) -> tuple[dict[str,
                 f"character ({char_id!r}); spell them alike to avoid confusion")))
     firsts = [next(iter(v.values())) for v in spellings.values()]
     keys = [normalize_name(c.spelling) for c in firsts]
-    skeletons = [_skeleton(k) for k in keys]
-    for i in range(len(firsts)):
-        for j in range(i + 1, len(firsts)):
-            a, b = firsts[i], firsts[j]
-            if keys[i] in aliases and keys[j] in aliases:
-                continue  # the cast declares both: the project says they are different people
-            if skeletons[i] == skeletons[j]:
-                diff = ", ".join(f"{x!r} ({unicodedata.name(x, '?').title()}) vs {y!r} "
-                                 f"({unicodedata.name(y, '?').title()})"
-                                 for x, y in zip(keys[i], keys[j]) if x != y)
-                why = f"look the same but use different letters: {diff}"
-            elif min(len(keys[i]), len(keys[j])) >= 4 and _one_edit_apart(keys[i], keys[j]):
-                why = "differ by one letter"
-            else:
-                continue
-            later, earlier = (b, a) if (b.file, b.no) >= (a.file, a.no) else (a, b)
-            warnings.append(Warning_(file=later.file, line=later.no, message=(
-                f"character names {earlier.spelling!r} ({earlier.file}:{earlier.no}) and "
-                f"{later.spelling!r} ({later.file}:{later.no}) {why}: they would get two voices and "
-                "two faces; if they are one person, spell them alike (or add an alias in project.yaml)")))
+    for i, j in sorted(_near_pairs(keys)):
+        a, b = firsts[i], firsts[j]
+        if keys[i] in aliases and keys[j] in aliases:
+            continue  # the cast declares both: the project says they are different people
+        if _skeleton(keys[i]) == _skeleton(keys[j]):
+            diff = ", ".join(f"{x!r} ({unicodedata.name(x, '?').title()}) vs {y!r} "
+                             f"({unicodedata.name(y, '?').title()})"
+                             for x, y in zip(keys[i], keys[j]) if x != y)
+            why = f"look the same but use different letters: {diff}"
+        elif min(len(keys[i]), len(keys[j])) >= 4 and _one_edit_apart(keys[i], keys[j]):
+            why = "differ by one letter"
+        else:
+            continue
+        later, earlier = (b, a) if (b.file, b.no) >= (a.file, a.no) else (a, b)
+        warnings.append(Warning_(file=later.file, line=later.no, message=(
+            f"character names {earlier.spelling!r} ({earlier.file}:{earlier.no}) and "
+            f"{later.spelling!r} ({later.file}:{later.no}) {why}: they would get two voices and "
+            "two faces; if they are one person, spell them alike (or add an alias in project.yaml)")))
     return characters, warnings
 
 

@@ -69,6 +69,8 @@ def project_status(lp: LoadedProject, video: VideoBackend, speech, episodes: lis
                 shot_request(shot, lp.project, lp.root, lp.script.characters), video)
             if row is None:
                 status.shots.append(ShotStatus(shot.id, "pending"))
+            elif row.state == "placeholder":
+                status.shots.append(ShotStatus(shot.id, "placeholder", row.message, row.attempts, row.artifact))
             elif key is None or row.spec_hash != key:  # no speech yet for its current line: the line changed
                 status.shots.append(ShotStatus(shot.id, "stale", "its inputs changed since it was made",
                                                row.attempts, row.artifact))

@@ -77,3 +77,18 @@ def test_rerun_one_shot_makes_only_it_anew(tiny_project):
 def test_rerun_needs_one_mode(tiny_project):
     proc = run_cli("rerun", str(tiny_project))
     assert proc.returncode == 2 and "exactly one of" in proc.stderr
+
+
+def test_accepted_placeholder_lets_the_episode_assemble(tiny_project):
+    always = CHAOS.replace("fail_rate: 0.4", "fail_rate: 1.0")
+    (tiny_project / "project.yaml").write_text((tiny_project / "project.yaml").read_text() + always)
+    assert run_cli("render", str(tiny_project)).returncode == 1
+    shots = _status(tiny_project)
+    assert all(s["state"] == "failed" for s in shots.values())
+    proc = run_cli("accept", str(tiny_project), *[a for i in shots for a in ("--shot", i)], "--placeholder")
+    assert proc.returncode == 0, proc.stderr
+    assert run_cli("rerun", str(tiny_project), "--episode", "1").returncode == 0
+    assert (tiny_project / "build" / "episodes" / "ep01.mp4").exists()
+    assert {s["state"] for s in _status(tiny_project).values()} == {"placeholder"}
+    assert all(c["failed"] for c in _calls(tiny_project))  # the chaos backend was never asked again
+    assert len(_calls(tiny_project)) == len(shots)
