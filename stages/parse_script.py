@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import codecs
 import io
+import itertools
 import re
 import unicodedata
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from stages.errors import InputError
-from stages.schema import Element, Episode, Scene, Script, Warning_, normalize_name
+from stages.schema import Element, ElementKind, Episode, Scene, Script, Warning_, normalize_name
 
 __all__ = ["parse_script", "parse_text"]
 
@@ -85,7 +87,8 @@ _COMMON_HAN = frozenset(
     "格尽盡讲講杀殺怕母调調局根准团團段终終乐樂切级級克精哪官示冷吗嗎啊吧呀哥妈媽爸姐妹您谢謝起"
     "嗯哦喂呵哈嘿别別走快来來去吃喝睡门門窗桌椅客厅廳房间間办公室夜晨内外景集场場角色台詞词詞字幕"
 )
-_CONTROL_BYTES = frozenset(set(range(0, 9)) | {0x0E, 0x0F} | set(range(0x10, 0x1B)) | set(range(0x1C, 0x20)))
+# C0 controls that never occur in text files (tab, newlines, form feed and escape are allowed).
+_CONTROL_BYTES = frozenset(set(range(9)) | set(range(0x0E, 0x1B)) | set(range(0x1C, 0x20)))
 
 
 def _decode(data: bytes, file: str) -> tuple[str, list[Warning_]]:
@@ -103,8 +106,7 @@ def _decode(data: bytes, file: str) -> tuple[str, list[Warning_]]:
                                  file=file, line=_byte_line(data, e.start), hint=FIX_EXPORT) from None
             _refuse_binary_text(text, file)
             return text, [_encoding_notice(file, name)]
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8):]
+    data = data.removeprefix(codecs.BOM_UTF8)
     _refuse_binary_bytes(data, file)
     try:
         text = data.decode("utf-8")
@@ -383,13 +385,17 @@ _CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\
 # --- shared document model ---------------------------------------------------------------------
 
 
+Interior = Literal["INT", "EXT", "INT/EXT", ""]
+_INTERIORS: dict[str, Interior] = {"INT": "INT", "EXT": "EXT", "INT/EXT": "INT/EXT", "": ""}
+
+
 @dataclass
 class _Heading:
     text: str
     no: int
     location: str
     time: str
-    interior: str
+    interior: Interior
     scene_number: str | None
 
 
@@ -493,15 +499,19 @@ class _Reader:
         self.aliases = aliases
         self.file = doc.file
 
-    def emit(self, kind: str, text: str, no: int, **extra) -> Element | None:
+    def emit(self, kind: ElementKind, text: str, no: int, *, character: str | None = None,
+             cue: str | None = None, extension: str | None = None,
+             parenthetical: str | None = None) -> Element | None:
         if not text.strip() and kind != "page_break":
             return None
-        el = Element(kind=kind, text=text, file=self.file, line=no, **extra)
+        el = Element(kind=kind, text=text, file=self.file, line=no, character=character, cue=cue,
+                     extension=extension, parenthetical=parenthetical)
         self.doc.items.append(el)
         return el
 
     def dialogue(self, cue: str, name: str, extension: str | None, text: str, no: int,
-                 parenthetical: str | None, kind: str = "dialogue", cue_no: int | None = None) -> Element | None:
+                 parenthetical: str | None, kind: ElementKind = "dialogue",
+                 cue_no: int | None = None) -> Element | None:
         char_id = _character_id(name, self.aliases)
         self.doc.cues.append(_Cue(char_id, name, cue_no or no, self.file))
         if _EMOJI.search(text):
@@ -732,14 +742,15 @@ class _FountainReader(_Reader):
             elif s.startswith("!"):
                 self._action([_Line(first.no, first.text.replace("!", "", 1))] + lines[1:])
                 lines = []
-            elif len(lines) > 1 and (cue := self._cue(first)):
+            elif len(lines) > 1 and (cue := self._cue(first) or self._cjk_cue_over_parenthetical(lines)):
                 self._dialogue(cue, first, lines[1:])
                 lines = []
             else:
+                self._warn_cjk_in_action(lines)
                 self._action(lines)
                 lines = []
 
-    def _element(self, kind: str, text: str, no: int) -> None:
+    def _element(self, kind: ElementKind, text: str, no: int) -> None:
         if self.emit(kind, text, no) is not None or kind == "page_break":
             self.last_block = []
 
@@ -749,7 +760,7 @@ class _FountainReader(_Reader):
         if _KNOWN_TRANSITIONS.match(_clean(s)):
             return True
         # Trailing spaces after `TO:` mean "not a transition" in Fountain; leading ones are fine.
-        return raw.rstrip("\n").endswith("TO:") and s == s.upper() and any(c.isupper() for c in s)
+        return raw.endswith("TO:") and s == s.upper() and any(c.isupper() for c in s)
 
     def _section(self, line: _Line) -> None:
         s = line.text.strip()
@@ -773,7 +784,7 @@ class _FountainReader(_Reader):
                                    "内景/外景); it was read as a heading, but write `INT. PLACE - DAY` "
                                    "or force it with a leading `.` so other tools agree")
         interior, location, time = _split_heading(text)
-        self.doc.items.append(_Heading(text, line.no, location, time, interior, number))
+        self.doc.items.append(_Heading(text, line.no, location, time, _INTERIORS[interior], number))
         self.last_block = []
 
     def _cue(self, line: _Line) -> tuple[str, str, str | None, bool] | None:
@@ -797,7 +808,7 @@ class _FountainReader(_Reader):
         key = normalize_name(cjk)
         accepted = key in self.aliases or self.cjk_counts.get(key, 0) >= 2
         if not accepted:
-            return None  # the caller may still accept it when a parenthetical follows
+            return None  # unless a parenthetical follows: see _cjk_cue_over_parenthetical
         self._warn_cjk_cue(cjk, line.no, read_as_cue=True)
         return body, name, ext, dual
 
@@ -823,7 +834,7 @@ class _FountainReader(_Reader):
             nonlocal paren, text_lines
             if not text_lines:
                 return
-            kind = "dialogue"
+            kind: ElementKind = "dialogue"
             if all(t.startswith("~") for t in text_lines if t):
                 kind = "lyrics"  # sung by this character
                 text_lines = [t[1:].strip() for t in text_lines]
@@ -865,30 +876,34 @@ class _FountainReader(_Reader):
                 el.dual = True
         self.last_block = block
 
-    def _action(self, lines: list[_Line]) -> None:
-        if (len(lines) > 1 and (name := self._cjk_cue_name(lines[0].text))
-                and lines[1].text.strip().startswith(_PAREN_OPEN)):
-            # A CJK name over a parenthetical is dialogue beyond reasonable doubt.
-            self._warn_cjk_cue(name, lines[0].no, read_as_cue=True)
-            s = lines[0].text.strip()
-            dual = s.endswith("^")
-            body = s[:-1].rstrip() if dual else s
-            n, ext = _split_cue(body)
-            self._dialogue((body, n, ext, dual), lines[0], lines[1:])
-            return
+    def _cjk_cue_over_parenthetical(self, lines: list[_Line]) -> tuple[str, str, str | None, bool] | None:
+        """A CJK name over a parenthetical is dialogue beyond reasonable doubt, even without `@`."""
+        name = self._cjk_cue_name(lines[0].text)
+        if name is None or not lines[1].text.strip().startswith(_PAREN_OPEN):
+            return None
+        self._warn_cjk_cue(name, lines[0].no, read_as_cue=True)
+        s = lines[0].text.strip()
+        dual = s.endswith("^")
+        body = s[:-1].rstrip() if dual else s
+        name, extension = _split_cue(body)
+        return body, name, extension, dual
+
+    def _warn_cjk_in_action(self, lines: list[_Line]) -> None:
+        """Explain CJK lines that a writer probably meant as dialogue but Fountain reads as action."""
         if len(lines) > 1 and (name := self._cjk_cue_name(lines[0].text)):
             self._warn_cjk_cue(name, lines[0].no, read_as_cue=False)
-        for ln in lines[:1]:
-            if _ZH_DIALOGUE_IN_FOUNTAIN.match(ln.text.strip()):
-                who = ln.text.strip().split("：", 1)[0]
-                self.doc.warn(ln.no, f"{ln.text.strip()[:20]!r} looks like Chinese-layout dialogue "
-                                     f"(角色：台词) with a full-width `：`, which Fountain reads as action; "
-                                     f"put `@{who}` on its own line and the words on the next line")
+        first = lines[0].text.strip()
+        if _ZH_DIALOGUE_IN_FOUNTAIN.match(first):
+            who = first.split("：", 1)[0]
+            self.doc.warn(lines[0].no, f"{first[:20]!r} looks like Chinese-layout dialogue (角色：台词) with a "
+                                       "full-width `：`, which Fountain reads as action; put "
+                                       f"`@{who}` on its own line and the words on the next line")
+
+    def _action(self, lines: list[_Line]) -> None:
         texts = [_clean(ln.text.rstrip()) if ln.text != "  " else "" for ln in lines]
         start = next((k for k, t in enumerate(texts) if t.strip()), None)
-        if start is None:
-            return
-        self._element("action", "\n".join(texts[start:]), lines[start].no)
+        if start is not None:
+            self._element("action", "\n".join(texts[start:]), lines[start].no)
 
 
 # --- step 3b: the Chinese short-drama layout ---------------------------------------------------
@@ -913,8 +928,7 @@ _ZH_META = re.compile(r"^\s*(?:时间|時間|地点|地點|场景|場景|环境|
                       r"剧情简介|人物小传|人物介绍)\s*[：:]")
 _ZH_CAPTION = re.compile(r"^\s*【\s*(?:字幕|屏幕文字|文字)\s*[：:]?\s*(?P<text>.*?)\s*】\s*$")
 _ZH_BRACKET = re.compile(r"^\s*【(?P<text>.*)】\s*$")
-_ZH_ACTION = re.compile(r"^\s*[△▲]\s*(?P<text>.*)$")
-_ZH_TITLE = re.compile(r"^\s*《(?P<t>[^》]+)》\s*$|^\s*(?:剧名|劇名|片名|标题|標題)\s*[：:]\s*(?P<t2>.+)$")
+_ZH_TITLE = re.compile(r"^\s*《(?P<t>[^》]+)》\s*$|^\s*(?:剧名|劇名|片名|标题|標題|[Tt]itle)\s*[：:]\s*(?P<t2>.+)$")
 _ZH_END = re.compile(r"^\s*[（(【\[]?\s*(?:完|本集完|全剧终|剧终|未完待续|待续)\s*[）)】\]]?\s*$")
 _ZH_NAME_SPLIT = re.compile(r"[、，,/\s]+")
 
@@ -987,6 +1001,17 @@ def _looks_chinese_layout(lines: list[_Line]) -> bool:
     return bool(episodes and (actions or dialogue)) or (actions >= 2 and dialogue >= 2)
 
 
+@dataclass
+class _WaitingCue:
+    """A `林美：` line whose words come on the next line(s)."""
+
+    cue: str
+    name: str
+    extension: str | None
+    parenthetical: str | None
+    no: int
+
+
 class _ChineseReader(_Reader):
     """The layout Chinese short-drama writers paste: one element per line, no blank-line rules."""
 
@@ -994,13 +1019,12 @@ class _ChineseReader(_Reader):
         has_marks = any(_ZH_EPISODE.match(ln.text) for ln in self.lines)
         episode: int | None = None
         in_scene = False
-        # A `林美：` line whose words come on the next line(s): (cue, name, extension, paren, line)
-        self.pending: tuple[str, str, str | None, str | None, int] | None = None
+        self.waiting: _WaitingCue | None = None
         for line in self.lines:
             s = line.text.strip()
             if not s:
                 continue
-            if self.pending and self._words_for_pending(line, s):
+            if self.waiting and self._words_for(self.waiting, line, s):
                 continue
             if m := _ZH_EPISODE.match(s):
                 episode, in_scene = _cn_number(m.group("n")), False
@@ -1014,7 +1038,7 @@ class _ChineseReader(_Reader):
                 elif ep_of_scene is not None and has_marks and ep_of_scene != episode:
                     self.doc.warn(line.no, f"scene {number} is written under episode {episode}; "
                                            f"its first number should be {episode}")
-                self.doc.items.append(_Heading(s, line.no, location, time, interior, number))
+                self.doc.items.append(_Heading(s, line.no, location, time, _INTERIORS[interior], number))
                 in_scene = True
             elif in_scene:
                 self._scene_line(line, s)
@@ -1024,37 +1048,34 @@ class _ChineseReader(_Reader):
                 raise InputError(f"{kind} before any scene heading: a shot needs a place",
                                  file=self.file, line=line.no, text=line.text,
                                  hint="add a scene line such as `1-1 日 内 客厅` above it")
-            elif m := _ZH_TITLE.match(s):
+            elif (m := _ZH_TITLE.match(s)) and not self.doc.title:
                 # Before the first episode: title, outline and character bios, never filmed.
-                if not self.doc.title:
-                    self.doc.title = (m.group("t") or m.group("t2")).strip()
-                    self.doc.title_page["title"] = self.doc.title
-        if self.pending:
-            self._drop_pending()
+                self.doc.title = (m.group("t") or m.group("t2")).strip()
+                self.doc.title_page["title"] = self.doc.title
+        if self.waiting:
+            self._no_words(self.waiting)
 
-    def _words_for_pending(self, line: _Line, s: str) -> bool:
+    def _words_for(self, waiting: _WaitingCue, line: _Line, s: str) -> bool:
         """Use `s` as the words of a waiting `林美：` line; False if `s` is something else."""
         if (_ZH_EPISODE.match(s) or _zh_scene(s) or s[0] in "△▲" or _ZH_BRACKET.match(s)
                 or _ZH_DIALOGUE.match(s) or _ZH_PRESENT.match(s) or _ZH_META.match(s)):
-            self._drop_pending()
+            self._no_words(waiting)
             return False
-        cue, name, ext, paren, no = self.pending
         m = re.match(r"^[（(](?P<p>[^（()）]*)[）)]\s*(?P<t>.*)$", s)
         if m:
             inner = _clean(m.group("p").strip())
-            paren = f"{paren} {inner}" if paren else inner
+            waiting.parenthetical = f"{waiting.parenthetical} {inner}" if waiting.parenthetical else inner
             s = m.group("t").strip()
             if not s:
-                self.pending = (cue, name, ext, paren, no)
                 return True
-        self.dialogue(cue, name, ext, _clean(s), line.no, paren, cue_no=no)
-        self.pending = None
+        self.dialogue(waiting.cue, waiting.name, waiting.extension, _clean(s), line.no,
+                      waiting.parenthetical, cue_no=waiting.no)
+        self.waiting = None
         return True
 
-    def _drop_pending(self) -> None:
-        cue, name, _, _, no = self.pending
-        self.pending = None
-        self.doc.warn(no, f"{cue}： has no words after it; nothing was spoken")
+    def _no_words(self, waiting: _WaitingCue) -> None:
+        self.waiting = None
+        self.doc.warn(waiting.no, f"{waiting.cue}： has no words after it; nothing was spoken")
 
     def _scene_line(self, line: _Line, s: str) -> None:
         if _ZH_END.match(s):
@@ -1092,7 +1113,7 @@ class _ChineseReader(_Reader):
         cue = re.split(r"[：:]", s, maxsplit=1)[0].strip()
         paren = _clean(paren) if paren else None
         if not text:
-            self.pending = (cue, name, ext, paren, line.no)
+            self.waiting = _WaitingCue(cue, name, ext, paren, line.no)
             return
         self.dialogue(cue, name, ext, text, line.no, paren)
 
@@ -1103,8 +1124,12 @@ _SPOKEN_OR_SHOWN = {"action": "action", "dialogue": "dialogue", "centered": "on-
                     "lyrics": "lyrics"}
 
 
-def _assemble(doc: _Doc) -> list[Episode]:
-    """Turn the stream into episodes of scenes; refuse what cannot be filmed."""
+def _assemble(doc: _Doc, *, first_episode: int | None = 1) -> list[Episode]:
+    """Turn the stream into episodes of scenes; refuse what cannot be filmed.
+
+    `first_episode=None` lets the first episode heading carry any number: in a folder, each file
+    is one episode and the folder checks the numbering across files.
+    """
     episodes: list[Episode] = []
     marks = [it for it in doc.items if isinstance(it, _EpisodeMark)]
     if not marks:
@@ -1115,6 +1140,10 @@ def _assemble(doc: _Doc) -> list[Episode]:
     for item in doc.items:
         if isinstance(item, _EpisodeMark):
             expected = len(episodes) + 1
+            if not episodes and first_episode is None:
+                expected = item.number
+            elif episodes:
+                expected = episodes[-1].number + 1
             if item.number in seen:
                 raise InputError(
                     f"episode {item.number} appears twice (first at {doc.file}:{seen[item.number].no})",
@@ -1287,7 +1316,7 @@ _NAME_PATTERNS = (
 )
 
 
-def _natural_key(name: str) -> list:
+def _natural_key(name: str) -> list[int | str]:
     return [int(t) if t.isdigit() else t.casefold() for t in re.split(r"(\d+)", name)]
 
 
@@ -1312,7 +1341,7 @@ def _parse_folder(folder: Path, aliases: Mapping[str, str]) -> Script:
         text, notices = _decode(path.read_bytes(), str(path))
         doc = _parse_document(text, str(path), aliases)
         doc.warnings[:0] = notices
-        eps = _assemble(doc)
+        eps = _assemble(doc, first_episode=None)
         if len(eps) > 1:
             raise InputError(f"this file holds {len(eps)} episodes, but each file in an episode folder "
                              "must hold one", file=str(path), line=eps[1].line,
@@ -1320,7 +1349,7 @@ def _parse_folder(folder: Path, aliases: Mapping[str, str]) -> Script:
         number = _episode_number(doc, eps[0], path)
         numbered.append((number, path, doc, eps))
     numbered.sort(key=lambda t: (t[0], _natural_key(t[1].name)))
-    for (n1, p1, _, _), (n2, p2, _, _) in zip(numbered, numbered[1:]):
+    for (n1, p1, _, _), (n2, p2, _, _) in itertools.pairwise(numbered):
         if n1 == n2:
             raise InputError(f"episode {n2} appears twice: {p1.name} and {p2.name}", file=str(p2), line=1,
                              hint="give each file its own `Episode: N` on the title page or number in its name")
@@ -1331,8 +1360,7 @@ def _parse_folder(folder: Path, aliases: Mapping[str, str]) -> Script:
                              hint="number the episodes 1, 2, 3 ... without gaps (`Episode: N` on the title page "
                                   "or a number in the file name)")
         eps[0].number = number
-        if not eps[0].title:
-            eps[0].title = doc.title_page.get("episode title", "")
+        eps[0].title = doc.title_page.get("episode title") or eps[0].title
     return _build_script([t[2] for t in numbered], [t[3] for t in numbered], aliases)
 
 

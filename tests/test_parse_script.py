@@ -585,6 +585,18 @@ def test_other_encodings_are_converted_with_a_notice(tmp_path: Path, codec: str,
     assert name in w.message and "UTF-8" in w.message and w.file == str(path)
 
 
+def test_utf16_without_bom_is_refused_naming_utf16(tmp_path: Path) -> None:
+    path = _write(tmp_path, "s.fountain", "INT. ROOM - DAY\n\nHello.\n".encode("utf-16-le"))
+    with pytest.raises(InputError) as err:
+        parse_script(path)
+    assert "UTF-16" in err.value.message and "UTF-8" in err.value.hint
+
+
+def test_chinese_layout_title_forms() -> None:
+    for first in ("《逆袭》", "剧名：逆袭", "Title: 逆袭"):
+        assert parse(f"{first}\n第1集\n1-1 日 内 客厅\n△动作。\n").title == "逆袭"
+
+
 def test_latin1_text_is_refused_with_the_line(tmp_path: Path) -> None:
     path = _write(tmp_path, "s.fountain", "INT. CAFÉ - DAY\n\nA café.\n".encode("latin-1"))
     with pytest.raises(InputError) as err:
@@ -638,6 +650,14 @@ def test_folder_file_with_two_episodes_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError) as err:
         parse_script(tmp_path)
     assert err.value.line == 7 and "one file per episode" in err.value.hint
+
+
+def test_folder_of_chinese_layout_episodes(tmp_path: Path) -> None:
+    (tmp_path / "第2集.txt").write_text("第2集 交锋\n2-1 日 外 公司楼下\n△林美下车。\n林美：好久不见。\n")
+    (tmp_path / "第1集.txt").write_text("《逆袭》\n第1集 归来\n1-1 日 内 机场\n△林美走出闸口。\n")
+    s = parse_script(tmp_path)
+    assert [(ep.number, ep.title) for ep in s.episodes] == [(1, "归来"), (2, "交锋")]
+    assert s.title == "逆袭"
 
 
 def test_empty_folder_is_refused(tmp_path: Path) -> None:

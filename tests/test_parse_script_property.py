@@ -10,7 +10,6 @@ import functools
 import re
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -129,19 +128,19 @@ def fast(max_examples: int) -> settings:
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-@fast(120)
+@fast(400)
 @given(mutated_scripts())
 def test_mutated_real_scripts(text: str) -> None:
     _check(text)
 
 
-@fast(200)
+@fast(300)
 @given(script_lines)
 def test_random_script_like_text(text: str) -> None:
     _check(text)
 
 
-@fast(150)
+@fast(300)
 @given(st.text(max_size=600))
 def test_random_text(text: str) -> None:
     _check(text)
