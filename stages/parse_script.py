@@ -36,6 +36,7 @@ __all__ = ["parse_script", "parse_text"]
 
 FIX_EXPORT = ("export the script as Fountain (.fountain) or plain text (.txt), UTF-8: "
               "Final Draft: File > Export > Fountain; Word: Save As > Plain Text (UTF-8)")
+OPENING_PLACE = "opening"  # the place of a scene written before any heading
 FIX_SCENE = "add a scene heading such as `INT. PLACE - DAY` (or `1-1 日 内 客厅`) above it"
 SCRIPT_SUFFIXES = (".fountain", ".txt")
 
@@ -1044,10 +1045,8 @@ class _ChineseReader(_Reader):
                 self._scene_line(line, s)
             elif s[0] in "△▲" or (episode is not None and _ZH_DIALOGUE.match(s)
                                    and not _ZH_PRESENT.match(s) and not _ZH_META.match(s)):
-                kind = "action" if s[0] in "△▲" else "dialogue"
-                raise InputError(f"{kind} before any scene heading: a shot needs a place",
-                                 file=self.file, line=line.no, text=line.text,
-                                 hint="add a scene line such as `1-1 日 内 客厅` above it")
+                # Before any scene line: the assembler films it as an opening scene and warns.
+                self._scene_line(line, s)
             elif (m := _ZH_TITLE.match(s)) and not self.doc.title:
                 # Before the first episode: title, outline and character bios, never filmed.
                 self.doc.title = (m.group("t") or m.group("t2")).strip()
@@ -1137,6 +1136,8 @@ def _assemble(doc: _Doc, *, first_episode: int | None = 1) -> list[Episode]:
     seen: dict[int, _EpisodeMark] = {}
     scene: Scene | None = None
     scene_numbers: dict[str, int] = {}
+    dropped = False
+    headless: InputError | None = None  # the first text filmed without a heading
     for item in doc.items:
         if isinstance(item, _EpisodeMark):
             expected = len(episodes) + 1
@@ -1178,19 +1179,39 @@ def _assemble(doc: _Doc, *, first_episode: int | None = 1) -> list[Episode]:
                     scene_numbers[item.scene_number] = item.no
         elif scene is not None:
             scene.elements.append(item)
-        elif item.kind in _SPOKEN_OR_SHOWN:
+        elif item.kind in _SPOKEN_OR_SHOWN and episodes:
+            # Real scripts open on an epigraph or a voice over black before any heading (Big Fish
+            # does). Film it as an opening scene without a set place rather than refuse the script.
+            ep = episodes[-1]
             what = _SPOKEN_OR_SHOWN[item.kind]
-            where = f" of episode {episodes[-1].number}" if marks and episodes else ""
             hint = FIX_SCENE
             if item.kind == "action" and "\n" not in item.text and item.text == item.text.upper() \
                     and re.search(r"\s[-–—]\s", item.text):
                 hint = "this looks like a scene heading: start it with `.` to force it, e.g. `." \
-                       f"{item.text.strip()[:40]}`, or " + FIX_SCENE
-            raise InputError(f"{what} before any scene heading{where}: a shot needs a place",
-                             file=doc.file, line=item.line, text=item.text.split("\n")[0], hint=hint)
+                       f"{item.text.strip()[:40]}`"
+            where = f" of episode {ep.number}" if marks else ""
+            if headless is None:
+                headless = InputError(f"{what} before any scene heading{where}: a shot needs a place",
+                                      file=doc.file, line=item.line, text=item.text.split("\n")[0],
+                                      hint=hint)
+            doc.warn(item.line, f"{what} before any scene heading{where}: filmed as an opening scene "
+                                f"with no set place; to give it one, {hint}")
+            scene = Scene(number=len(ep.scenes) + 1, heading="", location=OPENING_PLACE, time="",
+                          file=doc.file, line=item.line)
+            ep.scenes.append(scene)
+            scene.elements.append(item)
+        elif item.kind in _SPOKEN_OR_SHOWN:
+            if not dropped:
+                doc.warn(item.line, f"{_SPOKEN_OR_SHOWN[item.kind]} before the first episode heading "
+                                    f"`{marks[0].text}` is not filmed (a synopsis or cast list belongs "
+                                    "there); move it under an episode to film it")
+            dropped = True
         # Sections, synopses, notes, transitions and page breaks before the first scene are dropped:
         # they are never spoken or shown.
-    if not any(ep.scenes for ep in episodes):
+    if not any(sc.heading for ep in episodes for sc in ep.scenes):
+        # Not one heading: this is prose, not a screenplay (or its headings are not recognised).
+        if headless is not None:
+            raise headless
         raise InputError("no scenes: the script has no scene headings", file=doc.file,
                          line=doc.body_start, hint=FIX_SCENE.replace(" above it", ""))
     for ep in episodes:

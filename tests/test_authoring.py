@@ -129,7 +129,7 @@ def test_bad_scripts_refused_with_exit_2_and_nothing_written(tiny_project):
         "empty": b"   \n\n",
         "pdf": b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n",
         "unclosed boneyard": b"INT. A - DAY\n\nBOB\nHi.\n\n/* forgot to close\n\nBOB\nBye.\n",
-        "dialogue before scene": b"BOB\nHello.\n\nINT. A - DAY\n\nAction.\n",
+        "no scene heading at all": b"BOB\nHello.\n\nShe leaves.\n",
     }
     for name, data in cases.items():
         (tiny_project / "script.fountain").write_bytes(data)

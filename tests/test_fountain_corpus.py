@@ -4,8 +4,9 @@ Expected outputs come from two other parsers: screenplain's `.html` renderings a
 YAML `in:`/`out:` cases. Both are mapped onto our element kinds (see `_screenplain_tokens` and
 `_jouvence_tokens`). Deliberate differences between their semantics and ours:
 
-* We refuse action, dialogue and on-screen text before any scene heading (a shot needs a place),
-  and drop sections, synopses and transitions there (nothing outside a scene is filmed). Most
+* Action, dialogue and on-screen text before any scene heading become an opening scene with a
+  warning, and sections, synopses and transitions there are dropped (nothing outside a scene is
+  filmed); a file with no heading at all is refused. Most
   corpus snippets have no heading, so the harness puts `INT. CORPUS TEST - DAY` in front of every
   compared input (after the title page, if any) and leaves that one heading out of the
   comparison; everything the other parser renders is then compared.
@@ -94,7 +95,8 @@ def _check_lines(script: Script, source: str) -> None:
     src = source.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     for ep in script.episodes:
         for sc in ep.scenes:
-            assert sc.heading.split()[0].strip(".")[:6] in src[sc.line - 1], (sc.line, sc.heading)
+            if sc.heading:  # an opening scene has none
+                assert sc.heading.split()[0].strip(".")[:6] in src[sc.line - 1], (sc.line, sc.heading)
             for el in sc.elements:
                 if el.kind == "page_break":
                     continue
@@ -241,12 +243,10 @@ def test_screenplain_html(expected: Path) -> None:
         source = "\n".join(lines[:13] + lines[19:])
         want = [t for t in want if "[[" not in t[-1] and "]]" not in t[-1]]
     if expected.stem == "Big-Fish":
-        # Big Fish opens with an epigraph and a heading-less river scene: we refuse it and say how
-        # to fix it; then we parse it the way the hint says.
-        with pytest.raises(InputError) as err:
-            parse_script(source_path)
-        assert err.value.line == 11 and "scene heading" in err.value.message
-        assert "INT. PLACE - DAY" in err.value.hint
+        # Big Fish opens with an epigraph and a heading-less river scene: filmed as an opening
+        # scene, with a warning that says how to give it a place.
+        warnings = parse_script(source_path).warnings
+        assert warnings[0].line == 11 and "INT. PLACE - DAY" in warnings[0].message
     # Always file the expected output under one inserted scene: screenplain also renders what
     # comes before a file's first heading (sections, synopses, action) and we must compare it.
     text = _with_place(source, title_page=source.startswith("Title:"))
@@ -366,23 +366,21 @@ BIG_FISH = ["screenplain/examples/Big-Fish.fountain", "Fountain/FountainTests/Bi
 
 
 @pytest.mark.parametrize("rel", BIG_FISH, ids=lambda r: r.split("/")[0])
-def test_big_fish_refused_then_fixed_as_hinted(rel: str) -> None:
-    """Big Fish has action and V.O. dialogue before its first heading: refused with a fix, then fixed."""
+def test_big_fish_parses_with_an_opening_scene(rel: str) -> None:
+    """Big Fish has action and V.O. dialogue before its first heading: an opening scene, warned."""
     path = CORPUS / rel
-    with pytest.raises(InputError) as err:
-        parse_script(path)
-    assert (err.value.file, err.value.line) == (str(path), 11)
-    assert "a shot needs a place" in err.value.message and "INT. PLACE - DAY" in err.value.hint
-    lines = path.read_bytes().decode("utf-8").replace("\r\n", "\n").split("\n")
-    fixed = "\n".join(lines[:10] + ["EXT. A RIVER - DAY", ""] + lines[10:])
-    script = parse_text(fixed, str(path))
+    script = parse_script(path)
+    w = script.warnings[0]
+    assert (w.file, w.line) == (str(path), 11) and "opening scene" in w.message
     scenes = [sc for ep in script.episodes for sc in ep.scenes]
+    assert (scenes[0].heading, scenes[0].location, scenes[0].line) == ("", "opening", 11)
+    assert any(el.kind == "dialogue" and el.character == "edward" for el in scenes[0].elements)
     dialogue = [el for sc in scenes for el in sc.elements if el.kind == "dialogue"]
-    assert len(scenes) == 193  # screenplain: 190 headings + 2 `EXT/INT.` it reads as action; + ours
+    assert len(scenes) == 193  # screenplain: 190 headings + 2 `EXT/INT.` it reads as action; + opening
     assert 780 <= len(dialogue) <= 900
     assert {"edward", "will", "sandra", "josephine"} <= set(script.characters)
     assert script.title == "Big Fish"
-    _check_lines(script, fixed)
+    _check_lines(script, path.read_bytes().decode("utf-8"))
 
 
 def test_the_last_birthday_card_sections_are_kept_inside_scenes() -> None:
@@ -444,9 +442,10 @@ def test_cjk_fountain_files_warn_and_keep_the_dialogue(rel: str, name: str, word
 
 def test_chinese_localised_fountain_sample() -> None:
     path = CORPUS / "afterwriting-Simplified-Chinese/samples/propaganda_writer.fountain"
-    with pytest.raises(InputError) as err:
-        parse_script(path)  # its synopsis pages come before any scene
-    assert err.value.line == 9 and "before any scene heading" in err.value.message
+    opening = parse_script(path)  # its synopsis pages come before any scene: an opening scene
+    (w,) = [w for w in opening.warnings if "before any scene heading" in w.message]
+    assert w.line == 9
+    assert opening.episodes[0].scenes[0].location == "opening"
     lines = path.read_text(encoding="utf-8").split("\n")
     body = next(k for k, l in enumerate(lines) if l.startswith("# 第一幕"))
     text = "\n".join(lines[:8] + [""] * (body - 8) + lines[body:])

@@ -55,8 +55,11 @@ def test_title_page_keys_and_multiline_values() -> None:
 
 
 def test_all_caps_dialogue_first_line_is_not_a_title_page() -> None:
-    err = refused("JOHN: hello there\n\nINT. ROOM - DAY\n\nAction.\n")
-    assert err.line == 1  # read as action before any heading, not swallowed as a title page
+    s = parse("JOHN: hello there\n\nINT. ROOM - DAY\n\nAction.\n")
+    assert not s.title_page  # read as action before any heading, not swallowed as a title page
+    opening = s.episodes[0].scenes[0]
+    assert (opening.heading, opening.line, opening.elements[0].text) == ("", 1, "JOHN: hello there")
+    assert s.warnings[0].line == 1 and "before any scene heading" in s.warnings[0].message
 
 
 # --- scene headings ----------------------------------------------------------------------------
@@ -327,9 +330,21 @@ def test_episode_without_scenes_is_refused() -> None:
     assert err.line == 7 and "no scenes" in err.message
 
 
-def test_action_before_first_scene_of_a_later_episode_is_refused() -> None:
-    err = refused("# Episode 1\n\n" + HEAD + "A.\n\n# Episode 2\n\nStray action.\n\n" + HEAD + "B.\n")
-    assert err.line == 9 and "episode 2" in err.message
+def test_action_before_first_scene_of_a_later_episode_opens_that_episode() -> None:
+    s = parse("# Episode 1\n\n" + HEAD + "A.\n\n# Episode 2\n\nStray action.\n\n" + HEAD + "B.\n")
+    opening, scene = s.episodes[1].scenes
+    assert (opening.location, opening.heading, [el.text for el in opening.elements]) == \
+        ("opening", "", ["Stray action."])
+    assert scene.number == 2 and scene.elements[0].text == "B."
+    (w,) = s.warnings
+    assert w.line == 9 and "episode 2" in w.message and "INT. PLACE - DAY" in w.message
+
+
+def test_text_before_the_first_episode_heading_is_not_filmed_and_says_so() -> None:
+    s = parse("She comes home after ten years.\n\nMore synopsis.\n\n# Episode 1\n\n" + HEAD + "A.\n")
+    (w,) = s.warnings  # one warning for the whole preamble
+    assert w.line == 1 and "not filmed" in w.message and "# Episode 1" in w.message
+    assert [el.text for el in s.episodes[0].scenes[0].elements] == ["A."]
 
 
 # --- the Chinese short-drama layout ------------------------------------------------------------
@@ -398,9 +413,13 @@ def test_chinese_layout_episode_numbers_in_chinese_numerals_must_be_in_order() -
     assert [(ep.number, ep.title) for ep in s.episodes] == [(1, ""), (2, "重逢")]
 
 
-def test_chinese_layout_dialogue_before_scene_is_refused() -> None:
-    err = refused("第1集\n林美：我先说一句。\n1-1 日 内 客厅\n△动作。\n")
-    assert err.line == 2 and "dialogue before any scene heading" in err.message and "1-1 日 内" in err.hint
+def test_chinese_layout_dialogue_before_scene_opens_the_episode() -> None:
+    s = parse("第1集\n林美：我先说一句。\n1-1 日 内 客厅\n△动作。\n")
+    opening, scene = s.episodes[0].scenes
+    assert opening.elements[0].kind == "dialogue" and opening.elements[0].text == "我先说一句。"
+    assert scene.location == "客厅"
+    (w,) = [w for w in s.warnings if "before any scene heading" in w.message]
+    assert w.line == 2 and "dialogue before any scene heading" in w.message and "1-1 日 内" in w.message
 
 
 def test_chinese_layout_dialogue_name_on_its_own_line_and_notes() -> None:
@@ -491,8 +510,21 @@ def test_nothing_to_film_is_refused(text: str, line: int, what: str) -> None:
     ("She runs.\n\nINT. ROOM - DAY\n\nA.\n", 1, "action before any scene heading"),
     ("> TITLE CARD <\n\nINT. ROOM - DAY\n\nA.\n", 1, "on-screen text before any scene heading"),
 ])
-def test_content_before_first_scene_is_refused(text: str, line: int, what: str) -> None:
-    err = refused(text)
+def test_content_before_first_scene_becomes_an_opening_scene(text: str, line: int, what: str) -> None:
+    s = parse(text)
+    opening, room = s.episodes[0].scenes
+    assert (opening.heading, opening.location, opening.line) == ("", "opening", line)
+    assert room.heading == "INT. ROOM - DAY"
+    (w,) = s.warnings
+    assert w.line == line and what in w.message and "INT. PLACE - DAY" in w.message
+
+
+@pytest.mark.parametrize(("text", "line", "what"), [
+    ("She runs.\n\nHe stops.\n", 1, "action before any scene heading"),
+    ("Title: X\n\nJOHN\nHello.\n\nMARY\nHi.\n", 4, "dialogue before any scene heading"),
+])
+def test_text_without_any_scene_heading_is_refused(text: str, line: int, what: str) -> None:
+    err = refused(text)  # not one heading: prose, not a screenplay
     assert err.line == line and what in err.message and "a shot needs a place" in err.message
     assert "INT. PLACE - DAY" in err.hint and err.text
 
