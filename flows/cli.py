@@ -86,10 +86,13 @@ def render(project: ProjectArg, episodes: EpisodesOpt = None) -> None:
 
 
 def _render(lp, numbers: list[int]) -> None:
-    """Run the Prefect flow over `numbers` with progress bars; exit 1 if any shot failed."""
+    """Run the Prefect flow over the episodes in `numbers` that are not up to date; exit 1 if shots failed.
+
+    An episode whose exact cut exists (same clips, speech, timing and settings) is skipped before
+    Prefect starts, so a no-op re-render costs about as much as `status`.
+    """
     from stages.artifacts import BuildPaths, sweep_partials
     from stages.ledger import Ledger
-    from stages.plan_shots import plan_shots
 
     console = _console()
     for w in lp.warnings:
@@ -103,10 +106,20 @@ def _render(lp, numbers: list[int]) -> None:
     interrupted = Ledger(paths.ledger).reconcile()
     if swept or interrupted:
         console.print(f"resuming: {interrupted} interrupted unit(s), {swept} partial file(s) removed")
-    # Totals for the progress bars come from the plan, which is cheap and made again inside the flow.
-    plans = [plan_shots(lp.script.episode(n), lp.project, project_dir=lp.root) for n in numbers]
-    totals = {"episodes": len(numbers), "shots": sum(len(p.shots) for p in plans),
-              "lines": sum(len(s.lines) for p in plans for s in p.shots)}
+    started = time.monotonic()
+    eps = _status(lp, numbers, verify=True)
+    current = [e for e in eps if e.assembly == "done"]
+    todo = [e for e in eps if e.assembly != "done"]
+    if current:
+        console.print(f"{len(current)} episode(s) up to date: {_ranges([e.number for e in current])}")
+    if not todo:
+        _report_outputs(console, [{"episode": e.number, "mp4": e.mp4, "reused": True, "failed": [], "stopped": []}
+                                  for e in eps])
+        console.print(f"[green]nothing to do[/] ({time.monotonic() - started:.1f}s)")
+        return
+    numbers = [e.number for e in todo]
+    totals = {"episodes": len(todo), "shots": sum(len(e.shots) for e in todo), "lines": sum(e.lines for e in todo)}
+    todo_shots = sum(1 for e in todo for s in e.shots if s.state not in ("done", "placeholder"))
 
     _prefect_environment()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -114,11 +127,11 @@ def _render(lp, numbers: list[int]) -> None:
     from flows import progress
     from flows.render_series import render_series
 
-    started = time.monotonic()
     with Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as bars:
         console.print(f"[bold]{_esc(lp.project.title)}[/]: rendering episode(s) {_ranges(numbers)} "
-                      f"({totals['shots']} shots, {totals['lines']} lines); starting Prefect…")
+                      f"({totals['shots']} shots, {todo_shots} to make; {totals['lines']} lines); "
+                      "starting Prefect…")
         ids = {k: bars.add_task(k, total=v) for k, v in (("lines", totals["lines"]), ("shots", totals["shots"]),
                                                          ("episodes", totals["episodes"]))}
 
@@ -132,21 +145,33 @@ def _render(lp, numbers: list[int]) -> None:
             outcomes = render_series(str(lp.root.resolve()), numbers)
         finally:
             progress.install(None)
+    outcomes += [{"episode": e.number, "mp4": e.mp4, "reused": True, "failed": [], "stopped": []} for e in current]
+    failed = _report_outputs(console, sorted(outcomes, key=lambda o: o["episode"]))
+    if failed:
+        console.print(f"[red]{len(failed)} shot(s) failed[/]; see `dramaforge status {_esc(str(lp.root))}`, "
+                      f"then `dramaforge rerun {_esc(str(lp.root))} --failed`")
+        raise typer.Exit(1)
+    console.print(f"[green]done[/] in {time.monotonic() - started:.1f}s")
+
+
+def _report_outputs(console, outcomes: list[dict]) -> list[str]:
+    """One line per episode; returns the failed shot ids."""
     from stages.media import probe
 
     failed = []
     for o in outcomes:
         if o["mp4"]:
             info = probe(Path(o["mp4"]))
-            console.print(f"  {_esc(o['mp4'])}  {info.duration_s:.2f}s {info.width}x{info.height} {info.fps:g}fps")
+            note = " (up to date)" if o["reused"] else ""
+            console.print(f"  {_esc(o['mp4'])}  {info.duration_s:.2f}s {info.width}x{info.height} "
+                          f"{info.fps:g}fps{note}")
         else:
             failed.extend(o["failed"])
             console.print(f"  [red]ep{o['episode']:02d} not assembled[/]: {len(o['failed'])} shot(s) failed")
-    if failed:
-        console.print(f"[red]{len(failed)} shot(s) failed[/]; see `dramaforge status {_esc(str(lp.root))}`, "
-                      f"then `dramaforge rerun {_esc(str(lp.root))} --failed`")
-        raise typer.Exit(1)
-    console.print(f"[green]done[/] in {time.monotonic() - started:.1f}s")
+            if o["stopped"]:
+                console.print(f"    [red]stopped[/]: {len(o['stopped'])} shot(s) not attempted after "
+                              f"{len(o['failed'])} failures (limits.failed_shots_per_episode)")
+    return failed
 
 
 def _esc(text: str) -> str:
@@ -155,12 +180,12 @@ def _esc(text: str) -> str:
     return escape(text)
 
 
-def _status(lp, numbers=None):
+def _status(lp, numbers=None, *, verify: bool = False):
     from stages.backends.registry import make_speech_backend, make_video_backend
     from stages.project_status import project_status
 
     return project_status(lp, make_video_backend(lp.project.backends),
-                          make_speech_backend(lp.project.backends.speech), numbers)
+                          make_speech_backend(lp.project.backends.speech), numbers, verify=verify)
 
 
 @app.command()
@@ -176,14 +201,14 @@ def status(project: ProjectArg, episodes: EpisodesOpt = None,
     numbers = parse_episode_spec(episodes, [e.number for e in lp.script.episodes])
     eps = _status(lp, numbers)
     if as_json:
-        print(json.dumps({"episodes": [{"id": e.id, "shots": [
+        print(json.dumps({"episodes": [{"id": e.id, "assembly": e.assembly, "mp4": e.mp4, "shots": [
             {"id": s.id, "state": s.state, "reason": s.reason, "attempts": s.attempts, "artifact": s.artifact}
             for s in e.shots]} for e in eps]}, ensure_ascii=False, indent=1))
         return
     states = ("done", "pending", "stale", "failed", "rejected", "interrupted", "placeholder")
-    print(f"{'episode':<8} " + " ".join(f"{s:>11}" for s in states))
+    print(f"{'episode':<8} " + " ".join(f"{s:>11}" for s in states) + "  cut")
     for e in eps:
-        print(f"{e.id:<8} " + " ".join(f"{e.count(s):>11}" for s in states))
+        print(f"{e.id:<8} " + " ".join(f"{e.count(s):>11}" for s in states) + f"  {e.assembly}")
     root = shlex.quote(str(project))
     for e in eps:
         for s in e.shots:

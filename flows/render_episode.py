@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from prefect import flow
+from prefect import flow, unmapped
 
-from flows.tasks import assemble_episode_task, generate_shot_task, synthesize_speech_task
+from flows.tasks import EpisodeStopped, assemble_episode_task, generate_shot_task, synthesize_speech_task
 from stages.artifacts import BuildPaths
+from stages.assemble_episode import assembly_key
 from stages.generate_shot import shot_request
 from stages.load_project import load_project
-from stages.make_subtitles import Cue, make_subtitles
-from stages.mix_audio import mix_audio
 from stages.plan_shots import plan_shots
 from stages.synthesize_speech import speech_request
 from stages.time_shots import time_shots, timeline
@@ -22,9 +22,11 @@ from stages.write_shotlist import write_shotlist
 def render_episode(project_dir: str, episode: int) -> dict:
     """Plan, voice, time, generate, subtitle, mix and assemble one episode.
 
-    Returns {"episode", "mp4" (None if shots failed), "failed": [shot ids]}.
+    Returns {"episode", "mp4" (None if shots failed), "reused" (the cut was already made),
+    "failed": [shot ids], "stopped": [shot ids not attempted after the failed-shot limit]}.
     """
     # 1. the validated project and this episode's script
+    started = time.time()
     lp = load_project(Path(project_dir))
     project, ep = lp.project, lp.script.episode(episode)
     paths = BuildPaths(lp.build)
@@ -34,32 +36,31 @@ def render_episode(project_dir: str, episode: int) -> dict:
     shotlist = plan_shots(ep, project, project_dir=lp.root, characters=lp.script.characters)
 
     # 3. speech for every line, before any video: shots are timed from it
-    speech = {shot.id: [synthesize_speech_task.submit(speech_request(ln.text, project.voice_for(ln.character)),
-                                                      project.backends.speech, paths.speech)
-                        for ln in shot.lines] for shot in shotlist.shots if shot.lines}
+    speech = {shot.id: [synthesize_speech_task.submit(
+        speech_request(ln.text, project.voice_for(ln.character)), project.backends.speech, paths.speech,
+        paths.ledger, f"{shot.id}-l{i + 1}", ep.number) for i, ln in enumerate(shot.lines)]
+        for shot in shotlist.shots if shot.lines}
     speech = {sid: [f.result() for f in futures] for sid, futures in speech.items()}
     shotlist = time_shots(shotlist, {sid: [r.duration_s for r in rs] for sid, rs in speech.items()}, project)
     write_shotlist(shotlist, paths.shotlist(ep.id))
 
-    # 4. every shot through the video backend
+    # 4. every shot through the video backend (within its concurrency, rate and failure limits)
     requests = [shot_request(s, project, lp.root, lp.script.characters) for s in shotlist.shots]
-    futures = generate_shot_task.map(requests, project.backends.model_dump_json(), paths.shots, paths.ledger, ep.number)
+    futures = generate_shot_task.map(requests, project.backends.model_dump_json(), unmapped(project.limits),
+                                     paths.shots, paths.ledger, ep.number, started)
     clips = [f.result(raise_on_failure=False) for f in futures]
-    failed = [r.shot_id for r, c in zip(requests, clips) if isinstance(c, BaseException)]
-    if failed:  # the ledger holds each reason; `dramaforge status` shows them
-        return {"episode": ep.number, "mp4": None, "failed": failed}
+    stopped = [r.shot_id for r, c in zip(requests, clips) if isinstance(c, EpisodeStopped)]
+    failed = [r.shot_id for r, c in zip(requests, clips) if isinstance(c, BaseException)
+              and not isinstance(c, EpisodeStopped)]
+    if failed or stopped:  # the ledger holds each reason; `dramaforge status` shows them
+        return {"episode": ep.number, "mp4": None, "reused": False, "failed": failed, "stopped": stopped}
 
-    # 5. subtitles and the dialogue track, both from one timeline
+    # 5. the cut: every clip, line, start time and setting that shapes the finished episode
     lines = timeline(shotlist, project)
-    make_subtitles([Cue(ln.start_s, ln.end_s, ln.text, ln.character) for ln in lines], project.subtitles,
-                   width=project.width, height=project.height,
-                   out_srt=paths.episode_srt(ep.id), out_ass=paths.episode_ass(ep.id))
-    mix_audio([(ln.start_s, speech[ln.shot_id][ln.index].path) for ln in lines], shotlist.duration_s,
-              paths.episode_audio(ep.id))
+    key = assembly_key([c.key for c in clips], [(ln.start_s, speech[ln.shot_id][ln.index].key, ln.text,
+                                                 ln.character) for ln in lines], shotlist.duration_s, project)
 
-    # 6. one ffmpeg pass: picture, burned subtitles, sound
-    out = paths.episode_mp4(ep.id)
-    assemble_episode_task(clips=[c.path for c in clips], subtitles_ass=paths.episode_ass(ep.id),
-                          audio_wav=paths.episode_audio(ep.id), duration_s=shotlist.duration_s,
-                          project=project, out_mp4=out)
-    return {"episode": ep.number, "mp4": str(out), "failed": []}
+    # 6. subtitles, the dialogue track and one ffmpeg pass, unless this exact cut exists
+    out, reused = assemble_episode_task(key, ep.id, ep.number, lines, speech, [c.path for c in clips],
+                                        shotlist.duration_s, project, paths)
+    return {"episode": ep.number, "mp4": str(out), "reused": reused, "failed": [], "stopped": []}

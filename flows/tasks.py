@@ -1,36 +1,68 @@
 """Stages as Prefect tasks: the ONLY place that knows retries, caching, concurrency and timeouts.
 
 Prefect's own result cache is off (`NONE`): a re-run is a new flow run, and the content-addressed
-artifact, checked by `artifacts.is_done`, is the cache. That keys on what determines a shot, never on
+artifact, checked by `artifacts.is_done`, is the cache. That keys on what determines a unit, never on
 the run id or the task's source, and it validates the file on every hit.
 
 No `timeout_seconds`: these tasks run in worker threads, where Prefect cannot interrupt them.
-Waits are bounded where they happen instead (ffmpeg calls, provider polling deadlines).
+Waits are bounded where they happen instead (ffmpeg calls, locks, Retry-After, provider polling).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import random
+import threading
+import time
+from pathlib import Path
 
+from filelock import FileLock, Timeout
 from prefect import task
 from prefect.cache_policies import NONE
 from prefect.tasks import exponential_backoff
 
 from flows import progress
+from stages.artifacts import is_done
 from stages.assemble_episode import assemble_episode
 from stages.backends.base import BackendError, RejectedError, TransientError
 from stages.backends.registry import make_speech_backend, make_video_backend
 from stages.generate_shot import generate_shot, make_placeholder, shot_key
 from stages.ledger import Ledger
-from stages.schema import Backends
-from stages.synthesize_speech import synthesize_speech
+from stages.make_subtitles import Cue, make_subtitles
+from stages.media import video_validator
+from stages.mix_audio import mix_audio
+from stages.schema import Backends, Limits
+from stages.synthesize_speech import speech_key, synthesize_speech
+
+SHOT_RETRIES, SHOT_BACKOFF_S = 3, 5
+SPEECH_RETRIES, SPEECH_BACKOFF_S = 2, 2
+JITTER = 0.5  # up to +50% of each backoff, so resumed shots do not retry in lockstep
+MAX_RETRY_AFTER_S = 300  # a provider asking for longer leaves the shot failed: `rerun --failed` later
+LOCK_WAIT_S = 6 * 3600  # another process making the same shot: wait for it, but not forever
+
+
+class EpisodeStopped(Exception):
+    """Not attempted: the episode reached its failed-shot limit (`limits.failed_shots_per_episode`)."""
 
 
 def _transient_only(task, task_run, state) -> bool:
-    """Retry timeouts, 429 and 5xx; never content rejections or bad requests."""
+    """Retry timeouts, 429 and 5xx, never content rejections or bad requests; honour Retry-After.
+
+    Prefect waits its fixed backoff after this returns; the extra wait here adds jitter and tops
+    it up to the provider's Retry-After. Both are bounded.
+    """
     try:
         state.result()
-    except TransientError:
+    except TransientError as exc:
+        hint = exc.retry_after_s or 0.0
+        if hint > MAX_RETRY_AFTER_S:
+            return False
+        delays = task.retry_delay_seconds or 0
+        if isinstance(delays, (list, tuple)):
+            delays = delays[min(max(task_run.run_count - 1, 0), len(delays) - 1)]
+        extra = max(hint - delays, random.uniform(0, JITTER * delays))
+        time.sleep(extra)
         return True
     except Exception:
         return False
@@ -58,26 +90,95 @@ def speech_backend(name: str):
     return make_speech_backend(name)
 
 
-@task(name="synthesize_speech", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2),
-      retry_jitter_factor=0.5, retry_condition_fn=_transient_only,
-      on_completion=[_advance("lines")], **_common)
-def synthesize_speech_task(request, backend_name: str, speech_dir):
-    return synthesize_speech(request, speech_backend(backend_name), speech_dir)
+class _Gate:
+    """A backend's concurrency and start-rate limits within this process (threads share it)."""
+
+    def __init__(self, concurrency: int, per_minute: float | None):
+        self.slots = threading.BoundedSemaphore(concurrency)
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self.lock = threading.Lock()
+        self.next_start = 0.0
+
+    @contextlib.contextmanager
+    def hold(self):
+        with self.slots:
+            if self.interval:
+                with self.lock:  # reserve the next start time, then sleep outside the lock
+                    now = time.monotonic()
+                    start = max(now, self.next_start)
+                    self.next_start = start + self.interval
+                time.sleep(start - now)
+            yield
 
 
-@task(name="generate_shot", retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=5),
-      retry_jitter_factor=0.5, retry_condition_fn=_transient_only,
+_gates: dict[tuple, _Gate] = {}
+_gates_lock = threading.Lock()
+
+
+def _gate(backend, limits: Limits) -> _Gate:
+    concurrency = limits.video_concurrency or getattr(backend, "concurrency", 1)
+    key = (backend.name, concurrency, limits.video_per_minute)
+    with _gates_lock:
+        if key not in _gates:
+            _gates[key] = _Gate(concurrency, limits.video_per_minute)
+        return _gates[key]
+
+
+@task(name="synthesize_speech", retries=SPEECH_RETRIES,
+      retry_delay_seconds=exponential_backoff(backoff_factor=SPEECH_BACKOFF_S)(SPEECH_RETRIES),
+      retry_condition_fn=_transient_only, on_completion=[_advance("lines")], **_common)
+def synthesize_speech_task(request, backend_name: str, speech_dir, ledger_path, unit_id: str, episode: int):
+    backend = speech_backend(backend_name)
+    ledger = Ledger(ledger_path)
+    key = speech_key(request, backend)
+    ledger.start(unit_id, kind="speech", episode=episode, spec_hash=key)
+    try:
+        result = synthesize_speech(request, backend, speech_dir)
+    except Exception as exc:
+        state = "rejected" if isinstance(exc, RejectedError) else "failed"
+        ledger.fail(unit_id, state=state, error_class=type(exc).__name__, message=str(exc))
+        raise
+    ledger.done(unit_id, spec_hash=key, kind="speech", episode=episode, artifact=result.path, sha256=None,
+                reused=result.reused)
+    return result
+
+
+@task(name="generate_shot", retries=SHOT_RETRIES,
+      retry_delay_seconds=exponential_backoff(backoff_factor=SHOT_BACKOFF_S)(SHOT_RETRIES),
+      retry_condition_fn=_transient_only,
       on_completion=[_advance("shots")], on_failure=[_advance("shots")], **_common)
-def generate_shot_task(request, backend_config: str, shots_dir, ledger_path, episode: int):
+def generate_shot_task(request, backend_config: str, limits: Limits, shots_dir, ledger_path, episode: int,
+                       since: float):
+    """One shot: a placeholder if accepted, else reuse or generate it, one process at a time per shot.
+
+    `since` is when this episode's render started: failures after it count against the limit.
+    """
     backend = video_backend(backend_config)
     ledger = Ledger(ledger_path)
     key = shot_key(request, backend)
     row = ledger.get(request.shot_id)
     if row is not None and row.state == "placeholder":  # accepted by the user: a card, not a generation
-        return make_placeholder(request, shots_dir, row.message or "accepted as a placeholder")
-    ledger.start(request.shot_id, kind="shot", episode=episode, spec_hash=key)
+        return make_placeholder(request, shots_dir, row.message)
+    locks = Path(shots_dir) / ".locks"
+    locks.mkdir(exist_ok=True)
+    lock = FileLock(str(locks / f"{key}.lock"), timeout=LOCK_WAIT_S)
     try:
-        result = generate_shot(request, backend, shots_dir)
+        # Two renders of one shot (two terminals, two workers): one generates, the other reuses.
+        with lock, _gate(backend, limits).hold():
+            # Checked once a slot is held, so at most `concurrency` shots are in flight past the limit.
+            failed = ledger.failures_since(episode, since)
+            if len(failed) >= limits.failed_shots_per_episode:
+                reason = (f"not attempted: episode {episode} stopped after {len(failed)} failed shots "
+                          f"(limits.failed_shots_per_episode = {limits.failed_shots_per_episode})")
+                ledger.mark(request.shot_id, kind="shot", episode=episode, spec_hash=key, state="pending",
+                            message=reason)
+                raise EpisodeStopped(reason)
+            ledger.start(request.shot_id, kind="shot", episode=episode, spec_hash=key)
+            result = generate_shot(request, backend, shots_dir)
+    except Timeout as exc:
+        ledger.fail(request.shot_id, state="failed", error_class="Timeout",
+                    message=f"another render held this shot's lock for over {LOCK_WAIT_S} s")
+        raise TransientError("shot locked by another render") from exc
     except BackendError as exc:
         state = "rejected" if isinstance(exc, RejectedError) else "failed"
         ledger.fail(request.shot_id, state=state, error_class=type(exc).__name__, message=str(exc))
@@ -91,5 +192,29 @@ def generate_shot_task(request, backend_config: str, shots_dir, ledger_path, epi
 
 
 @task(name="assemble_episode", on_completion=[_advance("episodes")], **_common)
-def assemble_episode_task(clips, subtitles_ass, audio_wav, duration_s, project, out_mp4):
-    return assemble_episode(clips, subtitles_ass, audio_wav, duration_s, project, out_mp4)
+def assemble_episode_task(key: str, unit_id: str, episode: int, lines, speech, clips, duration_s, project,
+                          paths) -> tuple[Path, bool]:
+    """Subtitles, the dialogue track and one ffmpeg pass; skipped when this exact cut already exists.
+
+    Returns (mp4, reused).
+    """
+    ledger = Ledger(paths.ledger)
+    out = paths.episode_mp4(unit_id)
+    row = ledger.get(unit_id)
+    check = video_validator(width=project.width, height=project.height,
+                            min_duration_s=duration_s - 1.0 / project.fps, audio=True)
+    if row is not None and row.state == "done" and row.spec_hash == key and is_done(out, check):
+        return out, True
+    ledger.start(unit_id, kind="episode", episode=episode, spec_hash=key)
+    try:
+        make_subtitles([Cue(ln.start_s, ln.end_s, ln.text, ln.character) for ln in lines], project.subtitles,
+                       width=project.width, height=project.height,
+                       out_srt=paths.episode_srt(unit_id), out_ass=paths.episode_ass(unit_id))
+        mix_audio([(ln.start_s, speech[ln.shot_id][ln.index].path) for ln in lines], duration_s,
+                  paths.episode_audio(unit_id))
+        assemble_episode(clips, paths.episode_ass(unit_id), paths.episode_audio(unit_id), duration_s, project, out)
+    except Exception as exc:
+        ledger.fail(unit_id, state="failed", error_class=type(exc).__name__, message=str(exc))
+        raise
+    ledger.done(unit_id, spec_hash=key, kind="episode", episode=episode, artifact=out, sha256=None)
+    return out, False

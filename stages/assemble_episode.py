@@ -11,14 +11,28 @@ import os
 import tempfile
 from pathlib import Path
 
-from stages.artifacts import atomic_path
+from stages.artifacts import atomic_path, spec_hash
 from stages.fonts import fonts_dir
 from stages.media import escape_filter_value, run_ffmpeg, video_validator
 from stages.schema import Project
 
 
+CRF, PRESET = 20, "veryfast"
+
+
+def assembly_key(clip_keys: list[str], lines: list[tuple[float, str, str, str]], duration_s: float,
+                 project: Project) -> str:
+    """Everything that shapes the finished episode: its clips in order, each line's start, audio
+    (speech key), words and speaker, the length, and the project's picture and subtitle settings."""
+    return spec_hash("episode", {
+        "clips": clip_keys, "lines": [list(ln) for ln in lines], "duration_s": duration_s,
+        "picture": {"width": project.width, "height": project.height, "fps": project.fps,
+                    "crf": CRF, "preset": PRESET},
+        "subtitles": project.subtitles.model_dump(mode="json")})
+
+
 def assemble_episode(shot_clips: list[Path], subtitles_ass: Path, audio_wav: Path, duration_s: float,
-                     project: Project, out_mp4: Path, *, crf: int = 20, preset: str = "veryfast") -> None:
+                     project: Project, out_mp4: Path, *, crf: int = CRF, preset: str = PRESET) -> None:
     """Write the finished episode; validated (size, duration ±1 frame, audio) before it is moved in."""
     fd, list_name = tempfile.mkstemp(prefix=".concat.", suffix=".txt", dir=out_mp4.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as f:

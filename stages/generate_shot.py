@@ -59,13 +59,26 @@ def generate_shot(request: ShotRequest, backend: VideoBackend, shots_dir: Path) 
     return ShotResult(path, key, reused=False)
 
 
-def make_placeholder(request: ShotRequest, shots_dir: Path, reason: str) -> ShotResult:
-    """A titled card of the shot's exact length, so its episode can assemble without it."""
+PLACEHOLDER_REASON = "accepted as a placeholder"
+
+
+def placeholder_request(request: ShotRequest, reason: str | None) -> ShotRequest:
+    """The card that stands in for an accepted failed shot: same id, length and size."""
     from dataclasses import replace
 
+    return replace(request, size="insert", camera="static", figures=(),
+                   action=f"PLACEHOLDER {request.shot_id}: {reason or PLACEHOLDER_REASON}"[:300],
+                   caption=f"{request.shot_id} · placeholder")
+
+
+def placeholder_key(request: ShotRequest, reason: str | None) -> str:
     from stages.backends.animatic import AnimaticBackend
 
-    card = replace(request, size="insert", camera="static", figures=(),
-                   action=f"PLACEHOLDER {request.shot_id}: {reason}"[:300],
-                   caption=f"{request.shot_id} · placeholder")
-    return generate_shot(card, AnimaticBackend(), shots_dir)
+    return shot_key(placeholder_request(request, reason), AnimaticBackend())
+
+
+def make_placeholder(request: ShotRequest, shots_dir: Path, reason: str | None) -> ShotResult:
+    """A titled card of the shot's exact length, so its episode can assemble without it."""
+    from stages.backends.animatic import AnimaticBackend
+
+    return generate_shot(placeholder_request(request, reason), AnimaticBackend(), shots_dir)

@@ -106,6 +106,15 @@ class Ledger:
             db.execute("UPDATE units SET state=?, error_class=?, message=?, pid=NULL, finished_at=? WHERE id=?",
                        (state, error_class, message[:2000], time.time(), unit_id))
 
+    def mark(self, unit_id: str, *, kind: str, episode: int, spec_hash: str, state: str, message: str) -> None:
+        """Record a unit's state without running it (e.g. not attempted, and why)."""
+        if state not in STATES:
+            raise ValueError(f"unknown state {state!r}")
+        with self._db() as db:
+            db.execute("INSERT INTO units(id, kind, episode, spec_hash, state, message) VALUES(?, ?, ?, ?, ?, ?) "
+                       "ON CONFLICT(id) DO UPDATE SET state=excluded.state, message=excluded.message, pid=NULL",
+                       (unit_id, kind, episode, spec_hash, state, message))
+
     def set_state(self, unit_id: str, state: str, message: str | None = None) -> None:
         if state not in STATES:
             raise ValueError(f"unknown state {state!r}")
@@ -130,6 +139,13 @@ class Ledger:
             db.executemany("UPDATE units SET state='interrupted', pid=NULL, message='the rendering process "
                            "stopped before this finished' WHERE id=?", [(u,) for u in dead])
         return len(dead)
+
+    def failures_since(self, episode: int, since: float) -> list[str]:
+        """Shots of `episode` that failed or were rejected at or after `since` (a run's start)."""
+        with self._db() as db:
+            return [r[0] for r in db.execute(
+                "SELECT id FROM units WHERE episode=? AND kind='shot' AND state IN ('failed', 'rejected') "
+                "AND finished_at >= ? ORDER BY id", (episode, since)).fetchall()]
 
     def get(self, unit_id: str) -> Row | None:
         with self._db() as db:

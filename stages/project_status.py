@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from stages.artifacts import BuildPaths
+from stages.artifacts import BuildPaths, is_done
+from stages.assemble_episode import assembly_key
 from stages.backends.base import VideoBackend
-from stages.generate_shot import shot_key, shot_request
+from stages.generate_shot import placeholder_key, shot_key, shot_request
 from stages.ledger import Ledger
 from stages.load_project import LoadedProject
-from stages.media import wav_duration_s
+from stages.media import video_validator, wav_duration_s
 from stages.plan_shots import plan_shots
 from stages.synthesize_speech import speech_key, speech_request
-from stages.time_shots import time_shots
+from stages.time_shots import time_shots, timeline
 
 
 @dataclass
@@ -26,6 +27,7 @@ class ShotStatus:
     reason: str | None = None
     attempts: int = 0
     artifact: str | None = None
+    key: str | None = None  # the clip a render would use now (None until its speech exists)
 
 
 @dataclass
@@ -33,50 +35,84 @@ class EpisodeStatus:
     id: str
     number: int
     shots: list[ShotStatus] = field(default_factory=list)
+    lines: int = 0
+    assembly: str = "pending"  # done (this exact cut exists) | stale | pending
+    mp4: str | None = None
 
     def count(self, state: str) -> int:
         return sum(1 for s in self.shots if s.state == state)
 
 
-def project_status(lp: LoadedProject, video: VideoBackend, speech, episodes: list[int] | None = None
-                   ) -> list[EpisodeStatus]:
+def project_status(lp: LoadedProject, video: VideoBackend, speech, episodes: list[int] | None = None,
+                   *, verify: bool = False) -> list[EpisodeStatus]:
+    """Every shot's state and each episode's cut, as a render would see them now.
+
+    `verify` decodes each finished episode (as the render's own check does) before calling it done.
+    """
     paths = BuildPaths(lp.build)
     ledger = Ledger(paths.ledger) if paths.ledger.exists() else None
     if ledger is not None:
         ledger.reconcile()
+    rows = {r.id: r for r in ledger.rows()} if ledger is not None else {}
+    project = lp.project
     out = []
     for ep in lp.script.episodes:
         if episodes is not None and ep.number not in episodes:
             continue
-        plan = plan_shots(ep, lp.project, project_dir=lp.root, characters=lp.script.characters)
+        plan = plan_shots(ep, project, project_dir=lp.root, characters=lp.script.characters)
         measured: dict[str, list[float]] = {}
+        keys: dict[tuple[str, int], str] = {}
         unspoken: set[str] = set()
         for shot in plan.shots:
             durs = []
-            for ln in shot.lines:
-                wav = paths.speech / f"{speech_key(speech_request(ln.text, lp.project.voice_for(ln.character)), speech)}.wav"
+            for i, ln in enumerate(shot.lines):
+                keys[shot.id, i] = speech_key(speech_request(ln.text, project.voice_for(ln.character)), speech)
+                wav = paths.speech / f"{keys[shot.id, i]}.wav"
                 if wav.exists():
                     durs.append(wav_duration_s(wav))
                 else:
                     unspoken.add(shot.id)
             if shot.lines and shot.id not in unspoken:
                 measured[shot.id] = durs
-        timed = time_shots(plan, measured, lp.project)
-        status = EpisodeStatus(ep.id, ep.number)
+        timed = time_shots(plan, measured, project)
+        status = EpisodeStatus(ep.id, ep.number, lines=sum(len(s.lines) for s in plan.shots))
         for shot in timed.shots:
-            row = ledger.get(shot.id) if ledger else None
-            key = None if shot.id in unspoken else shot_key(
-                shot_request(shot, lp.project, lp.root, lp.script.characters), video)
+            row = rows.get(shot.id)
+            request = None if shot.id in unspoken else shot_request(shot, project, lp.root, lp.script.characters)
+            key = None if request is None else shot_key(request, video)
             if row is None:
-                status.shots.append(ShotStatus(shot.id, "pending"))
+                status.shots.append(ShotStatus(shot.id, "pending", key=key))
             elif row.state == "placeholder":
-                status.shots.append(ShotStatus(shot.id, "placeholder", row.message, row.attempts, row.artifact))
+                card = None if request is None else placeholder_key(request, row.message)
+                status.shots.append(ShotStatus(shot.id, "placeholder", row.message, row.attempts, row.artifact, card))
             elif key is None or row.spec_hash != key:  # no speech yet for its current line: the line changed
                 status.shots.append(ShotStatus(shot.id, "stale", "its inputs changed since it was made",
-                                               row.attempts, row.artifact))
-            elif row.state == "done" and (paths.shots / f"{row.spec_hash}.mp4").exists() is False:
-                status.shots.append(ShotStatus(shot.id, "pending", "its file is missing", row.attempts))
+                                               row.attempts, row.artifact, key))
+            elif row.state == "done" and not (paths.shots / f"{row.spec_hash}.mp4").exists():
+                status.shots.append(ShotStatus(shot.id, "pending", "its file is missing", row.attempts, key=key))
             else:
-                status.shots.append(ShotStatus(shot.id, row.state, row.message, row.attempts, row.artifact))
+                status.shots.append(ShotStatus(shot.id, row.state, row.message, row.attempts, row.artifact, key))
+        status.assembly, status.mp4 = _assembly(status, timed, keys, rows.get(ep.id), paths, project, verify)
         out.append(status)
     return out
+
+
+def _assembly(status: EpisodeStatus, timed, speech_keys, row, paths: BuildPaths, project, verify: bool):
+    """Whether this exact cut exists: the same key as the render would compute, and its file."""
+    if row is None or row.state != "done":
+        return "pending", None
+    ready = all(s.state in ("done", "placeholder") and s.key for s in status.shots)
+    if not ready:
+        return "stale", row.artifact
+    lines = timeline(timed, project)
+    key = assembly_key([s.key for s in status.shots],
+                       [(ln.start_s, speech_keys[ln.shot_id, ln.index], ln.text, ln.character) for ln in lines],
+                       timed.duration_s, project)
+    mp4 = paths.episode_mp4(status.id)
+    if row.spec_hash != key:
+        return "stale", str(mp4)
+    check = video_validator(width=project.width, height=project.height,
+                            min_duration_s=timed.duration_s - 1.0 / project.fps, audio=True) if verify else None
+    if not is_done(mp4, check):
+        return "pending", None
+    return "done", str(mp4)

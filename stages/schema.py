@@ -50,12 +50,26 @@ class ChaosOptions(Model):
     fail_rate: float = Field(0.3, ge=0, le=1)
     error: Literal["transient", "rejected", "permanent"] = "transient"
     seed: int = 1
+    retry_after_s: float | None = Field(None, ge=0, le=300,
+                                        description="a Retry-After hint sent with each simulated error")
 
 
 class Backends(Model):
     video: Literal["animatic", "chaos"] = "animatic"
     speech: Literal["espeak"] = "espeak"
     chaos: ChaosOptions | None = Field(None, description="options of the chaos video backend")
+
+
+class Limits(Model):
+    """How hard to push the backends, and when an episode gives up."""
+
+    video_concurrency: int | None = Field(
+        None, ge=1, le=256, description="shots generated at once; default: the backend's own "
+        "(animatic: CPU cores; a local GPU model: 1; a hosted API: 4)")
+    video_per_minute: float | None = Field(None, gt=0, description="start at most this many shots a minute "
+                                                                  "(a hosted API's rate limit)")
+    failed_shots_per_episode: int = Field(10, ge=1, description="after this many failed shots an episode "
+                                                                "stops starting new ones")
 
 
 class Timing(Model):
@@ -85,6 +99,7 @@ class Project(Model):
     cast: list[Character] = Field(default_factory=list)
     backends: Backends = Field(default_factory=Backends)
     timing: Timing = Field(default_factory=Timing)
+    limits: Limits = Field(default_factory=Limits)
     subtitles: SubtitleStyle = Field(default_factory=SubtitleStyle)
 
     @field_validator("width", "height")

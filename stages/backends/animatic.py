@@ -9,6 +9,7 @@ the same character looks the same in every shot, episode and run.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import re
 import subprocess
@@ -105,6 +106,7 @@ class AnimaticBackend:
     def __init__(self, *, preset: str = "veryfast", crf: int = 20):
         self.preset = preset
         self.crf = crf
+        self.concurrency = os.cpu_count() or 1  # CPU-bound: one ffmpeg per core
 
     def identity(self) -> dict:
         return {"backend": "animatic", "version": VERSION, "crf": self.crf}

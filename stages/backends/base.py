@@ -87,6 +87,7 @@ class SpeechBackend(Protocol):
 @runtime_checkable
 class VideoBackend(Protocol):
     name: str
+    concurrency: int  # shots it can make at once in one process (a local GPU model: 1)
 
     def identity(self) -> dict:
         """What, besides the request, determines the output (model, version)."""

@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 from stages.backends.base import PermanentError, RejectedError, ShotRequest, TransientError, VideoBackend
@@ -21,11 +22,14 @@ _ERRORS = {"transient": TransientError, "rejected": RejectedError, "permanent": 
 class ChaosBackend:
     name = "chaos"
 
-    def __init__(self, inner: VideoBackend, *, fail_rate: float, error: str, seed: int):
+    def __init__(self, inner: VideoBackend, *, fail_rate: float, error: str, seed: int,
+                 retry_after_s: float | None = None):
         self.inner = inner
         self.fail_rate = fail_rate
         self.error = _ERRORS[error]
         self.seed = seed
+        self.retry_after_s = retry_after_s
+        self.concurrency = getattr(inner, "concurrency", 1)
 
     def identity(self) -> dict:
         # The same pictures as the wrapped backend: switching chaos on or off re-renders nothing.
@@ -39,7 +43,9 @@ class ChaosBackend:
             prior = sum(1 for line in f if json.loads(line)["shot"] == request.shot_id)
             roll = int(hashlib.sha256(f"{self.seed}|{request.shot_id}|{prior}".encode()).hexdigest()[:8], 16) / 2**32
             fails = roll < self.fail_rate
-            f.write(json.dumps({"shot": request.shot_id, "call": prior + 1, "failed": fails, "pid": os.getpid()}) + "\n")
+            f.write(json.dumps({"shot": request.shot_id, "call": prior + 1, "failed": fails, "pid": os.getpid(),
+                                "t": time.time()}) + "\n")
         if fails:
-            raise self.error(f"chaos: simulated {self.error.__name__} for {request.shot_id} (call {prior + 1})")
+            raise self.error(f"chaos: simulated {self.error.__name__} for {request.shot_id} (call {prior + 1})",
+                             retry_after_s=self.retry_after_s)
         self.inner.generate(request, out_mp4)

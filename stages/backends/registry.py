@@ -16,7 +16,7 @@ def make_video_backend(config: Backends, name: str | None = None):
 
         opts = config.chaos or ChaosOptions()
         return ChaosBackend(make_video_backend(config, opts.wraps), fail_rate=opts.fail_rate, error=opts.error,
-                            seed=opts.seed)
+                            seed=opts.seed, retry_after_s=opts.retry_after_s)
     raise ValueError(f"unknown video backend {name!r}")
 
 
