@@ -142,7 +142,7 @@ def _render(lp, numbers: list[int]) -> None:
 
         progress.install(_Bars())
         try:
-            outcomes = render_series(str(lp.root.resolve()), numbers)
+            outcomes = render_series(str(lp.root.resolve()), numbers, [e.number for e in current])
         finally:
             progress.install(None)
     outcomes += [{"episode": e.number, "mp4": e.mp4, "reused": True, "failed": [], "stopped": []} for e in current]

@@ -49,11 +49,13 @@ def render_episode(project_dir: str, episode: int) -> dict:
     futures = generate_shot_task.map(requests, project.backends.model_dump_json(), unmapped(project.limits),
                                      paths.shots, paths.ledger, ep.number, started)
     clips = [f.result(raise_on_failure=False) for f in futures]
+    shots = [{"id": r.shot_id, "outcome": _outcome(c)} for r, c in zip(requests, clips)]
     stopped = [r.shot_id for r, c in zip(requests, clips) if isinstance(c, EpisodeStopped)]
     failed = [r.shot_id for r, c in zip(requests, clips) if isinstance(c, BaseException)
               and not isinstance(c, EpisodeStopped)]
     if failed or stopped:  # the ledger holds each reason; `dramaforge status` shows them
-        return {"episode": ep.number, "mp4": None, "reused": False, "failed": failed, "stopped": stopped}
+        return {"episode": ep.number, "mp4": None, "reused": False, "failed": failed, "stopped": stopped,
+                "shots": shots, "duration_s": shotlist.duration_s}
 
     # 5. the cut: every clip, line, start time and setting that shapes the finished episode
     lines = timeline(shotlist, project)
@@ -63,4 +65,13 @@ def render_episode(project_dir: str, episode: int) -> dict:
     # 6. subtitles, the dialogue track and one ffmpeg pass, unless this exact cut exists
     out, reused = assemble_episode_task(key, ep.id, ep.number, lines, speech, [c.path for c in clips],
                                         shotlist.duration_s, project, paths)
-    return {"episode": ep.number, "mp4": str(out), "reused": reused, "failed": [], "stopped": []}
+    return {"episode": ep.number, "mp4": str(out), "reused": reused, "failed": [], "stopped": [],
+            "shots": shots, "duration_s": shotlist.duration_s}
+
+
+def _outcome(clip) -> str:
+    if isinstance(clip, EpisodeStopped):
+        return "not attempted"
+    if isinstance(clip, BaseException):
+        return "failed"
+    return "placeholder" if clip.placeholder else "reused" if clip.reused else "made"

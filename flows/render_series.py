@@ -1,13 +1,37 @@
-"""A series: every requested episode, one `render_episode` subflow each."""
+"""A series: every requested episode, one `render_episode` subflow each, then a run report."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 from prefect import flow
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.render_episode import render_episode
+from stages.artifacts import BuildPaths
+from stages.ledger import Ledger
+from stages.load_project import load_project
+from stages.run_report import shot_table, summary_markdown, write_report
 
 
 @flow(name="render_series", log_prints=False)
-def render_series(project_dir: str, episodes: list[int]) -> list[dict]:
-    """Render the episodes in order; one outcome per episode (see `render_episode`)."""
-    return [render_episode(project_dir, number) for number in episodes]
+def render_series(project_dir: str, episodes: list[int], skipped: list[int] | None = None) -> list[dict]:
+    """Render the episodes in order; one outcome per episode (see `render_episode`).
+
+    `skipped` lists episodes the caller found up to date; the report mentions them.
+    """
+    started = time.monotonic()
+    # 1. each episode, in order
+    outcomes = [render_episode(project_dir, number) for number in episodes]
+
+    # 2. the run report: in Prefect (markdown + a table of shots) and in build/reports/
+    lp = load_project(Path(project_dir))
+    paths = BuildPaths(lp.build)
+    table = shot_table(outcomes, Ledger(paths.ledger))
+    markdown = summary_markdown(lp.project.title, project_dir, outcomes, table, time.monotonic() - started,
+                                skipped or [])
+    create_markdown_artifact(markdown, key="render-summary", description="what this render made, reused and failed")
+    create_table_artifact(table, key="render-shots", description="every shot of the rendered episodes")
+    write_report(paths.root / "reports", markdown)
+    return outcomes

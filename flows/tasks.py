@@ -25,7 +25,7 @@ from prefect.tasks import exponential_backoff
 from flows import progress
 from stages.artifacts import is_done
 from stages.assemble_episode import assemble_episode
-from stages.backends.base import BackendError, RejectedError, TransientError
+from stages.backends.base import RejectedError, TransientError
 from stages.backends.registry import make_speech_backend, make_video_backend
 from stages.generate_shot import generate_shot, make_placeholder, shot_key
 from stages.ledger import Ledger
@@ -165,7 +165,7 @@ def generate_shot_task(request, backend_config: str, limits: Limits, shots_dir, 
     try:
         # Two renders of one shot (two terminals, two workers): one generates, the other reuses.
         with lock, _gate(backend, limits).hold():
-            # Checked once a slot is held, so at most `concurrency` shots are in flight past the limit.
+            # Checked and recorded while a slot is held, so the limit sees every finished attempt.
             failed = ledger.failures_since(episode, since)
             if len(failed) >= limits.failed_shots_per_episode:
                 reason = (f"not attempted: episode {episode} stopped after {len(failed)} failed shots "
@@ -174,20 +174,18 @@ def generate_shot_task(request, backend_config: str, limits: Limits, shots_dir, 
                             message=reason)
                 raise EpisodeStopped(reason)
             ledger.start(request.shot_id, kind="shot", episode=episode, spec_hash=key)
-            result = generate_shot(request, backend, shots_dir)
+            try:
+                result = generate_shot(request, backend, shots_dir)
+            except Exception as exc:  # backend, ffmpeg or validation: recorded, then Prefect fails the task
+                state = "rejected" if isinstance(exc, RejectedError) else "failed"
+                ledger.fail(request.shot_id, state=state, error_class=type(exc).__name__, message=str(exc))
+                raise
+            ledger.done(request.shot_id, spec_hash=key, kind="shot", episode=episode, artifact=result.path,
+                        sha256=None, reused=result.reused)
     except Timeout as exc:
         ledger.fail(request.shot_id, state="failed", error_class="Timeout",
                     message=f"another render held this shot's lock for over {LOCK_WAIT_S} s")
         raise TransientError("shot locked by another render") from exc
-    except BackendError as exc:
-        state = "rejected" if isinstance(exc, RejectedError) else "failed"
-        ledger.fail(request.shot_id, state=state, error_class=type(exc).__name__, message=str(exc))
-        raise
-    except Exception as exc:  # ffmpeg or validation failures: recorded, then Prefect marks the task failed
-        ledger.fail(request.shot_id, state="failed", error_class=type(exc).__name__, message=str(exc))
-        raise
-    ledger.done(request.shot_id, spec_hash=key, kind="shot", episode=episode, artifact=result.path,
-                sha256=None, reused=result.reused)
     return result
 
 

@@ -17,6 +17,7 @@ class ShotResult:
     path: Path
     key: str
     reused: bool
+    placeholder: bool = False
 
 
 def shot_request(shot: Shot, project: Project, project_dir: Path, names: dict[str, str]) -> ShotRequest:
@@ -79,6 +80,9 @@ def placeholder_key(request: ShotRequest, reason: str | None) -> str:
 
 def make_placeholder(request: ShotRequest, shots_dir: Path, reason: str | None) -> ShotResult:
     """A titled card of the shot's exact length, so its episode can assemble without it."""
+    from dataclasses import replace
+
     from stages.backends.animatic import AnimaticBackend
 
-    return generate_shot(placeholder_request(request, reason), AnimaticBackend(), shots_dir)
+    return replace(generate_shot(placeholder_request(request, reason), AnimaticBackend(), shots_dir),
+                   placeholder=True)

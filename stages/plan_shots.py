@@ -144,4 +144,5 @@ def shot_prompt(shot: Shot, project: Project, project_dir: Path | None, names: d
         speaker = next((c["name"] for c, cid in zip(chars, shot.characters) if cid == shot.lines[0].character), None)
     return render_template("shot_prompt.j2", project_dir, size=shot.size, camera=shot.camera, characters=chars,
                            location=shot.location, time=shot.time, action=shot.action, speaker=speaker,
-                           style=project.style)
+                           # The words shape the picture (lips, expression) for models that make speech.
+                           words=" ".join(ln.text for ln in shot.lines), style=project.style)

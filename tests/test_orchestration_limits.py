@@ -1,0 +1,201 @@
+"""Orchestration under pressure: what an edit redoes, failure limits, Retry-After, concurrency
+gates, two renders at once, and the run report (in Prefect and on disk)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_YAML, run_cli
+from flows.tasks import _Gate, _transient_only
+from stages.backends.base import PermanentError, TransientError
+from stages.ledger import Ledger
+
+SMALL = "width: 270\nheight: 480\nfps: 12\n"
+COUNTING = "backends:\n  video: chaos\n  chaos: {wraps: animatic, fail_rate: 0.0, seed: 1}\n"
+
+TWO_EPISODES = """\
+Title: Two
+
+# Episode 1: Kettle
+
+INT. KITCHEN - DAY
+
+ANN
+Is it ready?
+
+BO
+Almost.
+
+# Episode 2: Street
+
+EXT. STREET - NIGHT
+
+ANN
+Then I am leaving.
+
+BO
+Take the umbrella.
+"""
+
+
+def _calls(root: Path) -> list[dict]:
+    log = root / "build" / "shots" / "calls.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def _status(root: Path) -> dict:
+    proc = run_cli("status", str(root), "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture
+def two_episodes(tmp_path) -> Path:
+    root = tmp_path / "two"
+    root.mkdir()
+    (root / "project.yaml").write_text(TINY_YAML + SMALL + COUNTING, encoding="utf-8")
+    (root / "script.fountain").write_text(TWO_EPISODES, encoding="utf-8")
+    return root
+
+
+def test_an_edited_line_redoes_its_shot_speech_and_episode_only(two_episodes):
+    root = two_episodes
+    first = run_cli("render", str(root))
+    assert first.returncode == 0, first.stderr[-2000:]
+    build = root / "build"
+    ledger = Ledger(build / "ledger.sqlite")
+    before = {r.id: r for r in ledger.rows()}
+    assert {r.kind for r in before.values()} == {"shot", "speech", "episode"}
+    assert before["ep01"].state == before["ep02"].state == "done"
+    mp4_before = {p.name: p.stat().st_mtime_ns for p in (build / "episodes").glob("*.mp4")}
+    wav_before = {p.name for p in (build / "speech").glob("*.wav")}
+    calls_before = len(_calls(root))
+
+    script = root / "script.fountain"
+    script.write_text(script.read_text().replace("Take the umbrella.", "Take my umbrella."), encoding="utf-8")
+    eps = {e["id"]: e for e in _status(root)["episodes"]}
+    assert (eps["ep01"]["assembly"], eps["ep02"]["assembly"]) == ("done", "stale")
+    stale = [s["id"] for e in eps.values() for s in e["shots"] if s["state"] == "stale"]
+    assert len(stale) == 1 and stale[0].startswith("ep02")
+
+    again = run_cli("render", str(root))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "1 episode(s) up to date: 1" in again.stderr
+    new_calls = _calls(root)[calls_before:]
+    assert [c["shot"] for c in new_calls] == stale  # exactly one generation: the edited shot
+    assert len({p.name for p in (build / "speech").glob("*.wav")} - wav_before) == 1  # one new line spoken
+    after = {r.id: r for r in ledger.rows()}
+    assert after["ep01"].finished_at == before["ep01"].finished_at  # episode 1 was not reassembled
+    assert after["ep02"].finished_at > before["ep02"].finished_at
+    mp4_after = {p.name: p.stat().st_mtime_ns for p in (build / "episodes").glob("*.mp4")}
+    assert mp4_after["ep01.mp4"] == mp4_before["ep01.mp4"] and mp4_after["ep02.mp4"] != mp4_before["ep02.mp4"]
+
+    # Nothing changed: no Prefect, no work, and it says so.
+    noop = run_cli("render", str(root))
+    assert noop.returncode == 0 and "nothing to do" in noop.stderr and "starting Prefect" not in noop.stderr
+    assert len(_calls(root)) == calls_before + 1
+
+
+def test_an_episode_stops_after_its_failed_shot_limit(tiny_project):
+    yaml = TINY_YAML + SMALL + ("backends:\n  video: chaos\n  chaos: {wraps: animatic, fail_rate: 1.0, "
+                                "error: permanent, seed: 1}\nlimits: {video_concurrency: 1, "
+                                "failed_shots_per_episode: 2}\n")
+    (tiny_project / "project.yaml").write_text(yaml, encoding="utf-8")
+    proc = run_cli("render", str(tiny_project))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "stopped" in proc.stderr and "failed_shots_per_episode" in proc.stderr
+    shots = _status(tiny_project)["episodes"][0]["shots"]
+    states = Counter(s["state"] for s in shots)
+    assert states["failed"] == 2 and states["pending"] == len(shots) - 2, states
+    assert all("not attempted" in s["reason"] for s in shots if s["state"] == "pending")
+    assert len(_calls(tiny_project)) == 2  # no paid call after the limit
+
+    # The run left a report on disk and in Prefect.
+    (report,) = (tiny_project / "build" / "reports").glob("*.md")
+    text = report.read_text(encoding="utf-8")
+    assert "| ep01 | 0 | 0 | 0 | 2 | " in text and "not attempted" in text and "rerun" in text
+    db = sqlite3.connect(Path(os.environ["PREFECT_HOME"]) / "prefect.db")
+    artifacts = {k: (t, d) for k, t, d in db.execute("SELECT key, type, data FROM artifact "
+                                                     "WHERE key IN ('render-summary', 'render-shots')")}
+    assert artifacts["render-summary"][0] == "markdown" and "ep01" in artifacts["render-summary"][1]
+    table = json.loads(artifacts["render-shots"][1])
+    table = json.loads(table) if isinstance(table, str) else table
+    assert any(row["shot"] == shots[0]["id"] for row in table)
+
+
+def test_two_renders_at_once_generate_each_shot_once(tiny_project):
+    (tiny_project / "project.yaml").write_text(TINY_YAML + SMALL + COUNTING, encoding="utf-8")
+    from conftest import REPO
+    import sys
+
+    exe = Path(sys.executable).with_name("dramaforge")
+    procs = [subprocess.Popen([str(exe), "render", str(tiny_project)], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outs]
+    counts = Counter(c["shot"] for c in _calls(tiny_project))
+    shots = _status(tiny_project)["episodes"][0]["shots"]
+    assert set(counts) == {s["id"] for s in shots} and set(counts.values()) == {1}, counts
+    assert all(s["state"] == "done" for s in shots)
+
+
+# --- the pieces, without a render ---------------------------------------------------------------
+
+
+def test_gate_holds_concurrency_and_spaces_starts():
+    gate = _Gate(2, per_minute=600)  # at most 2 at once; one start per 0.1 s
+    live, peak, starts, lock = [0], [0], [], threading.Lock()
+
+    def work():
+        with gate.hold():
+            with lock:
+                starts.append(time.monotonic())
+                live[0] += 1
+                peak[0] = max(peak[0], live[0])
+            time.sleep(0.05)
+            with lock:
+                live[0] -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak[0] <= 2
+    starts.sort()
+    assert all(b - a >= 0.1 - 0.01 for a, b in zip(starts, starts[1:]))  # the rate limit held
+
+
+class _Task:
+    retry_delay_seconds = [0.05, 0.1]
+
+
+class _Run:
+    run_count = 1
+
+
+class _State:
+    def __init__(self, exc):
+        self.exc = exc
+
+    def result(self):
+        raise self.exc
+
+
+def test_retry_condition_retries_only_transient_and_honours_retry_after():
+    assert _transient_only(_Task, _Run, _State(PermanentError("bad size"))) is False
+    assert _transient_only(_Task, _Run, _State(ValueError("bug"))) is False
+    t0 = time.monotonic()
+    assert _transient_only(_Task, _Run, _State(TransientError("429", retry_after_s=0.4))) is True
+    waited = time.monotonic() - t0
+    assert waited + 0.05 >= 0.4  # with Prefect's own 0.05 s backoff, the provider's 0.4 s is honoured
+    assert _transient_only(_Task, _Run, _State(TransientError("429", retry_after_s=3600))) is False  # too long
