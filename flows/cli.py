@@ -28,6 +28,9 @@ app = typer.Typer(
 )
 
 ProjectArg = Annotated[Path, typer.Argument(help="project folder (holds project.yaml)", show_default=False)]
+DaskOpt = Annotated[Optional[str], typer.Option(
+    "--dask", metavar="ADDRESS", help="run shots on this Dask scheduler, e.g. tcp://10.0.0.5:8786 "
+    "(needs the dask extra; every worker must see the project folder)")]
 EpisodesOpt = Annotated[Optional[str], typer.Option("--episodes", "-e", metavar="SPEC",
                                                     help="episodes to use, e.g. 1-3,5 (default: all)")]
 
@@ -77,15 +80,15 @@ def _console():
 
 
 @app.command()
-def render(project: ProjectArg, episodes: EpisodesOpt = None) -> None:
+def render(project: ProjectArg, episodes: EpisodesOpt = None, dask: DaskOpt = None) -> None:
     """Render episodes to PROJECT/build/episodes/epNN.mp4 (+ .srt), reusing everything already made."""
     from stages.load_project import load_project
 
     lp = load_project(project)
-    _render(lp, parse_episode_spec(episodes, [e.number for e in lp.script.episodes]))
+    _render(lp, parse_episode_spec(episodes, [e.number for e in lp.script.episodes]), dask)
 
 
-def _render(lp, numbers: list[int]) -> None:
+def _render(lp, numbers: list[int], dask: str | None = None) -> None:
     """Run the Prefect flow over the episodes in `numbers` that are not up to date; exit 1 if shots failed.
 
     An episode whose exact cut exists (same clips, speech, timing and settings) is skipped before
@@ -95,6 +98,16 @@ def _render(lp, numbers: list[int]) -> None:
     from stages.ledger import Ledger
 
     console = _console()
+    if dask:
+        from flows.tasks import dask_runner
+
+        dask_runner(dask)  # refuse now, before any work, if the extra is missing
+        if not os.environ.get("PREFECT_API_URL"):
+            # Without it every worker would start a private temporary server (and its task runs
+            # would be invisible here); a remote worker could never reach ours anyway.
+            raise InputError("--dask needs a Prefect server that this command and every worker can reach",
+                             hint="run `prefect server start --host 0.0.0.0`, then set "
+                                  "PREFECT_API_URL=http://HOST:4200/api here and on each worker")
     for w in lp.warnings:
         console.print(f"[yellow]warning[/] {_esc(f'{w.file}:{w.line}: {w.message}')}")
     if not numbers:
@@ -142,7 +155,7 @@ def _render(lp, numbers: list[int]) -> None:
 
         progress.install(_Bars())
         try:
-            outcomes = render_series(str(lp.root.resolve()), numbers, [e.number for e in current])
+            outcomes = render_series(str(lp.root.resolve()), numbers, [e.number for e in current], dask)
         finally:
             progress.install(None)
     outcomes += [{"episode": e.number, "mp4": e.mp4, "reused": True, "failed": [], "stopped": []} for e in current]
@@ -223,7 +236,7 @@ def rerun(project: ProjectArg,
           shot: Annotated[Optional[list[str]], typer.Option("--shot", metavar="ID", help="these shots, made anew")] = None,
           stale: Annotated[bool, typer.Option("--stale", help="shots whose inputs changed")] = False,
           episode: Annotated[Optional[int], typer.Option("--episode", metavar="N", help="one whole episode")] = None,
-          ) -> None:
+          dask: DaskOpt = None) -> None:
     """Re-run failed, stale or chosen shots (and re-assemble their episodes); nothing else is redone."""
     from stages.load_project import load_project
 
@@ -256,7 +269,7 @@ def rerun(project: ProjectArg,
         else:
             wanted = ("failed", "rejected", "interrupted") if failed else ("stale",)
             numbers = sorted({n for n, s in by_id.values() if s.state in wanted})
-    _render(lp, numbers)
+    _render(lp, numbers, dask)
 
 
 @app.command()

@@ -9,6 +9,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.render_episode import render_episode
+from flows.tasks import dask_runner
 from stages.artifacts import BuildPaths
 from stages.ledger import Ledger
 from stages.load_project import load_project
@@ -16,14 +17,18 @@ from stages.run_report import shot_table, summary_markdown, write_report
 
 
 @flow(name="render_series", log_prints=False)
-def render_series(project_dir: str, episodes: list[int], skipped: list[int] | None = None) -> list[dict]:
+def render_series(project_dir: str, episodes: list[int], skipped: list[int] | None = None,
+                  dask_address: str | None = None) -> list[dict]:
     """Render the episodes in order; one outcome per episode (see `render_episode`).
 
     `skipped` lists episodes the caller found up to date; the report mentions them.
+    `dask_address` sends each episode's tasks to that Dask scheduler instead of local threads.
     """
     started = time.monotonic()
-    # 1. each episode, in order
-    outcomes = [render_episode(project_dir, number) for number in episodes]
+    # 1. each episode, in order (its speech and shots run in parallel, here or on the cluster)
+    episode_flow = render_episode if not dask_address else render_episode.with_options(
+        task_runner=dask_runner(dask_address))
+    outcomes = [episode_flow(project_dir, number) for number in episodes]
 
     # 2. the run report: in Prefect (markdown + a table of shots) and in build/reports/
     lp = load_project(Path(project_dir))

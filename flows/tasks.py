@@ -42,6 +42,21 @@ MAX_RETRY_AFTER_S = 300  # a provider asking for longer leaves the shot failed: 
 LOCK_WAIT_S = 6 * 3600  # another process making the same shot: wait for it, but not forever
 
 
+def dask_runner(address: str):
+    """A task runner on an existing Dask scheduler (`tcp://host:8786`); needs the `dask` extra.
+
+    Each worker process loads its own backend once (see `video_backend`) and applies the
+    concurrency limits within itself: give a GPU worker one thread.
+    """
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError as exc:
+        from stages.errors import InputError
+
+        raise InputError("--dask needs the dask extra", hint="pip install 'dramaforge[dask]'") from exc
+    return DaskTaskRunner(address=address)
+
+
 class EpisodeStopped(Exception):
     """Not attempted: the episode reached its failed-shot limit (`limits.failed_shots_per_episode`)."""
 
