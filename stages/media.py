@@ -23,10 +23,17 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def run_ffmpeg(args: list[str], *, cwd: Path | None = None, what: str = "ffmpeg") -> None:
+FFMPEG_TIMEOUT_S = 3600  # a wedged encoder ends in a named error, not a render that never returns
+
+
+def run_ffmpeg(args: list[str], *, cwd: Path | None = None, what: str = "ffmpeg",
+               timeout_s: float = FFMPEG_TIMEOUT_S) -> None:
     """Run ffmpeg with an argument list (never a shell string); raise RenderError with its log."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
-    proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:  # run() kills the child before raising
+        raise RenderError(f"{what} took over {timeout_s:.0f} s and was stopped") from exc
     if proc.returncode != 0:
         tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-8:]
         raise RenderError(

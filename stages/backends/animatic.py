@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.backends.base import PermanentError, ShotRequest
+from stages.backends.base import PermanentError, ShotRequest, TransientError
 
 # The still is drawn larger than the frame so camera moves never run out of picture.
 _OVERSCAN = 1.25
@@ -122,7 +122,11 @@ class AnimaticBackend:
                "-vf", vf, "-frames:v", str(frames), "-r", str(request.fps),
                "-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p",
                "-movflags", "+faststart", "-an", str(out_mp4)]
-        proc = subprocess.run(cmd, input=still.tobytes(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            proc = subprocess.run(cmd, input=still.tobytes(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  timeout=max(120.0, 30 * request.duration_s))
+        except subprocess.TimeoutExpired as exc:  # bounded: a wedged encoder is a transient failure
+            raise TransientError("animatic: ffmpeg did not finish in time") from exc
         if proc.returncode != 0:
             raise PermanentError("animatic: ffmpeg failed: " + proc.stderr.decode("utf-8", "replace")[-500:])
 
