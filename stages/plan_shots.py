@@ -32,7 +32,12 @@ def frames_ceil(seconds: float, fps: int) -> float:
 
 def plan_shots(episode: Episode, project: Project, *, project_dir: Path | None = None,
                characters: dict[str, str] | None = None) -> ShotList:
-    """Plan an episode's shots with the rule planner."""
+    """Plan an episode's shots with the project's planner (rules, or the LLM's cached plan)."""
+    if project.planner.kind == "llm":
+        from stages.plan_shots_llm import plan_shots_llm
+
+        return plan_shots_llm(episode, project, project_dir=project_dir, names=characters or {},
+                              cache_dir=project_dir / "build" / "plans" if project_dir is not None else None)
     shots: list[Shot] = []
     last_location = None
     for scene in episode.scenes:

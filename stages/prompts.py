@@ -28,11 +28,17 @@ def _env(project_templates: str | None):
     return env
 
 
-def render_template(name: str, project_dir: Path | None = None, **context) -> str:
-    """Render templates/<name> (or the project's override) with every variable required."""
+def render_template(name: str, project_dir: Path | None = None, *, keep_lines: bool = False, **context) -> str:
+    """Render templates/<name> (or the project's override) with every variable required.
+
+    Whitespace is collapsed to single spaces, or with `keep_lines` to one line per non-empty line.
+    """
     override = project_dir / "templates" if project_dir is not None else None
     env = _env(str(override) if override is not None and override.is_dir() else None)
-    return " ".join(env.get_template(name).render(**context).split())
+    text = env.get_template(name).render(**context)
+    if keep_lines:
+        return "\n".join(" ".join(line.split()) for line in text.splitlines() if line.strip())
+    return " ".join(text.split())
 
 
 def template_source(name: str, project_dir: Path | None = None) -> str:

@@ -60,6 +60,19 @@ class Backends(Model):
     chaos: ChaosOptions | None = Field(None, description="options of the chaos video backend")
 
 
+class Planner(Model):
+    """Who plans the shots: the offline rules, or an LLM through any OpenAI-compatible server."""
+
+    kind: Literal["rules", "llm"] = "rules"
+    model: str = Field("gpt-4.1-mini", description="chat model name on the server")
+    base_url: str | None = Field(None, description="e.g. http://localhost:8000/v1 for a local server; "
+                                                   "default: OpenAI")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
+    max_repairs: int = Field(2, ge=0, le=5, description="rounds that send validation errors back")
+    timeout_s: float = Field(120, gt=0, le=900)
+    max_shot_s: float = Field(10, gt=0, le=60, description="longest shot the video backend can make")
+
+
 class Limits(Model):
     """How hard to push the backends, and when an episode gives up."""
 
@@ -96,10 +109,12 @@ class Project(Model):
     height: int = Field(1920, ge=64, le=4096)
     fps: int = Field(30, ge=1, le=120)
     seed: int = 0
+    target_episode_s: float = Field(90, gt=0, le=3600, description="the runtime each episode aims at")
     cast: list[Character] = Field(default_factory=list)
     backends: Backends = Field(default_factory=Backends)
     timing: Timing = Field(default_factory=Timing)
     limits: Limits = Field(default_factory=Limits)
+    planner: Planner = Field(default_factory=Planner)
     subtitles: SubtitleStyle = Field(default_factory=SubtitleStyle)
 
     @field_validator("width", "height")

@@ -1,0 +1,229 @@
+"""Script episode -> ShotList through an LLM (any OpenAI-compatible `/v1/chat/completions`).
+
+The model sees the episode as numbered items (L1 = a dialogue line, A1 = action, N1 = a note) and
+answers with structured JSON that refers to lines by id, so it can never alter, invent or drop
+spoken words unnoticed. Its answer is validated (every line once and in order, known characters,
+sizes, durations within the backend's limit); violations go back to it for a bounded number of
+repair rounds. Plans are cached by a hash of everything sent, so re-planning costs nothing until
+the script, cast, templates or model change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import typing
+from pathlib import Path
+
+from stages.artifacts import spec_hash, write_text_atomic
+from stages.errors import RenderError
+from stages.plan_shots import estimate_speech_s, frames_ceil, shot_prompt
+from stages.prompts import render_template, template_source
+from stages.schema import CameraMove, Episode, Project, Shot, ShotLine, ShotList, ShotSize
+
+SIZES = list(typing.get_args(ShotSize))
+CAMERAS = list(typing.get_args(CameraMove))
+
+RESPONSE_SCHEMA = {
+    "type": "object", "additionalProperties": False, "required": ["shots"],
+    "properties": {"shots": {"type": "array", "items": {
+        "type": "object", "additionalProperties": False,
+        "required": ["scene", "size", "camera", "characters", "action", "lines", "duration_s"],
+        "properties": {
+            "scene": {"type": "integer"}, "size": {"type": "string", "enum": SIZES},
+            "camera": {"type": "string", "enum": CAMERAS},
+            "characters": {"type": "array", "items": {"type": "string"}},
+            "action": {"type": "string"}, "lines": {"type": "array", "items": {"type": "string"}},
+            "duration_s": {"type": "number"}}}}},
+}
+
+
+class PlanningError(RenderError):
+    """The planner could not produce a valid shot list (after its repair rounds)."""
+
+
+def _items(episode: Episode) -> tuple[list[dict], dict[str, tuple]]:
+    """Scenes as numbered items for the prompt, and line id -> (scene number, Element)."""
+    scenes, lines, counters = [], {}, {"L": 0, "A": 0, "N": 0}
+    for sc in episode.scenes:
+        items = []
+        for el in sc.elements:
+            prefix = {"dialogue": "L", "action": "A", "centered": "A", "note": "N"}.get(el.kind)
+            if prefix is None:
+                continue
+            counters[prefix] += 1
+            item_id = f"{prefix}{counters[prefix]}"
+            items.append({"id": item_id, "kind": {"L": "line", "A": "action", "N": "note"}[prefix],
+                          "character": el.character if prefix == "L" else None,
+                          "parenthetical": el.parenthetical if prefix == "L" else None, "text": el.text})
+            if prefix == "L":
+                lines[item_id] = (sc.number, el)
+        scenes.append({"number": sc.number, "heading": sc.heading or "(opening)", "location": sc.location,
+                       "time": sc.time, "items": items})
+    return scenes, lines
+
+
+def messages(episode: Episode, project: Project, project_dir: Path | None, cast: list[dict]) -> list[dict]:
+    scenes, _ = _items(episode)
+    system = render_template("plan_shots.system.j2", project_dir, keep_lines=True, sizes=SIZES, cameras=CAMERAS,
+                             max_shot_s=project.planner.max_shot_s)
+    user = render_template("plan_shots.user.j2", project_dir, keep_lines=True, style=project.style, cast=cast,
+                           episode=episode.number, title=episode.title, scenes=scenes,
+                           target_s=project.target_episode_s)
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def validate(answer: dict, episode: Episode, project: Project, cast_ids: set[str]) -> list[str]:
+    """Everything wrong with a parsed answer, as sentences the model can act on."""
+    _, lines = _items(episode)
+    errors: list[str] = []
+    shots = answer.get("shots")
+    if not isinstance(shots, list) or not shots:
+        return ["`shots` must be a non-empty array"]
+    scene_numbers = {sc.number for sc in episode.scenes}
+    seen: list[str] = []
+    last_scene = 0
+    for n, shot in enumerate(shots, 1):
+        where = f"shot {n}"
+        sc = shot.get("scene")
+        if sc not in scene_numbers:
+            errors.append(f"{where}: scene {sc} does not exist (scenes: {sorted(scene_numbers)})")
+        elif sc < last_scene:
+            errors.append(f"{where}: scene {sc} comes after scene {last_scene}; keep scenes in order")
+        else:
+            last_scene = sc
+        if shot.get("size") not in SIZES:
+            errors.append(f"{where}: size {shot.get('size')!r} is not one of {SIZES}")
+        if shot.get("camera") not in CAMERAS:
+            errors.append(f"{where}: camera {shot.get('camera')!r} is not one of {CAMERAS}")
+        for c in shot.get("characters") or []:
+            if c not in cast_ids:
+                errors.append(f"{where}: character {c!r} is not in the cast ({sorted(cast_ids)})")
+        for lid in shot.get("lines") or []:
+            if lid not in lines:
+                errors.append(f"{where}: {lid!r} is not a dialogue line id")
+                continue
+            if lines[lid][0] != sc:
+                errors.append(f"{where}: line {lid} belongs to scene {lines[lid][0]}, not scene {sc}")
+            seen.append(lid)
+        dur = shot.get("duration_s")
+        if not shot.get("lines") and not (isinstance(dur, (int, float)) and 1 <= dur <= project.planner.max_shot_s):
+            errors.append(f"{where}: a shot without dialogue needs duration_s between 1 and "
+                          f"{project.planner.max_shot_s}, not {dur!r}")
+    order = list(lines)
+    missing = [lid for lid in order if lid not in seen]
+    if missing:
+        errors.append(f"dialogue line(s) {', '.join(missing)} are in no shot; every line must be in exactly one")
+    dupes = sorted({lid for lid in seen if seen.count(lid) > 1}, key=order.index)
+    if dupes:
+        errors.append(f"dialogue line(s) {', '.join(dupes)} are in more than one shot")
+    if not missing and not dupes and seen != order:
+        errors.append("dialogue lines are out of script order; keep L1, L2, ... in order")
+    return errors
+
+
+def to_shotlist(answer: dict, episode: Episode, project: Project, project_dir: Path | None,
+                names: dict[str, str]) -> ShotList:
+    """The validated answer as a ShotList with the same stable ids as the rule planner's."""
+    _, lines = _items(episode)
+    t, fps = project.timing, project.fps
+    scenes = {sc.number: sc for sc in episode.scenes}
+    shots: list[Shot] = []
+    per_scene: dict[int, int] = {}
+    for raw in answer["shots"]:
+        sc = scenes[raw["scene"]]
+        per_scene[sc.number] = per_scene.get(sc.number, 0) + 1
+        said = [lines[lid][1] for lid in raw["lines"]]
+        shot_lines = [ShotLine(character=el.character or "unknown", text=el.text, parenthetical=el.parenthetical,
+                               extension=el.extension, file=el.file, line=el.line) for el in said]
+        if said:
+            dur = t.lead_in_s + sum(estimate_speech_s(el.text) for el in said) + t.lead_out_s
+        else:
+            dur = float(raw["duration_s"])
+        anchor = said[0] if said else sc
+        shots.append(Shot(id=f"ep{episode.number:02d}-sc{sc.number:02d}-sh{per_scene[sc.number]:03d}",
+                          episode=episode.number, scene=sc.number, size=raw["size"], camera=raw["camera"],
+                          location=sc.location, time=sc.time, characters=list(dict.fromkeys(raw["characters"])),
+                          action=raw["action"], lines=shot_lines, duration_s=frames_ceil(dur, fps),
+                          file=anchor.file, line=anchor.line))
+    shots = [s.model_copy(update={"prompt": shot_prompt(s, project, project_dir, names)}) for s in shots]
+    return ShotList(episode=episode.number, title=episode.title, shots=shots)
+
+
+def plan_shots_llm(episode: Episode, project: Project, *, project_dir: Path | None, names: dict[str, str],
+                   cache_dir: Path | None = None, client=None) -> ShotList:
+    """Plan with the LLM (or reuse the cached answer for exactly this request)."""
+    cast = [{"id": c.id, "description": c.description} for c in project.cast]
+    cast_ids = {c.id for c in project.cast} | set(names)
+    for cid in names:
+        if cid not in {c["id"] for c in cast}:
+            cast.append({"id": cid, "description": names[cid]})
+    msgs = messages(episode, project, project_dir, cast)
+    cfg = project.planner
+    key = spec_hash("llm-plan", {"messages": msgs, "model": cfg.model, "base_url": cfg.base_url,
+                                 "schema": RESPONSE_SCHEMA,
+                                 "templates": [template_source(n, project_dir) for n in
+                                               ("plan_shots.system.j2", "plan_shots.user.j2")]})
+    cached = cache_dir / f"{key}.json" if cache_dir is not None else None
+    if cached is not None and cached.exists():
+        answer = json.loads(cached.read_text(encoding="utf-8"))
+        if not validate(answer, episode, project, cast_ids):
+            return to_shotlist(answer, episode, project, project_dir, names)
+    answer = _ask(msgs, episode, project, cast_ids, client)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(cached, json.dumps(answer, ensure_ascii=False, indent=1))
+    return to_shotlist(answer, episode, project, project_dir, names)
+
+
+def _client(project: Project):
+    import openai
+
+    cfg = project.planner
+    key = os.environ.get(cfg.api_key_env)
+    if not key and cfg.base_url is None:
+        raise PlanningError(f"the LLM planner needs an API key in ${cfg.api_key_env}",
+                            hint=f"export {cfg.api_key_env}=..., or set planner.base_url to a local "
+                                 "OpenAI-compatible server, or use `planner: {kind: rules}`")
+    # The client retries 429 and 5xx itself, honouring Retry-After, a bounded number of times.
+    return openai.OpenAI(api_key=key or "not-needed", base_url=cfg.base_url, timeout=cfg.timeout_s, max_retries=3)
+
+
+def _ask(msgs: list[dict], episode: Episode, project: Project, cast_ids: set[str], client) -> dict:
+    import openai
+
+    client = client or _client(project)
+    cfg = project.planner
+    history = list(msgs)
+    problems: list[str] = []
+    for attempt in range(cfg.max_repairs + 1):
+        try:
+            resp = client.chat.completions.create(
+                model=cfg.model, messages=history, temperature=0.2,
+                response_format={"type": "json_schema",
+                                 "json_schema": {"name": "shot_list", "schema": RESPONSE_SCHEMA, "strict": True}})
+        except openai.APIStatusError as exc:
+            raise PlanningError(f"the LLM planner's server answered {exc.status_code}: {exc.message}",
+                                hint="check planner.model, planner.base_url and the API key") from exc
+        except openai.APIConnectionError as exc:
+            raise PlanningError(f"cannot reach the LLM planner at {cfg.base_url or 'api.openai.com'}: {exc}",
+                                hint="start the server or fix planner.base_url") from exc
+        msg = resp.choices[0].message
+        if getattr(msg, "refusal", None):
+            raise PlanningError(f"the model refused to plan episode {episode.number}: {msg.refusal}",
+                                hint="use `planner: {kind: rules}` for this episode, or another model")
+        content = msg.content or ""
+        try:
+            answer = json.loads(content)
+            problems = validate(answer, episode, project, cast_ids) if isinstance(answer, dict) \
+                else ["the answer must be a JSON object with `shots`"]
+        except json.JSONDecodeError as exc:
+            answer, problems = None, [f"the answer is not valid JSON ({exc.msg} at character {exc.pos})"]
+        if not problems:
+            return answer
+        history += [{"role": "assistant", "content": content},
+                    {"role": "user", "content": "Your shot list has these problems:\n- " + "\n- ".join(problems)
+                     + "\nAnswer again with the whole corrected shot list as JSON."}]
+    raise PlanningError(f"the LLM planner gave no valid shot list for episode {episode.number} after "
+                        f"{cfg.max_repairs} repair round(s): " + "; ".join(problems[:5]),
+                        hint="try another model, raise planner.max_repairs, or use `planner: {kind: rules}`")
