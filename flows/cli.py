@@ -275,21 +275,32 @@ def rerun(project: ProjectArg,
 @app.command()
 def plan(project: ProjectArg, episodes: EpisodesOpt = None,
          as_json: Annotated[bool, typer.Option("--json", help="print the ShotList models as JSON")] = False) -> None:
-    """Plan shots without rendering (durations are estimates until speech is rendered)."""
+    """Plan shots into PROJECT/build/shotlists/epNN.yaml (edit them there; re-planning keeps your edits)."""
+    from stages.artifacts import BuildPaths
     from stages.load_project import load_project
     from stages.plan_shots import plan_shots
+    from stages.write_shotlist import write_shotlist
 
     lp = load_project(project)
     numbers = parse_episode_spec(episodes, [e.number for e in lp.script.episodes])
     plans = [plan_shots(lp.script.episode(n), lp.project, project_dir=lp.root,
                         characters=lp.script.characters) for n in numbers]
+    paths = BuildPaths(lp.build)
+    paths.shotlists.mkdir(parents=True, exist_ok=True)
+    for p in plans:
+        write_shotlist(p, paths.shotlist(p.id))
     if as_json:
         print(json.dumps([p.model_dump(mode="json") for p in plans], ensure_ascii=False, indent=1))
         return
+    target = lp.project.target_episode_s
     for p in plans:
-        print(f"{p.id} {p.title!r}: {len(p.shots)} shots, ~{p.duration_s:.1f}s")
+        off = p.duration_s - target
+        verdict = "on target" if abs(off) <= 0.15 * target else f"{abs(off):.0f}s {'over' if off > 0 else 'under'}"
+        print(f"{p.id} {p.title!r}: {len(p.shots)} shots, ~{p.duration_s:.1f}s of a {target:g}s target "
+              f"({verdict}); {_esc(str(paths.shotlist(p.id)))}")
         for s in p.shots:
-            said = f"  {s.lines[0].character}: {s.lines[0].text[:50]}" if s.lines else f"  {s.action[:60]}"
+            said = f"  {s.lines[0].character}: {s.lines[0].text[:50]}" if s.lines else \
+                f"  {s.action[:60] or ', '.join(s.characters) + ' reacts'}"
             print(f"  {s.id}  {s.size:<16} {s.camera:<9} {s.duration_s:5.2f}s{said}")
 
 

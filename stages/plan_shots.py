@@ -16,6 +16,10 @@ from stages.prompts import render_template
 from stages.schema import Element, Episode, Project, Scene, Shot, ShotLine, ShotList
 
 CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+# A note that asks for a picture (`[[close-up on the pendant]]`) becomes an insert shot.
+INSERT_NOTE = re.compile(r"^\s*(extreme close[- ]?up|close[- ]?up|insert|detail|ecu|cu|pov|特写|近景|插入)\b",
+                         re.IGNORECASE)
+REACTION_S, INSERT_S = 1.4, 1.8
 
 
 def estimate_speech_s(text: str) -> float:
@@ -32,12 +36,24 @@ def frames_ceil(seconds: float, fps: int) -> float:
 
 def plan_shots(episode: Episode, project: Project, *, project_dir: Path | None = None,
                characters: dict[str, str] | None = None) -> ShotList:
-    """Plan an episode's shots with the project's planner (rules, or the LLM's cached plan)."""
+    """Plan an episode's shots with the project's planner, then fold in the user's edits on disk."""
+    names = characters or {}
     if project.planner.kind == "llm":
         from stages.plan_shots_llm import plan_shots_llm
 
-        return plan_shots_llm(episode, project, project_dir=project_dir, names=characters or {},
+        plan = plan_shots_llm(episode, project, project_dir=project_dir, names=names,
                               cache_dir=project_dir / "build" / "plans" if project_dir is not None else None)
+    else:
+        plan = _plan_rules(episode, project, project_dir, names)
+    if project_dir is None:
+        return plan
+    from stages.write_shotlist import apply_edits
+
+    path = project_dir / "build" / "shotlists" / f"ep{episode.number:02d}.yaml"
+    return apply_edits(plan, path, lambda s: shot_prompt(s, project, project_dir, names))
+
+
+def _plan_rules(episode: Episode, project: Project, project_dir: Path | None, names: dict[str, str]) -> ShotList:
     shots: list[Shot] = []
     last_location = None
     for scene in episode.scenes:
@@ -47,7 +63,6 @@ def plan_shots(episode: Episode, project: Project, *, project_dir: Path | None =
         last = shots[-1]
         shots[-1] = last.model_copy(update={"camera": "push-in",
                                             "duration_s": frames_ceil(last.duration_s + 0.5, project.fps)})
-    names = characters or {}
     shots = [s.model_copy(update={"prompt": shot_prompt(s, project, project_dir, names)}) for s in shots]
     return ShotList(episode=episode.number, title=episode.title, shots=shots)
 
@@ -93,6 +108,14 @@ def _plan_scene(episode: Episode, scene: Scene, project: Project, *, new_locatio
                                 extension=el.extension, file=el.file, line=el.line)],
                 duration_s=frames_ceil(t.lead_in_s + est + t.lead_out_s, fps), file=el.file, line=el.line)
             previous_speaker = speaker
+            # A question or an outburst lands on the listener: a short reaction close-up.
+            if others and el.text.rstrip().endswith(("?", "!", "？", "！")) and len(out) > 1 \
+                    and out[-2].size != "close-up":
+                add(size="close-up", camera="static", characters=[others[0]], action="",
+                    duration_s=frames_ceil(REACTION_S, fps), file=el.file, line=el.line)
+        elif el.kind == "note" and INSERT_NOTE.match(el.text):
+            add(size="insert", camera="push-in", characters=[], action=el.text,
+                duration_s=frames_ceil(INSERT_S, fps), file=el.file, line=el.line)
         elif el.kind == "centered":
             add(size="insert", camera="static", action=el.text,
                 duration_s=frames_ceil(_action_s(el.text, t.action_s), fps), file=el.file, line=el.line)
@@ -151,3 +174,18 @@ def shot_prompt(shot: Shot, project: Project, project_dir: Path | None, names: d
                            location=shot.location, time=shot.time, action=shot.action, speaker=speaker,
                            # The words shape the picture (lips, expression) for models that make speech.
                            words=" ".join(ln.text for ln in shot.lines), style=project.style)
+
+
+def negative_prompt(project: Project, project_dir: Path | None) -> str:
+    """What every shot should avoid (templates/negative_prompt.j2), for models that take one."""
+    return render_template("negative_prompt.j2", project_dir, avoid=project.avoid)
+
+
+def motion_prompt(shot: Shot, project: Project, project_dir: Path | None, names: dict[str, str]) -> str:
+    """The image-to-video variant: only the motion, since the keyframe fixes faces and place."""
+    speaker = None
+    if shot.lines:
+        cid = shot.lines[0].character
+        speaker = next((c.name for c in project.cast if c.id == cid), names.get(cid, cid))
+    return render_template("shot_motion.j2", project_dir, camera=shot.camera, speaker=speaker,
+                           words=" ".join(ln.text for ln in shot.lines), action=shot.action)

@@ -109,6 +109,7 @@ class Project(Model):
     height: int = Field(1920, ge=64, le=4096)
     fps: int = Field(30, ge=1, le=120)
     seed: int = 0
+    avoid: str = Field("", description="added to the negative prompt of every shot")
     target_episode_s: float = Field(90, gt=0, le=3600, description="the runtime each episode aims at")
     cast: list[Character] = Field(default_factory=list)
     backends: Backends = Field(default_factory=Backends)
@@ -266,6 +267,9 @@ class Shot(Model):
     prompt: str = ""
     file: str
     line: int
+    locked: bool = Field(False, description="keep this shot exactly as written here when re-planning")
+    planned: str | None = Field(None, description="what the planner made (a hash): a shot that differs "
+                                                  "from it was edited by hand and is kept")
 
 
 class ShotList(Model):
