@@ -106,6 +106,11 @@ def validate(answer: dict, episode: Episode, project: Project, cast_ids: set[str
             if lines[lid][0] != sc:
                 errors.append(f"{where}: line {lid} belongs to scene {lines[lid][0]}, not scene {sc}")
             seen.append(lid)
+        said = [lines[lid][1] for lid in shot.get("lines") or [] if lid in lines]
+        spoken = project.timing.lead_in_s + sum(estimate_speech_s(el.text) for el in said) + project.timing.lead_out_s
+        if len(said) > 1 and spoken > project.planner.max_shot_s:
+            errors.append(f"{where}: its {len(said)} lines take about {spoken:.1f} s, longer than the "
+                          f"{project.planner.max_shot_s} s a shot can be; split them over more shots")
         dur = shot.get("duration_s")
         if not shot.get("lines") and not (isinstance(dur, (int, float)) and 1 <= dur <= project.planner.max_shot_s):
             errors.append(f"{where}: a shot without dialogue needs duration_s between 1 and "
