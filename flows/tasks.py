@@ -224,7 +224,7 @@ def assemble_episode_task(key: str, unit_id: str, episode: int, lines, speech, c
                        width=project.width, height=project.height,
                        out_srt=paths.episode_srt(unit_id), out_ass=paths.episode_ass(unit_id))
         mix_audio([(ln.start_s, speech[ln.shot_id][ln.index].path) for ln in lines], duration_s,
-                  paths.episode_audio(unit_id))
+                  paths.episode_audio(unit_id), loudness=(project.audio.loudness_lufs, project.audio.true_peak_db))
         assemble_episode(clips, paths.episode_ass(unit_id), paths.episode_audio(unit_id), duration_s, project, out)
     except Exception as exc:
         ledger.fail(unit_id, state="failed", error_class=type(exc).__name__, message=str(exc))

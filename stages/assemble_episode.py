@@ -28,7 +28,7 @@ def assembly_key(clip_keys: list[str], lines: list[tuple[float, str, str, str]],
         "clips": clip_keys, "lines": [list(ln) for ln in lines], "duration_s": duration_s,
         "picture": {"width": project.width, "height": project.height, "fps": project.fps,
                     "crf": CRF, "preset": PRESET},
-        "subtitles": project.subtitles.model_dump(mode="json")})
+        "subtitles": project.subtitles.model_dump(mode="json"), "audio": project.audio.model_dump(mode="json")})
 
 
 def assemble_episode(shot_clips: list[Path], subtitles_ass: Path, audio_wav: Path, duration_s: float,

@@ -5,12 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from stages.artifacts import atomic_path
+from stages.loudness import normalize
 
 SAMPLE_RATE = 48_000
 
 
-def mix_audio(lines: list[tuple[float, Path]], duration_s: float, out_wav: Path) -> None:
-    """Lay each (start_s, wav) on a silent bed of `duration_s`; speech past the end is clamped."""
+def mix_audio(lines: list[tuple[float, Path]], duration_s: float, out_wav: Path,
+              loudness: tuple[float, float] | None = None) -> None:
+    """Lay each (start_s, wav) on a silent bed of `duration_s`; speech past the end is clamped.
+
+    `loudness` = (LUFS, dBTP): the mix is normalised to it (see `stages.loudness`).
+    """
     import warnings
 
     with warnings.catch_warnings():  # pydub looks for ffmpeg on PATH at import; we hand it ours
@@ -29,4 +34,12 @@ def mix_audio(lines: list[tuple[float, Path]], duration_s: float, out_wav: Path)
     samples = int(round(duration_s * SAMPLE_RATE))
     bed = bed.get_sample_slice(0, samples) if int(bed.frame_count()) > samples else bed
     with atomic_path(out_wav) as tmp:
-        bed.export(str(tmp), format="wav")
+        if loudness is None:
+            bed.export(str(tmp), format="wav")
+        else:
+            raw = tmp.with_name(tmp.name + ".raw.wav")
+            try:
+                bed.export(str(raw), format="wav")
+                normalize(raw, tmp, lufs=loudness[0], true_peak=loudness[1])
+            finally:
+                raw.unlink(missing_ok=True)

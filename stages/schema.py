@@ -92,6 +92,14 @@ class Timing(Model):
     establishing_s: float = Field(2.0, gt=0, le=20)
 
 
+class Audio(Model):
+    """The episode mix's loudness (TikTok, Douyin, YouTube Shorts and Reels play at about -14 LUFS)."""
+
+    loudness_lufs: float = Field(-14.0, ge=-40, le=-5, description="integrated loudness target")
+    true_peak_db: float = Field(-1.5, ge=-9, le=0, description="ceiling for true peaks, dBTP; -1.5 "
+                                                                 "leaves room for the AAC encoder")
+
+
 class SubtitleStyle(Model):
     font: str = "Noto Sans CJK SC"
     size_px: int = Field(64, ge=12, le=200)
@@ -115,6 +123,7 @@ class Project(Model):
     backends: Backends = Field(default_factory=Backends)
     timing: Timing = Field(default_factory=Timing)
     limits: Limits = Field(default_factory=Limits)
+    audio: Audio = Field(default_factory=Audio)
     planner: Planner = Field(default_factory=Planner)
     subtitles: SubtitleStyle = Field(default_factory=SubtitleStyle)
 

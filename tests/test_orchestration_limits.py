@@ -18,6 +18,7 @@ from conftest import TINY_YAML, run_cli
 from flows.tasks import _Gate, _transient_only
 from stages.backends.base import PermanentError, TransientError
 from stages.ledger import Ledger
+from stages.loudness import measure_ebur128
 
 SMALL = "width: 270\nheight: 480\nfps: 12\n"
 COUNTING = "backends:\n  video: chaos\n  chaos: {wraps: animatic, fail_rate: 0.0, seed: 1}\n"
@@ -76,6 +77,8 @@ def test_an_edited_line_redoes_its_shot_speech_and_episode_only(two_episodes):
     before = {r.id: r for r in ledger.rows()}
     assert {r.kind for r in before.values()} == {"shot", "speech", "episode"}
     assert before["ep01"].state == before["ep02"].state == "done"
+    loud = measure_ebur128(build / "episodes" / "ep01.mp4")  # the delivered file, after AAC
+    assert abs(loud.integrated_lufs - -14.0) <= 1.0 and loud.true_peak_dbtp <= -1.0, loud
     mp4_before = {p.name: p.stat().st_mtime_ns for p in (build / "episodes").glob("*.mp4")}
     wav_before = {p.name for p in (build / "speech").glob("*.wav")}
     calls_before = len(_calls(root))

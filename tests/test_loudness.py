@@ -1,0 +1,32 @@
+"""The episode mix meets the platform loudness target, measured with ffmpeg's EBU R128 meter."""
+
+from __future__ import annotations
+
+import wave
+
+from stages.backends.espeak import EspeakBackend
+from stages.loudness import measure_ebur128
+from stages.mix_audio import mix_audio
+from stages.schema import Voice
+from stages.synthesize_speech import speech_request, synthesize_speech
+
+
+def test_mix_is_normalised_to_target_with_peaks_under_the_ceiling(tmp_path):
+    backend = EspeakBackend()
+    a = synthesize_speech(speech_request("Is it ready? The ferry left an hour ago.", Voice()), backend, tmp_path)
+    b = synthesize_speech(speech_request("Almost. Patience, please.", Voice(language="en-gb")), backend, tmp_path)
+    raw = measure_ebur128(a.path)
+    assert raw.integrated_lufs < -16  # eSpeak is quieter than the target: the gain is real work
+    out = tmp_path / "mix.wav"
+    mix_audio([(0.3, a.path), (4.0, b.path)], 8.0, out, loudness=(-14.0, -1.5))
+    got = measure_ebur128(out)
+    assert abs(got.integrated_lufs - -14.0) <= 1.0 and got.true_peak_dbtp <= -1.0, got
+    with wave.open(str(out)) as w:  # still the episode's exact length, 48 kHz stereo
+        assert (w.getframerate(), w.getnchannels(), w.getnframes()) == (48000, 2, 8 * 48000)
+
+
+def test_a_silent_episode_stays_silent(tmp_path):
+    out = tmp_path / "mix.wav"
+    mix_audio([], 3.0, out, loudness=(-14.0, -1.5))
+    with wave.open(str(out)) as w:
+        assert w.getnframes() == 3 * 48000 and not any(w.readframes(w.getnframes()))
