@@ -87,7 +87,8 @@ def _fix_kinsoku(lines: list[list[str]], i: int) -> None:
 
 def make_subtitles(cues: list[Cue], style: SubtitleStyle, *, width: int, height: int,
                    out_srt: Path, out_ass: Path) -> None:
-    """Write SRT (UTF-8) and ASS (PlayRes = the video size, so libass places text in pixels)."""
+    """Write SRT and WebVTT (UTF-8, next to the SRT) and ASS (PlayRes = the video size, so libass
+    places text in pixels)."""
     import pysubs2
 
     from stages.fonts import pil_font
@@ -119,6 +120,7 @@ def make_subtitles(cues: list[Cue], style: SubtitleStyle, *, width: int, height:
     for ev in subs.events:
         srt.events.append(pysubs2.SSAEvent(start=ev.start, end=ev.end, text=ev.text))
     write_text_atomic(out_srt, srt.to_string("srt"))
+    write_text_atomic(out_srt.with_suffix(".vtt"), srt.to_string("vtt"))
 
 
 def _ass_escape(text: str) -> str:

@@ -42,6 +42,10 @@ def test_srt_and_ass_written_with_play_res(tmp_path):
     srt = pysubs2.load(str(tmp_path / "a.srt"), encoding="utf-8")
     assert srt[0].start == 500 and srt[1].start >= srt[0].end  # overlap removed
     assert "重叠" in (tmp_path / "a.srt").read_text(encoding="utf-8")
+    vtt_text = (tmp_path / "a.vtt").read_text(encoding="utf-8")
+    assert vtt_text.startswith("WEBVTT") and "00:00:00.500 --> 00:00:01.500" in vtt_text
+    vtt = pysubs2.load(str(tmp_path / "a.vtt"), encoding="utf-8")
+    assert [(e.start, e.end, e.text) for e in vtt] == [(e.start, e.end, e.text) for e in srt]
 
 
 def test_font_covers_cjk_and_names_missing():

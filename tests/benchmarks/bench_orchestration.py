@@ -14,6 +14,8 @@ every `from ... import` sees the wrapper), the backends' own work with timers:
   video     AnimaticBackend.generate      (draw the still + one ffmpeg encode)
   speech    EspeakBackend.synthesize      (eSpeak NG + writing the WAV; includes waiting for its lock)
   assemble  run_ffmpeg in assemble_episode (the ffmpeg pass that burns subtitles and muxes sound)
+  loudness  stages.loudness.normalize     (the ffmpeg passes that normalise the episode mix, where
+                                           the code has them; counted like assembly: media work)
 Validating what they wrote (probe, decode check), hashing, the ledger, loading, planning, mixing audio
 and writing subtitles are timed too, but only shown: they are the pipeline's own work.
 
@@ -54,9 +56,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-BACKEND_KINDS = ("video", "speech", "assemble")
+BACKEND_KINDS = ("video", "speech", "assemble", "loudness")
 # pipeline work, shown but counted as overhead; summed over threads, so not exclusive of each other
 INFO_KINDS = ("assemble_call", "validate", "hash", "ledger", "load", "plan", "mix", "subtitles")
+# (assemble_call and mix contain the assemble and loudness busy time; the rest is pipeline work)
 
 
 # --- the child: one instrumented `dramaforge render` -----------------------------------------------
@@ -132,6 +135,7 @@ def _child(out_json: str, cli_args: list[str]) -> None:
         "stages.ledger": lambda m: patch_methods(m.Ledger, ("__init__", "start", "done", "fail", "get",
                                                             "reconcile", "rows"), "ledger"),
         "stages.plan_shots": lambda m: patch_attr(m, "plan_shots", lambda f: timed("plan", f)),
+        "stages.loudness": lambda m: patch_attr(m, "normalize", lambda f: timed("loudness", f)),
         "stages.mix_audio": lambda m: patch_attr(m, "mix_audio", lambda f: timed("mix", f)),
         "stages.make_subtitles": lambda m: patch_attr(m, "make_subtitles", lambda f: timed("subtitles", f)),
         # markers for the Prefect start-up estimate: the CLI installs its progress display just before it
@@ -247,7 +251,8 @@ class TreeSampler(threading.Thread):
             role = ("render" if p == self.pid else "prefect server" if "prefect.server" in cmd or "uvicorn" in cmd
                     else "ffmpeg" if "ffmpeg" in cmd.split(" ", 1)[0] else "other")
             self.peak_kb[role] = max(self.peak_kb.get(role, 0), hwm)
-            self.cpu_ticks[p] = (role, ticks.get(p, 0))
+            # max: a zombie's last stat may read zero
+            self.cpu_ticks[p] = (role, max(ticks.get(p, 0), self.cpu_ticks.get(p, (role, 0))[1]))
         self.tree_peak_kb = max(self.tree_peak_kb, total)
 
 
