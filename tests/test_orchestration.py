@@ -56,7 +56,9 @@ def test_editing_one_line_rerenders_exactly_that_shot(tiny_project):
     script = tiny_project / "script.fountain"
     script.write_text(script.read_text().replace("Almost. Patience.", "Almost. Wait."), encoding="utf-8")
     shots = _status(tiny_project)
-    assert [i for i, s in shots.items() if s["state"] == "stale"] == ["ep01-sc01-sh003"]
+    plan = json.loads(run_cli("plan", str(tiny_project), "--json").stdout)
+    edited = [s["id"] for ep in plan for s in ep["shots"] if any(ln["text"] == "Almost. Wait." for ln in s["lines"])]
+    assert [i for i, s in shots.items() if s["state"] == "stale"] == edited and len(edited) == 1
     assert run_cli("rerun", str(tiny_project), "--stale").returncode == 0
     after = {p.name for p in shots_dir.glob("*.mp4")}
     assert len(after - before) == 1  # one new clip; every other clip reused by its hash
