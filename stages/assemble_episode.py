@@ -34,7 +34,8 @@ def assembly_key(clip_keys: list[str], lines: list[tuple[float, str, str, str]],
 def assemble_episode(shot_clips: list[Path], subtitles_ass: Path, audio_wav: Path, duration_s: float,
                      project: Project, out_mp4: Path, *, crf: int = CRF, preset: str = PRESET) -> None:
     """Write the finished episode; validated (size, duration ±1 frame, audio) before it is moved in."""
-    fd, list_name = tempfile.mkstemp(prefix=".concat.", suffix=".txt", dir=out_mp4.parent)
+    # Named like every partial file, so a restart after kill -9 sweeps it too.
+    fd, list_name = tempfile.mkstemp(prefix=f".{out_mp4.stem}.concat.", suffix=".part.txt", dir=out_mp4.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         for clip in shot_clips:
             f.write("file '" + str(clip.resolve()).replace("'", "'\\''") + "'\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,21 +57,50 @@ class Row:
     seconds: float | None
 
 
+_local = threading.local()  # one connection per thread and ledger file, reused across calls
+_ready: set[str] = set()  # ledger files whose schema this process has made sure of
+_ready_lock = threading.Lock()
+
+
 class Ledger:
-    """A connection per call keeps it safe across threads and processes (WAL, busy timeout)."""
+    """Safe across threads (a connection each) and processes (WAL, busy timeout, autocommit).
+
+    Opening a connection and checking the schema cost more than a write, so both happen once
+    per thread and process, not per call.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+        self._key = str(self.path.absolute())
+        if self._key not in _ready:
+            with _ready_lock:
+                if self._key not in _ready:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    with self._db() as db:
+                        db.execute("PRAGMA journal_mode=WAL")
+                        db.executescript(_SCHEMA)
+                    _ready.add(self._key)
 
-    def _db(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA busy_timeout=30000")
-        db.execute("PRAGMA synchronous=NORMAL")
-        return _Closing(db)
+    def _db(self) -> "_Reused":
+        conns = getattr(_local, "conns", None)
+        if conns is None:
+            conns = _local.conns = {}
+        db = conns.get(self._key)
+        if db is None or not self.path.exists():  # a deleted build/ means a new database
+            if db is not None:
+                db.close()
+                with _ready_lock:
+                    _ready.discard(self._key)
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA busy_timeout=30000")
+            db.execute("PRAGMA synchronous=NORMAL")
+            conns[self._key] = db
+            if self._key not in _ready:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(_SCHEMA)
+                _ready.add(self._key)
+        return _Reused(db)
 
     def start(self, unit_id: str, *, kind: str, episode: int, spec_hash: str) -> int:
         """Mark a unit running in this process; returns its attempt number."""
@@ -164,8 +194,8 @@ class Ledger:
             return [Row(*r) for r in db.execute(q + " ORDER BY episode, id", args).fetchall()]
 
 
-class _Closing:
-    """`with ledger._db() as db`: commit-free (autocommit) and always closed."""
+class _Reused:
+    """`with ledger._db() as db`: autocommit, so nothing to commit or close; the connection stays."""
 
     def __init__(self, db: sqlite3.Connection):
         self.db = db
@@ -174,7 +204,7 @@ class _Closing:
         return self.db
 
     def __exit__(self, *exc) -> None:
-        self.db.close()
+        pass
 
 
 def _alive(pid: int) -> bool:

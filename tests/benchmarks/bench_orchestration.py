@@ -245,13 +245,14 @@ class TreeSampler(threading.Thread):
                 cmd = Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
             except OSError:
                 continue
+            if not cmd:  # a zombie: no memory left, and its cmdline no longer tells its role
+                continue
             fields = {k: v for k, _, v in (ln.partition(":") for ln in status.splitlines())}
             hwm, rss = (int(fields.get(k, "0 kB").split()[0]) for k in ("VmHWM", "VmRSS"))
             total += rss
             role = ("render" if p == self.pid else "prefect server" if "prefect.server" in cmd or "uvicorn" in cmd
                     else "ffmpeg" if "ffmpeg" in cmd.split(" ", 1)[0] else "other")
             self.peak_kb[role] = max(self.peak_kb.get(role, 0), hwm)
-            # max: a zombie's last stat may read zero
             self.cpu_ticks[p] = (role, max(ticks.get(p, 0), self.cpu_ticks.get(p, (role, 0))[1]))
         self.tree_peak_kb = max(self.tree_peak_kb, total)
 
