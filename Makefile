@@ -29,5 +29,9 @@ test: $(VENV)/.installed-test
 test-slow: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m slow
 
+# The orchestration benchmark (minutes): prints per-shot overhead, no-op re-render time, peak RSS.
+bench: $(VENV)/.installed-test
+	PYTHONPATH=. $(BIN)/python tests/benchmarks/bench_orchestration.py
+
 clean:
 	rm -rf $(VENV) projects/*/build
