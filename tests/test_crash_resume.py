@@ -57,51 +57,20 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, TINY_SCRIPT, TINY_YAML, run_cli
 
-PROJECT_YAML = """\
-title: Crash
-language: en
-seed: 5
+# The shared tiny cast and episode, small and fast, plus a second episode.
+PROJECT_YAML = TINY_YAML + """\
 width: 270
 height: 480
 fps: 12
-cast:
-  - id: ann
-    name: ANN
-    description: a woman with long red hair in a green coat
-    voice: {language: en-us, variant: f2, pitch: 60}
-  - id: bo
-    name: BO
-    description: a bald man with a beard in a blue shirt
-    voice: {language: en-gb, variant: m3, pitch: 35}
 backends:
   video: chaos
   chaos: {wraps: animatic, fail_rate: 0.0, seed: 1}
 subtitles: {size_px: 20, outline_px: 1, margin_bottom_px: 60}
 """
 
-SCRIPT = """\
-Title: Crash
-
-# Episode 1: One
-
-INT. KITCHEN - DAY
-
-Steam rises from a kettle.
-
-ANN
-Is it ready?
-
-BO
-(grumbling)
-Almost. Patience.
-
-EXT. STREET - NIGHT
-
-ANN
-Then I am leaving.
-
+SCRIPT = TINY_SCRIPT + """
 # Episode 2: Two
 
 INT. HALLWAY - NIGHT
