@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import numpy as np
 
 from stages.backends.animatic import AnimaticBackend, draw_still, look_for

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY_SCRIPT, TINY_YAML, run_cli
+from conftest import TINY_SCRIPT, TINY_YAML, run_cli
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
 pytest.importorskip("prefect_dask", reason="the dask extra is not installed")

@@ -7,6 +7,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_YAML, run_cli
+from conftest import REPO, TINY_YAML, run_cli
 from flows.tasks import _Gate, _transient_only
 from stages.backends.base import PermanentError, TransientError
 from stages.ledger import Ledger
@@ -137,9 +138,6 @@ def test_an_episode_stops_after_its_failed_shot_limit(tiny_project):
 
 def test_two_renders_at_once_generate_each_shot_once(tiny_project):
     (tiny_project / "project.yaml").write_text(TINY_YAML + SMALL + COUNTING, encoding="utf-8")
-    from conftest import REPO
-    import sys
-
     exe = Path(sys.executable).with_name("dramaforge")
     procs = [subprocess.Popen([str(exe), "render", str(tiny_project)], cwd=REPO, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]

@@ -1,9 +1,7 @@
-from pathlib import Path
-
 import pytest
 
 from stages.plan_shots import estimate_speech_s, frames_ceil, plan_shots
-from stages.schema import Character, Element, Episode, Project, Scene, Voice
+from stages.schema import Character, Element, Episode, Project, Scene
 from stages.time_shots import GAP_S, time_shots, timeline
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_SCRIPT, TINY_YAML, run_cli
+from conftest import TINY_YAML, run_cli
 from stages.load_project import load_project
 from stages.plan_shots import plan_shots
 from stages.plan_shots_llm import PlanningError
