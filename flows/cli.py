@@ -110,6 +110,13 @@ def _render(lp, numbers: list[int], dask: str | None = None) -> None:
                                   "PREFECT_API_URL=http://HOST:4200/api here and on each worker")
     for w in lp.warnings:
         console.print(f"[yellow]warning[/] {_esc(f'{w.file}:{w.line}: {w.message}')}")
+    from stages.check_project import blockers
+
+    missing = blockers(lp)
+    for extra in missing[1:]:
+        console.print(f"[red]error[/] {_esc(str(extra))}")
+    if missing:
+        raise missing[0]
     if not numbers:
         console.print("nothing to render")
         return
@@ -197,8 +204,10 @@ def _status(lp, numbers=None, *, verify: bool = False):
     from stages.backends.registry import make_speech_backend, make_video_backend
     from stages.project_status import project_status
 
-    return project_status(lp, make_video_backend(lp.project.backends),
-                          make_speech_backend(lp.project.backends.speech), numbers, verify=verify)
+    import functools
+
+    speech = functools.cache(lambda engine: make_speech_backend(engine, lp.project.backends))
+    return project_status(lp, make_video_backend(lp.project.backends), speech, numbers, verify=verify)
 
 
 @app.command()

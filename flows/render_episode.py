@@ -9,12 +9,12 @@ from prefect import flow, unmapped
 
 from flows.tasks import EpisodeStopped, assemble_episode_task, generate_shot_task, synthesize_speech_task
 from stages.artifacts import BuildPaths
-from stages.assemble_episode import assembly_key
+from stages.assemble_episode import plan_cut
 from stages.generate_shot import shot_request
 from stages.load_project import load_project
 from stages.plan_shots import plan_shots
-from stages.synthesize_speech import speech_request
-from stages.time_shots import time_shots, timeline
+from stages.synthesize_speech import speech_engine, speech_request
+from stages.time_shots import time_shots
 from stages.write_shotlist import write_shotlist
 
 
@@ -36,10 +36,13 @@ def render_episode(project_dir: str, episode: int) -> dict:
     shotlist = plan_shots(ep, project, project_dir=lp.root, characters=lp.script.characters)
 
     # 3. speech for every line, before any video: shots are timed from it
+    config = project.backends.model_dump_json()
     speech = {shot.id: [synthesize_speech_task.submit(
-        speech_request(ln.text, project.voice_for(ln.character)), project.backends.speech, paths.speech,
-        paths.ledger, f"{shot.id}-l{i + 1}", ep.number) for i, ln in enumerate(shot.lines)]
-        for shot in shotlist.shots if shot.lines}
+        speech_request(ln.text, ln.character, project, lp.root, parenthetical=ln.parenthetical,
+                       extension=ln.extension),
+        speech_engine(project, ln.character), config, paths.speech, paths.ledger, f"{shot.id}-l{i + 1}",
+        ep.number, f"episode {ep.number}, scene {shot.scene}, {ln.file}:{ln.line}")
+        for i, ln in enumerate(shot.lines)] for shot in shotlist.shots if shot.lines}
     speech = {sid: [f.result() for f in futures] for sid, futures in speech.items()}
     shotlist = time_shots(shotlist, {sid: [r.duration_s for r in rs] for sid, rs in speech.items()}, project)
     write_shotlist(shotlist, paths.shotlist(ep.id))
@@ -57,14 +60,14 @@ def render_episode(project_dir: str, episode: int) -> dict:
         return {"episode": ep.number, "mp4": None, "reused": False, "failed": failed, "stopped": stopped,
                 "shots": shots, "duration_s": shotlist.duration_s}
 
-    # 5. the cut: every clip, line, start time and setting that shapes the finished episode
-    lines = timeline(shotlist, project)
-    key = assembly_key([c.key for c in clips], [(ln.start_s, speech[ln.shot_id][ln.index].key, ln.text,
-                                                 ln.character) for ln in lines], shotlist.duration_s, project)
+    # 5. the cut: every clip, line, start time, cue and setting that shapes the finished episode
+    cut = plan_cut(shotlist, [c.key for c in clips], [c.path for c in clips],
+                   {(sid, i): (r.key, r.path) for sid, rs in speech.items() for i, r in enumerate(rs)},
+                   project, lp.root)
 
-    # 6. subtitles, the dialogue track and one ffmpeg pass, unless this exact cut exists
-    out, reused = assemble_episode_task(key, ep.id, ep.number, lines, speech, [c.path for c in clips],
-                                        shotlist.duration_s, project, paths)
+    # 6. subtitles, the sound mix and one ffmpeg pass, unless this exact cut exists
+    out, reused = assemble_episode_task(cut, ep.id, ep.number, project, paths, lp.script.title or project.title,
+                                         lp.root)
     return {"episode": ep.number, "mp4": str(out), "reused": reused, "failed": [], "stopped": [],
             "shots": shots, "duration_s": shotlist.duration_s}
 

@@ -24,16 +24,17 @@ from prefect.tasks import exponential_backoff
 
 from flows import progress
 from stages.artifacts import is_done
-from stages.assemble_episode import assemble_episode
-from stages.backends.base import RejectedError, TransientError
+from stages.assemble_episode import Cut, assemble_episode
+from stages.backends.base import BackendError, RejectedError, TransientError
 from stages.backends.registry import make_speech_backend, make_video_backend
 from stages.generate_shot import generate_shot, make_placeholder, shot_key
 from stages.ledger import Ledger
 from stages.make_subtitles import Cue, make_subtitles
 from stages.media import video_validator
-from stages.mix_audio import mix_audio
+from stages.mix_audio import Dialogue, mix_audio, voice_treatment
 from stages.schema import Backends, Limits
 from stages.synthesize_speech import speech_key, synthesize_speech
+from stages.translate_subtitles import translate_lines
 
 SHOT_RETRIES, SHOT_BACKOFF_S = 3, 5
 SPEECH_RETRIES, SPEECH_BACKOFF_S = 2, 2
@@ -101,8 +102,8 @@ def video_backend(config_json: str):
 
 
 @functools.cache
-def speech_backend(name: str):
-    return make_speech_backend(name)
+def speech_backend(name: str, config_json: str):
+    return make_speech_backend(name, Backends.model_validate_json(config_json))
 
 
 class _Gate:
@@ -142,8 +143,10 @@ def _gate(backend, limits: Limits) -> _Gate:
 @task(name="synthesize_speech", retries=SPEECH_RETRIES,
       retry_delay_seconds=exponential_backoff(backoff_factor=SPEECH_BACKOFF_S)(SPEECH_RETRIES),
       retry_condition_fn=_transient_only, on_completion=[_advance("lines")], **_common)
-def synthesize_speech_task(request, backend_name: str, speech_dir, ledger_path, unit_id: str, episode: int):
-    backend = speech_backend(backend_name)
+def synthesize_speech_task(request, engine: str, backend_config: str, speech_dir, ledger_path, unit_id: str,
+                           episode: int, where: str):
+    """One line's audio; `where` (episode, scene, script file:line) goes into every failure message."""
+    backend = speech_backend(engine, backend_config)
     ledger = Ledger(ledger_path)
     key = speech_key(request, backend)
     ledger.start(unit_id, kind="speech", episode=episode, spec_hash=key)
@@ -151,7 +154,10 @@ def synthesize_speech_task(request, backend_name: str, speech_dir, ledger_path, 
         result = synthesize_speech(request, backend, speech_dir)
     except Exception as exc:
         state = "rejected" if isinstance(exc, RejectedError) else "failed"
-        ledger.fail(unit_id, state=state, error_class=type(exc).__name__, message=str(exc))
+        message = f"{where}: {engine} could not speak {request.text[:60]!r}: {exc}"
+        ledger.fail(unit_id, state=state, error_class=type(exc).__name__, message=message)
+        if isinstance(exc, BackendError):
+            raise type(exc)(message, retry_after_s=exc.retry_after_s) from exc
         raise
     ledger.done(unit_id, spec_hash=key, kind="speech", episode=episode, artifact=result.path, sha256=None,
                 reused=result.reused)
@@ -205,29 +211,34 @@ def generate_shot_task(request, backend_config: str, limits: Limits, shots_dir, 
 
 
 @task(name="assemble_episode", on_completion=[_advance("episodes")], **_common)
-def assemble_episode_task(key: str, unit_id: str, episode: int, lines, speech, clips, duration_s, project,
-                          paths) -> tuple[Path, bool]:
-    """Subtitles, the dialogue track and one ffmpeg pass; skipped when this exact cut already exists.
-
-    Returns (mp4, reused).
-    """
+def assemble_episode_task(cut: Cut, unit_id: str, episode: int, project, paths, series: str,
+                          project_dir: Path) -> tuple[Path, bool]:
+    """Subtitles (translated if asked), the sound mix and one ffmpeg pass; skipped when this exact
+    cut already exists. Returns (mp4, reused)."""
     ledger = Ledger(paths.ledger)
     out = paths.episode_mp4(unit_id)
     row = ledger.get(unit_id)
     check = video_validator(width=project.width, height=project.height,
-                            min_duration_s=duration_s - 1.0 / project.fps, audio=True)
-    if row is not None and row.state == "done" and row.spec_hash == key and is_done(out, check):
+                            min_duration_s=cut.duration_s - 1.0 / project.fps, audio=True)
+    if row is not None and row.state == "done" and row.spec_hash == cut.key and is_done(out, check):
         return out, True
-    ledger.start(unit_id, kind="episode", episode=episode, spec_hash=key)
+    ledger.start(unit_id, kind="episode", episode=episode, spec_hash=cut.key)
     try:
-        make_subtitles([Cue(ln.start_s, ln.end_s, ln.text, ln.character) for ln in lines], project.subtitles,
-                       width=project.width, height=project.height,
-                       out_srt=paths.episode_srt(unit_id), out_ass=paths.episode_ass(unit_id))
-        mix_audio([(ln.start_s, speech[ln.shot_id][ln.index].path) for ln in lines], duration_s,
-                  paths.episode_audio(unit_id), loudness=(project.audio.loudness_lufs, project.audio.true_peak_db))
-        assemble_episode(clips, paths.episode_ass(unit_id), paths.episode_audio(unit_id), duration_s, project, out)
+        translated = None
+        if project.subtitles.translation is not None:
+            translated = translate_lines([ln.text for ln in cut.lines], project.language,
+                                         project.subtitles.translation, f"{series}, episode {episode}",
+                                         paths.root / "translations", project_dir=project_dir)
+        make_subtitles([Cue(ln.start_s, ln.end_s, ln.text, ln.character) for ln in cut.lines], project.subtitles,
+                       width=project.width, height=project.height, out_srt=paths.episode_srt(unit_id),
+                       out_ass=paths.episode_ass(unit_id), cards=cut.cards, translated=translated)
+        mix_audio([Dialogue(ln.start_s, wav, voice_treatment(ln.extension, project))
+                   for ln, wav in zip(cut.lines, cut.speech)], cut.duration_s, paths.episode_audio(unit_id),
+                  loudness=project.audio.target, music=cut.music, effects=cut.effects, options=project.audio.music)
+        assemble_episode(cut.clips, paths.episode_ass(unit_id), paths.episode_audio(unit_id), cut.duration_s,
+                         project, out)
     except Exception as exc:
         ledger.fail(unit_id, state="failed", error_class=type(exc).__name__, message=str(exc))
         raise
-    ledger.done(unit_id, spec_hash=key, kind="episode", episode=episode, artifact=out, sha256=None)
+    ledger.done(unit_id, spec_hash=cut.key, kind="episode", episode=episode, artifact=out, sha256=None)
     return out, False

@@ -51,6 +51,17 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def file_digest(path: Path) -> str:
+    """sha256 of an input file (a voice model, a music track), computed once per version of it."""
+    st = Path(path).stat()
+    return _digest(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(Path(path))
+
+
 @contextlib.contextmanager
 def atomic_path(final: Path, validate: Callable[[Path], None] | None = None) -> Iterator[Path]:
     """Yield a temp path beside `final`; on success validate it and move it into place.
@@ -176,7 +187,7 @@ class BuildPaths:
         return self.work / f"{ep_id}.ass"
 
     def episode_audio(self, ep_id: str) -> Path:
-        return self.work / f"{ep_id}.dialogue.wav"
+        return self.work / f"{ep_id}.mix.wav"
 
     def make_dirs(self) -> None:
         for d in (self.shots, self.speech, self.shotlists, self.episodes, self.work):

@@ -9,26 +9,51 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from stages.artifacts import atomic_path, spec_hash
 from stages.fonts import fonts_dir
 from stages.media import escape_filter_value, run_ffmpeg, video_validator
-from stages.schema import Project
+from stages.mix_audio import Effect, MusicSpan, cue_spec, sound_cues, voice_treatment
+from stages.schema import Project, ShotList
+from stages.time_shots import TimedLine, card_times, timeline
 
 
 CRF, PRESET = 20, "veryfast"
 
 
-def assembly_key(clip_keys: list[str], lines: list[tuple[float, str, str, str]], duration_s: float,
-                 project: Project) -> str:
-    """Everything that shapes the finished episode: its clips in order, each line's start, audio
-    (speech key), words and speaker, the length, and the project's picture and subtitle settings."""
-    return spec_hash("episode", {
-        "clips": clip_keys, "lines": [list(ln) for ln in lines], "duration_s": duration_s,
+@dataclass(frozen=True)
+class Cut:
+    """Everything one finished episode is made of, with its content address `key`."""
+
+    key: str
+    duration_s: float
+    clips: list[Path]
+    lines: list[TimedLine]
+    speech: list[Path]  # one WAV per entry of `lines`
+    cards: list[tuple[float, float, str]]
+    music: list[MusicSpan]
+    effects: list[Effect]
+
+
+def plan_cut(timed: ShotList, clip_keys: list[str], clips: list[Path], speech: dict[tuple[str, int], tuple[str, Path]],
+             project: Project, project_dir: Path) -> Cut:
+    """The cut of a timed shot list: `speech` maps (shot id, line index) to (speech key, wav)."""
+    lines = timeline(timed, project)
+    spans, effects = sound_cues(timed, project, project_dir)
+    cards = card_times(timed)
+    key = spec_hash("episode", {
+        "clips": clip_keys, "duration_s": timed.duration_s, "cards": [list(c) for c in cards],
+        "lines": [[ln.start_s, speech[ln.shot_id, ln.index][0], ln.text, ln.character,
+                   voice_treatment(ln.extension, project)] for ln in lines],
+        "sound": cue_spec(spans, effects, project.audio.music),
         "picture": {"width": project.width, "height": project.height, "fps": project.fps,
                     "crf": CRF, "preset": PRESET},
-        "subtitles": project.subtitles.model_dump(mode="json"), "audio": project.audio.model_dump(mode="json")})
+        "subtitles": project.subtitles.model_dump(mode="json"),
+        "loudness": list(project.audio.target), "voice_over": project.audio.voice_over})
+    return Cut(key, timed.duration_s, list(clips), lines, [speech[ln.shot_id, ln.index][1] for ln in lines],
+               cards, spans, effects)
 
 
 def assemble_episode(shot_clips: list[Path], subtitles_ass: Path, audio_wav: Path, duration_s: float,

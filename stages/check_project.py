@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from stages.errors import InputError
-from stages.plan_shots import estimate_speech_s
+from stages.plan_shots import MUSIC_NOTE, SFX_NOTE, estimate_speech_s
 from stages.schema import Warning_
 
 MAX_LINE_S = 12.0  # longer than this is hard to hold in one vertical shot
@@ -54,9 +55,16 @@ def check_project(root: Path) -> CheckReport:
             report.warnings.append(Warning_(file=yaml_file, line=1, message=(
                 f"cast {c.id}: the description is still a placeholder; describe their look "
                 "(it is used verbatim in every prompt that shows them)")))
-        if c.voice.language.lower() not in languages:
+        engine = c.voice.backend or project.backends.speech
+        if engine == "openai" and project.backends.openai.base_url is None \
+                and not os.environ.get(project.backends.openai.api_key_env):
+            report.warnings.append(Warning_(file=yaml_file, line=1, message=(
+                f"cast {c.id}: the openai speech backend needs ${project.backends.openai.api_key_env} "
+                "(or backends.openai.base_url for a local server)")))
+        if engine == "espeak" and c.voice.language.lower() not in languages:
             report.warnings.append(Warning_(file=yaml_file, line=1, message=(
                 f"cast {c.id}: eSpeak NG has no language {c.voice.language!r} (try en-us, en-gb, cmn, yue)")))
+    report.errors.extend(e.to_dict() for e in blockers(lp))
     for ep in script.episodes:
         for sc in ep.scenes:
             for el in sc.elements:
@@ -69,7 +77,8 @@ def check_project(root: Path) -> CheckReport:
                     report.warnings.append(Warning_(file=el.file, line=el.line, message=(
                         f"line is about {est:.0f}s long: too long for one vertical shot; split it")))
                 voice = project.voice_for(el.character or "")
-                if CJK.search(el.text) and not voice.language.lower().startswith(("cmn", "yue", "zh", "ja", "ko", "hak")):
+                espeak = (voice.backend or project.backends.speech) == "espeak"
+                if espeak and CJK.search(el.text) and not voice.language.lower().startswith(("cmn", "yue", "zh", "ja", "ko", "hak")):
                     report.warnings.append(Warning_(file=el.file, line=el.line, message=(
                         f"{voice.language} voice cannot speak the CJK text in this line; "
                         "set the character's voice language (e.g. cmn)")))
@@ -77,3 +86,33 @@ def check_project(root: Path) -> CheckReport:
         in_cast = any(c.id == cid for c in project.cast)
         report.characters.append({"id": cid, "name": name, "lines": spoken.get(cid, 0), "in_cast": in_cast})
     return report
+
+
+def blockers(lp) -> list[InputError]:
+    """Files a render needs that are missing (Piper voices, music, effects): refused before any work."""
+    out: list[InputError] = []
+    project, root = lp.project, lp.root
+    yaml_file = str(root / "project.yaml")
+    for c in project.cast:
+        if (c.voice.backend or project.backends.speech) != "piper":
+            continue
+        for need in ([c.voice.voice, c.voice.voice + ".json"] if c.voice.voice else [None]):
+            if need is None or not (root / need).is_file():
+                out.append(InputError(
+                    f"cast {c.id}: Piper voice file {need or '(none given)'} not found", file=yaml_file,
+                    hint="set voice.voice to a .onnx voice (its .onnx.json beside it), relative to the "
+                         "project folder; voices: github.com/rhasspy/piper/blob/master/VOICES.md"))
+    music = project.audio.music
+    for name in [music.file, *music.episodes.values()]:
+        if name and name.lower() != "none" and not (root / name).is_file():
+            out.append(InputError(f"music file not found: {name}", file=yaml_file,
+                                  hint="audio.music paths are relative to the project folder"))
+    for ep in lp.script.episodes:
+        for sc in ep.scenes:
+            for el in sc.elements:
+                cue = (MUSIC_NOTE.match(el.text) or SFX_NOTE.match(el.text)) if el.kind == "note" else None
+                if cue and cue.group("file").lower() != "none" and not (root / cue.group("file")).is_file():
+                    out.append(InputError(
+                        f"sound file not found: {cue.group('file')}", file=el.file, line=el.line, text=el.text,
+                        hint="the path is relative to the project folder; add the file or fix the note"))
+    return out

@@ -1,7 +1,7 @@
 """Loudness to a platform's target, measured with ffmpeg's own meters (EBU R128 / ITU-R BS.1770).
 
-Two passes on the audio alone (cheap next to video): `loudnorm` measures, then applies one linear
-gain with a true-peak limiter, so the result is the target within a fraction of a LU without
+Two passes on the audio alone (cheap next to video): `loudnorm` measures, then one linear gain
+and an oversampled peak limiter, so the result is the target within a fraction of a LU without
 pumping. `measure_ebur128` reads integrated loudness and true peak back, for checks and reports.
 """
 
@@ -17,6 +17,7 @@ from stages.errors import RenderError
 from stages.media import ffmpeg_exe, run_ffmpeg
 
 SILENT_LUFS = -70.0  # below this there is nothing to normalise (a silent episode)
+LIMIT_MARGIN_DB = 0.3  # the limiter aims a little under the ceiling: resampling back can overshoot
 
 
 @dataclass(frozen=True)
@@ -34,18 +35,23 @@ def _ffmpeg_stderr(args: list[str], what: str) -> str:
     return proc.stderr.decode("utf-8", "replace")
 
 
-def normalize(in_wav: Path, out_wav: Path, *, lufs: float, true_peak: float, lra: float = 11.0) -> None:
-    """Write `in_wav` at `lufs` integrated with peaks under `true_peak` dBTP (48 kHz stereo WAV)."""
-    target = f"I={lufs}:TP={true_peak}:LRA={lra}"
-    log = _ffmpeg_stderr(["-i", str(in_wav), "-af", f"loudnorm={target}:print_format=json"], "measuring loudness")
+def normalize(in_wav: Path, out_wav: Path, *, lufs: float, true_peak: float) -> None:
+    """Write `in_wav` at `lufs` integrated with peaks under `true_peak` dBTP (48 kHz stereo WAV).
+
+    One linear gain, then a look-ahead limiter at 4x oversampling (so sample peaks there are
+    true peaks) that touches only the peaks. Not `loudnorm`'s second pass: it silently falls back
+    to dynamic mode whenever the gain would raise a peak past the ceiling or the loudness range is
+    wide, and its gain riding would undo the music ducking.
+    """
+    log = _ffmpeg_stderr(["-i", str(in_wav), "-af", "loudnorm=print_format=json"], "measuring loudness")
     stats = json.loads(log[log.rindex("{"):log.rindex("}") + 1])
     if float(stats["input_i"]) < SILENT_LUFS:
         run_ffmpeg(["-i", str(in_wav), "-c:a", "pcm_s16le", str(out_wav)], what="copying silent audio")
         return
-    measured = (f"measured_I={stats['input_i']}:measured_TP={stats['input_tp']}:measured_LRA={stats['input_lra']}"
-                f":measured_thresh={stats['input_thresh']}:offset={stats['target_offset']}")
-    # loudnorm works at 192 kHz internally; resample back to 48 kHz for the episode.
-    run_ffmpeg(["-i", str(in_wav), "-af", f"loudnorm={target}:{measured}:linear=true,aresample=48000",
+    gain = lufs - float(stats["input_i"])
+    limit = 10 ** ((true_peak - LIMIT_MARGIN_DB) / 20)
+    run_ffmpeg(["-i", str(in_wav), "-af", f"volume={gain:.3f}dB,aresample=192000,"
+                f"alimiter=limit={limit:.5f}:attack=5:release=50:level=false:latency=true,aresample=48000",
                 "-ar", "48000", "-ac", "2", "-c:a", "pcm_s16le", str(out_wav)], what="normalising loudness")
 
 

@@ -85,42 +85,78 @@ def _fix_kinsoku(lines: list[list[str]], i: int) -> None:
         cur.insert(0, prev.pop())
 
 
-def make_subtitles(cues: list[Cue], style: SubtitleStyle, *, width: int, height: int,
-                   out_srt: Path, out_ass: Path) -> None:
+def make_subtitles(cues: list[Cue], style: SubtitleStyle, *, width: int, height: int, out_srt: Path, out_ass: Path,
+                   cards: list[tuple[float, float, str]] = (), translated: list[str] | None = None) -> None:
     """Write SRT and WebVTT (UTF-8, next to the SRT) and ASS (PlayRes = the video size, so libass
-    places text in pixels)."""
+    places text in pixels).
+
+    `cards` (start, end, text) are on-screen text: burned in mid-frame, larger, never in the SRT.
+    `translated` (one per cue) is a second language: under each cue (`second_line`) or only in
+    its own `epNN.<lang>.srt/.vtt` (`separate`); both modes write the separate files.
+    """
     import pysubs2
 
     from stages.fonts import pil_font
 
     font = pil_font(style.size_px, style.font)
+    small = pil_font(int(style.size_px * 0.75), style.font)
     max_w = width * style.safe_width
+    margin = int(width * (1 - style.safe_width) / 2)
     subs = pysubs2.SSAFile()
     subs.info["PlayResX"] = str(width)
     subs.info["PlayResY"] = str(height)
     subs.info["WrapStyle"] = "2"  # we wrap; libass must not re-wrap
     subs.info["ScaledBorderAndShadow"] = "yes"
-    st = pysubs2.SSAStyle(
-        fontname=style.font, fontsize=style.size_px, primarycolor=pysubs2.Color(255, 255, 255),
-        outlinecolor=pysubs2.Color(0, 0, 0), backcolor=pysubs2.Color(0, 0, 0, 128),
-        outline=style.outline_px, shadow=0, alignment=pysubs2.Alignment.BOTTOM_CENTER,
-        marginl=int(width * (1 - style.safe_width) / 2), marginr=int(width * (1 - style.safe_width) / 2),
-        marginv=style.margin_bottom_px,
-    )
-    subs.styles["Default"] = st
+    common = dict(fontname=style.font, primarycolor=_color(style.color), outlinecolor=_color(style.outline_color),
+                  backcolor=pysubs2.Color(0, 0, 0, 128), outline=style.outline_px, shadow=0,
+                  marginl=margin, marginr=margin)
+    subs.styles["Default"] = pysubs2.SSAStyle(fontsize=style.size_px, alignment=pysubs2.Alignment.BOTTOM_CENTER,
+                                              marginv=style.margin_bottom_px, **common)
+    card_px = int(style.size_px * 1.25)
+    subs.styles["Card"] = pysubs2.SSAStyle(fontsize=card_px, alignment=pysubs2.Alignment.MIDDLE_CENTER,
+                                           marginv=0, bold=True, **common)
+    if translated is not None and len(translated) != len(cues):
+        raise ValueError(f"{len(translated)} translations for {len(cues)} subtitle cues")
+    second = translated is not None and style.translation is not None and style.translation.mode == "second_line"
     prev_end = 0
-    for cue in cues:
+    timed = []
+    for i, cue in enumerate(cues):
         start = max(int(round(cue.start_s * 1000)), prev_end)  # never overlap
         end = max(int(round(cue.end_s * 1000)), start + 1)
         prev_end = end
-        lines = wrap_text(cue.text, font, max_w)
-        subs.events.append(pysubs2.SSAEvent(start=start, end=end, text=r"\N".join(_ass_escape(ln) for ln in lines)))
-    write_text_atomic(out_ass, subs.to_string("ass"))
+        timed.append((start, end))
+        text = r"\N".join(_ass_escape(ln) for ln in wrap_text(cue.text, font, max_w))
+        if second and translated[i].strip():
+            extra = r"\N".join(_ass_escape(ln) for ln in wrap_text(translated[i], small, max_w))
+            text += r"\N{\fs%d}" % int(style.size_px * 0.75) + extra
+        subs.events.append(pysubs2.SSAEvent(start=start, end=end, text=text))
     srt = pysubs2.SSAFile()
     for ev in subs.events:
-        srt.events.append(pysubs2.SSAEvent(start=ev.start, end=ev.end, text=ev.text))
+        srt.events.append(pysubs2.SSAEvent(start=ev.start, end=ev.end, text=ev.plaintext.replace("\n", r"\N")))
+    card_font = pil_font(card_px, style.font)
+    for start_s, end_s, text in cards:
+        lines = [w for para in text.splitlines() for w in wrap_text(para, card_font, max_w)]
+        subs.events.append(pysubs2.SSAEvent(start=int(round(start_s * 1000)), end=int(round(end_s * 1000)),
+                                            style="Card", text=r"\N".join(_ass_escape(ln) for ln in lines)))
+    write_text_atomic(out_ass, subs.to_string("ass"))
     write_text_atomic(out_srt, srt.to_string("srt"))
     write_text_atomic(out_srt.with_suffix(".vtt"), srt.to_string("vtt"))
+    if translated is not None and style.translation is not None:
+        other = pysubs2.SSAFile()
+        for (start, end), text in zip(timed, translated):
+            if text.strip():
+                other.events.append(pysubs2.SSAEvent(start=start, end=end, text=r"\N".join(
+                    wrap_text(text, small, max_w))))
+        base = out_srt.with_suffix("")
+        lang = style.translation.language
+        write_text_atomic(base.with_name(f"{base.name}.{lang}.srt"), other.to_string("srt"))
+        write_text_atomic(base.with_name(f"{base.name}.{lang}.vtt"), other.to_string("vtt"))
+
+
+def _color(hex_rgb: str):
+    import pysubs2
+
+    return pysubs2.Color(int(hex_rgb[1:3], 16), int(hex_rgb[3:5], 16), int(hex_rgb[5:7], 16))
 
 
 def _ass_escape(text: str) -> str:

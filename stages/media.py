@@ -43,6 +43,23 @@ def run_ffmpeg(args: list[str], *, cwd: Path | None = None, what: str = "ffmpeg"
         )
 
 
+def decode_audio(path: Path, *, rate: int = 48_000, filters: str | None = None, what: str = "decoding audio"):
+    """Any audio ffmpeg reads -> float32 array (samples, 2) at `rate`, optionally through `filters`."""
+    import numpy as np
+
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path), "-map", "0:a:0",
+           *(["-af", filters] if filters else []), "-ac", "2", "-ar", str(rate), "-f", "f32le", "-"]
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=FFMPEG_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        raise RenderError(f"{what} {Path(path).name} took over {FFMPEG_TIMEOUT_S:.0f} s and was stopped") from exc
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-4:]
+        raise RenderError(f"{what} {path} failed (ffmpeg exit {proc.returncode})", text="\n    ".join(tail) or None,
+                          hint="is it an audio file ffmpeg can read (wav, mp3, m4a, ogg, flac)?")
+    return np.frombuffer(proc.stdout, dtype="<f4").reshape(-1, 2).copy()
+
+
 def _ffmpeg_hint(log: str) -> str | None:
     if "No space left" in log:
         return "free disk space under the project's build/ folder"

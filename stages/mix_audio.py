@@ -1,45 +1,205 @@
-"""Timed speech -> the episode's dialogue track: 48 kHz stereo WAV, exactly the episode's length."""
+"""Timed speech, music and effects -> the episode's sound: 48 kHz stereo, exactly the episode's length.
+
+Dialogue is laid where the timeline says; music spans (project bed, per-episode track, or a
+scene's `[[music: file]]`) are looped or trimmed to fit, faded, set to a loudness, and ducked
+under every line by a gain envelope (so the drop is exactly `duck_db`, not a compressor's guess);
+`[[sfx: file]]` effects start with their shot. The sum is normalised to the platform's loudness.
+"""
 
 from __future__ import annotations
 
+import functools
+import struct
+from dataclasses import dataclass
 from pathlib import Path
 
-from stages.artifacts import atomic_path
+from stages.artifacts import atomic_path, file_digest
+from stages.errors import InputError
 from stages.loudness import normalize
+from stages.media import decode_audio
+from stages.schema import Music, Project, ShotList
 
 SAMPLE_RATE = 48_000
+# (V.O.) treatments, as ffmpeg filter chains on the line alone.
+VOICE_OVER = {
+    "radio": "highpass=f=200,lowpass=f=5000,acompressor=threshold=0.1:ratio=4,volume=2dB",
+    "phone": "highpass=f=400,lowpass=f=3200,acrusher=bits=10:mix=0.3,acompressor=threshold=0.1:ratio=6",
+}
 
 
-def mix_audio(lines: list[tuple[float, Path]], duration_s: float, out_wav: Path,
-              loudness: tuple[float, float] | None = None) -> None:
-    """Lay each (start_s, wav) on a silent bed of `duration_s`; speech past the end is clamped.
+@dataclass(frozen=True)
+class Dialogue:
+    start_s: float
+    wav: Path
+    treatment: str = "none"  # a VOICE_OVER key, or none
+
+
+@dataclass(frozen=True)
+class MusicSpan:
+    start_s: float
+    end_s: float
+    file: Path
+
+
+@dataclass(frozen=True)
+class Effect:
+    start_s: float
+    file: Path
+
+
+def voice_treatment(extension: str | None, project: Project) -> str:
+    """V.O. lines get the project's voice-over treatment; O.S. and CONT'D keep the plain voice."""
+    ext = (extension or "").upper().replace(" ", "")
+    return project.audio.voice_over if ext in ("V.O.", "VO", "V.O", "画外音", "旁白") else "none"
+
+
+def sound_cues(shotlist: ShotList, project: Project, project_dir: Path) -> tuple[list[MusicSpan], list[Effect]]:
+    """Music spans and effect starts for a timed shot list; missing files are an InputError."""
+    music = project.audio.music
+    episode_track = music.episodes.get(shotlist.episode, music.file)
+    spans: list[MusicSpan] = []
+    effects: list[Effect] = []
+    t = 0.0
+    for shot in shotlist.shots:
+        track = shot.music or episode_track
+        if track and track.lower() != "none":
+            path = _input_file(project_dir, track, "music", shot)
+            if spans and spans[-1].file == path and abs(spans[-1].end_s - t) < 1e-6:
+                spans[-1] = MusicSpan(spans[-1].start_s, t + shot.duration_s, path)  # one track runs on
+            else:
+                spans.append(MusicSpan(t, t + shot.duration_s, path))
+        effects += [Effect(t, _input_file(project_dir, f, "sfx", shot)) for f in shot.sfx]
+        t += shot.duration_s
+    return spans, effects
+
+
+def _input_file(project_dir: Path, name: str, what: str, shot) -> Path:
+    path = (project_dir / name).resolve()
+    if not path.is_file():
+        raise InputError(f"{what} file not found: {name}", file=shot.file, line=shot.line,
+                         hint=f"put it in the project folder ({project_dir}) or fix the path; it is "
+                              "relative to the project folder")
+    return path
+
+
+def cue_spec(spans: list[MusicSpan], effects: list[Effect], music: Music) -> dict:
+    """What the cues contribute to an episode's content address: times, file contents, levels."""
+    return {"music": [[round(s.start_s, 4), round(s.end_s, 4), file_digest(s.file)] for s in spans],
+            "sfx": [[round(e.start_s, 4), file_digest(e.file)] for e in effects],
+            "levels": music.model_dump(mode="json", exclude={"file", "episodes"}) if spans or effects else None}
+
+
+def mix_audio(lines: list[Dialogue] | list[tuple[float, Path]], duration_s: float, out_wav: Path,
+              loudness: tuple[float, float] | None = None, *, music: list[MusicSpan] = (),
+              effects: list[Effect] = (), options: Music | None = None) -> None:
+    """Mix dialogue, ducked music and effects on a silent bed of `duration_s` (clamped at the end).
 
     `loudness` = (LUFS, dBTP): the mix is normalised to it (see `stages.loudness`).
     """
-    import warnings
+    import numpy as np
 
-    with warnings.catch_warnings():  # pydub looks for ffmpeg on PATH at import; we hand it ours
-        warnings.simplefilter("ignore", RuntimeWarning)
-        from pydub import AudioSegment
-
-    total_ms = int(round(duration_s * 1000))
-    bed = AudioSegment.silent(duration=total_ms, frame_rate=SAMPLE_RATE).set_channels(2)
-    for start_s, wav in lines:
-        seg = AudioSegment.from_wav(str(wav)).set_frame_rate(SAMPLE_RATE).set_channels(2)
-        at = int(round(start_s * 1000))
-        if at >= total_ms:
+    opts = options or Music()
+    n = int(round(duration_s * SAMPLE_RATE))
+    dialogue = np.zeros((n, 2), dtype=np.float32)
+    spoken: list[tuple[int, int]] = []
+    for item in lines:
+        line = item if isinstance(item, Dialogue) else Dialogue(*item)
+        x = decode_audio(line.wav, filters=VOICE_OVER.get(line.treatment))
+        at = int(round(line.start_s * SAMPLE_RATE))
+        end = _add(dialogue, x, at)
+        if end > at:
+            spoken.append((at, end))
+    bed = np.zeros((n, 2), dtype=np.float32)
+    for span in music:
+        a, b = (int(round(v * SAMPLE_RATE)) for v in (span.start_s, span.end_s))
+        b = min(b, n)
+        if b <= a:
             continue
-        bed = bed.overlay(seg[: total_ms - at], position=at)
-    # pydub's length is in ms; pad or trim to the exact sample count of the episode
-    samples = int(round(duration_s * SAMPLE_RATE))
-    bed = bed.get_sample_slice(0, samples) if int(bed.frame_count()) > samples else bed
+        src = _music_source(str(span.file), opts.level_lufs)
+        track = np.resize(src, (b - a, 2))  # loops a short track, trims a long one
+        fade = min(int(opts.fade_s * SAMPLE_RATE), (b - a) // 2)
+        if fade:
+            ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)[:, None]
+            track[:fade] *= ramp
+            track[-fade:] *= ramp[::-1]
+        bed[a:b] += track
+    if music:
+        bed *= duck_envelope(n, spoken, opts)[:, None]
+    for fx in effects:
+        _add(bed, decode_audio(fx.file, what="decoding sound effect") * np.float32(10 ** (opts.sfx_db / 20)),
+             int(round(fx.start_s * SAMPLE_RATE)))
+    mix = dialogue + bed
     with atomic_path(out_wav) as tmp:
         if loudness is None:
-            bed.export(str(tmp), format="wav")
+            _write_wav(tmp, mix, float_samples=False)
         else:
             raw = tmp.with_name(tmp.name + ".raw.wav")
             try:
-                bed.export(str(raw), format="wav")
+                _write_wav(raw, mix, float_samples=True)  # float: no clipping before the normaliser
                 normalize(raw, tmp, lufs=loudness[0], true_peak=loudness[1])
             finally:
                 raw.unlink(missing_ok=True)
+
+
+def duck_envelope(n: int, spoken: list[tuple[int, int]], opts: Music):
+    """Per-sample music gain: 1, falling to -duck_db over `attack_s` before each line, back after."""
+    import numpy as np
+
+    low = np.float32(10 ** (-opts.duck_db / 20))
+    gain = np.ones(n, dtype=np.float32)
+    attack, release = int(opts.attack_s * SAMPLE_RATE), int(opts.release_s * SAMPLE_RATE)
+    for a, b in spoken:
+        env = np.full(b - a + attack + release, low, dtype=np.float32)
+        if attack:
+            env[:attack] = np.linspace(1.0, low, attack, endpoint=False)
+        if release:
+            env[-release:] = np.linspace(low, 1.0, release + 1)[1:]
+        lo, hi = a - attack, b + release
+        clip_lo, clip_hi = max(lo, 0), min(hi, n)
+        if clip_hi > clip_lo:
+            gain[clip_lo:clip_hi] = np.minimum(gain[clip_lo:clip_hi], env[clip_lo - lo: clip_hi - lo])
+    return gain
+
+
+def _add(dst, x, at: int) -> int:
+    """Add `x` into `dst` from sample `at`, clamped to dst; returns where it ends."""
+    if at >= len(dst) or at + len(x) <= 0:
+        return at
+    lo = max(at, 0)
+    hi = min(at + len(x), len(dst))
+    dst[lo:hi] += x[lo - at: hi - at]
+    return hi
+
+
+@functools.lru_cache(maxsize=8)
+def _music_source(path: str, level_lufs: float):
+    """A music file decoded once per process and set to `level_lufs` integrated."""
+    import numpy as np
+
+    from stages.loudness import measure_ebur128
+
+    x = decode_audio(Path(path), what="decoding music")
+    if not len(x):
+        raise InputError(f"music file has no audio: {path}", hint="check it plays; re-export it as WAV or MP3")
+    measured = measure_ebur128(Path(path)).integrated_lufs
+    if measured > -70:  # silence stays silence
+        x *= np.float32(10 ** ((level_lufs - measured) / 20))
+    x.flags.writeable = False  # shared between episodes: np.resize copies
+    return x
+
+
+def _write_wav(path: Path, x, *, float_samples: bool) -> None:
+    """Stereo 48 kHz WAV: 32-bit float (WAVE_FORMAT_IEEE_FLOAT) or 16-bit PCM."""
+    import numpy as np
+
+    if float_samples:
+        data, fmt, bits = x.astype("<f4").tobytes(), 3, 32
+    else:
+        data, fmt, bits = (np.clip(x, -1, 1) * 32767).round().astype("<i2").tobytes(), 1, 16
+    block = 2 * bits // 8
+    header = (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE" + b"fmt " +
+              struct.pack("<IHHIIHH", 16, fmt, 2, SAMPLE_RATE, SAMPLE_RATE * block, block, bits) +
+              b"data" + struct.pack("<I", len(data)))
+    with open(path, "wb") as f:
+        f.write(header)
+        f.write(data)

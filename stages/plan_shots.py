@@ -19,6 +19,9 @@ CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 # A note that asks for a picture (`[[close-up on the pendant]]`) becomes an insert shot.
 INSERT_NOTE = re.compile(r"^\s*(extreme close[- ]?up|close[- ]?up|insert|detail|ecu|cu|pov|特写|近景|插入)\b",
                          re.IGNORECASE)
+# Notes that cue sound: `[[music: cues/tense.mp3]]` scores its scene, `[[sfx: door.wav]]` plays with the next shot.
+MUSIC_NOTE = re.compile(r"^\s*(?:music|score|音乐|音樂|配乐|配樂)\s*[:：]\s*(?P<file>\S.*?)\s*$", re.IGNORECASE)
+SFX_NOTE = re.compile(r"^\s*(?:sfx|sound|音效)\s*[:：]\s*(?P<file>\S.*?)\s*$", re.IGNORECASE)
 REACTION_S, INSERT_S = 1.4, 1.8
 
 
@@ -45,12 +48,42 @@ def plan_shots(episode: Episode, project: Project, *, project_dir: Path | None =
                               cache_dir=project_dir / "build" / "plans" if project_dir is not None else None)
     else:
         plan = _plan_rules(episode, project, project_dir, names)
+    plan = attach_cues(plan, episode)
     if project_dir is None:
         return plan
     from stages.write_shotlist import apply_edits
 
     path = project_dir / "build" / "shotlists" / f"ep{episode.number:02d}.yaml"
     return apply_edits(plan, path, lambda s: shot_prompt(s, project, project_dir, names))
+
+
+def attach_cues(plan: ShotList, episode: Episode) -> ShotList:
+    """Put each scene's on-screen text, music and sound effects on the shots they belong to.
+
+    Works on any planner's output: a cue lands on the shot planned from its line, else the next
+    shot of its scene, else the scene's last shot.
+    """
+    shots = [s.model_copy() for s in plan.shots]
+    for scene in episode.scenes:
+        own = [s for s in shots if s.scene == scene.number]
+        if not own:
+            continue
+        for el in scene.elements:
+            if el.kind == "note" and (m := MUSIC_NOTE.match(el.text)):
+                for s in own:
+                    s.music = m.group("file")
+            elif el.kind == "note" and (m := SFX_NOTE.match(el.text)):
+                _shot_at(own, el.line).sfx.append(m.group("file"))
+            elif el.kind == "centered":
+                shot = _shot_at(own, el.line)
+                shot.card = f"{shot.card}\n{el.text}" if shot.card else el.text
+    return plan.model_copy(update={"shots": shots})
+
+
+def _shot_at(shots: list[Shot], line: int) -> Shot:
+    exact = [s for s in shots if s.line == line]
+    later = [s for s in shots if s.line > line]
+    return exact[-1] if exact else later[0] if later else shots[-1]
 
 
 def _plan_rules(episode: Episode, project: Project, project_dir: Path | None, names: dict[str, str]) -> ShotList:

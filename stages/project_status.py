@@ -7,17 +7,18 @@ already on disk); a ledger row made under another key is `stale`, a shot never t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from stages.artifacts import BuildPaths, is_done
-from stages.assemble_episode import assembly_key
+from stages.assemble_episode import plan_cut
 from stages.backends.base import VideoBackend
 from stages.generate_shot import placeholder_key, shot_key, shot_request
 from stages.ledger import Ledger
 from stages.load_project import LoadedProject
 from stages.media import video_validator, wav_duration_s
 from stages.plan_shots import plan_shots
-from stages.synthesize_speech import speech_key, speech_request
-from stages.time_shots import time_shots, timeline
+from stages.synthesize_speech import speech_engine, speech_key, speech_request
+from stages.time_shots import time_shots
 
 
 @dataclass
@@ -43,9 +44,11 @@ class EpisodeStatus:
         return sum(1 for s in self.shots if s.state == state)
 
 
-def project_status(lp: LoadedProject, video: VideoBackend, speech, episodes: list[int] | None = None,
-                   *, verify: bool = False) -> list[EpisodeStatus]:
+def project_status(lp: LoadedProject, video: VideoBackend, speech: Callable[[str], object],
+                   episodes: list[int] | None = None, *, verify: bool = False) -> list[EpisodeStatus]:
     """Every shot's state and each episode's cut, as a render would see them now.
+
+    `speech(engine)` gives the speech backend of that name (for its identity: nothing is spoken).
 
     `verify` decodes each finished episode (as the render's own check does) before calling it done.
     """
@@ -66,7 +69,9 @@ def project_status(lp: LoadedProject, video: VideoBackend, speech, episodes: lis
         for shot in plan.shots:
             durs = []
             for i, ln in enumerate(shot.lines):
-                keys[shot.id, i] = speech_key(speech_request(ln.text, project.voice_for(ln.character)), speech)
+                request = speech_request(ln.text, ln.character, project, lp.root, parenthetical=ln.parenthetical,
+                                         extension=ln.extension)
+                keys[shot.id, i] = speech_key(request, speech(speech_engine(project, ln.character)))
                 wav = paths.speech / f"{keys[shot.id, i]}.wav"
                 if wav.exists():
                     durs.append(wav_duration_s(wav))
@@ -92,22 +97,21 @@ def project_status(lp: LoadedProject, video: VideoBackend, speech, episodes: lis
                 status.shots.append(ShotStatus(shot.id, "pending", "its file is missing", row.attempts, key=key))
             else:
                 status.shots.append(ShotStatus(shot.id, row.state, row.message, row.attempts, row.artifact, key))
-        status.assembly, status.mp4 = _assembly(status, timed, keys, rows.get(ep.id), paths, project, verify)
+        status.assembly, status.mp4 = _assembly(status, timed, keys, rows.get(ep.id), paths, lp, verify)
         out.append(status)
     return out
 
 
-def _assembly(status: EpisodeStatus, timed, speech_keys, row, paths: BuildPaths, project, verify: bool):
+def _assembly(status: EpisodeStatus, timed, speech_keys, row, paths: BuildPaths, lp: LoadedProject, verify: bool):
     """Whether this exact cut exists: the same key as the render would compute, and its file."""
     if row is None or row.state != "done":
         return "pending", None
     ready = all(s.state in ("done", "placeholder") and s.key for s in status.shots)
     if not ready:
         return "stale", row.artifact
-    lines = timeline(timed, project)
-    key = assembly_key([s.key for s in status.shots],
-                       [(ln.start_s, speech_keys[ln.shot_id, ln.index], ln.text, ln.character) for ln in lines],
-                       timed.duration_s, project)
+    project = lp.project
+    speech = {k: (v, paths.speech / f"{v}.wav") for k, v in speech_keys.items()}
+    key = plan_cut(timed, [s.key for s in status.shots], [], speech, project, lp.root).key
     mp4 = paths.episode_mp4(status.id)
     if row.spec_hash != key:
         return "stale", str(mp4)

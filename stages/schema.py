@@ -22,14 +22,24 @@ class Model(BaseModel):
 ID_PATTERN = r"^[a-z][a-z0-9_]*$"
 
 
-class Voice(Model):
-    """How one character sounds; `backend` picks the speech backend by name."""
+SpeechBackendName = Literal["espeak", "piper", "openai"]
 
-    backend: Literal["espeak"] = "espeak"
+
+class Voice(Model):
+    """How one character sounds. `backend` picks the engine (default: `backends.speech`);
+    each engine reads its own fields and ignores the rest."""
+
+    backend: SpeechBackendName | None = Field(None, description="espeak, piper or openai; default: backends.speech")
     language: str = Field("en-us", description="eSpeak NG voice/language name, e.g. en-us, en-gb, cmn, yue")
     variant: str | None = Field(None, description="eSpeak NG variant, e.g. m3, f2, klatt")
     pitch: int = Field(50, ge=0, le=99, description="base pitch 0-99 (eSpeak scale)")
-    speed_wpm: int = Field(165, ge=80, le=450, description="words per minute")
+    speed_wpm: int = Field(165, ge=80, le=450, description="words per minute (eSpeak)")
+    voice: str | None = Field(None, description="openai: a voice name (coral, onyx, ...); piper: a voice "
+                                                "file (.onnx, its .onnx.json beside it), relative to the project")
+    speaker: int | None = Field(None, ge=0, description="piper: speaker id in a multi-speaker voice")
+    speed: float = Field(1.0, ge=0.25, le=4.0, description="piper/openai: speaking rate, 1 = normal")
+    notes: str = Field("", description="openai: how this character speaks (accent, age, manner); sent "
+                                       "with each line's parenthetical as the model's instructions")
 
 
 class Character(Model):
@@ -54,10 +64,22 @@ class ChaosOptions(Model):
                                         description="a Retry-After hint sent with each simulated error")
 
 
+class OpenAIOptions(Model):
+    """A hosted or local OpenAI-compatible server for speech (`/v1/audio/speech`)."""
+
+    base_url: str | None = Field(None, description="e.g. http://localhost:8000/v1; default: OpenAI")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
+    speech_model: str = Field("gpt-4o-mini-tts", description="text-to-speech model")
+    voice: str = Field("coral", description="voice for characters that name none")
+    timeout_s: float = Field(60, gt=0, le=900)
+
+
 class Backends(Model):
     video: Literal["animatic", "chaos"] = "animatic"
-    speech: Literal["espeak"] = "espeak"
+    speech: SpeechBackendName = Field("espeak", description="the default speech engine; a character's "
+                                                            "voice.backend overrides it")
     chaos: ChaosOptions | None = Field(None, description="options of the chaos video backend")
+    openai: OpenAIOptions = Field(default_factory=OpenAIOptions)
 
 
 class Planner(Model):
@@ -92,20 +114,76 @@ class Timing(Model):
     establishing_s: float = Field(2.0, gt=0, le=20)
 
 
-class Audio(Model):
-    """The episode mix's loudness (TikTok, Douyin, YouTube Shorts and Reels play at about -14 LUFS)."""
+LOUDNESS_PRESETS = {  # integrated LUFS, true peak dBTP
+    # TikTok, Douyin, Kuaishou, Reels and YouTube Shorts all play at about -14; -1.5 leaves room for AAC.
+    "mobile": (-14.0, -1.5),
+    "apple": (-16.0, -1.0),      # Apple's sound-check reference
+    "broadcast": (-23.0, -1.0),  # EBU R128
+}
 
-    loudness_lufs: float = Field(-14.0, ge=-40, le=-5, description="integrated loudness target")
-    true_peak_db: float = Field(-1.5, ge=-9, le=0, description="ceiling for true peaks, dBTP; -1.5 "
-                                                                 "leaves room for the AAC encoder")
+
+class Music(Model):
+    """Music under the series: a project bed, per-episode overrides, and `[[music: file]]` per scene.
+
+    Files are relative to the project folder, in any format ffmpeg reads. Each span is looped or
+    trimmed to fit, faded in and out, set to `level_lufs`, and ducked under every spoken line.
+    """
+
+    file: str | None = Field(None, description="the bed for every episode; none: no music")
+    episodes: dict[int, str] = Field(default_factory=dict, description="episode number -> file, or 'none'")
+    level_lufs: float = Field(-30.0, ge=-60, le=-10, description="loudness of the music before ducking "
+                                                                 "(speech sits near -20)")
+    duck_db: float = Field(12.0, ge=0, le=40, description="how far music drops under dialogue")
+    attack_s: float = Field(0.15, ge=0, le=2, description="how long the drop takes, ending as a line starts")
+    release_s: float = Field(0.5, ge=0, le=5, description="how long the music takes to come back")
+    fade_s: float = Field(1.0, ge=0, le=10, description="fade in and out at each span's edges")
+    sfx_db: float = Field(-6.0, ge=-40, le=12, description="gain of [[sfx: file]] effects")
+
+
+class Audio(Model):
+    """The episode mix: loudness for the platform, music, and the voice-over treatment."""
+
+    preset: Literal["mobile", "apple", "broadcast"] = Field(
+        "mobile", description="loudness preset: mobile = -14 LUFS / -1.5 dBTP (TikTok, Douyin, Shorts, "
+                              "Reels); apple = -16 / -1; broadcast = EBU R128 -23 / -1")
+    loudness_lufs: float | None = Field(None, ge=-40, le=-5, description="integrated loudness target; "
+                                                                         "default: the preset's")
+    true_peak_db: float | None = Field(None, ge=-9, le=0, description="true-peak ceiling, dBTP; default: the preset's")
+    voice_over: Literal["none", "radio", "phone"] = Field(
+        "none", description="treatment of (V.O.) lines: radio = band-limited and warm, phone = narrow and "
+                            "crunchy; (O.S.) and (CONT'D) always keep the plain voice")
+    music: Music = Field(default_factory=Music)
+
+    @property
+    def target(self) -> tuple[float, float]:
+        """(LUFS, dBTP) this mix is normalised to."""
+        lufs, peak = LOUDNESS_PRESETS[self.preset]
+        return (self.loudness_lufs if self.loudness_lufs is not None else lufs,
+                self.true_peak_db if self.true_peak_db is not None else peak)
+
+
+class Translation(Model):
+    """A second subtitle language, translated through any OpenAI-compatible chat server."""
+
+    language: str = Field(..., min_length=2, description="target language, e.g. en, zh-Hans, es")
+    mode: Literal["second_line", "separate"] = Field(
+        "second_line", description="second_line: burned in under the original; separate: its own "
+                                   "epNN.<language>.srt/.vtt only")
+    model: str = Field("gpt-4.1-mini", description="chat model name on the server")
+    base_url: str | None = Field(None, description="default: OpenAI")
+    api_key_env: str = Field("OPENAI_API_KEY")
+    timeout_s: float = Field(120, gt=0, le=900)
 
 
 class SubtitleStyle(Model):
     font: str = "Noto Sans CJK SC"
     size_px: int = Field(64, ge=12, le=200)
     outline_px: int = Field(4, ge=0, le=20)
+    color: str = Field("#FFFFFF", pattern=r"^#[0-9A-Fa-f]{6}$", description="text colour")
+    outline_color: str = Field("#000000", pattern=r"^#[0-9A-Fa-f]{6}$")
     margin_bottom_px: int = Field(360, ge=0, le=1900, description="from the bottom edge; keeps clear of platform UI")
     safe_width: float = Field(0.8, gt=0.3, le=1.0, description="fraction of the frame width text may use")
+    translation: Translation | None = Field(None, description="an optional second language")
 
 
 class Project(Model):
@@ -279,6 +357,9 @@ class Shot(Model):
     locked: bool = Field(False, description="keep this shot exactly as written here when re-planning")
     planned: str | None = Field(None, description="what the planner made (a hash): a shot that differs "
                                                   "from it was edited by hand and is kept")
+    card: str | None = Field(None, description="on-screen text shown over this shot (centered text, 【字幕：…】)")
+    music: str | None = Field(None, description="this scene's music cue ([[music: file]]), 'none' for silence")
+    sfx: list[str] = Field(default_factory=list, description="sound effects starting with this shot")
 
 
 class ShotList(Model):

@@ -21,6 +21,7 @@ class TimedLine:
     text: str
     start_s: float
     end_s: float
+    extension: str | None = None  # V.O., O.S., ...: the mix may treat V.O. differently
 
 
 def time_shots(shotlist: ShotList, speech_s: dict[str, list[float]], project: Project) -> ShotList:
@@ -43,6 +44,16 @@ def time_shots(shotlist: ShotList, speech_s: dict[str, list[float]], project: Pr
     return shotlist.model_copy(update={"shots": shots})
 
 
+def card_times(shotlist: ShotList) -> list[tuple[float, float, str]]:
+    """(start, end, text) of each shot's on-screen text card."""
+    out, t0 = [], 0.0
+    for shot in shotlist.shots:
+        if shot.card:
+            out.append((round(t0, 4), round(t0 + shot.duration_s, 4), shot.card))
+        t0 += shot.duration_s
+    return out
+
+
 def timeline(shotlist: ShotList, project: Project) -> list[TimedLine]:
     """Where every spoken line starts and ends in the episode."""
     out: list[TimedLine] = []
@@ -52,7 +63,8 @@ def timeline(shotlist: ShotList, project: Project) -> list[TimedLine]:
         for i, ln in enumerate(shot.lines):
             if ln.speech_s is None:
                 raise ValueError(f"{shot.id}: line {i + 1} has no measured speech yet")
-            out.append(TimedLine(shot.id, i, ln.character, ln.text, round(at, 4), round(at + ln.speech_s, 4)))
+            out.append(TimedLine(shot.id, i, ln.character, ln.text, round(at, 4), round(at + ln.speech_s, 4),
+                                  ln.extension))
             at += ln.speech_s + GAP_S
         t0 += shot.duration_s
     return out

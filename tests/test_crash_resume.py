@@ -481,12 +481,11 @@ def test_kill_during_assembly_leaves_no_temp_file(baseline, tmp_path):
                    "same line spoken twice in one process gives different samples, so two renders of one "
                    "project differ in their speech, dialogue mix and episode audio")
 def test_speech_is_a_function_of_its_request(tmp_path):
+    from stages.backends.base import SpeechRequest
     from stages.backends.espeak import EspeakBackend
-    from stages.schema import Voice
-    from stages.synthesize_speech import speech_request
 
     backend = EspeakBackend()
-    request = speech_request("Almost. Patience.", Voice(language="en-gb", variant="m3", pitch=35))
+    request = SpeechRequest("Almost. Patience.", "en-gb", "m3", 35, 165)
     made = set()
     for n in range(3):
         out = tmp_path / f"{n}.wav"

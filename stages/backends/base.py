@@ -33,11 +33,22 @@ class PermanentError(BackendError):
 
 @dataclass(frozen=True)
 class SpeechRequest:
+    """One line to speak, and every voice setting that shapes the audio.
+
+    `voice` is backend-specific: an OpenAI voice name (`coral`), or a Piper voice file (absolute
+    path; `voice_sha` is its content digest, so the cache key survives moving the project).
+    """
+
     text: str
     language: str
     variant: str | None
     pitch: int
     speed_wpm: int
+    voice: str | None = None
+    voice_sha: str | None = None
+    speaker: int | None = None
+    speed: float = 1.0
+    instructions: str | None = None  # delivery direction for models that take it (parenthetical, notes)
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,17 @@ class SpeechBackend(Protocol):
 
     def synthesize(self, request: SpeechRequest, out_wav: Path) -> None:
         """Write a 16-bit PCM WAV of `request.text` to `out_wav`."""
+
+
+@runtime_checkable
+class TranslationBackend(Protocol):
+    name: str
+
+    def identity(self) -> dict:
+        """What, besides the lines, determines the output (model, prompt templates)."""
+
+    def translate(self, lines: list[str], source: str, target: str, context: str) -> list[str]:
+        """The lines in `target`, same count and order; `context` is the series title and setting."""
 
 
 @runtime_checkable

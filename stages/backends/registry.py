@@ -20,9 +20,25 @@ def make_video_backend(config: Backends, name: str | None = None):
     raise ValueError(f"unknown video backend {name!r}")
 
 
-def make_speech_backend(name: str):
+def make_speech_backend(name: str, config: Backends | None = None):
+    config = config or Backends()
     if name == "espeak":
         from stages.backends.espeak import EspeakBackend
 
         return EspeakBackend()
+    if name == "piper":
+        from stages.backends.piper import PiperBackend
+
+        return PiperBackend()
+    if name == "openai":
+        from stages.backends.openai_speech import OpenAISpeechBackend
+
+        return OpenAISpeechBackend(config.openai)
     raise ValueError(f"unknown speech backend {name!r}")
+
+
+def make_translation_backend(options, project_dir=None):
+    """options: a `schema.Translation`; project_dir: where a project's own templates/ may live."""
+    from stages.backends.openai_translate import OpenAITranslationBackend
+
+    return OpenAITranslationBackend(options, project_dir)
