@@ -167,6 +167,10 @@ def _render(lp, numbers: list[int], dask: str | None = None) -> None:
             progress.install(None)
     outcomes += [{"episode": e.number, "mp4": e.mp4, "reused": True, "failed": [], "stopped": []} for e in current]
     failed = _report_outputs(console, sorted(outcomes, key=lambda o: o["episode"]))
+    if any(o.get("speech_failed") for o in outcomes):
+        console.print("[red]fix the voice settings or the lines above[/] (project.yaml cast voices, backends), "
+                      f"then `dramaforge render {_esc(str(lp.root))}` again")
+        raise typer.Exit(1)
     if failed:
         console.print(f"[red]{len(failed)} shot(s) failed[/]; see `dramaforge status {_esc(str(lp.root))}`, "
                       f"then `dramaforge rerun {_esc(str(lp.root))} --failed`")
@@ -175,7 +179,7 @@ def _render(lp, numbers: list[int], dask: str | None = None) -> None:
 
 
 def _report_outputs(console, outcomes: list[dict]) -> list[str]:
-    """One line per episode; returns the failed shot ids."""
+    """One line per episode; returns the failed shot ids (or unspoken lines' reasons)."""
     from stages.media import probe
 
     failed = []
@@ -185,6 +189,12 @@ def _report_outputs(console, outcomes: list[dict]) -> list[str]:
             note = " (up to date)" if o["reused"] else ""
             console.print(f"  {_esc(o['mp4'])}  {info.duration_s:.2f}s {info.width}x{info.height} "
                           f"{info.fps:g}fps{note}")
+        elif o.get("speech_failed"):
+            failed.extend(o["speech_failed"])
+            console.print(f"  [red]ep{o['episode']:02d} not rendered[/]: {len(o['speech_failed'])} line(s) could "
+                          "not be spoken (no shot was made):")
+            for reason in o["speech_failed"]:
+                console.print(f"    {_esc(reason)}")
         else:
             failed.extend(o["failed"])
             console.print(f"  [red]ep{o['episode']:02d} not assembled[/]: {len(o['failed'])} shot(s) failed")
@@ -309,8 +319,10 @@ def plan(project: ProjectArg, episodes: EpisodesOpt = None,
               f"({verdict}); {_esc(str(paths.shotlist(p.id)))}")
         for s in p.shots:
             said = f"  {s.lines[0].character}: {s.lines[0].text[:50]}" if s.lines else \
-                f"  {s.action[:60] or ', '.join(s.characters) + ' reacts'}"
-            print(f"  {s.id}  {s.size:<16} {s.camera:<9} {s.duration_s:5.2f}s{said}")
+                f"  {s.card and '[card] ' + s.card[:50] or s.action[:60] or ', '.join(s.characters) + ' reacts'}"
+            cues = "".join(f"  [sfx {f}]" for f in s.sfx) + (f"  [music {s.music}]" if s.music and (
+                s is p.shots[0] or s.scene != p.shots[p.shots.index(s) - 1].scene) else "")
+            print(f"  {s.id}  {s.size:<16} {s.camera:<9} {s.duration_s:5.2f}s{said}{cues}")
 
 
 @app.command()

@@ -23,7 +23,8 @@ def render_episode(project_dir: str, episode: int) -> dict:
     """Plan, voice, time, generate, subtitle, mix and assemble one episode.
 
     Returns {"episode", "mp4" (None if shots failed), "reused" (the cut was already made),
-    "failed": [shot ids], "stopped": [shot ids not attempted after the failed-shot limit]}.
+    "failed": [shot ids], "stopped": [shot ids not attempted after the failed-shot limit],
+    "speech_failed": [reasons, naming episode, scene and script line] (then no shot is attempted)}.
     """
     # 1. the validated project and this episode's script
     started = time.time()
@@ -43,7 +44,11 @@ def render_episode(project_dir: str, episode: int) -> dict:
         speech_engine(project, ln.character), config, paths.speech, paths.ledger, f"{shot.id}-l{i + 1}",
         ep.number, f"episode {ep.number}, scene {shot.scene}, {ln.file}:{ln.line}")
         for i, ln in enumerate(shot.lines)] for shot in shotlist.shots if shot.lines}
-    speech = {sid: [f.result() for f in futures] for sid, futures in speech.items()}
+    speech = {sid: [f.result(raise_on_failure=False) for f in futures] for sid, futures in speech.items()}
+    unspoken = [str(r) for rs in speech.values() for r in rs if isinstance(r, BaseException)]
+    if unspoken:  # no video is paid for until every line has a voice (each reason is in the ledger too)
+        return {"episode": ep.number, "mp4": None, "reused": False, "failed": [], "stopped": [], "shots": [],
+                "speech_failed": unspoken, "duration_s": None}
     shotlist = time_shots(shotlist, {sid: [r.duration_s for r in rs] for sid, rs in speech.items()}, project)
     write_shotlist(shotlist, paths.shotlist(ep.id))
 

@@ -142,7 +142,8 @@ def _gate(backend, limits: Limits) -> _Gate:
 
 @task(name="synthesize_speech", retries=SPEECH_RETRIES,
       retry_delay_seconds=exponential_backoff(backoff_factor=SPEECH_BACKOFF_S)(SPEECH_RETRIES),
-      retry_condition_fn=_transient_only, on_completion=[_advance("lines")], **_common)
+      retry_condition_fn=_transient_only, on_completion=[_advance("lines")], on_failure=[_advance("lines")],
+      **_common)
 def synthesize_speech_task(request, engine: str, backend_config: str, speech_dir, ledger_path, unit_id: str,
                            episode: int, where: str):
     """One line's audio; `where` (episode, scene, script file:line) goes into every failure message."""

@@ -36,7 +36,9 @@ def shot_request(shot: Shot, project: Project, project_dir: Path, names: dict[st
                        location=shot.location, time=shot.time, action=shot.action,
                        caption=f"{shot.id} · {shot.size} · {shot.camera}", figures=tuple(figures),
                        duration_s=shot.duration_s, width=project.width, height=project.height,
-                       fps=project.fps, seed=seed, style=project.style)
+                       fps=project.fps, seed=seed, style=project.style,
+                       # text is burned in by the assembly: the picture under a card stays clean
+                       extra={"under_card": True} if shot.card and not shot.lines and not shot.characters else {})
 
 
 def shot_key(request: ShotRequest, backend: VideoBackend) -> str:

@@ -60,20 +60,22 @@ def plan_shots(episode: Episode, project: Project, *, project_dir: Path | None =
 def attach_cues(plan: ShotList, episode: Episode) -> ShotList:
     """Put each scene's on-screen text, music and sound effects on the shots they belong to.
 
-    Works on any planner's output: a cue lands on the shot planned from its line, else the next
-    shot of its scene, else the scene's last shot.
+    Works on any planner's output. A sound effect plays with the shot that films the next action
+    or line after its note (the scene's last shot if none follows); a card shows over the shot
+    planned from it, else the shot its line falls in.
     """
     shots = [s.model_copy() for s in plan.shots]
     for scene in episode.scenes:
         own = [s for s in shots if s.scene == scene.number]
         if not own:
             continue
-        for el in scene.elements:
+        for i, el in enumerate(scene.elements):
             if el.kind == "note" and (m := MUSIC_NOTE.match(el.text)):
                 for s in own:
                     s.music = m.group("file")
             elif el.kind == "note" and (m := SFX_NOTE.match(el.text)):
-                _shot_at(own, el.line).sfx.append(m.group("file"))
+                nxt = next((e for e in scene.elements[i + 1:] if e.kind in ("action", "dialogue", "centered")), None)
+                (_shot_at(own, nxt.line) if nxt else own[-1]).sfx.append(m.group("file"))
             elif el.kind == "centered":
                 shot = _shot_at(own, el.line)
                 shot.card = f"{shot.card}\n{el.text}" if shot.card else el.text
@@ -81,9 +83,10 @@ def attach_cues(plan: ShotList, episode: Episode) -> ShotList:
 
 
 def _shot_at(shots: list[Shot], line: int) -> Shot:
+    """The shot planned from script line `line`, else the last one that starts before it."""
     exact = [s for s in shots if s.line == line]
-    later = [s for s in shots if s.line > line]
-    return exact[-1] if exact else later[0] if later else shots[-1]
+    before = [s for s in shots if s.line < line]
+    return exact[-1] if exact else before[-1] if before else shots[0]
 
 
 def _plan_rules(episode: Episode, project: Project, project_dir: Path | None, names: dict[str, str]) -> ShotList:
@@ -149,8 +152,8 @@ def _plan_scene(episode: Episode, scene: Scene, project: Project, *, new_locatio
         elif el.kind == "note" and INSERT_NOTE.match(el.text):
             add(size="insert", camera="push-in", characters=[], action=el.text,
                 duration_s=frames_ceil(INSERT_S, fps), file=el.file, line=el.line)
-        elif el.kind == "centered":
-            add(size="insert", camera="static", action=el.text,
+        elif el.kind == "centered":  # an on-screen text card: the words are burned in, the picture is the place
+            add(size="wide", camera="static", action="",
                 duration_s=frames_ceil(_action_s(el.text, t.action_s), fps), file=el.file, line=el.line)
     if pending_action:
         _add_action(add, pending_action, present, t.action_s, fps, out)

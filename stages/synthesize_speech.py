@@ -52,7 +52,7 @@ def speech_request(text: str, character: str, project: Project, project_dir: Pat
             raise InputError(f"{character}: the piper backend needs voice.voice, a Piper voice file",
                              hint="set voice: {backend: piper, voice: voices/en_US-lessac-medium.onnx}")
         path = Path(voice.voice) if project_dir is None else (project_dir / voice.voice)
-        return SpeechRequest(**base, voice=str(path.resolve()), voice_sha=voice_file_digest(path), speaker=voice.speaker,
+        return SpeechRequest(**base, voice=str(path.resolve()), voice_sha=voice_file_digest(path) + voice_file_digest(Path(f"{path}.json"))[:16], speaker=voice.speaker,
                              speed=voice.speed)
     return SpeechRequest(**base)
 

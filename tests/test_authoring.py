@@ -105,7 +105,8 @@ def test_new_and_check_on_chinese_layout(tmp_path):
     plans = _elements(dest)
     said = [ln["text"] for p in plans for s in p["shots"] for ln in s["lines"]]
     assert "我要当这个。" in said and not any("字幕" in t or "三天前" in t for t in said)
-    assert any(s["size"] == "insert" and "三天前" in s["action"] for s in plans[0]["shots"])
+    # 【字幕：三天前】 is an on-screen card over a clean shot of the place, not an action or a line
+    assert any(s.get("card") == "三天前" and not s["action"] and not s["lines"] for s in plans[0]["shots"])
 
 
 def test_new_and_check_on_two_episode_fountain_with_every_element(tmp_path):

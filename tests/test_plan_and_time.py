@@ -26,7 +26,8 @@ def test_plan_covers_every_line_once_in_order_with_stable_ids():
     assert said == list(range(5, 11))
     assert [s.id for s in sl.shots][:2] == ["ep02-sc01-sh001", "ep02-sc01-sh002"]
     assert sl.shots[0].size == "establishing" and sl.shots[0].action == "Rain."
-    assert sl.shots[-1].size == "insert" and sl.shots[-1].camera == "push-in"  # the episode ends on a push-in
+    assert sl.shots[-1].camera == "push-in"  # the episode ends on a push-in
+    assert sl.shots[-1].card and not sl.shots[-1].action  # its centered text is a card, not an action
     assert plan_shots(_episode(), _project()) == sl  # deterministic
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import wave
 from pathlib import Path
 
@@ -101,3 +102,32 @@ def test_openai_voice_and_translated_subtitles_render_end_to_end(tiny_project, s
     again = run_cli("render", str(tiny_project))
     assert again.returncode == 0 and "nothing to do" in again.stdout + again.stderr
     assert len(server.requests) == before
+
+
+def test_a_line_the_engine_refuses_names_episode_scene_and_script_line(tiny_project, server):
+    yaml_text = TINY_YAML.replace("    voice: {language: en-gb, variant: m3, pitch: 35}",
+                                  "    voice: {backend: openai, voice: nobody}")
+    yaml_text += f"backends:\n  openai: {{base_url: '{server.base_url}'}}\n"
+    (tiny_project / "project.yaml").write_text(yaml_text, encoding="utf-8")
+    server.error(400, "Invalid voice 'nobody'. Supported voices are alloy, coral, onyx.", code="invalid_value")
+    proc = run_cli("render", str(tiny_project))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in out
+    line = next(i for i, t in enumerate(TINY_SCRIPT.splitlines(), 1) if t == "BO")
+    assert re.search(rf"episode 1, scene 1, \S*script\.fountain:({line}|{line + 1}|{line + 2})\b", out), out[-2000:]
+    assert "Invalid voice 'nobody'" in out
+    assert len(server.requests) == 1  # a bad request is not retried
+    assert not list((tiny_project / "build" / "episodes").glob("*.mp4"))
+
+
+def test_check_refuses_a_missing_piper_voice_and_warns_on_subtitles_under_the_platform_ui(tiny_project):
+    yaml_text = TINY_YAML.replace("    voice: {language: en-gb, variant: m3, pitch: 35}",
+                                  "    voice: {backend: piper, voice: voices/bo.onnx}")
+    (tiny_project / "project.yaml").write_text(yaml_text + "subtitles: {margin_bottom_px: 40}\n", encoding="utf-8")
+    proc = run_cli("check", str(tiny_project), "--json")
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 2
+    assert any("voices/bo.onnx" in e["message"] for e in report["errors"])
+    assert any("margin_bottom_px 40" in w["message"] for w in report["warnings"])
+    render = run_cli("render", str(tiny_project))
+    assert render.returncode == 2 and "voices/bo.onnx" in render.stderr and "Traceback" not in render.stderr

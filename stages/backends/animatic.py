@@ -167,7 +167,9 @@ def draw_still(req: ShotRequest):
     d = ImageDraw.Draw(img)
     s = req.width / 1080  # scale factor: everything is designed at 1080 wide
     figures = list(req.figures)
-    if req.size == "insert" or not figures:
+    if req.extra.get("under_card"):
+        pass  # the episode's text card is burned over this plain background
+    elif req.size == "insert" or not figures:
         _draw_card(d, W, H, s, req.action or req.location)
     else:
         _draw_figures(img, req.size, figures, s)
