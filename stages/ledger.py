@@ -111,6 +111,7 @@ class Ledger:
                 "VALUES(?, ?, ?, ?, 'running', 1, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET kind=excluded.kind, episode=excluded.episode, "
                 "attempts=CASE WHEN units.spec_hash=excluded.spec_hash THEN units.attempts + 1 ELSE 1 END, "
+                "job_id=CASE WHEN units.spec_hash=excluded.spec_hash THEN units.job_id ELSE NULL END, "
                 "spec_hash=excluded.spec_hash, state='running', pid=excluded.pid, "
                 "started_at=excluded.started_at, error_class=NULL, message=NULL",
                 (unit_id, kind, episode, spec_hash, os.getpid(), now))
@@ -157,7 +158,7 @@ class Ledger:
             db.execute("INSERT INTO units(id, kind, episode, spec_hash, state) VALUES(?, 'shot', ?, '', 'placeholder') "
                        "ON CONFLICT(id) DO UPDATE SET state='placeholder', pid=NULL", (unit_id, episode))
 
-    def set_job_id(self, unit_id: str, job_id: str) -> None:
+    def set_job_id(self, unit_id: str, job_id: str | None) -> None:
         with self._db() as db:
             db.execute("UPDATE units SET job_id=? WHERE id=?", (job_id, unit_id))
 

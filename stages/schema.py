@@ -42,6 +42,14 @@ class Voice(Model):
                                        "with each line's parenthetical as the model's instructions")
 
 
+class Look(Model):
+    """A wardrobe change from one episode on: how the character looks now, and optional images."""
+
+    description: str = Field(..., min_length=1, description="replaces the character's description from "
+                                                            "this episode on (keep face and hair the same)")
+    references: list[Path] = Field(default_factory=list, description="your own images of this look")
+
+
 class Character(Model):
     """A member of the cast. `description` is used verbatim in every prompt that shows them."""
 
@@ -49,8 +57,20 @@ class Character(Model):
     name: str = Field(..., min_length=1, description="the name as written in script cues")
     aliases: list[str] = Field(default_factory=list, description="other spellings used in cues")
     description: str = Field(..., min_length=1)
-    reference_image: Path | None = None
+    reference_image: Path | None = Field(None, description="one image of the character (same as references: [it])")
+    references: list[Path] = Field(default_factory=list, description="your own reference images; otherwise "
+                                   "a sheet (front, three-quarter) is generated once by the image backend")
+    looks: dict[int, Look] = Field(default_factory=dict, description="episode number -> a wardrobe change "
+                                                                     "from that episode on")
     voice: Voice = Field(default_factory=Voice)
+
+    def look(self, episode: int) -> tuple[str, list[Path]]:
+        """(description, own reference images) for `episode`: the latest look at or before it."""
+        starts = [n for n in self.looks if n <= episode]
+        if not starts:
+            return self.description, [*([self.reference_image] if self.reference_image else []), *self.references]
+        look = self.looks[max(starts)]
+        return look.description, list(look.references)
 
 
 class ChaosOptions(Model):
@@ -74,12 +94,76 @@ class OpenAIOptions(Model):
     timeout_s: float = Field(60, gt=0, le=900)
 
 
+class DiffusersOptions(Model):
+    """A local diffusers pipeline, by class name and a local folder (or a hub id on your own machine)."""
+
+    pipeline: str = Field(..., description="class name, e.g. WanPipeline, WanImageToVideoPipeline, "
+                                           "WanVACEPipeline, StableVideoDiffusionPipeline, LTXPipeline")
+    model: str = Field(..., description="a local folder saved by save_pretrained, or a hub id")
+    mode: Literal["text", "image", "reference"] = Field(
+        "text", description="text-to-video; image-to-video from the shot's keyframe; reference-to-video "
+                            "with the characters' sheets (WanVACEPipeline reference_images)")
+    dtype: Literal["float32", "float16", "bfloat16"] = "bfloat16"
+    device: str = Field("auto", description="auto (cuda if available, else cpu), cuda, cuda:1, cpu, mps")
+    offload: Literal["none", "model", "group"] = Field("none", description="CPU offload to fit a small GPU")
+    vae_tiling: bool = False
+    cache: Literal["none", "first_block", "faster", "pab", "taylorseer", "mag"] = Field(
+        "none", description="a diffusers cache hook: faster, slightly different frames")
+    steps: int = Field(30, ge=1, le=500)
+    guidance: float = Field(5.0, ge=0, le=30)
+    width: int | None = Field(None, ge=16, description="generation size; the clip is conformed to the project's")
+    height: int | None = Field(None, ge=16)
+    fps: int = Field(16, ge=1, le=120, description="frames per second the model makes (Wan: 16, LTX: 24)")
+    max_frames: int = Field(81, ge=1, description="the most frames one call may make (Wan: 81)")
+    frame_multiple: int = Field(4, ge=1, description="frame counts are k*multiple+1 (Wan, LTX: 4; SVD: 1)")
+    call: dict = Field(default_factory=dict, description="extra keyword arguments for the pipeline call")
+
+
+class OpenAIVideosOptions(Model):
+    """Any server speaking the /v1/videos protocol (create, poll, download). OpenAI itself retired
+    Sora 2 and this API on 2026-09-24; gateways still serve it for other models."""
+
+    base_url: str | None = Field(None, description="the gateway, e.g. http://host:8000/v1")
+    api_key_env: str = "OPENAI_API_KEY"
+    model: str = "sora-2"
+    size: str = Field("720x1280", pattern=r"^\d+x\d+$", description="what the provider makes; conformed after")
+    seconds: list[int] = Field(default_factory=lambda: [4, 8, 12], description="clip lengths the model offers")
+    poll_s: float = Field(5, gt=0, le=300)
+    timeout_s: float = Field(1800, gt=0, description="give up on one job after this long")
+
+
+class ImageOptions(Model):
+    """The image backend for reference sheets and keyframes."""
+
+    kind: Literal["animatic", "diffusers", "openai"] = "animatic"
+    pipeline: str | None = Field(None, description="diffusers: class name, e.g. FluxPipeline, "
+                                                   "StableDiffusionXLPipeline")
+    model: str | None = Field(None, description="diffusers: local folder or hub id; openai: image model")
+    dtype: Literal["float32", "float16", "bfloat16"] = "bfloat16"
+    device: str = "auto"
+    steps: int = Field(28, ge=1, le=500)
+    guidance: float = Field(3.5, ge=0, le=30)
+    base_url: str | None = Field(None, description="openai: any server speaking the images API")
+    api_key_env: str = "OPENAI_API_KEY"
+
+
 class Backends(Model):
-    video: Literal["animatic", "chaos"] = "animatic"
+    video: Literal["animatic", "chaos", "diffusers", "openai-videos"] = "animatic"
     speech: SpeechBackendName = Field("espeak", description="the default speech engine; a character's "
                                                             "voice.backend overrides it")
+    image: ImageOptions = Field(default_factory=ImageOptions)
     chaos: ChaosOptions | None = Field(None, description="options of the chaos video backend")
     openai: OpenAIOptions = Field(default_factory=OpenAIOptions)
+    diffusers: DiffusersOptions | None = Field(None, description="options of the diffusers video backend")
+    openai_videos: OpenAIVideosOptions = Field(default_factory=OpenAIVideosOptions)
+
+    @model_validator(mode="after")
+    def _configured(self) -> "Backends":
+        if self.video == "diffusers" and self.diffusers is None:
+            raise ValueError("video: diffusers needs a diffusers: {pipeline: ..., model: ...} section")
+        if self.image.kind == "diffusers" and not (self.image.pipeline and self.image.model):
+            raise ValueError("image: {kind: diffusers} needs pipeline and model")
+        return self
 
 
 class Planner(Model):

@@ -53,13 +53,15 @@ class SpeechRequest:
 
 @dataclass(frozen=True)
 class Figure:
-    """A character as the image backends see them: id, canonical description, optional reference."""
+    """A character as the backends see them: id, canonical description (this episode's look), and
+    their reference sheet (`references`: front, three-quarter, or the user's own images)."""
 
     id: str
     name: str
     description: str
     reference_image: Path | None = None
     speaking: bool = False
+    references: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,47 @@ class ShotRequest:
     seed: int
     style: str = ""
     extra: dict = field(default_factory=dict)
+    negative_prompt: str = ""
+    motion_prompt: str = ""  # image-to-video: only the motion (the keyframe fixes faces and place)
+    keyframe: Path | None = None  # the shot's first frame, for image-to-video backends
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """One still: a character reference view or a shot's keyframe."""
+
+    purpose: str  # "reference" or "keyframe"
+    prompt: str
+    width: int
+    height: int
+    seed: int
+    negative_prompt: str = ""
+    references: tuple[Path, ...] = ()  # images to stay consistent with (the characters' sheets)
+    figures: tuple[Figure, ...] = ()  # for compositing backends (the animatic)
+    location: str = ""
+    time: str = ""
+    size: str = ""  # shot size, for keyframes
+    view: str = ""  # "front" / "three-quarter", for references
+
+
+class JobStore(Protocol):
+    """Where a hosted backend records its provider job id before polling, so a restarted render
+    resumes the same job instead of paying for a new one (backed by the ledger)."""
+
+    def get(self) -> str | None: ...
+
+    def put(self, job_id: str | None) -> None: ...
+
+
+@runtime_checkable
+class ImageBackend(Protocol):
+    name: str
+
+    def identity(self) -> dict:
+        """What, besides the request, determines the output (model, version)."""
+
+    def generate_image(self, request: ImageRequest, out_png: Path) -> None:
+        """Write an RGB PNG of exactly request.width x request.height."""
 
 
 @runtime_checkable
@@ -115,4 +158,8 @@ class VideoBackend(Protocol):
         """What, besides the request, determines the output (model, version)."""
 
     def generate(self, request: ShotRequest, out_mp4: Path) -> None:
-        """Write an H.264 mp4 of exactly `request.duration_s` at the request's size and fps."""
+        """Write an H.264 mp4 of exactly `request.duration_s` at the request's size and fps.
+
+        A backend with `resumable = True` takes `jobs: JobStore` as a keyword argument too.
+        A backend with `uses = {"keyframe"}` or `{"references"}` gets those filled in the request.
+        """

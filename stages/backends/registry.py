@@ -17,7 +17,32 @@ def make_video_backend(config: Backends, name: str | None = None):
         opts = config.chaos or ChaosOptions()
         return ChaosBackend(make_video_backend(config, opts.wraps), fail_rate=opts.fail_rate, error=opts.error,
                             seed=opts.seed, retry_after_s=opts.retry_after_s)
+    if name == "diffusers":
+        from stages.backends.diffusers_video import DiffusersVideoBackend
+
+        return DiffusersVideoBackend(config.diffusers)
+    if name == "openai-videos":
+        from stages.backends.openai_videos import OpenAIVideosBackend
+
+        return OpenAIVideosBackend(config.openai_videos)
     raise ValueError(f"unknown video backend {name!r}")
+
+
+def make_image_backend(options):
+    """options: a `schema.ImageOptions` (reference sheets and keyframes)."""
+    if options.kind == "animatic":
+        from stages.backends.animatic_image import AnimaticImageBackend
+
+        return AnimaticImageBackend()
+    if options.kind == "diffusers":
+        from stages.backends.diffusers_image import DiffusersImageBackend
+
+        return DiffusersImageBackend(options)
+    if options.kind == "openai":
+        from stages.backends.openai_image import OpenAIImageBackend
+
+        return OpenAIImageBackend(options)
+    raise ValueError(f"unknown image backend {options.kind!r}")
 
 
 def make_speech_backend(name: str, config: Backends | None = None):
