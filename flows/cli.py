@@ -167,8 +167,8 @@ def _render(lp, numbers: list[int], dask: str | None = None) -> None:
             progress.install(None)
     outcomes += [{"episode": e.number, "mp4": e.mp4, "reused": True, "failed": [], "stopped": []} for e in current]
     failed = _report_outputs(console, sorted(outcomes, key=lambda o: o["episode"]))
-    if any(o.get("speech_failed") for o in outcomes):
-        console.print("[red]fix the voice settings or the lines above[/] (project.yaml cast voices, backends), "
+    if any(o.get("blocked") for o in outcomes):
+        console.print("[red]fix the voices, lines or references above[/] (project.yaml cast, backends), "
                       f"then `dramaforge render {_esc(str(lp.root))}` again")
         raise typer.Exit(1)
     if failed:
@@ -189,11 +189,11 @@ def _report_outputs(console, outcomes: list[dict]) -> list[str]:
             note = " (up to date)" if o["reused"] else ""
             console.print(f"  {_esc(o['mp4'])}  {info.duration_s:.2f}s {info.width}x{info.height} "
                           f"{info.fps:g}fps{note}")
-        elif o.get("speech_failed"):
-            failed.extend(o["speech_failed"])
-            console.print(f"  [red]ep{o['episode']:02d} not rendered[/]: {len(o['speech_failed'])} line(s) could "
-                          "not be spoken (no shot was made):")
-            for reason in o["speech_failed"]:
+        elif o.get("blocked"):
+            failed.extend(o["blocked"])
+            console.print(f"  [red]ep{o['episode']:02d} not rendered[/]: {len(o['blocked'])} problem(s) before "
+                          "any shot was made:")
+            for reason in o["blocked"]:
                 console.print(f"    {_esc(reason)}")
         else:
             failed.extend(o["failed"])

@@ -7,10 +7,11 @@ from pathlib import Path
 
 from prefect import flow, unmapped
 
-from flows.tasks import EpisodeStopped, assemble_episode_task, generate_shot_task, synthesize_speech_task
+from flows.tasks import (EpisodeStopped, assemble_episode_task, generate_shot_task, image_backend,
+                         make_references_task, synthesize_speech_task, video_backend)
 from stages.artifacts import BuildPaths
 from stages.assemble_episode import plan_cut
-from stages.generate_shot import shot_request
+from stages.generate_shot import planned_requests, wants_references
 from stages.load_project import load_project
 from stages.plan_shots import plan_shots
 from stages.synthesize_speech import speech_engine, speech_request
@@ -24,7 +25,8 @@ def render_episode(project_dir: str, episode: int) -> dict:
 
     Returns {"episode", "mp4" (None if shots failed), "reused" (the cut was already made),
     "failed": [shot ids], "stopped": [shot ids not attempted after the failed-shot limit],
-    "speech_failed": [reasons, naming episode, scene and script line] (then no shot is attempted)}.
+    "blocked": [why no shot was attempted: unspeakable lines (with episode, scene, file:line) or
+    reference sheets that could not be made]}.
     """
     # 1. the validated project and this episode's script
     started = time.time()
@@ -48,14 +50,25 @@ def render_episode(project_dir: str, episode: int) -> dict:
     unspoken = [str(r) for rs in speech.values() for r in rs if isinstance(r, BaseException)]
     if unspoken:  # no video is paid for until every line has a voice (each reason is in the ledger too)
         return {"episode": ep.number, "mp4": None, "reused": False, "failed": [], "stopped": [], "shots": [],
-                "speech_failed": unspoken, "duration_s": None}
+                "blocked": unspoken, "duration_s": None}
     shotlist = time_shots(shotlist, {sid: [r.duration_s for r in rs] for sid, rs in speech.items()}, project)
     write_shotlist(shotlist, paths.shotlist(ep.id))
 
-    # 4. every shot through the video backend (within its concurrency, rate and failure limits)
-    requests = [shot_request(s, project, lp.root, lp.script.characters) for s in shotlist.shots]
-    futures = generate_shot_task.map(requests, project.backends.model_dump_json(), unmapped(project.limits),
-                                     paths.shots, paths.ledger, ep.number, started)
+    # 4. the reference sheet of everyone on screen (made once), then every shot through the video
+    #    backend (its keyframe first, if it starts from one) within its concurrency, rate and failure limits
+    video_json, image_json = project.backends.model_dump_json(), project.backends.image.model_dump_json()
+    video, image = video_backend(video_json), image_backend(image_json)
+    if wants_references(video, image):
+        cast = dict.fromkeys(c for s in shotlist.shots for c in s.characters if c in {m.id for m in project.cast})
+        sheets = [make_references_task.submit(cid, ep.number, project, lp.root, image_json, paths.characters)
+                  for cid in cast]
+        missing = [str(r) for r in (f.result(raise_on_failure=False) for f in sheets) if isinstance(r, BaseException)]
+        if missing:
+            return {"episode": ep.number, "mp4": None, "reused": False, "failed": [], "stopped": [], "shots": [],
+                    "blocked": [f"reference sheet: {m}" for m in missing], "duration_s": None}
+    requests = planned_requests(shotlist.shots, project, lp.root, lp.script.characters, video, image, paths)
+    futures = generate_shot_task.map(requests, video_json, unmapped(project.limits), paths.shots, paths.ledger,
+                                     ep.number, started, image_json)
     clips = [f.result(raise_on_failure=False) for f in futures]
     shots = [{"id": r.shot_id, "outcome": _outcome(c)} for r, c in zip(requests, clips)]
     stopped = [r.shot_id for r, c in zip(requests, clips) if isinstance(c, EpisodeStopped)]

@@ -28,7 +28,7 @@ from stages.assemble_episode import Cut, assemble_episode
 from stages.backends.base import BackendError, RejectedError, TransientError
 from stages.backends.registry import make_speech_backend, make_video_backend
 from stages.generate_shot import generate_shot, make_placeholder, shot_key
-from stages.ledger import Ledger
+from stages.ledger import Ledger, LedgerJobs
 from stages.make_subtitles import Cue, make_subtitles
 from stages.media import video_validator
 from stages.mix_audio import Dialogue, mix_audio, voice_treatment
@@ -102,6 +102,15 @@ def video_backend(config_json: str):
 
 
 @functools.cache
+def image_backend(options_json: str):
+    """One image backend per worker process and config (a local model loads once)."""
+    from stages.backends.registry import make_image_backend
+    from stages.schema import ImageOptions
+
+    return make_image_backend(ImageOptions.model_validate_json(options_json))
+
+
+@functools.cache
 def speech_backend(name: str, config_json: str):
     return make_speech_backend(name, Backends.model_validate_json(config_json))
 
@@ -165,12 +174,26 @@ def synthesize_speech_task(request, engine: str, backend_config: str, speech_dir
     return result
 
 
+@task(name="make_references", retries=SHOT_RETRIES,
+      retry_delay_seconds=exponential_backoff(backoff_factor=SHOT_BACKOFF_S)(SHOT_RETRIES),
+      retry_condition_fn=_transient_only, **_common)
+def make_references_task(character_id: str, episode: int, project, project_dir, image_json: str, characters_dir):
+    """One character's reference sheet for this episode's look (made once, then reused by every shot)."""
+    from stages.make_references import make_references
+
+    lock_dir = Path(characters_dir) / ".locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock_dir / f"{character_id}.lock"), timeout=LOCK_WAIT_S):
+        return make_references(project.character(character_id), episode, project, Path(project_dir),
+                               image_backend(image_json), Path(characters_dir))
+
+
 @task(name="generate_shot", retries=SHOT_RETRIES,
       retry_delay_seconds=exponential_backoff(backoff_factor=SHOT_BACKOFF_S)(SHOT_RETRIES),
       retry_condition_fn=_transient_only,
       on_completion=[_advance("shots")], on_failure=[_advance("shots")], **_common)
 def generate_shot_task(request, backend_config: str, limits: Limits, shots_dir, ledger_path, episode: int,
-                       since: float):
+                       since: float, image_json: str | None = None):
     """One shot: a placeholder if accepted, else reuse or generate it, one process at a time per shot.
 
     `since` is when this episode's render started: failures after it count against the limit.
@@ -197,7 +220,11 @@ def generate_shot_task(request, backend_config: str, limits: Limits, shots_dir, 
                 raise EpisodeStopped(reason)
             ledger.start(request.shot_id, kind="shot", episode=episode, spec_hash=key)
             try:
-                result = generate_shot(request, backend, shots_dir)
+                if request.keyframe is not None and image_json is not None:  # first frame, then motion
+                    from stages.make_keyframe import make_keyframe
+
+                    make_keyframe(request, image_backend(image_json), request.keyframe.parent)
+                result = generate_shot(request, backend, shots_dir, jobs=LedgerJobs(ledger, request.shot_id))
             except Exception as exc:  # backend, ffmpeg or validation: recorded, then Prefect fails the task
                 state = "rejected" if isinstance(exc, RejectedError) else "failed"
                 ledger.fail(request.shot_id, state=state, error_class=type(exc).__name__, message=str(exc))

@@ -158,6 +158,15 @@ class BuildPaths:
         return self.root / "speech"
 
     @property
+    def characters(self) -> Path:
+        """Reference sheets, one folder per character."""
+        return self.root / "characters"
+
+    @property
+    def keyframes(self) -> Path:
+        return self.root / "keyframes"
+
+    @property
     def shotlists(self) -> Path:
         return self.root / "shotlists"
 

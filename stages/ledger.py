@@ -218,3 +218,18 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class LedgerJobs:
+    """A JobStore on one ledger row: the provider job id survives a killed render."""
+
+    def __init__(self, ledger: Ledger, unit_id: str):
+        self.ledger, self.unit_id = ledger, unit_id
+
+    def get(self) -> str | None:
+        row = self.ledger.get(self.unit_id)
+        return row.job_id if row is not None else None
+
+    def put(self, job_id: str | None) -> None:
+        self.ledger.set_job_id(self.unit_id, job_id)
+

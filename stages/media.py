@@ -150,6 +150,24 @@ def wav_duration_s(path: Path) -> float:
         return w.getnframes() / float(w.getframerate())
 
 
+def image_validator(*, width: int | None = None, height: int | None = None) -> Callable[[Path], None]:
+    """A check that a file is a complete image (optionally of an exact size)."""
+
+    def check(path: Path) -> None:
+        from PIL import Image
+
+        try:
+            with Image.open(path) as im:
+                im.load()
+                size = im.size
+        except Exception as exc:
+            raise RenderError(f"{path.name} is not a complete image: {exc}") from exc
+        if width is not None and size != (width, height):
+            raise RenderError(f"{path.name} is {size[0]}x{size[1]}, expected {width}x{height}")
+
+    return check
+
+
 def wav_validator(*, min_duration_s: float = 0.05) -> Callable[[Path], None]:
     """Non-empty, long enough, and not silent (peak above -50 dBFS)."""
 

@@ -200,7 +200,7 @@ def shot_prompt(shot: Shot, project: Project, project_dir: Path | None, names: d
     for cid in shot.characters:
         try:
             c = project.character(cid)
-            chars.append({"name": c.name, "description": c.description})
+            chars.append({"name": c.name, "description": c.look(shot.episode)[0]})  # this episode's look
         except KeyError:
             chars.append({"name": names.get(cid, cid), "description": names.get(cid, cid)})
     speaker = None

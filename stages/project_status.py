@@ -12,7 +12,8 @@ from typing import Callable
 from stages.artifacts import BuildPaths, is_done
 from stages.assemble_episode import plan_cut
 from stages.backends.base import VideoBackend
-from stages.generate_shot import placeholder_key, shot_key, shot_request
+from stages.backends.registry import make_image_backend
+from stages.generate_shot import placeholder_key, planned_requests, shot_key
 from stages.ledger import Ledger
 from stages.load_project import LoadedProject
 from stages.media import video_validator, wav_duration_s
@@ -53,6 +54,7 @@ def project_status(lp: LoadedProject, video: VideoBackend, speech: Callable[[str
     `verify` decodes each finished episode (as the render's own check does) before calling it done.
     """
     paths = BuildPaths(lp.build)
+    image = make_image_backend(lp.project.backends.image)
     ledger = Ledger(paths.ledger) if paths.ledger.exists() else None
     if ledger is not None:
         ledger.reconcile()
@@ -81,9 +83,12 @@ def project_status(lp: LoadedProject, video: VideoBackend, speech: Callable[[str
                 measured[shot.id] = durs
         timed = time_shots(plan, measured, project)
         status = EpisodeStatus(ep.id, ep.number, lines=sum(len(s.lines) for s in plan.shots))
+        requests = {r.shot_id: r for r in planned_requests(
+            [s for s in timed.shots if s.id not in unspoken], project, lp.root, lp.script.characters, video,
+            image, paths)}
         for shot in timed.shots:
             row = rows.get(shot.id)
-            request = None if shot.id in unspoken else shot_request(shot, project, lp.root, lp.script.characters)
+            request = requests.get(shot.id)
             key = None if request is None else shot_key(request, video)
             if row is None:
                 status.shots.append(ShotStatus(shot.id, "pending", key=key))

@@ -45,9 +45,9 @@ def summary_markdown(title: str, project_dir: str, outcomes: list[dict], table: 
         length = f"{o['duration_s']:.1f} s" if o.get("duration_s") else ""
         lines.append(f"| ep{o['episode']:02d} | " + " | ".join(str(counts.get(k, 0)) for k in OUTCOMES)
                      + f" | {cut} | {length} |")
-    unspoken = [(o["episode"], r) for o in outcomes for r in o.get("speech_failed", [])]
+    unspoken = [(o["episode"], r) for o in outcomes for r in o.get("blocked", [])]
     if unspoken:
-        lines += ["", "## Lines that could not be spoken (their episodes made no shots)", ""]
+        lines += ["", "## Why episodes made no shots", ""]
         lines += [f"- ep{ep:02d}: {reason}" for ep, reason in unspoken]
     attention = [r for r in table if r["outcome"] in ("failed", "not attempted", "placeholder")]
     if attention:

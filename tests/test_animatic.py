@@ -55,3 +55,45 @@ def test_camera_moves_move(tmp_path):
     assert np.abs(f0 - f1).mean() > 2
     s0, s1 = first_last("static")
     assert np.abs(s0 - s1).mean() < np.abs(f0 - f1).mean()
+
+
+def _frames(path):
+    import av
+
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24").astype(int) for f in c.decode(c.streams.video[0])]
+
+
+def test_lips_move_only_while_the_line_is_spoken(tmp_path):
+    from dataclasses import replace
+
+    talker = replace(MARA, speaking=True)
+    out = tmp_path / "talk.mp4"
+    AnimaticBackend().generate(_req(camera="static", figures=(talker,), duration_s=2.0,
+                                    extra={"speaking": [[0.5, 1.3]]}), out)
+    frames = _frames(out)
+    assert len(frames) == 48
+    # pixels of the mouth's colour: many when it is open, a sliver when closed
+    face = slice(int(384 * 0.6), int(384 * 0.7))  # the lower face, above the (red) coat, in a medium shot
+    mouth = [int((np.abs(f[face] - (120, 40, 40)).max(axis=2) < 30).sum()) for f in frames]
+    wide = 0.75 * max(mouth)
+    open_at = [i / 24 for i, m in enumerate(mouth) if m > wide]
+    assert len(open_at) >= 4, mouth
+    assert all(0.45 <= t <= 1.35 for t in open_at), (open_at, mouth)  # never before or after the line
+    assert any(m < wide / 2 for m in mouth[int(0.5 * 24): int(1.3 * 24)]), "it must also close"
+
+
+def test_figures_move_against_the_set(tmp_path):
+    """Parallax: on a pan the figures' layer travels further than the background behind them."""
+    out = tmp_path / "pan.mp4"
+    AnimaticBackend().generate(_req(camera="pan-right", size="medium", duration_s=1.0), out)
+    first, last = (f[..., :].mean(axis=2) for f in (_frames(out)[0], _frames(out)[-1]))
+
+    def shift(a, b, rows):
+        best = min(range(-60, 61), key=lambda dx: np.abs(np.roll(a[rows], dx, axis=1) - b[rows])[:, 70:-70].mean())
+        return best
+
+    set_rows = slice(10, 60)  # sky and wall: the set only
+    fig_rows = slice(250, 300)  # the figure's torso
+    assert abs(shift(first, last, fig_rows)) > abs(shift(first, last, set_rows)), \
+        (shift(first, last, fig_rows), shift(first, last, set_rows))

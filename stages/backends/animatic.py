@@ -21,7 +21,7 @@ from stages.backends.base import PermanentError, ShotRequest, TransientError
 # The still is drawn larger than the frame so camera moves never run out of picture.
 _OVERSCAN = 1.25
 _MAX_ZOOM = 1.35  # the tightest crop any camera move reaches; captions stay inside it
-VERSION = 1
+VERSION = 2  # 2: set and figures on separate layers (parallax, breath, lip-flap)
 
 _COLOURS = {
     "red": (178, 34, 52), "crimson": (150, 20, 40), "scarlet": (200, 30, 30), "pink": (230, 130, 170),
@@ -102,6 +102,9 @@ class AnimaticBackend:
     """VideoBackend: stills drawn with Pillow, moved by ffmpeg. Offline, deterministic, CPU only."""
 
     name = "animatic"
+    uses = frozenset()  # draws from the descriptions: needs no keyframe or reference sheet
+    # request fields that do not change its pictures (left out of the shot key)
+    ignores = frozenset({"negative_prompt", "motion_prompt", "keyframe", "references"})
 
     def __init__(self, *, preset: str = "veryfast", crf: int = 20):
         self.preset = preset
@@ -112,53 +115,104 @@ class AnimaticBackend:
         return {"backend": "animatic", "version": VERSION, "crf": self.crf}
 
     def generate(self, request: ShotRequest, out_mp4: Path) -> None:
-        still = draw_still(request)
-        frames = max(1, round(request.duration_s * request.fps))
-        vf = _camera_filter(request.camera, request.size, frames, request.width, request.height, request.fps)
+        import tempfile
+
         from stages.media import ffmpeg_exe
 
-        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{still.width}x{still.height}", "-i", "-",
-               "-vf", vf, "-frames:v", str(frames), "-r", str(request.fps),
-               "-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p",
-               "-movflags", "+faststart", "-an", str(out_mp4)]
-        try:
-            proc = subprocess.run(cmd, input=still.tobytes(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  timeout=max(120.0, 30 * request.duration_s))
-        except subprocess.TimeoutExpired as exc:  # bounded: a wedged encoder is a transient failure
-            raise TransientError("animatic: ffmpeg did not finish in time") from exc
+        frames = max(1, round(request.duration_s * request.fps))
+        cam = dict(camera=request.camera, size=request.size, frames=frames, w=request.width, h=request.height,
+                   fps=request.fps)
+        layers = draw_layers(request)
+        with tempfile.TemporaryDirectory(prefix=".animatic-", dir=out_mp4.parent) as tmp:
+            inputs = []
+            for i, img in enumerate(layers):
+                path = Path(tmp) / f"{i}.png"
+                img.save(path, compress_level=1)
+                inputs += ["-i", str(path)]
+            graph = _layer_graph(len(layers), cam, _speaking_spans(request))
+            cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *inputs,
+                   "-filter_complex", graph, "-map", "[v]", "-frames:v", str(frames), "-r", str(request.fps),
+                   "-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p",
+                   "-movflags", "+faststart", "-an", str(out_mp4)]
+            try:
+                proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      timeout=max(120.0, 30 * request.duration_s))
+            except subprocess.TimeoutExpired as exc:  # bounded: a wedged encoder is a transient failure
+                raise TransientError("animatic: ffmpeg did not finish in time") from exc
         if proc.returncode != 0:
             raise PermanentError("animatic: ffmpeg failed: " + proc.stderr.decode("utf-8", "replace")[-500:])
 
 
-def _camera_filter(camera: str, size: str, frames: int, w: int, h: int, fps: int) -> str:
-    """A zoompan expression per camera move; `on` is the output frame number."""
+PARALLAX = 1.3  # the figures move this much more than the set behind them
+BOB_PX, BOB_S = 5, 3.1  # a breath: the figures rise and fall this far, this slowly
+FLAP_S = 0.26  # one open-close cycle of the mouth while a line is spoken
+
+
+def _speaking_spans(request: ShotRequest) -> list[tuple[float, float]]:
+    return [(float(a), float(b)) for a, b in request.extra.get("speaking", [])]
+
+
+def _layer_graph(n_layers: int, cam: dict, speaking: list[tuple[float, float]]) -> str:
+    """Set, figures (and figures mid-word) each moved by the camera, the figures with parallax and
+    breath, the open mouth shown on alternate beats while a line is spoken."""
+    set_move = _camera_filter(**cam)
+    if n_layers == 1:
+        return f"[0:v]{set_move}[v]"
+    fig_move = _camera_filter(**cam, strength=PARALLAX).replace(",format=yuv420p", "")
+    bob = f"y='{BOB_PX * cam['w'] / 1080:.2f}*sin(2*PI*t/{BOB_S})'"
+    parts = [f"[0:v]{set_move.replace(',format=yuv420p', '')}[set]",
+             f"[1:v]format=rgba,{fig_move}[fig]",
+             f"[set][fig]overlay=x=0:{bob}:eval=frame[a]"]
+    if n_layers == 3 and speaking:
+        talking = "+".join(f"between(t,{a:.3f},{b:.3f})" for a, b in speaking)
+        parts += [f"[2:v]format=rgba,{fig_move}[say]",
+                  f"[a][say]overlay=x=0:{bob}:eval=frame:enable='lt(mod(t,{FLAP_S}),{FLAP_S / 2})*({talking})'[b]",
+                  "[b]format=yuv420p[v]"]
+    else:
+        parts.append("[a]format=yuv420p[v]")
+    return ";".join(parts)
+
+
+def _camera_filter(camera: str, size: str, frames: int, w: int, h: int, fps: int, strength: float = 1.0) -> str:
+    """A zoompan expression per camera move; `on` is the output frame number. `strength` scales the
+    move (the figures' layer moves more than the set: parallax)."""
     n = max(frames - 1, 1)
     p = f"(on/{n})"
+    k = strength
     # The still is _OVERSCAN times the frame: zoom 1 shows all of it, 1.25 shows exactly one frame.
     base = 1.0 + (_OVERSCAN - 1.0) * 0.5
     centre_x, centre_y = "iw/2-(iw/zoom/2)", "ih/2-(ih/zoom/2)"
     if camera == "push-in":
-        z, x, y = f"{base}+0.18*{p}", centre_x, centre_y
+        z, x, y = f"{base}+{0.18 * k:.4f}*{p}", centre_x, centre_y
     elif camera == "pull-out":
-        z, x, y = f"{base + 0.18}-0.18*{p}", centre_x, centre_y
+        z, x, y = f"{base + 0.18 * k:.4f}-{0.18 * k:.4f}*{p}", centre_x, centre_y
     elif camera == "pan-left":
-        z, x, y = f"{_OVERSCAN}", f"(iw-iw/zoom)*(0.8-0.6*{p})", centre_y
+        z, x, y = f"{_OVERSCAN}", f"(iw-iw/zoom)*({0.5 + 0.3 * k:.4f}-{0.6 * k:.4f}*{p})", centre_y
     elif camera == "pan-right":
-        z, x, y = f"{_OVERSCAN}", f"(iw-iw/zoom)*(0.2+0.6*{p})", centre_y
+        z, x, y = f"{_OVERSCAN}", f"(iw-iw/zoom)*({0.5 - 0.3 * k:.4f}+{0.6 * k:.4f}*{p})", centre_y
     elif camera == "tilt-up":
-        z, x, y = f"{_OVERSCAN}", centre_x, f"(ih-ih/zoom)*(1-{p})"
+        z, x, y = f"{_OVERSCAN}", centre_x, f"(ih-ih/zoom)*({0.5 + 0.5 * min(k, 1):.4f}-{min(k, 1):.4f}*{p})"
     elif camera == "tilt-down":
-        z, x, y = f"{_OVERSCAN}", centre_x, f"(ih-ih/zoom)*{p}"
+        z, x, y = f"{_OVERSCAN}", centre_x, f"(ih-ih/zoom)*({0.5 - 0.5 * min(k, 1):.4f}+{min(k, 1):.4f}*{p})"
     else:  # static: a slow drift keeps a held frame alive
-        z, x, y = f"{base}+0.02*{p}", centre_x, centre_y
+        z, x, y = f"{base}+{0.02 * k:.4f}*{p}", centre_x, centre_y
     return f"zoompan=z='{z}':x='{x}':y='{y}':d={frames}:s={w}x{h}:fps={fps},setsar=1,format=yuv420p"
 
 
 # --- drawing -----------------------------------------------------------------------------------
 
 def draw_still(req: ShotRequest):
-    """The shot's still at overscan size (RGB Pillow image)."""
+    """The shot's still at overscan size (RGB Pillow image): set, figures and labels in one."""
+    layers = draw_layers(req, talking=False)
+    img = layers[0]
+    for layer in layers[1:]:
+        img.paste(layer, (0, 0), layer)
+    return img
+
+
+def draw_layers(req: ShotRequest, talking: bool = True) -> list:
+    """[set (RGB), figures (RGBA)], plus figures mid-word (RGBA) when someone speaks: the set
+    carries the place, cards and labels; the figures move on their own layer."""
     from PIL import Image, ImageDraw
 
     W, H = _even(req.width * _OVERSCAN), _even(req.height * _OVERSCAN)
@@ -167,16 +221,21 @@ def draw_still(req: ShotRequest):
     d = ImageDraw.Draw(img)
     s = req.width / 1080  # scale factor: everything is designed at 1080 wide
     figures = list(req.figures)
+    layers = [img]
     if req.extra.get("under_card"):
         pass  # the episode's text card is burned over this plain background
     elif req.size == "insert" or not figures:
         _draw_card(d, W, H, s, req.action or req.location)
     else:
-        _draw_figures(img, req.size, figures, s)
+        speaking = any(f.speaking for f in figures) and talking
+        for mouth in ((0.0, 1.0) if speaking else (None,)):
+            layer = Image.new("RGBA", (W, H), (0, 0, 0, 0))
+            _draw_figures(layer, req.size, figures, s, mouth=mouth)
+            layers.append(layer)
     if req.action and figures and req.size in ("establishing", "wide", "medium"):
         _draw_action_box(d, W, H, s, req.action)
     _draw_caption(d, W, H, s, req.caption)
-    return img
+    return layers
 
 
 def _even(v: float) -> int:
@@ -231,7 +290,7 @@ def _draw_background(img, location: str, time: str, s: float) -> None:
         d.rectangle([dx, int(H * 0.3), dx + int(W * 0.16), horizon], fill=tuple(max(0, c - 50) for c in bottom))
 
 
-def _draw_figures(img, size: str, figures, s: float) -> None:
+def _draw_figures(img, size: str, figures, s: float, mouth: float | None = None) -> None:
     from PIL import ImageDraw
 
     W, H = img.size
@@ -241,7 +300,7 @@ def _draw_figures(img, size: str, figures, s: float) -> None:
     n = len(figures)
     if size == "over-shoulder" and n >= 2:
         speaker, listener = figures[0], figures[1]
-        _draw_person(d, W * 0.62, H * 0.62, scale, speaker)
+        _draw_person(d, W * 0.62, H * 0.62, scale, speaker, mouth=mouth if speaker.speaking else None)
         _draw_person(d, W * 0.18, H * 0.78, scale * 1.6, listener, back=True)
         return
     if size in ("close-up", "extreme-close-up"):
@@ -252,11 +311,13 @@ def _draw_figures(img, size: str, figures, s: float) -> None:
         foot = H * (0.85 if size in ("establishing", "wide") else 0.70)
         if size in ("close-up", "extreme-close-up"):
             foot = H * 0.95
-        _draw_person(d, cx, foot, scale, fig)
+        _draw_person(d, cx, foot, scale, fig, mouth=mouth if fig.speaking else None)
 
 
-def _draw_person(d, cx: float, base_y: float, scale: float, fig, back: bool = False) -> None:
-    """A bust: shoulders, neck, head, hair, face. `base_y` is the chest line."""
+def _draw_person(d, cx: float, base_y: float, scale: float, fig, back: bool = False, turn: bool = False,
+                 mouth: float | None = None) -> None:
+    """A bust: shoulders, neck, head, hair, face. `base_y` is the chest line; `turn` draws the face
+    a three-quarter turn to the right; `mouth` (0 closed .. 1 open) overrides the speaking mouth."""
     lk = look_for(fig.id, fig.description)
     u = 100 * scale  # head radius unit
     sw = u * 1.9 * lk.build
@@ -279,17 +340,19 @@ def _draw_person(d, cx: float, base_y: float, scale: float, fig, back: bool = Fa
         d.ellipse([cx - u * 0.4, hy - u * 1.6, cx + u * 0.4, hy - u * 0.8], fill=lk.hair)
     if lk.hair_style == "ponytail":
         d.ellipse([cx + u * 0.7, hy - u * 0.6, cx + u * 1.3, hy + u * 0.9], fill=lk.hair)
-    # face
+    # face (a three-quarter turn shifts the features toward the turned side)
+    fx = cx + (u * 0.28 if turn else 0)
     ey = hy + u * 0.05
-    for ex in (cx - u * 0.35, cx + u * 0.35):
+    for ex in (fx - u * 0.35, fx + u * 0.35):
         d.ellipse([ex - u * 0.1, ey - u * 0.1, ex + u * 0.1, ey + u * 0.1], fill=(30, 30, 40))
         if lk.glasses:
             d.ellipse([ex - u * 0.25, ey - u * 0.22, ex + u * 0.25, ey + u * 0.22], outline=(20, 20, 20),
                       width=max(2, int(u * 0.05)))
     if lk.beard:
-        d.chord([cx - u * 0.75, hy + u * 0.1, cx + u * 0.75, hy + u * 1.05], 0, 180, fill=lk.hair)
-    mouth_open = u * (0.14 if fig.speaking else 0.03)
-    d.ellipse([cx - u * 0.22, hy + u * 0.5 - mouth_open, cx + u * 0.22, hy + u * 0.5 + mouth_open],
+        d.chord([fx - u * 0.75, hy + u * 0.1, fx + u * 0.75, hy + u * 1.05], 0, 180, fill=lk.hair)
+    opening = (0.14 if fig.speaking else 0.03) if mouth is None else 0.03 + 0.13 * mouth
+    mouth_open = u * opening
+    d.ellipse([fx - u * 0.22, hy + u * 0.5 - mouth_open, fx + u * 0.22, hy + u * 0.5 + mouth_open],
               fill=(120, 40, 40))
 
 

@@ -30,6 +30,8 @@ class ChaosBackend:
         self.seed = seed
         self.retry_after_s = retry_after_s
         self.concurrency = getattr(inner, "concurrency", 1)
+        self.ignores = getattr(inner, "ignores", frozenset())
+        self.uses = getattr(inner, "uses", frozenset())
 
     def identity(self) -> dict:
         # The same pictures as the wrapped backend: switching chaos on or off re-renders nothing.
