@@ -98,7 +98,7 @@ def check_project(root: Path) -> CheckReport:
 
 
 def blockers(lp) -> list[InputError]:
-    """Files a render needs that are missing (Piper voices, music, effects): refused before any work."""
+    """What a render needs and lacks (an extra, Piper voices, music, effects): refused before any work."""
     out: list[InputError] = []
     project, root = lp.project, lp.root
     yaml_file = str(root / "project.yaml")
@@ -111,6 +111,17 @@ def blockers(lp) -> list[InputError]:
                     f"cast {c.id}: Piper voice file {need or '(none given)'} not found", file=yaml_file,
                     hint="set voice.voice to a .onnx voice (its .onnx.json beside it), relative to the "
                          "project folder; voices: github.com/rhasspy/piper/blob/master/VOICES.md"))
+    import importlib.util
+
+    needs = {"diffusers": "diffusers"} if project.backends.video == "diffusers" else {}
+    if project.backends.image.kind == "diffusers":
+        needs["diffusers"] = "diffusers"
+    if any((c.voice.backend or project.backends.speech) == "piper" for c in project.cast):
+        needs["piper"] = "piper"
+    for module, extra in needs.items():
+        if importlib.util.find_spec(module) is None:
+            out.append(InputError(f"this project uses {module}, which is not installed", file=yaml_file,
+                                  hint=f"pip install 'dramaforge[{extra}]'"))
     music = project.audio.music
     for name in [music.file, *music.episodes.values()]:
         if name and name.lower() != "none" and not (root / name).is_file():
