@@ -270,14 +270,46 @@ class SubtitleStyle(Model):
     translation: Translation | None = Field(None, description="an optional second language")
 
 
+PRESETS = {  # width, height, fps
+    "vertical-1080": (1080, 1920, 30),  # TikTok, Douyin, Kuaishou, Shorts, Reels
+    "vertical-720": (720, 1280, 30),  # previews
+    "square-1080": (1080, 1080, 30),
+    "landscape-1080": (1920, 1080, 30),
+}
+
+
+class Encoding(Model):
+    """How the finished episodes are encoded (H.264 High yuv420p + AAC 48 kHz stereo, +faststart)."""
+
+    crf: int = Field(20, ge=0, le=51, description="x264 quality: lower is better and bigger (18-23 is usual)")
+    x264_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"] = \
+        Field("veryfast", description="x264 speed/size trade-off")
+    audio_kbps: int = Field(192, ge=64, le=512)
+
+
+class Cards(Model):
+    """Opening and end cards, drawn in the subtitle font (CJK included)."""
+
+    opening: bool = Field(True, description="series title, episode number and title at the start")
+    opening_s: float = Field(1.5, ge=0.5, le=10)
+    end: bool = Field(True, description="an end card after the last shot")
+    end_text: str | None = Field(None, description="default: 'To be continued' (未完待续 for zh), "
+                                                    "'The End' on the last episode (全剧终)")
+    end_s: float = Field(2.0, ge=0.5, le=10)
+
+
 class Project(Model):
     title: str = Field(..., min_length=1)
     language: str = Field("en", description="the script's language: en, zh, ...")
     style: str = Field("", description="visual style appended to every prompt")
     script: str = Field("script.fountain", description="script file, relative to the project folder")
+    preset: Literal["vertical-1080", "vertical-720", "square-1080", "landscape-1080"] = Field(
+        "vertical-1080", description="output size and frame rate; width/height/fps override it")
     width: int = Field(1080, ge=64, le=4096)
     height: int = Field(1920, ge=64, le=4096)
     fps: int = Field(30, ge=1, le=120)
+    encoding: Encoding = Field(default_factory=Encoding)
+    cards: Cards = Field(default_factory=Cards)
     seed: int = 0
     avoid: str = Field("", description="added to the negative prompt of every shot")
     target_episode_s: float = Field(90, gt=0, le=3600, description="the runtime each episode aims at")
@@ -288,6 +320,15 @@ class Project(Model):
     audio: Audio = Field(default_factory=Audio)
     planner: Planner = Field(default_factory=Planner)
     subtitles: SubtitleStyle = Field(default_factory=SubtitleStyle)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data):
+        """The preset fills width, height and fps that the project does not set itself."""
+        if isinstance(data, dict):
+            w, h, fps = PRESETS.get(data.get("preset") or "vertical-1080", PRESETS["vertical-1080"])
+            data = {"width": w, "height": h, "fps": fps, **data}
+        return data
 
     @field_validator("width", "height")
     @classmethod
@@ -442,6 +483,8 @@ class Shot(Model):
     planned: str | None = Field(None, description="what the planner made (a hash): a shot that differs "
                                                   "from it was edited by hand and is kept")
     card: str | None = Field(None, description="on-screen text shown over this shot (centered text, 【字幕：…】)")
+    transition: Literal["cut", "dissolve", "dip"] = Field(
+        "cut", description="into this shot from the one before: cut, cross-dissolve, or dip to black")
     music: str | None = Field(None, description="this scene's music cue ([[music: file]]), 'none' for silence")
     sfx: list[str] = Field(default_factory=list, description="sound effects starting with this shot")
 
