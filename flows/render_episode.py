@@ -81,7 +81,8 @@ def render_episode(project_dir: str, episode: int) -> dict:
     # 5. the cut: every clip, line, start time, cue and setting that shapes the finished episode
     cut = plan_cut(shotlist, [c.key for c in clips], [c.path for c in clips],
                    {(sid, i): (r.key, r.path) for sid, rs in speech.items() for i, r in enumerate(rs)},
-                   project, lp.root)
+                   project, lp.root, series=lp.script.title or project.title, episode_title=ep.title,
+                   final=ep.number == lp.script.episodes[-1].number)
 
     # 6. subtitles, the sound mix and one ffmpeg pass, unless this exact cut exists
     out, reused = assemble_episode_task(cut, ep.id, ep.number, project, paths, lp.script.title or project.title,

@@ -24,7 +24,7 @@ from prefect.tasks import exponential_backoff
 
 from flows import progress
 from stages.artifacts import is_done
-from stages.assemble_episode import Cut, assemble_episode
+from stages.assemble_episode import Cut, assemble_episode, episode_clips
 from stages.backends.base import BackendError, RejectedError, TransientError
 from stages.backends.registry import make_speech_backend, make_video_backend
 from stages.generate_shot import generate_shot, make_placeholder, shot_key
@@ -263,8 +263,8 @@ def assemble_episode_task(cut: Cut, unit_id: str, episode: int, project, paths, 
         mix_audio([Dialogue(ln.start_s, wav, voice_treatment(ln.extension, project))
                    for ln, wav in zip(cut.lines, cut.speech)], cut.duration_s, paths.episode_audio(unit_id),
                   loudness=project.audio.target, music=cut.music, effects=cut.effects, options=project.audio.music)
-        assemble_episode(cut.clips, paths.episode_ass(unit_id), paths.episode_audio(unit_id), cut.duration_s,
-                         project, out)
+        clips = episode_clips(cut, project, paths.shots)
+        assemble_episode(clips, paths.episode_ass(unit_id), paths.episode_audio(unit_id), cut.duration_s, project, out)
     except Exception as exc:
         ledger.fail(unit_id, state="failed", error_class=type(exc).__name__, message=str(exc))
         raise

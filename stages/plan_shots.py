@@ -79,7 +79,22 @@ def attach_cues(plan: ShotList, episode: Episode) -> ShotList:
             elif el.kind == "centered":
                 shot = _shot_at(own, el.line)
                 shot.card = f"{shot.card}\n{el.text}" if shot.card else el.text
+        # a transition written at a scene's end leads into the next scene's first shot
+        into = next((s for s in shots if s.scene == scene.number + 1), None)
+        kind = next((transition_kind(e.text) for e in reversed(scene.elements) if e.kind == "transition"), None)
+        if into is not None and kind:
+            into.transition = kind
     return plan.model_copy(update={"shots": shots})
+
+
+def transition_kind(text: str) -> str | None:
+    """DISSOLVE TO: -> dissolve; FADE OUT. / FADE TO BLACK. / 淡出 -> dip; CUT TO: -> cut."""
+    t = text.upper()
+    if "DISSOLVE" in t or "叠化" in t or "溶" in t:
+        return "dissolve"
+    if ("FADE" in t and "FADE IN" not in t) or "BLACK" in t or "淡出" in t or "黑场" in t:
+        return "dip"
+    return "cut" if "CUT" in t or "切" in t else None
 
 
 def _shot_at(shots: list[Shot], line: int) -> Shot:

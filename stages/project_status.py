@@ -116,7 +116,10 @@ def _assembly(status: EpisodeStatus, timed, speech_keys, row, paths: BuildPaths,
         return "stale", row.artifact
     project = lp.project
     speech = {k: (v, paths.speech / f"{v}.wav") for k, v in speech_keys.items()}
-    key = plan_cut(timed, [s.key for s in status.shots], [], speech, project, lp.root).key
+    ep = lp.script.episode(timed.episode)
+    key = plan_cut(timed, [s.key for s in status.shots], [], speech, project, lp.root,
+                   series=lp.script.title or project.title, episode_title=ep.title,
+                   final=ep.number == lp.script.episodes[-1].number).key
     mp4 = paths.episode_mp4(status.id)
     if row.spec_hash != key:
         return "stale", str(mp4)

@@ -68,7 +68,7 @@ def test_episode_streams_size_and_duration(rendered):
     assert info.video_codec == "h264" and info.pix_fmt == "yuv420p"
     assert info.audio_codec == "aac" and info.sample_rate == 48000 and info.channels == 2
     plan = yaml.safe_load((root / "build" / "shotlists" / "ep01.yaml").read_text(encoding="utf-8"))
-    planned = sum(s["duration_s"] for s in plan["shots"])
+    planned = 1.5 + sum(s["duration_s"] for s in plan["shots"]) + 2.0  # opening and end cards (defaults)
     assert abs(info.duration_s - planned) <= 0.5
     assert abs(info.frames - round(planned * 30)) <= 1
     assert "Traceback" not in proc.stderr

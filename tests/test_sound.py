@@ -93,7 +93,7 @@ def test_effect_plays_with_its_shot_and_the_card_is_burned_not_spoken(scored):
     assert "MORNING" not in srt  # on-screen text, not a subtitle
     ass = (scored / "build" / "work" / "ep01.ass").read_text(encoding="utf-8")
     assert re.search(r"^Dialogue:.*,Card,.*THE NEXT MORNING", ass, re.M)
-    start = sum(s["duration_s"] for s in shots[: with_sfx[0]])
+    start = 1.5 + sum(s["duration_s"] for s in shots[: with_sfx[0]])  # after the opening card
     low = decode_audio(scored / "build" / "episodes" / "ep01.mp4", filters="lowpass=f=600,lowpass=f=600").mean(axis=1)
     at = int(start * SAMPLE_RATE)
     before = low[max(0, at - int(0.35 * SAMPLE_RATE)): at - int(0.05 * SAMPLE_RATE)]

@@ -234,7 +234,8 @@ def draw_layers(req: ShotRequest, talking: bool = True) -> list:
             layers.append(layer)
     if req.action and figures and req.size in ("establishing", "wide", "medium"):
         _draw_action_box(d, W, H, s, req.action)
-    _draw_caption(d, W, H, s, req.caption)
+    if req.caption:
+        _draw_caption(d, W, H, s, req.caption)
     return layers
 
 

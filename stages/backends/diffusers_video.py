@@ -1,0 +1,531 @@
+"""A local diffusers pipeline as a video backend: Wan 2.1/2.2 (text, image or reference to video),
+Stable Video Diffusion, LTX and the other video pipelines diffusers ships.
+
+The pipeline is loaded once per backend instance (one per worker process) and reused for every
+shot. Each call makes `k * frame_multiple + 1` frames at the model's own fps covering the shot,
+at most `max_frames`; the frames are piped raw into ffmpeg, which conforms them to the request:
+scaled to cover and centre-cropped to its size, retimed to its fps, exactly its duration, H.264.
+When the model made fewer seconds than the shot lasts (a shot longer than max_frames / fps), the
+clip is slowed to span the whole shot rather than frozen on its last frame; when it made a little
+more (the frame count rounds up), the surplus at the end is trimmed and motion keeps its speed.
+
+Importing this module, building the backend and `identity()` never import torch or diffusers:
+the cache key of a shot must be computable where the model is not installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import math
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+from stages.backends.base import PermanentError, ShotRequest, TransientError
+from stages.schema import DiffusersOptions
+
+log = logging.getLogger(__name__)
+
+VERSION = 1  # bump when the frame plan or the conform changes the clip
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".msgpack")
+_SAMPLE = 64 * 1024  # bytes read at the head, middle and tail of each weight file for its fingerprint
+_FINGERPRINTS: dict[tuple, str] = {}
+_FINGERPRINT_LOCK = threading.Lock()
+
+
+class DiffusersVideoBackend:
+    """VideoBackend: one diffusers pipeline, loaded once, used for every shot (one at a time)."""
+
+    name = "diffusers"
+    concurrency = 1  # one model on one device: shots queue for it
+
+    def __init__(self, options: DiffusersOptions):
+        self.options = options
+        self.uses = {"image": frozenset({"keyframe"}), "reference": frozenset({"references"})}.get(
+            options.mode, frozenset())
+        # Request fields that do not change the pictures: left out of the shot key, so re-timed speech
+        # (extra's speaking spans) or a relabelled caption never re-renders a GPU shot.
+        unused = {"text": {"keyframe", "references", "motion_prompt"}, "image": {"references"},
+                  "reference": {"keyframe", "motion_prompt"}}[options.mode]
+        self.ignores = frozenset({"caption", "extra"} | unused)
+        self.loads = 0  # pipelines loaded by this instance (tests check it stays 1)
+        self._pipe = None
+        self._device = None
+        self._load_error: PermanentError | None = None
+        self._load_lock = threading.Lock()
+        self._call_lock = threading.Lock()
+
+    def __getstate__(self) -> dict:  # a loaded model and locks do not travel: the copy loads its own
+        return {"options": self.options}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["options"])
+
+    # --- identity --------------------------------------------------------------------------------
+
+    def identity(self) -> dict:
+        o = self.options
+        fingerprint = model_fingerprint(o.model)
+        # A local folder counts by name and content, not path: moving the models keeps every shot's key.
+        model = Path(o.model).expanduser().name if fingerprint else o.model
+        return {"engine": "diffusers", "version": VERSION, "diffusers": package_version("diffusers"),
+                "pipeline": o.pipeline, "model": model, "model_fingerprint": fingerprint,
+                "mode": o.mode, "dtype": o.dtype, "steps": o.steps, "guidance": o.guidance, "cache": o.cache,
+                "fps": o.fps, "size": f"{o.width}x{o.height}" if o.width or o.height else "request",
+                "max_frames": o.max_frames, "frame_multiple": o.frame_multiple, "vae_tiling": o.vae_tiling,
+                "call": json.loads(json.dumps(o.call, sort_keys=True, default=str))}
+
+    @property
+    def what(self) -> str:
+        return f"diffusers ({self.options.pipeline} from {self.options.model})"
+
+    # --- loading ---------------------------------------------------------------------------------
+
+    def pipeline(self):
+        """The loaded pipeline (loads it on first use; a failed load fails every later call at once)."""
+        with self._load_lock:
+            if self._load_error is not None:
+                raise self._load_error
+            if self._pipe is None:
+                try:
+                    self._pipe, self._device = load_pipeline(self.options, self.what)
+                except PermanentError as exc:
+                    self._load_error = exc  # a 30 s load that fails would otherwise fail again per shot
+                    raise
+                self.loads += 1
+            return self._pipe
+
+    # --- generation ------------------------------------------------------------------------------
+
+    def plan_frames(self, duration_s: float) -> int:
+        """Frames to ask the model for: cover the shot, rounded up to k*multiple+1, capped at max_frames."""
+        return plan_frames(duration_s, self.options.fps, self.options.frame_multiple, self.options.max_frames)
+
+    def generate(self, request: ShotRequest, out_mp4: Path) -> None:
+        o = self.options
+        keyframe = self._keyframe(request) if o.mode == "image" else None
+        refs = reference_images(request) if o.mode == "reference" else None
+        pipe = self.pipeline()
+        kwargs = self._call_kwargs(pipe, request, keyframe, refs)
+        with self._call_lock:  # a pipeline is not re-entrant (schedulers, cache hooks hold state)
+            frames = run_pipeline(pipe, kwargs, self.what)
+        conform_frames(frames, o.fps, out_mp4, request)
+
+    def _keyframe(self, request: ShotRequest):
+        from PIL import Image
+
+        if request.keyframe is None:
+            raise PermanentError(f"{self.what}: mode image needs the shot's keyframe, and {request.shot_id} has none "
+                                 f"(is an image backend configured under backends.image?)")
+        try:
+            with Image.open(request.keyframe) as im:
+                return im.convert("RGB")
+        except OSError as exc:
+            raise PermanentError(f"{self.what}: the keyframe {request.keyframe} cannot be read: {exc}") from exc
+
+    def _call_kwargs(self, pipe, request: ShotRequest, keyframe, refs) -> dict:
+        import torch
+        from PIL import ImageOps
+
+        o = self.options
+        params, open_kwargs = call_parameters(pipe)
+        width, height = generation_size(o, request, size_multiple(pipe))
+        prompt = request.prompt
+        if keyframe is not None:
+            prompt = request.motion_prompt or request.prompt  # the keyframe already fixes faces and place
+            keyframe = ImageOps.fit(keyframe, (width, height), centering=(0.5, 0.5))  # fill, never squash
+        num_frames = self.plan_frames(request.duration_s)
+        if refs:
+            num_frames, refs = self._fit_references(pipe, num_frames, refs, request.shot_id)
+        # Noise from a CPU generator: the same seed starts from the same latents on any GPU or CPU.
+        generator = torch.Generator(device="cpu").manual_seed(int(request.seed))
+        wanted = {"prompt": prompt, "negative_prompt": request.negative_prompt or None, "image": keyframe,
+                  "reference_images": refs, "num_frames": num_frames,
+                  "height": height, "width": width, "num_inference_steps": o.steps, "generator": generator,
+                  "output_type": "np", "fps": o.fps, "frame_rate": o.fps}
+        if "guidance_scale" in params:
+            wanted["guidance_scale"] = o.guidance
+        elif "max_guidance_scale" in params:  # SVD ramps guidance from min to max across the frames
+            wanted["max_guidance_scale"] = o.guidance
+        if keyframe is None:
+            wanted.pop("image")
+        if refs is None:
+            wanted.pop("reference_images")
+        kwargs = {k: v for k, v in wanted.items() if v is not None and (k in params or open_kwargs)}
+        kwargs.update(o.call)  # the user's own arguments win
+        return kwargs
+
+    def _fit_references(self, pipe, num_frames: int, refs: list, shot_id: str) -> tuple[int, list]:
+        """VACE puts each reference image in a latent frame of its own and needs at least as many latent
+        frames in the video: a short shot with many sheets makes more frames (trimmed by the conform);
+        at max_frames the surplus sheets are dropped, last figures first."""
+        t = int(getattr(pipe, "vae_scale_factor_temporal", None) or self.options.frame_multiple or 1)
+        latent = -(-num_frames // t)
+        if latent >= len(refs):
+            return num_frames, refs
+        wanted = (len(refs) - 1) * t + 1
+        cap = plan_frames(1e9, 1, self.options.frame_multiple, self.options.max_frames)
+        num_frames = max(num_frames, min(wanted, cap))
+        keep = -(-num_frames // t)
+        if keep < len(refs):
+            log.warning("%s: %s has %d reference images; %d fit in %d frames, the rest are left out",
+                        self.what, shot_id, len(refs), keep, num_frames)
+        return num_frames, refs[:keep]
+
+
+# --- pure helpers (no torch) -----------------------------------------------------------------------
+
+def plan_frames(duration_s: float, fps: int, multiple: int, max_frames: int) -> int:
+    """The smallest k*multiple+1 frames covering `duration_s` at `fps`, at most the largest such <= max_frames."""
+    m = max(1, multiple)
+    need = max(1, math.ceil(duration_s * fps - 1e-6))
+    frames = (need - 1 + m - 1) // m * m + 1
+    cap = max(1, (max_frames - 1) // m * m + 1)
+    return min(frames, cap)
+
+
+def generation_size(options, request: ShotRequest, multiple: int) -> tuple[int, int]:
+    """(width, height) to generate at: the configured size, else the request's; a missing side follows
+    the request's aspect ratio; both rounded to the pipeline's multiple."""
+    w, h = options.width, options.height
+    if w is None and h is None:
+        w, h = request.width, request.height
+    elif w is None:
+        w = h * request.width / request.height
+    elif h is None:
+        h = w * request.height / request.width
+    return _round_to(w, multiple), _round_to(h, multiple)
+
+
+def _round_to(v: float, multiple: int) -> int:
+    return max(multiple, int(round(v / multiple)) * multiple)
+
+
+def package_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def local_model_dir(model: str) -> Path | None:
+    """The folder `model` names, or None when it reads as a hub id (org/name)."""
+    if not model.strip():
+        return None
+    p = Path(model).expanduser()
+    if p.exists():
+        return p
+    looks_like_path = p.is_absolute() or model.startswith((".", "~")) or model.count("/") != 1 or "\\" in model
+    return p if looks_like_path else None
+
+
+def model_fingerprint(model: str) -> str | None:
+    """A content digest of a local model folder (None for a hub id or a missing folder).
+
+    Config files count in full; each weight file by its size and 64 KiB read at its head, middle and
+    tail: cheap for 30 GB of weights, unchanged by copying the folder (no mtimes), changed by a
+    fine-tune. Cached per process by the files' (size, mtime), so a render stats the folder per shot
+    and reads it once.
+    """
+    folder = local_model_dir(model)
+    if folder is None or not folder.is_dir():
+        return None
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not any(
+        part.startswith(".") for part in p.relative_to(folder).parts))
+    stats = tuple((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    key = (str(folder.resolve()), stats)
+    with _FINGERPRINT_LOCK:
+        if key in _FINGERPRINTS:
+            return _FINGERPRINTS[key]
+    h = hashlib.sha256()
+    for p, (rel, size, _) in zip(files, stats):
+        if p.suffix in WEIGHT_SUFFIXES:
+            h.update(f"{rel}\0{size}\0".encode())
+            with open(p, "rb") as f:
+                for at in (0, max(0, size // 2 - _SAMPLE // 2), max(0, size - _SAMPLE)):
+                    f.seek(at)
+                    h.update(f.read(_SAMPLE))
+        elif p.suffix in (".json", ".txt", ".model", ".yaml"):
+            h.update(f"{rel}\0".encode() + p.read_bytes())
+    digest = h.hexdigest()[:16]
+    with _FINGERPRINT_LOCK:
+        _FINGERPRINTS[key] = digest
+    return digest
+
+
+def reference_images(request: ShotRequest) -> list | None:
+    """Every figure's reference sheet images, in figure order, as RGB PIL images (None: no sheets)."""
+    from PIL import Image
+
+    images = []
+    for fig in request.figures:
+        for path in fig.references:
+            try:
+                with Image.open(path) as im:
+                    images.append(im.convert("RGB"))
+            except OSError as exc:
+                raise PermanentError(f"diffusers: {fig.id}'s reference image {path} cannot be read: {exc}") from exc
+    return images or None
+
+
+# --- torch side ------------------------------------------------------------------------------------
+
+def import_diffusers():
+    try:
+        import diffusers
+        import torch
+    except ImportError as exc:
+        raise PermanentError(f"the diffusers backend needs torch and diffusers ({exc}): "
+                             f"pip install 'dramaforge[diffusers]'") from exc
+    return diffusers, torch
+
+
+def pipeline_class(name: str):
+    """The diffusers pipeline class called `name`; PermanentError listing close names when unknown."""
+    import difflib
+
+    diffusers, _ = import_diffusers()
+    cls = getattr(diffusers, name, None) if name.isidentifier() else None
+    if cls is None or not (inspect.isclass(cls) and issubclass(cls, diffusers.DiffusionPipeline)):
+        names = [n for n in dir(diffusers) if n.endswith("Pipeline")]
+        close = difflib.get_close_matches(name, names, n=6, cutoff=0.5)
+        family = [n for n in names if n[:3].lower() == name[:3].lower() and n not in close]
+        suggest = ", ".join((close + family)[:10]) or "e.g. WanPipeline, WanImageToVideoPipeline, WanVACEPipeline"
+        raise PermanentError(f"diffusers {package_version('diffusers')} has no pipeline class {name!r}; "
+                             f"close names: {suggest}")
+    return cls
+
+
+def resolve_device(device: str, torch) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def check_mode(cls, mode: str, what: str) -> None:
+    """Fail before loading when the pipeline cannot work in `mode` (from its __call__ signature)."""
+    params = inspect.signature(cls.__call__).parameters
+    needs_image = "image" in params and params["image"].default is inspect.Parameter.empty
+    if mode == "image" and "image" not in params:
+        raise PermanentError(f"{what}: {cls.__name__} takes no image; mode image needs an image-to-video "
+                             f"pipeline (WanImageToVideoPipeline, StableVideoDiffusionPipeline, LTXImageToVideoPipeline)")
+    if mode == "reference" and "reference_images" not in params:
+        raise PermanentError(f"{what}: {cls.__name__} takes no reference_images; mode reference needs "
+                             f"WanVACEPipeline")
+    if mode != "image" and needs_image:
+        raise PermanentError(f"{what}: {cls.__name__} needs a first frame: set backends.diffusers.mode: image")
+
+
+def load_pipeline(options: DiffusersOptions, what: str):
+    """Load, place and configure the pipeline: (pipe, device). Every failure is a PermanentError."""
+    folder = local_model_dir(options.model)
+    if folder is not None and not folder.is_dir():
+        raise PermanentError(f"{what}: the model folder {folder} does not exist (backends.diffusers.model: "
+                             f"a folder saved with save_pretrained, or a hub id already in the local cache)")
+    diffusers, torch = import_diffusers()
+    cls = pipeline_class(options.pipeline)
+    check_mode(cls, options.mode, what)
+    dtype = getattr(torch, options.dtype)
+    device = resolve_device(options.device, torch)
+    source = str(folder) if folder is not None else options.model
+    kwargs = {"dtype": dtype}
+    try:
+        vae_class = _component_class(cls, source, "vae")
+        if vae_class and vae_class.startswith("AutoencoderKLWan") and dtype != torch.float32:
+            # Wan's VAE decodes badly in half precision: keep it float32 (the pipeline casts latents to it).
+            kwargs["vae"] = getattr(diffusers, vae_class).from_pretrained(source, subfolder="vae", dtype=torch.float32)
+        pipe = cls.from_pretrained(source, **kwargs)
+    except PermanentError:
+        raise
+    except torch.cuda.OutOfMemoryError as exc:
+        raise PermanentError(f"{what}: out of memory while loading: {exc}") from exc
+    except (OSError, ValueError, TypeError, KeyError, ImportError, RuntimeError) as exc:
+        raise PermanentError(f"{what}: loading failed: {type(exc).__name__}: {str(exc)[:600]}") from exc
+    pipe.set_progress_bar_config(disable=True)  # one bar per shot is noise in a render's log
+    try:
+        _place(pipe, options, device, torch)
+        if options.vae_tiling:
+            vae = getattr(pipe, "vae", None)
+            if vae is None or not hasattr(vae, "enable_tiling"):
+                raise PermanentError(f"{what}: vae_tiling: {type(vae).__name__} has no tiled decoding; "
+                                     f"set vae_tiling: false")
+            vae.enable_tiling()
+        if options.cache != "none":
+            enable_cache(pipe, options, what)
+    except PermanentError:
+        raise
+    except torch.cuda.OutOfMemoryError as exc:
+        raise PermanentError(f"{what}: out of memory placing the model on {device}: set "
+                             f"backends.diffusers.offload: model (or group)") from exc
+    except (RuntimeError, ValueError, ImportError, AttributeError) as exc:
+        raise PermanentError(f"{what}: setting up on {device} failed: {type(exc).__name__}: {exc}") from exc
+    log.info("%s: loaded on %s (%s, offload %s, cache %s)", what, device, options.dtype, options.offload, options.cache)
+    return pipe, device
+
+
+def _component_class(cls, source: str, name: str) -> str | None:
+    """The class name model_index.json gives a component (None when absent or unreadable)."""
+    try:
+        config = cls.load_config(source)
+    except Exception:  # a hub id not in the cache: from_pretrained reports it properly
+        return None
+    entry = config.get(name)
+    return entry[1] if isinstance(entry, (list, tuple)) and len(entry) == 2 else None
+
+
+def _place(pipe, options: DiffusersOptions, device: str, torch) -> None:
+    if options.offload == "none" or device == "cpu":
+        if options.offload != "none":
+            log.warning("diffusers: offload %r ignored on the CPU (it only saves accelerator memory)", options.offload)
+        pipe.to(device)
+    elif options.offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    else:  # group: layer by layer, overlapped with compute through a CUDA stream where there is one
+        streams = device.startswith("cuda")
+        pipe.enable_group_offload(onload_device=torch.device(device), offload_device=torch.device("cpu"),
+                                  offload_type="leaf_level", use_stream=streams,
+                                  exclude_modules=["vae"] if getattr(pipe, "vae", None) is not None else None)
+
+
+def denoisers(pipe) -> list:
+    """The pipeline's denoising models (Wan 2.2 has two experts: transformer and transformer_2)."""
+    found = [getattr(pipe, n, None) for n in ("transformer", "transformer_2", "unet", "prior")]
+    return [m for m in found if m is not None]
+
+
+def enable_cache(pipe, options: DiffusersOptions, what: str) -> None:
+    """Attach the configured diffusers cache hook to every denoiser; PermanentError where it cannot apply."""
+    from diffusers import hooks
+
+    models = denoisers(pipe)
+    usable = [m for m in models if hasattr(m, "enable_cache")]
+    if not usable or len(usable) != len(models):
+        names = ", ".join(type(m).__name__ for m in models) or "no denoiser"
+        raise PermanentError(f"{what}: cache {options.cache!r} needs a model with diffusers cache hooks; "
+                             f"{names} has none: set backends.diffusers.cache: none")
+
+    def timestep() -> int:
+        return pipe.current_timestep
+
+    def config():
+        kind = options.cache
+        if kind == "first_block":
+            return hooks.FirstBlockCacheConfig(threshold=0.05)
+        if kind == "faster":
+            return hooks.FasterCacheConfig(spatial_attention_block_skip_range=2,
+                                           spatial_attention_timestep_skip_range=(-1, 681),
+                                           current_timestep_callback=timestep,
+                                           attention_weight_callback=lambda _: 0.3,
+                                           tensor_format="BCFHW", is_guidance_distilled=False)
+        if kind == "pab":
+            return hooks.PyramidAttentionBroadcastConfig(spatial_attention_block_skip_range=2,
+                                                         spatial_attention_timestep_skip_range=(100, 800),
+                                                         current_timestep_callback=timestep)
+        if kind == "taylorseer":
+            return hooks.TaylorSeerCacheConfig(cache_interval=5, disable_cache_before_step=3, max_order=1)
+        if kind == "mag":
+            from diffusers.hooks import mag_cache
+
+            if not type(models[0]).__name__.startswith("Flux"):
+                raise PermanentError(f"{what}: cache 'mag' needs magnitude ratios measured for the model, and "
+                                     f"diffusers ships them only for Flux; use first_block or taylorseer")
+            return hooks.MagCacheConfig(mag_ratios=mag_cache.FLUX_MAG_RATIOS, num_inference_steps=options.steps)
+        raise PermanentError(f"{what}: unknown cache {kind!r}")
+
+    for m in usable:
+        m.enable_cache(config())  # one config per model: hooks keep per-model state
+
+
+def call_parameters(pipe) -> tuple[set[str], bool]:
+    """The keyword names the pipeline's __call__ accepts, and whether it also takes **kwargs."""
+    params = inspect.signature(type(pipe).__call__).parameters
+    open_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return set(params) - {"self"}, open_kwargs
+
+
+def size_multiple(pipe) -> int:
+    """What generation sizes must divide by: the VAE's spatial factor times the denoiser's patch size."""
+    vae_factor = getattr(pipe, "vae_scale_factor_spatial", None) or getattr(pipe, "vae_scale_factor", None) or 8
+    patch = 1
+    for m in denoisers(pipe)[:1]:
+        p = getattr(getattr(m, "config", None), "patch_size", None)
+        if isinstance(p, (list, tuple)) and p:
+            patch = int(p[-1])
+        elif isinstance(p, int):
+            patch = p
+    return max(16, int(vae_factor) * patch)
+
+
+def run_pipeline(pipe, kwargs: dict, what: str):
+    """Call the pipeline; the video as uint8 (frames, height, width, 3). Errors mapped for the flows."""
+    import numpy as np
+    import torch
+
+    try:
+        with torch.inference_mode():
+            out = pipe(**kwargs)
+    except torch.cuda.OutOfMemoryError as exc:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        raise PermanentError(f"{what}: out of memory at {kwargs.get('width')}x{kwargs.get('height')}, "
+                             f"{kwargs.get('num_frames')} frames: set backends.diffusers.offload: model (or group), "
+                             f"vae_tiling: true, or a smaller width/height or max_frames") from exc
+    except (TypeError, ValueError) as exc:  # bad arguments (often `call:`), sizes or frame counts
+        raise PermanentError(f"{what}: the pipeline refused the call: {type(exc).__name__}: {exc}") from exc
+    except RuntimeError as exc:
+        if "out of memory" in str(exc).lower():  # MPS and some CUDA paths raise a plain RuntimeError
+            raise PermanentError(f"{what}: out of memory: {exc}; set offload or a smaller size") from exc
+        # Shape mismatches and CUDA faults repeat on a retry in the same process: fail, do not loop.
+        raise PermanentError(f"{what}: the pipeline failed: {exc}") from exc
+    video = out.frames if hasattr(out, "frames") else out[0]
+    video = video[0]  # the first (only) video of the batch
+    if isinstance(video, torch.Tensor):
+        video = video.float().cpu().numpy()
+    if isinstance(video, (list, tuple)):  # PIL frames
+        video = np.stack([np.asarray(im.convert("RGB")) for im in video])
+    video = np.asarray(video)
+    if video.ndim != 4:
+        raise PermanentError(f"{what}: unexpected output of shape {video.shape}")
+    if video.shape[-1] not in (1, 3, 4) and video.shape[1] in (1, 3, 4):  # (frames, channels, h, w)
+        video = video.transpose(0, 2, 3, 1)
+    if video.dtype != np.uint8:
+        video = (np.clip(video.astype(np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    if video.shape[-1] == 1:
+        video = np.repeat(video, 3, axis=-1)
+    return np.ascontiguousarray(video[..., :3])
+
+
+def conform_frames(frames, model_fps: int, out_mp4: Path, request: ShotRequest) -> None:
+    """Encode uint8 RGB frames (n, h, w, 3) made at `model_fps` as exactly the request: its size (cover,
+    centre crop), fps and frame count, H.264 yuv420p, no audio. A clip shorter than the shot is slowed
+    to span it; a longer one is trimmed at the end."""
+    from stages.media import ffmpeg_exe
+
+    n, h, w = frames.shape[:3]
+    fps = request.fps
+    out_frames = max(1, round(request.duration_s * fps))
+    made_s = n / model_fps
+    stretch = request.duration_s / made_s if made_s < request.duration_s else 1.0
+    W, H = request.width, request.height
+    vf = (f"setpts={stretch:.6f}*PTS," if stretch > 1.0 else "") + (
+        f"scale={W}:{H}:force_original_aspect_ratio=increase:flags=lanczos,crop={W}:{H},setsar=1,"
+        f"fps={fps},tpad=stop_mode=clone:stop_duration={2.0 / fps + 1:.3f}")
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(model_fps), "-i", "-",
+           "-vf", vf, "-frames:v", str(out_frames), "-r", str(fps),
+           "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
+           "-movflags", "+faststart", "-an", "-f", "mp4", str(out_mp4)]
+    try:
+        proc = subprocess.run(cmd, input=frames.tobytes(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              timeout=max(120.0, 30 * request.duration_s))
+    except subprocess.TimeoutExpired as exc:
+        raise TransientError("diffusers: ffmpeg did not finish conforming the clip in time") from exc
+    if proc.returncode != 0:
+        raise PermanentError("diffusers: ffmpeg failed conforming the clip: "
+                             + proc.stderr.decode("utf-8", "replace")[-500:])

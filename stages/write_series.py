@@ -1,0 +1,77 @@
+"""The series manifest (series.json): every finished episode with its files, for a publisher or a script.
+
+Absolute `Path`s under the manifest's own folder are written relative to it, so the folder can be
+moved or uploaded as a whole; other paths (and strings) are kept as given.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from stages.artifacts import write_text_atomic
+
+SERIES_FORMAT = 1  # bump when a field changes meaning
+
+
+def dramaforge_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dramaforge")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "dev"
+
+
+def write_series_json(path: Path, *, title: str, project_settings: dict, episodes: list[dict]) -> None:
+    """Write the manifest: episodes sorted by number, totals, when and by which version it was made.
+
+    Each episode carries at least `episode` (its number) and `duration_s`; the usual rest is
+    title, mp4, shots [{id, key, duration_s}], cut_key, subtitles [paths], poster, otio.
+    """
+    numbers = [ep.get("episode") for ep in episodes]
+    for ep, n in zip(episodes, numbers):
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise ValueError(f"an episode without a whole 'episode' number: {ep!r:.200}")
+        if "duration_s" not in ep:
+            raise ValueError(f"episode {n} has no duration_s")
+    dupes = sorted({n for n in numbers if numbers.count(n) > 1})
+    if dupes:
+        raise ValueError(f"episodes listed twice: {dupes}")
+    base = Path(path).resolve().parent
+    listed = [_portable(ep, base) for ep in sorted(episodes, key=lambda ep: ep["episode"])]
+    doc = {
+        "format": SERIES_FORMAT,
+        "title": title,
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "dramaforge_version": dramaforge_version(),
+        "settings": _portable(project_settings, base),
+        "episode_count": len(listed),
+        "shot_count": sum(len(ep.get("shots") or []) for ep in listed),
+        "total_duration_s": round(sum(float(ep["duration_s"]) for ep in listed), 3),
+        "episodes": listed,
+    }
+    write_text_atomic(Path(path), json.dumps(doc, sort_keys=True, ensure_ascii=False, indent=2) + "\n")
+
+
+def read_series_json(path: Path) -> dict:
+    """The manifest as written (paths as strings, relative ones relative to its folder)."""
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(doc, dict) or not isinstance(doc.get("episodes"), list):
+        raise ValueError(f"{path} is not a series manifest (no episodes list)")
+    return doc
+
+
+def _portable(obj, base: Path):
+    """JSON-able copy of `obj`: Paths become strings, relative to `base` when they lie under it."""
+    if isinstance(obj, Path):
+        try:
+            return obj.resolve().relative_to(base).as_posix() if obj.is_absolute() else obj.as_posix()
+        except ValueError:
+            return obj.as_posix()
+    if isinstance(obj, dict):
+        return {str(k): _portable(v, base) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_portable(v, base) for v in obj]
+    return obj

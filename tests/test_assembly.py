@@ -1,0 +1,148 @@
+"""Episode assembly: mismatched shots conformed, transitions, cards, sync over minutes, parallel
+episodes, hostile folder names; every check decodes the real output."""
+
+from __future__ import annotations
+
+import threading
+import wave
+
+import numpy as np
+import pytest
+
+from conftest import TINY_SCRIPT, TINY_YAML, run_cli
+from flows.tasks import assemble_episode_task
+from stages.artifacts import BuildPaths
+from stages.assemble_episode import Cut, plan_cut
+from stages.media import decode_audio, probe, run_ffmpeg
+from stages.schema import Project, Shot, ShotLine, ShotList
+
+W, H, FPS = 144, 256, 30
+
+
+def _clip(path, *, size: str, rate: int, seconds: float, audio: bool = False):
+    args = ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}"]
+    if audio:
+        args += ["-f", "lavfi", "-i", f"sine=frequency=300:duration={seconds}", "-c:a", "aac", "-shortest"]
+    run_ffmpeg([*args, "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)])
+    return path
+
+
+def _beep(path, seconds: float = 0.25, hz: float = 1000.0):
+    t = np.arange(int(22050 * seconds)) / 22050
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(22050)
+        w.writeframes((0.5 * np.sin(2 * np.pi * hz * t) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def _project(**kw) -> Project:
+    return Project.model_validate({"title": "Sync", "width": W, "height": H, "fps": FPS, **kw})
+
+
+def _shot(i: int, duration: float, transition: str = "cut", lines=()) -> Shot:
+    return Shot(id=f"ep01-sc01-sh{i:03d}", episode=1, scene=1, size="wide", location="DOCK", duration_s=duration,
+                file="s", line=i + 1, transition=transition, lines=list(lines))
+
+
+def _assemble(tmp_path, cut: Cut, project: Project, unit: str = "ep01"):
+    paths = BuildPaths(tmp_path / "build")
+    paths.make_dirs()
+    out, reused = assemble_episode_task.fn(cut, unit, 1, project, paths, "Sync", tmp_path)
+    return out
+
+
+def _decode_all(path) -> int:
+    import av
+
+    n = 0
+    with av.open(str(path)) as c:
+        for _ in c.decode(c.streams.video[0]):
+            n += 1
+    return n
+
+
+def test_mismatched_shots_with_transitions_assemble_to_the_planned_length(tmp_path):
+    clips = [_clip(tmp_path / "a.mp4", size="640x360", rate=24, seconds=1.0),
+             _clip(tmp_path / "b.mp4", size="1080x1920", rate=25, seconds=2.0, audio=True),  # too long, has audio
+             _clip(tmp_path / "c.mp4", size="720x1280", rate=30, seconds=0.5)]  # too short: held
+    shots = [_shot(1, 1.0), _shot(2, 1.2, "dissolve"), _shot(3, 0.9, "dip")]
+    project = _project()
+    timed = ShotList(episode=1, title="One", shots=shots)
+    cut = plan_cut(timed, ["a", "b", "c"], clips, {}, project, tmp_path, series="Sync", episode_title="One")
+    out = _assemble(tmp_path, cut, project)
+    info = probe(out)
+    planned = 1.5 + 3.1 + 2.0
+    assert (info.width, info.height, info.fps) == (W, H, FPS)
+    assert abs(info.frames - round(planned * FPS)) <= 1 and abs(info.duration_s - planned) <= 1 / FPS
+    assert _decode_all(out) == info.frames  # decodes start to end
+    # the dip: the frames either side of the cut into shot 3 are (nearly) black
+    import av
+
+    with av.open(str(out)) as c:
+        frames = [f.to_ndarray(format="gray") for f in c.decode(c.streams.video[0])]
+    cut_at = round((1.5 + 1.0 + 1.2) * FPS)
+    assert frames[cut_at - 1].mean() < 20 and frames[cut_at].mean() < 20
+    assert frames[cut_at + 15].mean() > 40 and frames[cut_at - 15].mean() > 40
+    # the dissolve: the first frames of shot 2 mix shot 1's last frame with shot 2
+    start2 = round((1.5 + 1.0) * FPS)
+    d_mid = np.abs(frames[start2 + 7].astype(int) - frames[start2 - 1].astype(int)).mean()
+    d_end = np.abs(frames[start2 + 20].astype(int) - frames[start2 - 1].astype(int)).mean()
+    assert 0 < d_mid < d_end
+
+
+def test_sound_stays_in_sync_to_the_end_of_a_three_minute_episode(tmp_path):
+    clip = _clip(tmp_path / "x.mp4", size=f"{W}x{H}", rate=FPS, seconds=3.0)
+    shots = [_shot(i, 3.0) for i in range(1, 61)]
+    shots[-1] = _shot(60, 3.0, lines=[ShotLine(character="a", text="beep", file="s", line=1, speech_s=0.25)])
+    project = _project(timing={"lead_in_s": 2.0}, cards={"opening": True, "end": False})
+    timed = ShotList(episode=1, shots=shots)
+    beep = _beep(tmp_path / "beep.wav")
+    cut = plan_cut(timed, ["x"] * 60, [clip] * 60, {(shots[-1].id, 0): ("k", beep)}, project, tmp_path)
+    out = _assemble(tmp_path, cut, project)
+    info = probe(out)
+    assert abs(info.duration_s - (1.5 + 180.0)) <= 1 / FPS
+    audio = decode_audio(out).mean(axis=1)
+    assert abs(len(audio) / 48000 - info.duration_s) < 0.04, "audio and video lengths drift apart"
+    expected = 1.5 + 177.0 + 2.0  # the opening card, 59 shots, then the line's lead-in
+    envelope = np.abs(audio) > 0.1 * np.abs(audio).max()
+    onset = np.argmax(envelope) / 48000
+    assert abs(onset - expected) < 0.04, f"the line starts at {onset:.3f}s, planned {expected:.3f}s"
+
+
+def test_two_episodes_assembled_at_once_do_not_collide(tmp_path):
+    clip = _clip(tmp_path / "x.mp4", size="320x180", rate=25, seconds=1.0)  # needs conforming: shared temp dirs
+    project = _project()
+    outs, errors = {}, []
+
+    def run(unit: str, n: int):
+        try:
+            shots = [_shot(i, 0.8, "dip" if i == 2 else "cut") for i in range(1, n + 1)]
+            cut = plan_cut(ShotList(episode=1, shots=shots), ["x"] * n, [clip] * n, {}, project, tmp_path)
+            outs[unit] = _assemble(tmp_path, cut, project, unit)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(u, n)) for u, n in (("ep01", 3), ("ep02", 4))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for unit, n in (("ep01", 3), ("ep02", 4)):
+        assert abs(probe(outs[unit]).duration_s - (1.5 + 0.8 * n + 2.0)) <= 1 / FPS
+    assert not [p for p in (tmp_path / "build").rglob("*") if ".part" in p.name]
+
+
+@pytest.mark.parametrize("name", ["Y'z 短剧 [ep 1]; $(x)"])
+def test_a_hostile_project_folder_name_renders(tmp_path, name):
+    root = tmp_path / name
+    root.mkdir()
+    (root / "project.yaml").write_text(TINY_YAML + "width: 144\nheight: 256\n", encoding="utf-8")
+    (root / "script.fountain").write_text(TINY_SCRIPT, encoding="utf-8")
+    proc = run_cli("render", str(root))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = root / "build" / "episodes" / "ep01.mp4"
+    assert _decode_all(out) == probe(out).frames > 0
+    assert not (tmp_path / "x").exists()  # nothing was run by a shell
