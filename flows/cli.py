@@ -135,6 +135,8 @@ def _render(lp, numbers: list[int], dask: str | None = None) -> None:
     if not todo:
         _report_outputs(console, [{"episode": e.number, "mp4": e.mp4, "reused": True, "failed": [], "stopped": []}
                                   for e in eps])
+        if not (paths.root / "series.json").exists():
+            _write_series(lp)
         console.print(f"[green]nothing to do[/] ({time.monotonic() - started:.1f}s)")
         return
     numbers = [e.number for e in todo]
@@ -167,6 +169,7 @@ def _render(lp, numbers: list[int], dask: str | None = None) -> None:
             progress.install(None)
     outcomes += [{"episode": e.number, "mp4": e.mp4, "reused": True, "failed": [], "stopped": []} for e in current]
     failed = _report_outputs(console, sorted(outcomes, key=lambda o: o["episode"]))
+    _write_series(lp)
     if any(o.get("blocked") for o in outcomes):
         console.print("[red]fix the voices, lines or references above[/] (project.yaml cast, backends), "
                       f"then `dramaforge render {_esc(str(lp.root))}` again")
@@ -202,6 +205,32 @@ def _report_outputs(console, outcomes: list[dict]) -> list[str]:
                 console.print(f"    [red]stopped[/]: {len(o['stopped'])} shot(s) not attempted after "
                               f"{len(o['failed'])} failures (limits.failed_shots_per_episode)")
     return failed
+
+
+def _write_series(lp) -> None:
+    """build/series.json: every episode made so far, its files, length, shots and content keys."""
+    from stages.artifacts import BuildPaths
+    from stages.ledger import Ledger
+    from stages.media import probe
+    from stages.write_series import write_series_json
+
+    paths = BuildPaths(lp.build)
+    rows = {r.id: r for r in Ledger(paths.ledger).rows(kind="episode")} if paths.ledger.exists() else {}
+    episodes = []
+    for e in _status(lp):
+        mp4 = paths.episode_mp4(e.id)
+        if e.assembly != "done" or not mp4.exists():
+            continue
+        ep = lp.script.episode(e.number)
+        extra = [paths.episode_srt(e.id), paths.episode_srt(e.id).with_suffix(".vtt"), paths.episode_ass(e.id)]
+        episodes.append({"episode": e.number, "title": ep.title, "mp4": mp4,
+                         "duration_s": round(probe(mp4).duration_s, 3),
+                         "cut_key": rows[e.id].spec_hash if e.id in rows else None,
+                         "shots": [{"id": s.id, "key": s.key, "state": s.state} for s in e.shots],
+                         "subtitles": [p for p in extra if p.exists()],
+                         "poster": paths.episodes / f"{e.id}.jpg", "otio": paths.episodes / f"{e.id}.otio"})
+    write_series_json(paths.root / "series.json", title=lp.script.title or lp.project.title,
+                      project_settings=lp.project.model_dump(mode="json"), episodes=episodes)
 
 
 def _esc(text: str) -> str:

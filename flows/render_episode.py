@@ -86,7 +86,7 @@ def render_episode(project_dir: str, episode: int) -> dict:
 
     # 6. subtitles, the sound mix and one ffmpeg pass, unless this exact cut exists
     out, reused = assemble_episode_task(cut, ep.id, ep.number, project, paths, lp.script.title or project.title,
-                                         lp.root)
+                                         lp.root, shotlist, ep.title)
     return {"episode": ep.number, "mp4": str(out), "reused": reused, "failed": [], "stopped": [],
             "shots": shots, "duration_s": shotlist.duration_s}
 

@@ -240,7 +240,7 @@ def generate_shot_task(request, backend_config: str, limits: Limits, shots_dir, 
 
 @task(name="assemble_episode", on_completion=[_advance("episodes")], **_common)
 def assemble_episode_task(cut: Cut, unit_id: str, episode: int, project, paths, series: str,
-                          project_dir: Path) -> tuple[Path, bool]:
+                          project_dir: Path, shotlist=None, episode_title: str = "") -> tuple[Path, bool]:
     """Subtitles (translated if asked), the sound mix and one ffmpeg pass; skipped when this exact
     cut already exists. Returns (mp4, reused)."""
     ledger = Ledger(paths.ledger)
@@ -265,6 +265,17 @@ def assemble_episode_task(cut: Cut, unit_id: str, episode: int, project, paths, 
                   loudness=project.audio.target, music=cut.music, effects=cut.effects, options=project.audio.music)
         clips = episode_clips(cut, project, paths.shots)
         assemble_episode(clips, paths.episode_ass(unit_id), paths.episode_audio(unit_id), cut.duration_s, project, out)
+        if shotlist is not None:  # the editor's timeline and the poster, beside the episode
+            from stages.export_otio import write_otio
+            from stages.make_poster import make_poster, poster_time
+
+            cards = (clips[0] if cut.opening else None, clips[-1] if cut.ending else None)
+            write_otio(cut, shotlist, project.fps, paths.episodes / f"{unit_id}.otio", title=series,
+                       card_clips=cards)
+            lead = project.cards.opening_s if cut.opening else 0.0
+            make_poster(out, poster_time(shotlist, lead_s=lead), series,
+                        " · ".join(t for t in (f"{unit_id.upper()}", episode_title) if t),
+                        paths.episodes / f"{unit_id}.jpg", font_name=project.subtitles.font)
     except Exception as exc:
         ledger.fail(unit_id, state="failed", error_class=type(exc).__name__, message=str(exc))
         raise

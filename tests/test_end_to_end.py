@@ -113,3 +113,28 @@ def test_second_render_reuses_everything(rendered):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted((root / "build" / "shots").glob("*.mp4")) == shots
     assert {p: p.stat().st_mtime_ns for p in shots} == mtimes
+
+
+def test_deliverables_beside_the_episode(rendered):
+    import json
+
+    import opentimelineio as otio
+
+    root, _ = rendered
+    episodes = root / "build" / "episodes"
+    mp4 = episodes / "ep01.mp4"
+    info = probe(mp4)
+    timeline = otio.adapters.read_from_file(str(episodes / "ep01.otio"))
+    video = timeline.video_tracks()[0]
+    frames = sum(c.source_range.duration.to_frames() for c in video)
+    assert abs(frames - info.frames) <= 1  # the editor's timeline is the episode, frame for frame
+    assert [c.name for c in video if isinstance(c, otio.schema.Clip)][1:-1] == [
+        s["id"] for s in yaml.safe_load((root / "build" / "shotlists" / "ep01.yaml").read_text())["shots"]]
+    from PIL import Image
+
+    with Image.open(episodes / "ep01.jpg") as im:
+        assert im.format == "JPEG" and im.size == (1080, 1920)
+    series = json.loads((root / "build" / "series.json").read_text(encoding="utf-8"))
+    (ep,) = series["episodes"]
+    assert ep["episode"] == 1 and abs(ep["duration_s"] - info.duration_s) < 0.01 and ep["cut_key"]
+    assert series["settings"]["preset"] == "vertical-1080"

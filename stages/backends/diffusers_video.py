@@ -20,7 +20,6 @@ import inspect
 import json
 import logging
 import math
-import os
 import subprocess
 import threading
 from pathlib import Path
@@ -313,8 +312,8 @@ def check_mode(cls, mode: str, what: str) -> None:
     params = inspect.signature(cls.__call__).parameters
     needs_image = "image" in params and params["image"].default is inspect.Parameter.empty
     if mode == "image" and "image" not in params:
-        raise PermanentError(f"{what}: {cls.__name__} takes no image; mode image needs an image-to-video "
-                             f"pipeline (WanImageToVideoPipeline, StableVideoDiffusionPipeline, LTXImageToVideoPipeline)")
+        raise PermanentError(f"{what}: {cls.__name__} takes no image; mode image needs an image-to-video pipeline "
+                             f"(WanImageToVideoPipeline, StableVideoDiffusionPipeline, LTXImageToVideoPipeline)")
     if mode == "reference" and "reference_images" not in params:
         raise PermanentError(f"{what}: {cls.__name__} takes no reference_images; mode reference needs "
                              f"WanVACEPipeline")
@@ -418,11 +417,13 @@ def enable_cache(pipe, options: DiffusersOptions, what: str) -> None:
         if kind == "first_block":
             return hooks.FirstBlockCacheConfig(threshold=0.05)
         if kind == "faster":
+            # Only FasterCache's attention reuse: its unconditional-batch skip needs guidance batched into
+            # one forward pass, and Wan runs the conditional and unconditional passes separately.
             return hooks.FasterCacheConfig(spatial_attention_block_skip_range=2,
                                            spatial_attention_timestep_skip_range=(-1, 681),
                                            current_timestep_callback=timestep,
                                            attention_weight_callback=lambda _: 0.3,
-                                           tensor_format="BCFHW", is_guidance_distilled=False)
+                                           tensor_format="BCFHW", is_guidance_distilled=True)
         if kind == "pab":
             return hooks.PyramidAttentionBroadcastConfig(spatial_attention_block_skip_range=2,
                                                          spatial_attention_timestep_skip_range=(100, 800),
