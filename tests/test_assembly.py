@@ -146,3 +146,48 @@ def test_a_hostile_project_folder_name_renders(tmp_path, name):
     out = root / "build" / "episodes" / "ep01.mp4"
     assert _decode_all(out) == probe(out).frames > 0
     assert not (tmp_path / "x").exists()  # nothing was run by a shell
+
+
+_RSS_CHILD = r"""
+import json, os, resource, sys
+sys.path.insert(0, sys.argv[3])
+from pathlib import Path
+from test_assembly import _assemble, _clip, _shot, _project
+from stages.assemble_episode import plan_cut
+from stages.schema import ShotList
+tmp, n = Path(sys.argv[1]), int(sys.argv[2])
+clip = _clip(tmp / "x.mp4", size="144x256", rate=30, seconds=0.2)
+project = _project(cards={"opening": False, "end": False})
+shots = [_shot(i, 0.2) for i in range(1, n + 1)]
+warm = plan_cut(ShotList(episode=1, shots=shots[:2]), ["x"] * 2, [clip] * 2, {}, project, tmp)
+_assemble(tmp, warm, project, "ep09")  # opens what stays open by design (the ledger's connection)
+fds = len(os.listdir("/proc/self/fd"))
+cut = plan_cut(ShotList(episode=1, shots=shots), ["x"] * n, [clip] * n, {}, project, tmp)
+_assemble(tmp, cut, project)
+children = [p for p in os.listdir("/proc") if p.isdigit() and open(f"/proc/{p}/stat").read().split()[3] == str(os.getpid())]
+print(json.dumps({"rss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+                  "fds_before": fds, "fds_after": len(os.listdir("/proc/self/fd")), "children": children}))
+"""
+
+
+def test_assembly_memory_is_flat_and_nothing_leaks(tmp_path):
+    """A 300-shot episode's assembly peaks at about the memory of a 30-shot one (the concat demuxer
+    reads one shot at a time), and leaves no process or file handle behind."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = str(Path(__file__).resolve().parent)
+    seen = {}
+    for n in (30, 300):
+        d = tmp_path / str(n)
+        d.mkdir()
+        proc = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(d), str(n), tests], capture_output=True,
+                              text=True, timeout=600, cwd=Path(tests).parent)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        seen[n] = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert seen[n]["fds_after"] <= seen[n]["fds_before"], seen[n]
+        assert seen[n]["children"] == [], seen[n]
+        assert abs(probe(d / "build" / "episodes" / "ep01.mp4").duration_s - 0.2 * n) <= 1 / FPS
+    assert seen[300]["rss_kb"] < 1.5 * seen[30]["rss_kb"], seen
