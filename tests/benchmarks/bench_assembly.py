@@ -1,0 +1,511 @@
+"""Assembly benchmark: dramaforge's episode assembly against one reference ffmpeg command (and moviepy).
+
+    python tests/benchmarks/bench_assembly.py [--repeats 2] [--clips animatic|testsrc2]
+                                              [--skip-moviepy | --moviepy-seconds N] [--keep DIR]
+
+Setup (not timed): a synthetic 60 s episode at 1080x1920, 30 fps: 20 shot clips of 3 s (H.264 yuv420p,
+drawn by the animatic backend: stills + zoompan, figures that talk; or ffmpeg's testsrc2), 15 spoken
+lines (eSpeak NG, one in each shot but every fourth), a 20 s music WAV that the mix loops under the
+whole episode, and a Project with cards OFF (no title/end card: the clips alone make the 60 s, so every
+contestant concatenates exactly the same pictures). The Cut comes from `plan_cut` on a timed ShotList,
+so lines start where the timeline puts them (each shot's start + lead-in).
+
+Contestants, each writing a 60 s 1080x1920 H.264 (High, veryfast, CRF 20) + AAC 192k 48 kHz stereo mp4:
+  A  dramaforge       `assemble_episode_task.fn`, all of it: ledger, SRT/VTT/ASS subtitles, the sound
+                      mix (dialogue + music looped, faded, set to its level and ducked by a gain envelope
+                      + the loudness normaliser's ffmpeg passes), conforming (probes every clip; nothing
+                      to re-encode, they match the project), the one ffmpeg pass (concat demuxer + ASS
+                      burn + AAC) and the validation of the result (probe + decode of the tail).
+  B  reference        ONE ffmpeg command doing the same work: the concat demuxer over the same clips,
+                      the same ASS file burned (written once in setup by the same `make_subtitles`:
+                      text generation, milliseconds), and the audio built inside the same command:
+                      each speech WAV placed with `adelay` and summed with `amix`, the music looped
+                      (`-stream_loop -1`), set to the same level (gain measured once in setup), faded,
+                      ducked with `sidechaincompress` keyed on the speech, then single-pass `loudnorm`
+                      to the project's target; same encoder settings, +faststart, -t the episode length.
+  C  moviepy-only     moviepy 2.2 composition of the same: concatenate_videoclips of VideoFileClips,
+                      one TextClip per line (bundled Noto Sans CJK) at the bottom, CompositeAudioClip
+                      of the speech and the looped music (set to the same level, dropped 12 dB while
+                      a line is spoken, no loudness normalisation), write_videofile with libx264
+                      veryfast CRF 20 and AAC. `--moviepy-seconds N` renders only the first N s and
+                      scales the time by 60/N (said so in the output).
+
+Why it is fair: same inputs, same output format, length and encoder settings; A and B run alternately
+(round r: A then B when r is even, B then A when odd) so load that drifts on a shared machine falls on
+both; medians are compared. A runs in this process with everything imported in setup (Prefect too) and
+the music cache of `stages.mix_audio` cleared before each run, so it decodes and meters the music every
+time, as a fresh render does; every run of A gets a fresh build folder (no ledger hit). B is a child
+process started from here. A does more than B (the SRT/VTT files, an exact gain-envelope duck, a loudness
+normaliser that lands within 0.3 LU, a validated result); that extra is what the ratio prices.
+The outputs' lengths, frame counts, formats and loudness are printed to show the work is equal.
+
+The last stdout line is `assembly/ffmpeg ratio: X.XX` (A's median / B's median; the goal is <= 1.3).
+Progress goes to stderr. Needs 2+ GB of disk in the temp dir; the setup takes a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # this checkout's stages/ and flows/
+
+W, H, FPS = 1080, 1920, 30
+SHOTS, SHOT_S = 20, 3.0
+MUSIC_S = 20.0
+UNIT = "ep01"
+CAST = [  # cue, voice (language, variant, pitch), look
+    ("LIN", ("en-us", "f2", 64), "a woman of twenty-eight with a sharp black bob and a white blouse"),
+    ("CHEN", ("en-gb", "m3", 36), "a tall man in his thirties with slicked-back hair and a charcoal suit"),
+]
+LINES = [  # short enough to fit a 3 s shot with the lead-in and lead-out (checked in setup)
+    "You knew about the contract.", "I never signed anything.", "Then whose name is this?",
+    "Someone forged it.", "Tell that to the board.", "They will not believe me.",
+    "The money is gone, Chen.", "I can get it back.", "You lied to me again.",
+    "I was protecting you.", "From what, exactly?", "From your own father.",
+    "Leave this house tonight.", "Not without the ring.", "Then we end it here.",
+]
+CAMERAS = ["push-in", "static", "pan-left", "pull-out", "pan-right", "tilt-up", "static", "tilt-down"]
+SIZES = ["wide", "medium", "close-up", "medium", "over-shoulder"]
+LOCATIONS = [("ROOFTOP", "NIGHT"), ("PENTHOUSE OFFICE", "DAY"), ("RAINY STREET", "NIGHT"), ("BOARDROOM", "DAY")]
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Setup:
+    work: Path
+    project_dir: Path
+    project: object  # stages.schema.Project
+    cut: object  # stages.assemble_episode.Cut
+    clips: list[Path]
+    music: Path
+    music_gain_db: float  # music.wav -> the project's music level (what mix_audio measures and applies)
+    ass: Path  # the subtitles B burns (same make_subtitles as A)
+    clip_source: str
+
+
+# --- setup ---------------------------------------------------------------------------------------
+
+def _shot_clip(i: int, out: Path, source: str, speaking: list[tuple[float, float]]) -> Path:
+    """Shot i as a 3 s 1080x1920 30 fps H.264 yuv420p clip (reused when already there and sound)."""
+    from stages.media import probe, run_ffmpeg
+
+    if out.exists():
+        try:
+            info = probe(out)
+            if (info.width, info.height, info.frames) == (W, H, round(SHOT_S * FPS)):
+                return out
+        except Exception:  # a torn file from an interrupted setup: make it again
+            pass
+    tmp = out.with_name(out.stem + ".part.mp4")
+    if source == "testsrc2":
+        run_ffmpeg(["-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate={FPS}:duration={SHOT_S}",
+                    "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
+                    "-movflags", "+faststart", str(tmp)], what=f"testsrc2 clip {i}")
+    else:
+        from stages.backends.animatic import AnimaticBackend
+        from stages.backends.base import Figure, ShotRequest
+
+        loc, tod = LOCATIONS[(i // 5) % len(LOCATIONS)]
+        speaker = CAST[i % 2]
+        figures = tuple(Figure(c[0].lower(), c[0], c[2], speaking=bool(speaking) and c is speaker) for c in CAST)
+        req = ShotRequest(shot_id=f"ep01-sc{i // 5 + 1:02d}-sh{i + 1:03d}", prompt="", size=SIZES[i % len(SIZES)],
+                          camera=CAMERAS[i % len(CAMERAS)], location=loc, time=tod, action="", caption="",
+                          figures=figures, duration_s=SHOT_S, width=W, height=H, fps=FPS, seed=i,
+                          extra={"speaking": [list(s) for s in speaking]})
+        AnimaticBackend().generate(req, tmp)
+    tmp.replace(out)
+    return out
+
+
+def _speech(k: int, text: str, out: Path) -> Path:
+    from stages.backends.base import SpeechRequest
+    from stages.backends.espeak import EspeakBackend
+
+    if not out.exists():
+        _, (lang, variant, pitch), _ = CAST[k % 2]
+        tmp = out.with_name(out.stem + ".part.wav")
+        EspeakBackend().synthesize(SpeechRequest(text=text, language=lang, variant=variant, pitch=pitch,
+                                                 speed_wpm=175), tmp)
+        tmp.replace(out)
+    return out
+
+
+def _music(out: Path) -> Path:
+    """20 s of stereo 48 kHz 'music': a four-chord pad with a pulse, so looping and ducking are audible."""
+    import numpy as np
+
+    if out.exists():
+        return out
+    sr = 48_000
+    t = np.arange(int(MUSIC_S * sr)) / sr
+    chords = [(220.0, 277.18, 329.63), (196.0, 246.94, 293.66), (174.61, 220.0, 261.63), (196.0, 246.94, 311.13)]
+    x = np.zeros_like(t)
+    for j, chord in enumerate(chords):
+        seg = (t >= j * MUSIC_S / 4) & (t < (j + 1) * MUSIC_S / 4)
+        for f in chord:
+            x[seg] += np.sin(2 * np.pi * f * t[seg]) + 0.3 * np.sin(4 * np.pi * f * t[seg])
+    x *= 0.6 + 0.4 * np.sin(2 * np.pi * 2.0 * t) ** 2  # a 120 bpm pulse
+    x = 0.25 * x / np.abs(x).max()
+    stereo = np.stack([x, np.roll(x, 240)], axis=1)
+    with wave.open(str(out), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes((stereo * 32767).round().astype("<i2").tobytes())
+    return out
+
+
+def setup(work: Path, clip_source: str) -> Setup:
+    from stages.assemble_episode import plan_cut
+    from stages.loudness import measure_ebur128
+    from stages.make_subtitles import Cue, make_subtitles
+    from stages.media import wav_duration_s
+    from stages.schema import Project, Shot, ShotLine, ShotList
+
+    project_dir = work / "project"
+    (work / "clips").mkdir(parents=True, exist_ok=True)
+    (work / "speech").mkdir(parents=True, exist_ok=True)
+    project_dir.mkdir(parents=True, exist_ok=True)
+    project = Project.model_validate({
+        "title": "Bench", "width": W, "height": H, "fps": FPS,
+        "cards": {"opening": False, "end": False},  # the 20 clips are the whole 60 s, for every contestant
+        "audio": {"music": {"file": "music.wav"}}})
+    lead_in = project.timing.lead_in_s
+    speaking_shots = [i for i in range(SHOTS) if i % 4 != 0]  # 15 of 20
+    assert len(speaking_shots) == len(LINES)
+
+    log(f"setup: {len(LINES)} eSpeak lines, a {MUSIC_S:.0f} s music bed…")
+    wavs = [_speech(k, text, work / "speech" / f"line{k:02d}.wav") for k, text in enumerate(LINES)]
+    durs = [wav_duration_s(w) for w in wavs]
+    music = _music(project_dir / "music.wav")
+    for text, d in zip(LINES, durs):
+        if lead_in + d + project.timing.lead_out_s > SHOT_S:
+            log(f"warning: line {text!r} ({d:.2f} s) overruns its {SHOT_S:.0f} s shot")
+
+    t = time.monotonic()
+    log(f"setup: {SHOTS} shot clips, {clip_source}, {W}x{H} {FPS} fps {SHOT_S:.0f} s (2 at a time)…")
+    speaking = {i: [(lead_in, lead_in + durs[k])] for k, i in enumerate(speaking_shots)}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        futs = [pool.submit(_shot_clip, i, work / "clips" / f"shot{i + 1:02d}.mp4", clip_source, speaking.get(i, []))
+                for i in range(SHOTS)]
+        clips = [f.result() for f in futs]
+    log(f"setup: clips ready in {time.monotonic() - t:.0f} s")
+
+    shots, speech = [], {}
+    for i in range(SHOTS):
+        lines = []
+        if i in speaking:
+            k = speaking_shots.index(i)
+            lines = [ShotLine(character=CAST[k % 2][0], text=LINES[k], file="bench", line=100 + k, speech_s=durs[k])]
+        loc, tod = LOCATIONS[(i // 5) % len(LOCATIONS)]
+        shot = Shot(id=f"ep01-sc{i // 5 + 1:02d}-sh{i + 1:03d}", episode=1, scene=i // 5 + 1, size=SIZES[i % len(SIZES)],
+                    camera=CAMERAS[i % len(CAMERAS)], location=loc, time=tod, duration_s=SHOT_S, file="bench",
+                    line=i + 1, lines=lines)
+        shots.append(shot)
+        if lines:
+            speech[shot.id, 0] = (f"line{k:02d}", wavs[k])
+    timed = ShotList(episode=1, title="Assembly", shots=shots)
+    cut = plan_cut(timed, [c.stem for c in clips], clips, speech, project, project_dir, series="Bench",
+                   episode_title="Assembly")
+    assert abs(cut.duration_s - SHOTS * SHOT_S) < 1e-6 and not cut.cards and cut.opening is None
+
+    ref = work / "reference"
+    ref.mkdir(exist_ok=True)
+    make_subtitles([Cue(ln.start_s, ln.end_s, ln.text, ln.character) for ln in cut.lines], project.subtitles,
+                   width=W, height=H, out_srt=ref / f"{UNIT}.srt", out_ass=ref / f"{UNIT}.ass", cards=cut.cards)
+    gain = project.audio.music.level_lufs - measure_ebur128(music).integrated_lufs
+    return Setup(work, project_dir, project, cut, clips, music, gain, ref / f"{UNIT}.ass", clip_source)
+
+
+# --- A: dramaforge -------------------------------------------------------------------------------
+
+class StageTimer:
+    """Wall time of the steps inside assemble_episode_task, by patching the names it calls."""
+
+    def __init__(self) -> None:
+        import flows.tasks as tasks
+        import stages.mix_audio as mix
+
+        self.spent: dict[str, float] = {}
+        self._orig = []
+        for mod, name, label in ((tasks, "make_subtitles", "subtitles"), (tasks, "mix_audio", "mix"),
+                                 (mix, "normalize", "loudness"), (tasks, "episode_clips", "conform"),
+                                 (tasks, "assemble_episode", "encode")):
+            fn = getattr(mod, name)
+            self._orig.append((mod, name, fn))
+            setattr(mod, name, self._wrap(label, fn))
+
+    def _wrap(self, label, fn):
+        def timed(*a, **kw):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                self.spent[label] = self.spent.get(label, 0.0) + time.perf_counter() - t
+        return timed
+
+    def restore(self) -> None:
+        for mod, name, fn in self._orig:
+            setattr(mod, name, fn)
+
+
+def run_dramaforge(s: Setup, run_dir: Path) -> tuple[float, Path, dict[str, float]]:
+    from flows.tasks import assemble_episode_task
+    from stages import mix_audio
+    from stages.artifacts import BuildPaths
+
+    shutil.rmtree(run_dir, ignore_errors=True)
+    paths = BuildPaths(run_dir / "build")
+    paths.make_dirs()
+    mix_audio._music_source.cache_clear()  # a fresh render decodes and meters the music: so does every run
+    timer = StageTimer()
+    try:
+        t = time.perf_counter()
+        out, reused = assemble_episode_task.fn(s.cut, UNIT, 1, s.project, paths, "Bench", s.project_dir)
+        dt = time.perf_counter() - t
+    finally:
+        timer.restore()
+    if reused:
+        raise SystemExit("dramaforge reused an earlier episode: the benchmark's build folder was not fresh")
+    return dt, out, timer.spent
+
+
+# --- B: one reference ffmpeg command ------------------------------------------------------------
+
+def reference_command(s: Setup, out: Path) -> list[str]:
+    from stages.fonts import fonts_dir
+    from stages.media import escape_filter_value as esc
+    from stages.media import ffmpeg_exe
+
+    cut, p = s.cut, s.project
+    m, e = p.audio.music, p.encoding
+    lufs, tp = p.audio.target
+    dur = cut.duration_s
+    concat = s.work / "reference" / "concat.txt"
+    concat.write_text("".join("file '" + str(c.resolve()).replace("'", "'\\''") + "'\n" for c in s.clips),
+                      encoding="utf-8")
+    inputs = ["-f", "concat", "-safe", "0", "-i", str(concat), "-stream_loop", "-1", "-i", str(s.music)]
+    graph = [f"[0:v]subtitles=filename={esc(str(s.ass.resolve()))}:fontsdir={esc(str(fonts_dir()))},"
+             "format=yuv420p[v]"]
+    for k, (ln, wav) in enumerate(zip(cut.lines, cut.speech)):
+        inputs += ["-i", str(wav)]
+        graph.append(f"[{k + 2}:a]adelay=delays={round(ln.start_s * 1000)}:all=1[s{k}]")
+    n = len(cut.lines)
+    graph.append("".join(f"[s{k}]" for k in range(n))
+                 + f"amix=inputs={n}:normalize=0:dropout_transition=0,apad=whole_dur={dur},asplit=2[voice][key]")
+    graph.append(f"[1:a]atrim=0:{dur},asetpts=PTS-STARTPTS,volume={s.music_gain_db:.3f}dB,"
+                 f"afade=t=in:d={m.fade_s},afade=t=out:st={dur - m.fade_s}:d={m.fade_s}[bed]")
+    # about the same drop as the mix's duck_db under speech, with its attack and release
+    graph.append(f"[bed][key]sidechaincompress=threshold=0.02:ratio=8:attack={m.attack_s * 1000:.0f}"
+                 f":release={m.release_s * 1000:.0f}[ducked]")
+    graph.append(f"[voice][ducked]amix=inputs=2:normalize=0:duration=first,"
+                 f"loudnorm=I={lufs}:TP={tp}:LRA=11,aresample=48000[a]")
+    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *inputs,
+            "-filter_complex", ";".join(graph), "-map", "[v]", "-map", "[a]", "-r", str(p.fps),
+            "-c:v", "libx264", "-profile:v", "high", "-preset", e.x264_preset, "-crf", str(e.crf),
+            "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", f"{e.audio_kbps}k", "-ar", "48000", "-ac", "2",
+            "-t", f"{dur:.6f}", "-movflags", "+faststart", str(out)]
+
+
+def run_reference(s: Setup, run_dir: Path) -> tuple[float, Path]:
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    out = run_dir / f"{UNIT}.mp4"
+    cmd = reference_command(s, out)
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    dt = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise SystemExit(f"reference ffmpeg failed ({proc.returncode}):\n{proc.stderr.decode(errors='replace')[-3000:]}")
+    return dt, out
+
+
+# --- C: moviepy only ------------------------------------------------------------------------------
+
+def run_moviepy(s: Setup, run_dir: Path, seconds: float | None) -> tuple[float, Path, float]:
+    """Compose and write with moviepy; returns (seconds, mp4, composed length)."""
+    import numpy as np
+    from moviepy import (AudioFileClip, CompositeAudioClip, CompositeVideoClip, TextClip, VideoFileClip, afx,
+                         concatenate_videoclips)
+
+    from stages.fonts import font_file
+
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    out = run_dir / f"{UNIT}.mp4"
+    cut, p = s.cut, s.project
+    st, m, e = p.subtitles, p.audio.music, p.encoding
+    dur = cut.duration_s
+    length = min(seconds, dur) if seconds else dur
+    spans = np.array([(ln.start_s, ln.end_s) for ln in cut.lines])
+    low = 10 ** (-m.duck_db / 20)
+
+    def duck(get_frame, t):  # music at -duck_db while any line is spoken (a hard step, no ramps)
+        x = get_frame(t)
+        tt = np.atleast_1d(t)
+        under = ((tt[:, None] >= spans[:, 0]) & (tt[:, None] < spans[:, 1])).any(axis=1)
+        g = np.where(under, low, 1.0)
+        return x * (g[:, None] if np.ndim(t) else g[0])
+
+    opened = []
+    t0 = time.perf_counter()
+    try:
+        shots = [VideoFileClip(str(c), audio=False) for c in s.clips]
+        opened += shots
+        video = concatenate_videoclips(shots, method="chain")
+        texts = []
+        for ln in cut.lines:
+            if ln.start_s >= length:
+                continue
+            tc = TextClip(font=str(font_file()), text=ln.text, font_size=st.size_px, color=st.color,
+                          stroke_color=st.outline_color, stroke_width=st.outline_px, method="caption",
+                          size=(int(W * st.safe_width), None), text_align="center")
+            opened.append(tc)
+            texts.append(tc.with_start(ln.start_s).with_duration(ln.end_s - ln.start_s)
+                         .with_position(("center", H - st.margin_bottom_px - tc.h)))
+        picture = CompositeVideoClip([video, *texts], size=(W, H))
+        voices = [AudioFileClip(str(wav), fps=48_000).with_start(ln.start_s) for ln, wav in zip(cut.lines, cut.speech)]
+        music = AudioFileClip(str(s.music), fps=48_000)
+        opened += [*voices, music]
+        bed = (music.with_effects([afx.AudioLoop(duration=dur)])
+               .with_effects([afx.MultiplyVolume(10 ** (s.music_gain_db / 20)), afx.AudioFadeIn(m.fade_s),
+                              afx.AudioFadeOut(m.fade_s)])
+               .transform(duck))
+        sound = CompositeAudioClip([bed, *voices]).with_duration(dur)
+        final = picture.with_audio(sound).with_duration(dur)
+        if length < dur:
+            final = final.subclipped(0, length)
+        final.write_videofile(str(out), fps=p.fps, codec="libx264", preset=e.x264_preset, audio_codec="aac",
+                              audio_bitrate=f"{e.audio_kbps}k", audio_fps=48_000, logger=None,
+                              temp_audiofile_path=str(run_dir),
+                              ffmpeg_params=["-crf", str(e.crf), "-profile:v", "high", "-movflags", "+faststart"])
+        dt = time.perf_counter() - t0
+    finally:
+        for c in opened:
+            c.close()
+    return dt, out, length
+
+
+# --- report --------------------------------------------------------------------------------------
+
+def describe(path: Path) -> str:
+    from stages.loudness import measure_ebur128
+    from stages.media import probe
+
+    i = probe(path)
+    loud = measure_ebur128(path)
+    return (f"{i.duration_s:.2f} s, {i.frames} frames, {i.width}x{i.height} {i.video_codec} {i.pix_fmt} "
+            f"{i.fps:g} fps, {i.audio_codec} {i.sample_rate} Hz {i.channels} ch, "
+            f"{loud.integrated_lufs:.1f} LUFS / {loud.true_peak_dbtp:.1f} dBTP, {path.stat().st_size / 1e6:.1f} MB")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="See the module docstring (the top of this file) for what is compared.")
+    ap.add_argument("--repeats", type=int, default=2, help="alternating A/B rounds; medians compared (default 2)")
+    ap.add_argument("--clips", choices=("animatic", "testsrc2"), default="animatic",
+                    help="what the shot clips show: the animatic backend's drawn stills + zoompan (default), "
+                         "or ffmpeg's testsrc2 pattern (quicker setup, harder to encode)")
+    ap.add_argument("--skip-moviepy", action="store_true", help="leave out the moviepy contestant")
+    ap.add_argument("--moviepy-seconds", type=float, metavar="N",
+                    help="moviepy renders only the first N s; its time is scaled by 60/N (default: all 60 s)")
+    ap.add_argument("--keep", type=Path, metavar="DIR",
+                    help="work in DIR and keep it (clips, speech and outputs); setup files found there are "
+                         "reused. Default: a temp dir, removed")
+    a = ap.parse_args(argv)
+    if a.repeats < 1:
+        ap.error("--repeats must be at least 1")
+    if a.moviepy_seconds is not None and not 0 < a.moviepy_seconds:
+        ap.error("--moviepy-seconds must be positive")
+
+    work = a.keep.resolve() if a.keep else Path(tempfile.mkdtemp(prefix="dramaforge-bench-assembly-"))
+    work.mkdir(parents=True, exist_ok=True)
+    t_all = time.monotonic()
+    try:
+        log(f"work dir {work}; code from {REPO}; {os.cpu_count()} CPUs")
+        import flows.tasks  # noqa: F401  (Prefect and the stages: imported before any timing)
+        import moviepy  # noqa: F401
+
+        s = setup(work, a.clips)
+        dur = s.cut.duration_s
+        a_times, b_times, spent = [], [], []
+        a_out = b_out = None
+        for r in range(a.repeats):
+            for who in ("AB" if r % 2 == 0 else "BA"):
+                if who == "A":
+                    log(f"round {r + 1}/{a.repeats}: dramaforge…")
+                    dt, a_out, st = run_dramaforge(s, work / "run-dramaforge")
+                    a_times.append(dt)
+                    spent.append(st)
+                    log(f"  dramaforge {dt:.1f} s (" + ", ".join(f"{k} {v:.1f}" for k, v in st.items()) + ")")
+                else:
+                    log(f"round {r + 1}/{a.repeats}: reference ffmpeg…")
+                    dt, b_out = run_reference(s, work / "run-reference")
+                    b_times.append(dt)
+                    log(f"  reference {dt:.1f} s")
+        a_med, b_med = statistics.median(a_times), statistics.median(b_times)
+
+        c_line = None
+        if not a.skip_moviepy:
+            log(f"moviepy ({a.moviepy_seconds or dur:g} s of {dur:g})… (slow: it composites frame by frame in Python)")
+            c_dt, c_out, c_len = run_moviepy(s, work / "run-moviepy", a.moviepy_seconds)
+            c_scaled = c_dt * dur / c_len
+            log(f"  moviepy {c_dt:.1f} s for {c_len:g} s")
+            c_line = (c_dt, c_out, c_len, c_scaled)
+
+        def runs(ts: list[float]) -> str:
+            return ", ".join(f"{t:.1f}" for t in ts)
+
+        n_lines = len(s.cut.lines)
+        print(f"episode: {dur:g} s, {SHOTS} shots of {SHOT_S:g} s at {W}x{H} {FPS} fps ({s.clip_source} clips), "
+              f"{n_lines} spoken lines (eSpeak NG), {MUSIC_S:g} s music looped, cards off; "
+              f"x264 {s.project.encoding.x264_preset} crf {s.project.encoding.crf}, "
+              f"AAC {s.project.encoding.audio_kbps}k; {a.repeats} alternating rounds")
+        print(f"dramaforge assemble_episode_task: runs {runs(a_times)} s, median {a_med:.1f} s")
+        keys = sorted({k for st in spent for k in st}, key=["subtitles", "mix", "loudness", "conform",
+                                                              "encode"].index)
+        inside = {k: statistics.median(st.get(k, 0.0) for st in spent) for k in keys}
+        print("  of which (medians): " + ", ".join(
+            f"{k} {v:.1f} s" + (" (inside mix)" if k == "loudness" else "") for k, v in inside.items())
+              + f", rest {a_med - sum(v for k, v in inside.items() if k != 'loudness'):.1f} s")
+        print(f"  output: {describe(a_out)}")
+        print(f"reference ffmpeg (one command): runs {runs(b_times)} s, median {b_med:.1f} s")
+        print(f"  output: {describe(b_out)}")
+        if c_line is None:
+            print("moviepy-only: skipped (--skip-moviepy)")
+        else:
+            c_dt, c_out, c_len, c_scaled = c_line
+            if c_len < dur:
+                print(f"moviepy-only: {c_dt:.1f} s for the first {c_len:g} s, scaled x{dur / c_len:.2f} to "
+                      f"{c_scaled:.1f} s for {dur:g} s (one run)")
+            else:
+                print(f"moviepy-only: {c_dt:.1f} s (one run, full {dur:g} s)")
+            print(f"  output: {describe(c_out)}")
+            print(f"moviepy/ffmpeg ratio: {c_scaled / b_med:.2f}")
+        log(f"total benchmark wall time {time.monotonic() - t_all:.0f} s")
+        print(f"assembly/ffmpeg ratio: {a_med / b_med:.2f}", flush=True)
+    finally:
+        if not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
