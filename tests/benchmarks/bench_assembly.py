@@ -215,9 +215,9 @@ def setup(work: Path, clip_source: str) -> Setup:
             k = speaking_shots.index(i)
             lines = [ShotLine(character=CAST[k % 2][0], text=LINES[k], file="bench", line=100 + k, speech_s=durs[k])]
         loc, tod = LOCATIONS[(i // 5) % len(LOCATIONS)]
-        shot = Shot(id=f"ep01-sc{i // 5 + 1:02d}-sh{i + 1:03d}", episode=1, scene=i // 5 + 1, size=SIZES[i % len(SIZES)],
-                    camera=CAMERAS[i % len(CAMERAS)], location=loc, time=tod, duration_s=SHOT_S, file="bench",
-                    line=i + 1, lines=lines)
+        shot = Shot(id=f"ep01-sc{i // 5 + 1:02d}-sh{i + 1:03d}", episode=1, scene=i // 5 + 1,
+                    size=SIZES[i % len(SIZES)], camera=CAMERAS[i % len(CAMERAS)], location=loc, time=tod,
+                    duration_s=SHOT_S, file="bench", line=i + 1, lines=lines)
         shots.append(shot)
         if lines:
             speech[shot.id, 0] = (f"line{k:02d}", wavs[k])
@@ -333,7 +333,8 @@ def run_reference(s: Setup, run_dir: Path) -> tuple[float, Path]:
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     dt = time.perf_counter() - t
     if proc.returncode != 0:
-        raise SystemExit(f"reference ffmpeg failed ({proc.returncode}):\n{proc.stderr.decode(errors='replace')[-3000:]}")
+        tail = proc.stderr.decode(errors="replace")[-3000:]
+        raise SystemExit(f"reference ffmpeg failed ({proc.returncode}):\n{tail}")
     return dt, out
 
 
@@ -465,7 +466,7 @@ def main(argv: list[str] | None = None) -> None:
 
         c_line = None
         if not a.skip_moviepy:
-            log(f"moviepy ({a.moviepy_seconds or dur:g} s of {dur:g})… (slow: it composites frame by frame in Python)")
+            log(f"moviepy ({a.moviepy_seconds or dur:g} s of {dur:g})… (slow: composites frame by frame in Python)")
             c_dt, c_out, c_len = run_moviepy(s, work / "run-moviepy", a.moviepy_seconds)
             c_scaled = c_dt * dur / c_len
             log(f"  moviepy {c_dt:.1f} s for {c_len:g} s")
