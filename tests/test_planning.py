@@ -161,6 +161,12 @@ def test_every_template_renders_under_strict_undefined(kind, tmp_path):
     bare = speech_request("Almost.", "nobody", voiced, root)
     assert bare.instructions is None  # nothing to direct: no instructions sent
     used.add("speech_instructions.j2")
+    from stages.make_references import sheet_requests
+
+    for c in lp.project.cast:
+        front, side = sheet_requests(c, 1, lp.project, root)
+        assert c.description in front.prompt and "three-quarter" in side.prompt
+    used.add("reference_sheet.j2")
     assert used == {p.name for p in TEMPLATES_DIR.glob("*.j2")}  # a new template needs a test here
 
 
