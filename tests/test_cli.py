@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from conftest import REPO, run_cli
 
@@ -69,3 +71,24 @@ def test_plan_json_is_shotlists():
     proc = run_cli("plan", str(REPO / "projects" / "demo"), "--episodes", "1", "--json")
     data = json.loads(proc.stdout)
     assert data[0]["episode"] == 1 and data[0]["shots"][0]["id"] == "ep01-sc01-sh001"
+
+
+def test_the_default_path_never_imports_torch_or_model_runtimes():
+    """Every module a default render loads, every backend constructed for its identity (as `status`
+    does): none of the heavy model runtimes is imported."""
+    code = (
+        "import sys, importlib, pkgutil, stages, flows\n"
+        "for m in pkgutil.walk_packages(stages.__path__, 'stages.'): importlib.import_module(m.name)\n"
+        "for m in pkgutil.walk_packages(flows.__path__, 'flows.'): importlib.import_module(m.name)\n"
+        "from stages.schema import Project\n"
+        "from stages.backends.registry import make_video_backend, make_image_backend, make_speech_backend\n"
+        "p = Project.model_validate({'title': 't', 'backends': {'video': 'diffusers', 'diffusers': "
+        "{'pipeline': 'WanPipeline', 'model': '/m'}, 'image': {'kind': 'diffusers', 'pipeline': 'FluxPipeline', "
+        "'model': '/m'}}})\n"
+        "make_video_backend(p.backends).identity(); make_image_backend(p.backends.image).identity()\n"
+        "[make_speech_backend(n, p.backends).identity() for n in ('espeak', 'piper', 'openai')]\n"
+        "heavy = {'torch', 'diffusers', 'transformers', 'piper', 'onnxruntime', 'accelerate'} & set(sys.modules)\n"
+        "print(sorted(heavy))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]", proc.stdout
