@@ -115,7 +115,7 @@ class DiffusersOptions(Model):
     height: int | None = Field(None, ge=16)
     fps: int = Field(16, ge=1, le=120, description="frames per second the model makes (Wan: 16, LTX: 24)")
     max_frames: int = Field(81, ge=1, description="the most frames one call may make (Wan: 81)")
-    frame_multiple: int = Field(4, ge=1, description="frame counts are k*multiple+1 (Wan, LTX: 4; SVD: 1)")
+    frame_multiple: int = Field(4, ge=1, description="frame counts are k*multiple+1 (Wan: 4, LTX: 8, SVD: 1)")
     call: dict = Field(default_factory=dict, description="extra keyword arguments for the pipeline call")
 
 

@@ -62,8 +62,9 @@ def _wan_transformer(cls_name: str = "WanTransformer3DModel", **kw):
     return getattr(diffusers, cls_name)(**{**args, **kw})
 
 
-def build_tiny_pipeline(kind: str, folder: Path) -> Path:
-    """Build a tiny random pipeline of `kind` (wan, wan-i2v, wan-vace, svd, sd) and save it to `folder`."""
+def build_tiny_pipeline(kind: str, folder: Path, rope_max_seq_len: int = 32) -> Path:
+    """Build a tiny random pipeline of `kind` (wan, wan-i2v, wan-vace, svd, sd) and save it to `folder`.
+    Wan's `rope_max_seq_len` bounds the latent size: 32 allows 512 px; the benchmark raises it."""
     import diffusers
     import torch
     import transformers
@@ -71,7 +72,8 @@ def build_tiny_pipeline(kind: str, folder: Path) -> Path:
     sched = diffusers.FlowMatchEulerDiscreteScheduler(shift=7.0)
     if kind == "wan":
         te, tok = _text_encoder()
-        pipe = diffusers.WanPipeline(transformer=_wan_transformer(), vae=_wan_vae(), scheduler=sched,
+        pipe = diffusers.WanPipeline(transformer=_wan_transformer(rope_max_seq_len=rope_max_seq_len),
+                                     vae=_wan_vae(), scheduler=sched,
                                      text_encoder=te, tokenizer=tok)
     elif kind == "wan-i2v":
         te, tok = _text_encoder()
