@@ -37,10 +37,13 @@ the music cache of `stages.mix_audio` cleared before each run, so it decodes and
 time, as a fresh render does; every run of A gets a fresh build folder (no ledger hit). B is a child
 process started from here. A does more than B (the SRT/VTT files, an exact gain-envelope duck, a loudness
 normaliser that lands within 0.3 LU, a validated result); that extra is what the ratio prices.
-The outputs' lengths, frame counts, formats and loudness are printed to show the work is equal.
+The outputs' lengths, frame counts, formats and loudness are printed to show the work is equal. They are,
+except the loudness: single-pass `loudnorm` (dynamic mode under a true-peak ceiling) falls short of the
+target on eSpeak's peaky speech (about -18 LUFS for -14 here), and moviepy does not normalise at all.
 
 The last stdout line is `assembly/ffmpeg ratio: X.XX` (A's median / B's median; the goal is <= 1.3).
-Progress goes to stderr. Needs 2+ GB of disk in the temp dir; the setup takes a few minutes.
+Progress goes to stderr. Needs a few hundred MB in the temp dir; the setup takes a minute or two
+(on 2 cores), a whole run with moviepy about 8-15 minutes.
 """
 
 from __future__ import annotations
@@ -377,7 +380,8 @@ def run_moviepy(s: Setup, run_dir: Path, seconds: float | None) -> tuple[float, 
                 continue
             tc = TextClip(font=str(font_file()), text=ln.text, font_size=st.size_px, color=st.color,
                           stroke_color=st.outline_color, stroke_width=st.outline_px, method="caption",
-                          size=(int(W * st.safe_width), None), text_align="center")
+                          size=(int(W * st.safe_width), None), text_align="center",
+                          margin=(0, 2 * st.size_px // 4))  # without it, caption mode crops the last line
             opened.append(tc)
             texts.append(tc.with_start(ln.start_s).with_duration(ln.end_s - ln.start_s)
                          .with_position(("center", H - st.margin_bottom_px - tc.h)))
