@@ -77,7 +77,7 @@ class Ledger:
                 if self._key not in _ready:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
                     with self._db() as db:
-                        db.execute("PRAGMA journal_mode=WAL")
+                        _wal(db)
                         db.executescript(_SCHEMA)
                     _ready.add(self._key)
 
@@ -97,7 +97,7 @@ class Ledger:
             db.execute("PRAGMA synchronous=NORMAL")
             conns[self._key] = db
             if self._key not in _ready:
-                db.execute("PRAGMA journal_mode=WAL")
+                _wal(db)
                 db.executescript(_SCHEMA)
                 _ready.add(self._key)
         return _Reused(db)
@@ -206,6 +206,23 @@ class _Reused:
 
     def __exit__(self, *exc) -> None:
         pass
+
+
+def _wal(db: sqlite3.Connection) -> None:
+    """Switch to WAL once per database. SQLite answers this pragma `database is locked` at once,
+    without its busy handler, while another process opens the same new database: so wait here."""
+    import random
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.02, 0.1))
 
 
 def _alive(pid: int) -> bool:

@@ -200,3 +200,4 @@ def test_retry_condition_retries_only_transient_and_honours_retry_after():
     waited = time.monotonic() - t0
     assert waited + 0.05 >= 0.4  # with Prefect's own 0.05 s backoff, the provider's 0.4 s is honoured
     assert _transient_only(_Task, _Run, _State(TransientError("429", retry_after_s=3600))) is False  # too long
+
