@@ -66,11 +66,11 @@ def check_project(root: Path) -> CheckReport:
                 f"cast {c.id}: eSpeak NG has no language {c.voice.language!r} (try en-us, en-gb, cmn, yue)")))
     report.errors.extend(e.to_dict() for e in blockers(lp))
     sub = project.subtitles
-    if sub.margin_bottom_px < 0.1 * project.height:  # where the platforms put caption, music and progress bar
+    if sub.margin_bottom_px < 192:  # 10% of 1920: where the platforms put caption, music and progress bar
         report.warnings.append(Warning_(file=yaml_file, line=1, message=(
             f"subtitles.margin_bottom_px {sub.margin_bottom_px} puts subtitles under the platform's caption "
-            f"and controls; keep it at least {int(0.1 * project.height)} (10% of the frame height)")))
-    elif sub.margin_bottom_px + 3 * sub.size_px * 1.3 > 0.5 * project.height:
+            "and controls; keep it at least 192 (10% of the height; sizes are for a 1080x1920 frame)")))
+    elif sub.margin_bottom_px + 3 * sub.size_px * 1.3 > 960:
         report.warnings.append(Warning_(file=yaml_file, line=1, message=(
             f"subtitles.margin_bottom_px {sub.margin_bottom_px} lifts three-line subtitles above the middle "
             "of the frame, over faces; 15-25% of the height is usual")))

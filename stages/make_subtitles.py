@@ -98,8 +98,11 @@ def make_subtitles(cues: list[Cue], style: SubtitleStyle, *, width: int, height:
 
     from stages.fonts import pil_font
 
-    font = pil_font(style.size_px, style.font)
-    small = pil_font(int(style.size_px * 0.75), style.font)
+    # Sizes are given for a 1080x1920 frame and scale with the output (a 720p preview, a square cut).
+    k, kv = width / 1080, height / 1920
+    size_px = max(8, round(style.size_px * k))
+    font = pil_font(size_px, style.font)
+    small = pil_font(int(size_px * 0.75), style.font)
     max_w = width * style.safe_width
     margin = int(width * (1 - style.safe_width) / 2)
     subs = pysubs2.SSAFile()
@@ -108,11 +111,11 @@ def make_subtitles(cues: list[Cue], style: SubtitleStyle, *, width: int, height:
     subs.info["WrapStyle"] = "2"  # we wrap; libass must not re-wrap
     subs.info["ScaledBorderAndShadow"] = "yes"
     common = dict(fontname=style.font, primarycolor=_color(style.color), outlinecolor=_color(style.outline_color),
-                  backcolor=pysubs2.Color(0, 0, 0, 128), outline=style.outline_px, shadow=0,
+                  backcolor=pysubs2.Color(0, 0, 0, 128), outline=round(style.outline_px * k, 1), shadow=0,
                   marginl=margin, marginr=margin)
-    subs.styles["Default"] = pysubs2.SSAStyle(fontsize=style.size_px, alignment=pysubs2.Alignment.BOTTOM_CENTER,
-                                              marginv=style.margin_bottom_px, **common)
-    card_px = int(style.size_px * 1.25)
+    subs.styles["Default"] = pysubs2.SSAStyle(fontsize=size_px, alignment=pysubs2.Alignment.BOTTOM_CENTER,
+                                              marginv=round(style.margin_bottom_px * kv), **common)
+    card_px = int(size_px * 1.25)
     subs.styles["Card"] = pysubs2.SSAStyle(fontsize=card_px, alignment=pysubs2.Alignment.MIDDLE_CENTER,
                                            marginv=0, bold=True, **common)
     if translated is not None and len(translated) != len(cues):
@@ -128,7 +131,7 @@ def make_subtitles(cues: list[Cue], style: SubtitleStyle, *, width: int, height:
         text = r"\N".join(_ass_escape(ln) for ln in wrap_text(cue.text, font, max_w))
         if second and translated[i].strip():
             extra = r"\N".join(_ass_escape(ln) for ln in wrap_text(translated[i], small, max_w))
-            text += r"\N{\fs%d}" % int(style.size_px * 0.75) + extra
+            text += r"\N{\fs%d}" % int(size_px * 0.75) + extra
         subs.events.append(pysubs2.SSAEvent(start=start, end=end, text=text))
     srt = pysubs2.SSAFile()
     for ev in subs.events:

@@ -260,6 +260,8 @@ class Translation(Model):
 
 
 class SubtitleStyle(Model):
+    """Burned-in subtitles. Pixel sizes are for a 1080x1920 frame and scale with the output."""
+
     font: str = "Noto Sans CJK SC"
     size_px: int = Field(64, ge=12, le=200)
     outline_px: int = Field(4, ge=0, le=20)

@@ -47,7 +47,8 @@ def scored(tmp_path_factory):
     root.mkdir()
     _tone(root / "theme.wav", 1.7)  # shorter than the episode: it must loop
     _tone(root / "door.wav", 0.3, hz=440, amp=0.5)
-    yaml_text = TINY_YAML + ("audio:\n  music: {file: theme.wav, duck_db: 12, level_lufs: -26, fade_s: 0.5}\n")
+    yaml_text = TINY_YAML + ("audio:\n  music: {file: theme.wav, duck_db: 12, level_lufs: -26, fade_s: 0.5}\n"
+                             "width: 270\nheight: 480\n")  # the sound is under test: small frames
     script = TINY_SCRIPT.replace("Steam rises from a kettle.\n",
                                  "Steam rises from a kettle.\n\n[[sfx: door.wav]]\n\n>THE NEXT MORNING<\n")
     (root / "project.yaml").write_text(yaml_text, encoding="utf-8")

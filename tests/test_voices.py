@@ -76,6 +76,7 @@ def test_openai_voice_and_translated_subtitles_render_end_to_end(tiny_project, s
     yaml_text = TINY_YAML.replace(
         "    voice: {language: en-gb, variant: m3, pitch: 35}",
         "    voice: {backend: openai, voice: onyx, speed: 1.1, notes: 'gravelly, tired harbour-master'}")
+    yaml_text += "width: 270\nheight: 480\n"
     yaml_text += (f"backends:\n  openai: {{base_url: '{server.base_url}', speech_model: tts-test}}\n"
                   f"subtitles:\n  translation: {{language: fr, base_url: '{server.base_url}', model: chat-test}}\n")
     (tiny_project / "project.yaml").write_text(yaml_text, encoding="utf-8")
