@@ -29,9 +29,12 @@ test: $(VENV)/.installed-test
 test-slow: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m slow
 
-# The orchestration benchmark (minutes): prints per-shot overhead, no-op re-render time, peak RSS.
+# The benchmarks (minutes each): orchestration overhead, episode assembly vs one ffmpeg command
+# (and moviepy), the diffusers backend vs its pipeline called directly.
 bench: $(VENV)/.installed-test
 	PYTHONPATH=. $(BIN)/python tests/benchmarks/bench_orchestration.py
+	PYTHONPATH=. $(BIN)/python tests/benchmarks/bench_assembly.py
+	PYTHONPATH=. $(BIN)/python tests/benchmarks/bench_diffusers.py
 
 clean:
 	rm -rf $(VENV) projects/*/build
