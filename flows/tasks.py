@@ -272,8 +272,12 @@ def assemble_episode_task(cut: Cut, unit_id: str, episode: int, project, paths, 
             cards = (clips[0] if cut.opening else None, clips[-1] if cut.ending else None)
             write_otio(cut, shotlist, project.fps, paths.episodes / f"{unit_id}.otio", title=series,
                        card_clips=cards)
-            lead = project.cards.opening_s if cut.opening else 0.0
-            make_poster(out, poster_time(shotlist, lead_s=lead), series,
+            # the chosen shot's own clip: the picture without subtitles or cards
+            at, i = poster_time(shotlist), 0
+            while i < len(cut.durations) - 1 and at >= cut.durations[i]:
+                at -= cut.durations[i]
+                i += 1
+            make_poster(cut.clips[i], at, series,
                         " · ".join(t for t in (f"{unit_id.upper()}", episode_title) if t),
                         paths.episodes / f"{unit_id}.jpg", font_name=project.subtitles.font)
     except Exception as exc:
