@@ -81,7 +81,8 @@ def _console():
 
 @app.command()
 def render(project: ProjectArg, episodes: EpisodesOpt = None, dask: DaskOpt = None) -> None:
-    """Render episodes to PROJECT/build/episodes/epNN.mp4 (+ .srt .vtt .ass), making only what is missing or changed."""
+    """Render episodes to PROJECT/build/episodes/epNN.mp4 (+ .srt .vtt subtitles, a .jpg poster and an .otio
+    timeline for editors; build/series.json lists them), making only what is missing or changed."""
     from stages.load_project import load_project
 
     lp = load_project(project)
