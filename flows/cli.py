@@ -59,6 +59,8 @@ def parse_episode_spec(spec: str | None, available: list[int]) -> list[int]:
 def _ranges(nums: list[int]) -> str:
     if not nums:
         return "none"
+    if len(nums) == 1:
+        return str(nums[0])
     return f"{nums[0]}-{nums[-1]}" if nums == list(range(nums[0], nums[-1] + 1)) else ",".join(map(str, nums))
 
 
@@ -79,27 +81,39 @@ def _console():
     return Console(stderr=True, soft_wrap=True)  # never break paths or file:line across lines
 
 
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="print what would be made, reused, and what it "
+                                          "would cost and take (from `rates` in project.yaml); make nothing")]
+MaxCostOpt = Annotated[Optional[float], typer.Option(
+    "--max-cost", metavar="AMOUNT", min=0, help="refuse to start if the estimate is over AMOUNT (in "
+    "rates.currency), or unknown because a billed backend has no rate")]
+
+
 @app.command()
-def render(project: ProjectArg, episodes: EpisodesOpt = None, dask: DaskOpt = None) -> None:
+def render(project: ProjectArg, episodes: EpisodesOpt = None, dask: DaskOpt = None, dry_run: DryRunOpt = False,
+           max_cost: MaxCostOpt = None) -> None:
     """Render episodes to PROJECT/build/episodes/epNN.mp4 (+ .srt .vtt subtitles, a .jpg poster and an .otio
-    timeline for editors; build/series.json lists them), making only what is missing or changed."""
+    timeline for editors; build/series.json lists them, build/review/index.html shows them), making only
+    what is missing or changed."""
     from stages.load_project import load_project
 
     lp = load_project(project)
-    _render(lp, parse_episode_spec(episodes, [e.number for e in lp.script.episodes]), dask)
+    _render(lp, parse_episode_spec(episodes, [e.number for e in lp.script.episodes]), dask, dry_run=dry_run,
+            max_cost=max_cost)
 
 
-def _render(lp, numbers: list[int], dask: str | None = None) -> None:
+def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = False,
+            max_cost: float | None = None, force: set[str] = frozenset()) -> None:
     """Run the Prefect flow over the episodes in `numbers` that are not up to date; exit 1 if shots failed.
 
     An episode whose exact cut exists (same clips, speech, timing and settings) is skipped before
-    Prefect starts, so a no-op re-render costs about as much as `status`.
+    Prefect starts, so a no-op re-render costs about as much as `status`. `dry_run` prints the
+    estimate instead; `max_cost` refuses a render whose estimate is over it (or unknown).
     """
     from stages.artifacts import BuildPaths, sweep_partials
     from stages.ledger import Ledger
 
     console = _console()
-    if dask:
+    if dask and not dry_run:
         from flows.tasks import dask_runner
 
         dask_runner(dask)  # refuse now, before any work, if the extra is missing
@@ -121,14 +135,19 @@ def _render(lp, numbers: list[int], dask: str | None = None) -> None:
     if not numbers:
         console.print("nothing to render")
         return
+    started = time.monotonic()
+    eps = _status(lp, numbers, verify=True)
+    if dry_run:
+        _print_estimate(_estimate(lp, eps, force), lp)
+        return
+    if max_cost is not None:
+        _check_cost(_estimate(lp, eps, force), max_cost)
     paths = BuildPaths(lp.build)
     paths.make_dirs()
     swept = sweep_partials(paths.root)  # temp files of a killed render
     interrupted = Ledger(paths.ledger).reconcile()
     if swept or interrupted:
         console.print(f"resuming: {interrupted} interrupted unit(s), {swept} partial file(s) removed")
-    started = time.monotonic()
-    eps = _status(lp, numbers, verify=True)
     current = [e for e in eps if e.assembly == "done"]
     todo = [e for e in eps if e.assembly != "done"]
     if current:
@@ -138,6 +157,8 @@ def _render(lp, numbers: list[int], dask: str | None = None) -> None:
                                   for e in eps])
         if not (paths.root / "series.json").exists():
             _write_series(lp)
+        if not (paths.root / "review" / "index.html").exists():
+            _write_review(lp)
         console.print(f"[green]nothing to do[/] ({time.monotonic() - started:.1f}s)")
         return
     numbers = [e.number for e in todo]
@@ -171,6 +192,8 @@ def _render(lp, numbers: list[int], dask: str | None = None) -> None:
     outcomes += [{"episode": e.number, "mp4": e.mp4, "reused": True, "failed": [], "stopped": []} for e in current]
     failed = _report_outputs(console, sorted(outcomes, key=lambda o: o["episode"]))
     _write_series(lp)
+    review = _write_review(lp)
+    console.print(f"  review: {_esc(str(review))}")
     if any(o.get("blocked") for o in outcomes):
         console.print("[red]fix the voices, lines or references above[/] (project.yaml cast, backends), "
                       f"then `dramaforge render {_esc(str(lp.root))}` again")
@@ -180,6 +203,79 @@ def _render(lp, numbers: list[int], dask: str | None = None) -> None:
                       f"then `dramaforge rerun {_esc(str(lp.root))} --failed`")
         raise typer.Exit(1)
     console.print(f"[green]done[/] in {time.monotonic() - started:.1f}s")
+
+
+def _estimate(lp, eps, force: set[str] = frozenset()):
+    from stages.artifacts import BuildPaths
+    from stages.backends.registry import make_image_backend
+    from stages.estimate_render import estimate_render
+    from stages.ledger import Ledger
+
+    ledger_path = BuildPaths(lp.build).ledger
+    video, speech = _backends(lp)
+    return estimate_render(eps, lp.project, video=video, image=make_image_backend(lp.project.backends.image),
+                           speech=speech, ledger=Ledger(ledger_path) if ledger_path.exists() else None,
+                           force=set(force))
+
+
+def _check_cost(est, max_cost: float) -> None:
+    """Refuse (exit 2, before any work) a render over budget, or one that cannot be priced."""
+    from stages.estimate_render import rate_hint
+
+    if est.unpriced:
+        w = est.unpriced[0]
+        raise InputError(f"--max-cost {max_cost:g}: cannot price {w.todo} {w.kind} unit(s) on {w.backend}, "
+                         "which may charge and has no rate", hint=f"set {rate_hint(w)} in project.yaml "
+                         "(0 for a free local server), then run `dramaforge estimate` to check")
+    if est.cost > max_cost:
+        raise InputError(f"this render would cost about {est.currency} {est.cost:,.2f}, over --max-cost "
+                         f"{max_cost:,.2f} (nothing was started)",
+                         hint="render fewer episodes (--episodes 1-2), raise --max-cost, or see "
+                              "`dramaforge estimate` for what would be made")
+
+
+def _print_estimate(est, lp) -> None:
+    from stages.estimate_render import rate_hint
+
+    def money(v):
+        return "unknown" if v is None else "free" if v == 0 else f"{est.currency} {v:,.2f}"
+
+    def hms(v):
+        if v is None:
+            return "time unknown"
+        v = round(v)
+        return f"~{v} s" if v < 60 else f"~{v // 60} min {v % 60:02d} s" if v < 3600 else \
+            f"~{v // 3600} h {v % 3600 // 60:02d} min"
+
+    up = f"; up to date: {_ranges(est.up_to_date)}" if est.up_to_date else ""
+    if not est.episodes:
+        print(f"{lp.project.title}: nothing to render{up}")
+        return
+    print(f"{lp.project.title}: would render episode(s) {_ranges(est.episodes)}{up}")
+    what = {"video": ("shot", "to make", "reused"), "speech": ("line", "to speak", "reused"),
+            "image": ("image", "to make", "reused"), "assembly": ("episode", "to assemble", "up to date")}
+    for w in est.work:
+        if not (w.todo or w.cached):
+            continue
+        noun, verb, kept = what[w.kind]
+        size = f" ({w.todo_s:.1f} s of video)" if w.kind == "video" and w.todo else \
+            f" ({w.chars} chars)" if w.kind == "speech" and w.todo else ""
+        amount = f"{w.todo} {noun}(s) {verb}{size}, {w.cached} {kept}"
+        timing = hms(w.time_s) + (f" ({w.basis})" if w.basis else "") if w.todo else ""
+        if w.kind == "video" and w.todo and w.time_s is not None:
+            timing += f", {est.concurrency} at once"
+        print(f"  {w.kind:<8} {w.backend:<13} {amount:<52} {money(w.cost) if w.todo else '':>12}  {timing}")
+    print(f"  total: {money(est.cost)}, {hms(est.time_s)} of rendering")
+    for w in est.unpriced:
+        print(f"  cost unknown: {w.backend} may charge and has no rate; set {rate_hint(w)}")
+    for w in est.work:
+        if w.todo and w.time_s is None and w.kind != "assembly":
+            print(f"  time unknown: no rate for {w.backend} and nothing measured yet; set {rate_hint(w)}")
+    for n, ids in est.shots.items():
+        if ids:
+            shown = ", ".join(ids[:6]) + (f", … (+{len(ids) - 6}; `dramaforge estimate --json` lists all)"
+                                          if len(ids) > 6 else "")
+            print(f"  ep{n:02d}: {len(ids)} shot(s) to make: {shown}")
 
 
 def _report_outputs(console, outcomes: list[dict]) -> list[str]:
@@ -240,14 +336,54 @@ def _esc(text: str) -> str:
     return escape(text)
 
 
-def _status(lp, numbers=None, *, verify: bool = False):
-    from stages.backends.registry import make_speech_backend, make_video_backend
-    from stages.project_status import project_status
-
+def _backends(lp):
+    """(video backend, speech(engine)) for keys and identities: nothing is loaded or called."""
     import functools
 
-    speech = functools.cache(lambda engine: make_speech_backend(engine, lp.project.backends))
-    return project_status(lp, make_video_backend(lp.project.backends), speech, numbers, verify=verify)
+    from stages.backends.registry import make_speech_backend, make_video_backend
+
+    return (make_video_backend(lp.project.backends),
+            functools.cache(lambda engine: make_speech_backend(engine, lp.project.backends)))
+
+
+def _status(lp, numbers=None, *, verify: bool = False):
+    from stages.project_status import project_status
+
+    video, speech = _backends(lp)
+    return project_status(lp, video, speech, numbers, verify=verify)
+
+
+@app.command()
+def estimate(project: ProjectArg, episodes: EpisodesOpt = None,
+             as_json: Annotated[bool, typer.Option("--json", help="print the estimate (every unit to make) as JSON")
+                                ] = False) -> None:
+    """What a render would make and reuse, and what it would cost and take (same as `render --dry-run`)."""
+    from stages.load_project import load_project
+
+    lp = load_project(project)
+    numbers = parse_episode_spec(episodes, [e.number for e in lp.script.episodes])
+    if as_json:
+        print(json.dumps(_estimate(lp, _status(lp, numbers, verify=True)).to_dict(), ensure_ascii=False, indent=1))
+        return
+    _render(lp, numbers, dry_run=True)
+
+
+@app.command()
+def review(project: ProjectArg) -> None:
+    """Write the review site: build/review/index.html (every episode) and epNN.html (each shot's storyboard
+    card: picture, prompt, dialogue, state, the re-run command; clips play inline). Opens from disk."""
+    from stages.load_project import load_project
+
+    print(_write_review(load_project(project), project))
+
+
+def _write_review(lp, shown: Path | None = None) -> Path:
+    """Refresh build/review/ from the ledger and the files on disk; `shown` is the project path to print in
+    re-run commands (as the user typed it)."""
+    from stages.artifacts import BuildPaths
+    from stages.write_review import write_review
+
+    return write_review(lp, _status(lp), BuildPaths(lp.build), command_root=str(shown or lp.root))
 
 
 @app.command()
@@ -285,7 +421,7 @@ def rerun(project: ProjectArg,
           shot: Annotated[Optional[list[str]], typer.Option("--shot", metavar="ID", help="these shots, made anew")] = None,
           stale: Annotated[bool, typer.Option("--stale", help="shots whose inputs changed")] = False,
           episode: Annotated[Optional[int], typer.Option("--episode", metavar="N", help="one whole episode")] = None,
-          dask: DaskOpt = None) -> None:
+          dask: DaskOpt = None, dry_run: DryRunOpt = False, max_cost: MaxCostOpt = None) -> None:
     """Re-run failed, stale or chosen shots (and re-assemble their episodes); nothing else is redone."""
     from stages.load_project import load_project
 
@@ -304,6 +440,11 @@ def rerun(project: ProjectArg,
             if unknown:
                 raise InputError(f"no shot {', '.join(unknown)} in this project",
                                  hint=f"see the ids with `dramaforge status {project}`")
+            numbers = sorted({by_id[i][0] for i in shot})
+            if dry_run:  # nothing is touched: the chosen shots are counted as made anew
+                return _render(lp, numbers, dry_run=True, force=set(shot))
+            if max_cost is not None:  # checked before their files are dropped
+                _check_cost(_estimate(lp, [e for e in eps if e.number in numbers], set(shot)), max_cost)
             from stages.artifacts import BuildPaths
             from stages.ledger import Ledger
 
@@ -314,11 +455,10 @@ def rerun(project: ProjectArg,
                 artifact = by_id[i][1].artifact
                 if artifact and Path(artifact).exists():
                     Path(artifact).unlink()
-            numbers = sorted({by_id[i][0] for i in shot})
         else:
             wanted = ("failed", "rejected", "interrupted") if failed else ("stale",)
             numbers = sorted({n for n, s in by_id.values() if s.state in wanted})
-    _render(lp, numbers, dask)
+    _render(lp, numbers, dask, dry_run=dry_run, max_cost=max_cost)
 
 
 @app.command()

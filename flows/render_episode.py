@@ -26,7 +26,8 @@ def render_episode(project_dir: str, episode: int) -> dict:
     Returns {"episode", "mp4" (None if shots failed), "reused" (the cut was already made),
     "failed": [shot ids], "stopped": [shot ids not attempted after the failed-shot limit],
     "blocked": [why no shot was attempted: unspeakable lines (with episode, scene, file:line) or
-    reference sheets that could not be made]}.
+    reference sheets that could not be made], "shots": [{id, outcome, duration_s, images}],
+    "speech": [{engine, chars, seconds, reused}], "sheets_made": images made for reference sheets}.
     """
     # 1. the validated project and this episode's script
     started = time.time()
@@ -47,10 +48,13 @@ def render_episode(project_dir: str, episode: int) -> dict:
         ep.number, f"episode {ep.number}, scene {shot.scene}, {ln.file}:{ln.line}")
         for i, ln in enumerate(shot.lines)] for shot in shotlist.shots if shot.lines}
     speech = {sid: [f.result(raise_on_failure=False) for f in futures] for sid, futures in speech.items()}
+    spoken = [{"engine": speech_engine(project, ln.character), "chars": len(ln.text), "reused": r.reused,
+               "seconds": r.duration_s} for shot in shotlist.shots if shot.lines
+              for ln, r in zip(shot.lines, speech[shot.id]) if not isinstance(r, BaseException)]
     unspoken = [str(r) for rs in speech.values() for r in rs if isinstance(r, BaseException)]
     if unspoken:  # no video is paid for until every line has a voice (each reason is in the ledger too)
         return {"episode": ep.number, "mp4": None, "reused": False, "failed": [], "stopped": [], "shots": [],
-                "blocked": unspoken, "duration_s": None}
+                "blocked": unspoken, "duration_s": None, "speech": spoken, "sheets_made": 0}
     shotlist = time_shots(shotlist, {sid: [r.duration_s for r in rs] for sid, rs in speech.items()}, project)
     write_shotlist(shotlist, paths.shotlist(ep.id))
 
@@ -62,21 +66,28 @@ def render_episode(project_dir: str, episode: int) -> dict:
         cast = dict.fromkeys(c for s in shotlist.shots for c in s.characters if c in {m.id for m in project.cast})
         sheets = [make_references_task.submit(cid, ep.number, project, lp.root, image_json, paths.characters)
                   for cid in cast]
-        missing = [str(r) for r in (f.result(raise_on_failure=False) for f in sheets) if isinstance(r, BaseException)]
+        sheets = [f.result(raise_on_failure=False) for f in sheets]
+        missing = [str(r) for r in sheets if isinstance(r, BaseException)]
+        sheets_made = sum(r[1] for r in sheets if not isinstance(r, BaseException))
         if missing:
             return {"episode": ep.number, "mp4": None, "reused": False, "failed": [], "stopped": [], "shots": [],
-                    "blocked": [f"reference sheet: {m}" for m in missing], "duration_s": None}
+                    "blocked": [f"reference sheet: {m}" for m in missing], "duration_s": None, "speech": spoken,
+                    "sheets_made": sheets_made}
+    else:
+        sheets_made = 0
     requests = planned_requests(shotlist.shots, project, lp.root, lp.script.characters, video, image, paths)
     futures = generate_shot_task.map(requests, video_json, unmapped(project.limits), paths.shots, paths.ledger,
                                      ep.number, started, image_json)
     clips = [f.result(raise_on_failure=False) for f in futures]
-    shots = [{"id": r.shot_id, "outcome": _outcome(c)} for r, c in zip(requests, clips)]
+    shots = [{"id": r.shot_id, "outcome": _outcome(c), "duration_s": r.duration_s,
+              "images": 0 if isinstance(c, BaseException) else c.images_made} for r, c in zip(requests, clips)]
+    made = {"speech": spoken, "sheets_made": sheets_made}
     stopped = [r.shot_id for r, c in zip(requests, clips) if isinstance(c, EpisodeStopped)]
     failed = [r.shot_id for r, c in zip(requests, clips) if isinstance(c, BaseException)
               and not isinstance(c, EpisodeStopped)]
     if failed or stopped:  # the ledger holds each reason; `dramaforge status` shows them
         return {"episode": ep.number, "mp4": None, "reused": False, "failed": failed, "stopped": stopped,
-                "shots": shots, "duration_s": shotlist.duration_s}
+                "shots": shots, "duration_s": shotlist.duration_s, **made}
 
     # 5. the cut: every clip, line, start time, cue and setting that shapes the finished episode
     cut = plan_cut(shotlist, [c.key for c in clips], [c.path for c in clips],
@@ -88,7 +99,7 @@ def render_episode(project_dir: str, episode: int) -> dict:
     out, reused = assemble_episode_task(cut, ep.id, ep.number, project, paths, lp.script.title or project.title,
                                          lp.root, shotlist, ep.title)
     return {"episode": ep.number, "mp4": str(out), "reused": reused, "failed": [], "stopped": [],
-            "shots": shots, "duration_s": shotlist.duration_s}
+            "shots": shots, "duration_s": shotlist.duration_s, **made}
 
 
 def _outcome(clip) -> str:

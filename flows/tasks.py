@@ -11,6 +11,7 @@ Waits are bounded where they happen instead (ffmpeg calls, locks, Retry-After, p
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import random
 import threading
@@ -159,7 +160,7 @@ def synthesize_speech_task(request, engine: str, backend_config: str, speech_dir
     backend = speech_backend(engine, backend_config)
     ledger = Ledger(ledger_path)
     key = speech_key(request, backend)
-    ledger.start(unit_id, kind="speech", episode=episode, spec_hash=key)
+    ledger.start(unit_id, kind="speech", episode=episode, spec_hash=key, backend=engine)
     try:
         result = synthesize_speech(request, backend, speech_dir)
     except Exception as exc:
@@ -178,7 +179,8 @@ def synthesize_speech_task(request, engine: str, backend_config: str, speech_dir
       retry_delay_seconds=exponential_backoff(backoff_factor=SHOT_BACKOFF_S)(SHOT_RETRIES),
       retry_condition_fn=_transient_only, **_common)
 def make_references_task(character_id: str, episode: int, project, project_dir, image_json: str, characters_dir):
-    """One character's reference sheet for this episode's look (made once, then reused by every shot)."""
+    """One character's reference sheet for this episode's look (made once, then reused by every shot):
+    (its paths, images made now)."""
     from stages.make_references import make_references
 
     lock_dir = Path(characters_dir) / ".locks"
@@ -218,13 +220,15 @@ def generate_shot_task(request, backend_config: str, limits: Limits, shots_dir, 
                 ledger.mark(request.shot_id, kind="shot", episode=episode, spec_hash=key, state="pending",
                             message=reason)
                 raise EpisodeStopped(reason)
-            ledger.start(request.shot_id, kind="shot", episode=episode, spec_hash=key)
+            ledger.start(request.shot_id, kind="shot", episode=episode, spec_hash=key, backend=backend.name)
             try:
+                keyframe_made = False
                 if request.keyframe is not None and image_json is not None:  # first frame, then motion
                     from stages.make_keyframe import make_keyframe
 
-                    make_keyframe(request, image_backend(image_json), request.keyframe.parent)
+                    _, keyframe_made = make_keyframe(request, image_backend(image_json), request.keyframe.parent)
                 result = generate_shot(request, backend, shots_dir, jobs=LedgerJobs(ledger, request.shot_id))
+                result = dataclasses.replace(result, images_made=int(keyframe_made))
             except Exception as exc:  # backend, ffmpeg or validation: recorded, then Prefect fails the task
                 state = "rejected" if isinstance(exc, RejectedError) else "failed"
                 ledger.fail(request.shot_id, state=state, error_class=type(exc).__name__, message=str(exc))

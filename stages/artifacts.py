@@ -180,6 +180,11 @@ class BuildPaths:
         return self.root / "work"
 
     @property
+    def review(self) -> Path:
+        """The review site: index.html, epNN.html, thumbnails and the page font."""
+        return self.root / "review"
+
+    @property
     def ledger(self) -> Path:
         return self.root / "ledger.sqlite"
 

@@ -16,6 +16,11 @@ def font_file() -> Path:
     return Path(noto_cjk_sans_otc.FONT_PATH)
 
 
+def face_index(family: str) -> int:
+    """Which face of the bundled collection is `family` (an unknown name: the default's)."""
+    return _FACES.get(family, _FACES[DEFAULT_FAMILY])
+
+
 def fonts_dir() -> Path:
     """The folder to hand libass (`subtitles=...:fontsdir=`): it holds only the bundled font."""
     return font_file().parent

@@ -18,6 +18,7 @@ class ShotResult:
     key: str
     reused: bool
     placeholder: bool = False
+    images_made: int = 0  # its keyframe, when the image backend made one for it now
 
 
 def shot_request(shot: Shot, project: Project, project_dir: Path, names: dict[str, str],

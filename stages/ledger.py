@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS units (
     pid         INTEGER,
     started_at  REAL,
     finished_at REAL,
-    seconds     REAL
+    seconds     REAL,
+    backend     TEXT
 );
 CREATE INDEX IF NOT EXISTS units_episode ON units(episode, kind);
 """
@@ -55,6 +56,7 @@ class Row:
     started_at: float | None
     finished_at: float | None
     seconds: float | None
+    backend: str | None = None  # what made it (video backend or speech engine): estimates use its times
 
 
 _local = threading.local()  # one connection per thread and ledger file, reused across calls
@@ -77,8 +79,7 @@ class Ledger:
                 if self._key not in _ready:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
                     with self._db() as db:
-                        _wal(db)
-                        db.executescript(_SCHEMA)
+                        _prepare(db)
                     _ready.add(self._key)
 
     def _db(self) -> "_Reused":
@@ -97,24 +98,24 @@ class Ledger:
             db.execute("PRAGMA synchronous=NORMAL")
             conns[self._key] = db
             if self._key not in _ready:
-                _wal(db)
-                db.executescript(_SCHEMA)
+                _prepare(db)
                 _ready.add(self._key)
         return _Reused(db)
 
-    def start(self, unit_id: str, *, kind: str, episode: int, spec_hash: str) -> int:
+    def start(self, unit_id: str, *, kind: str, episode: int, spec_hash: str, backend: str | None = None) -> int:
         """Mark a unit running in this process; returns its attempt number."""
         now = time.time()
         with self._db() as db:
             db.execute(
-                "INSERT INTO units(id, kind, episode, spec_hash, state, attempts, pid, started_at) "
-                "VALUES(?, ?, ?, ?, 'running', 1, ?, ?) "
+                "INSERT INTO units(id, kind, episode, spec_hash, state, attempts, pid, started_at, backend) "
+                "VALUES(?, ?, ?, ?, 'running', 1, ?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET kind=excluded.kind, episode=excluded.episode, "
+                "backend=COALESCE(excluded.backend, units.backend), "
                 "attempts=CASE WHEN units.spec_hash=excluded.spec_hash THEN units.attempts + 1 ELSE 1 END, "
                 "job_id=CASE WHEN units.spec_hash=excluded.spec_hash THEN units.job_id ELSE NULL END, "
                 "spec_hash=excluded.spec_hash, state='running', pid=excluded.pid, "
                 "started_at=excluded.started_at, error_class=NULL, message=NULL",
-                (unit_id, kind, episode, spec_hash, os.getpid(), now))
+                (unit_id, kind, episode, spec_hash, os.getpid(), now, backend))
             return db.execute("SELECT attempts FROM units WHERE id=?", (unit_id,)).fetchone()[0]
 
     def done(self, unit_id: str, *, spec_hash: str, kind: str, episode: int, artifact: Path, sha256: str | None,
@@ -178,6 +179,15 @@ class Ledger:
                 "SELECT id FROM units WHERE episode=? AND kind='shot' AND state IN ('failed', 'rejected') "
                 "AND finished_at >= ? ORDER BY id", (episode, since)).fetchall()]
 
+    def measured_seconds(self, kind: str, backend: str | None = None, *, last: int = 50) -> list[float]:
+        """How long the latest `last` units of this kind (made by `backend`) took to make, newest first."""
+        q, args = "SELECT seconds FROM units WHERE kind=? AND state='done' AND seconds > 0", [kind]
+        if backend is not None:
+            q += " AND backend=?"
+            args.append(backend)
+        with self._db() as db:
+            return [r[0] for r in db.execute(q + " ORDER BY finished_at DESC LIMIT ?", (*args, last)).fetchall()]
+
     def get(self, unit_id: str) -> Row | None:
         with self._db() as db:
             r = db.execute("SELECT * FROM units WHERE id=?", (unit_id,)).fetchone()
@@ -206,6 +216,19 @@ class _Reused:
 
     def __exit__(self, *exc) -> None:
         pass
+
+
+def _prepare(db: sqlite3.Connection) -> None:
+    """WAL, the table, and columns added since a ledger was first made."""
+    _wal(db)
+    db.executescript(_SCHEMA)
+    columns = {r[1] for r in db.execute("PRAGMA table_info(units)")}
+    if "backend" not in columns:
+        try:
+            db.execute("ALTER TABLE units ADD COLUMN backend TEXT")
+        except sqlite3.OperationalError as exc:  # another process added it first
+            if "duplicate column" not in str(exc):
+                raise
 
 
 def _wal(db: sqlite3.Connection) -> None:

@@ -29,12 +29,13 @@ def keyframe_path(shot: ShotRequest, backend: ImageBackend, out_dir: Path) -> Pa
     return out_dir / f"{spec_hash('keyframe', {'request': spec, 'backend': backend.identity()})}.png"
 
 
-def make_keyframe(shot: ShotRequest, backend: ImageBackend, out_dir: Path) -> Path:
-    """Make (or reuse) the keyframe; returns its path."""
+def make_keyframe(shot: ShotRequest, backend: ImageBackend, out_dir: Path) -> tuple[Path, bool]:
+    """Make (or reuse) the keyframe; returns its path and whether it was made now."""
     path = keyframe_path(shot, backend, out_dir)
     check = image_validator(width=shot.width, height=shot.height)
-    if not is_done(path, check):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path, validate=check) as tmp:
-            backend.generate_image(keyframe_request(shot), tmp)
-    return path
+    if is_done(path, check):
+        return path, False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, validate=check) as tmp:
+        backend.generate_image(keyframe_request(shot), tmp)
+    return path, True

@@ -57,8 +57,11 @@ def sheet_paths(character: Character, episode: int, project: Project, project_di
 
 
 def make_references(character: Character, episode: int, project: Project, project_dir: Path,
-                    backend: ImageBackend, out_root: Path) -> list[Path]:
-    """The character's sheet for `episode`, made (or copied in) if it is not there yet."""
+                    backend: ImageBackend, out_root: Path) -> tuple[list[Path], int]:
+    """The character's sheet for `episode`, made (or copied in) if it is not there yet.
+
+    Returns the sheet's paths and how many images the backend made for it now.
+    """
     _, own = character.look(episode)
     paths = sheet_paths(character, episode, project, project_dir, backend, out_root)
     paths[0].parent.mkdir(parents=True, exist_ok=True)
@@ -67,13 +70,15 @@ def make_references(character: Character, episode: int, project: Project, projec
             if not is_done(dst, image_validator()):
                 with atomic_path(dst, validate=image_validator()) as tmp:
                     shutil.copyfile(project_dir / src, tmp)
-        return paths
+        return paths, 0
+    made = 0
     for request, path in zip(sheet_requests(character, episode, project, project_dir), paths):
         check = image_validator(width=request.width, height=request.height)
         if not is_done(path, check):
             with atomic_path(path, validate=check) as tmp:
                 backend.generate_image(request, tmp)
-    return paths
+            made += 1
+    return paths, made
 
 
 def _spec(request: ImageRequest) -> dict:

@@ -17,7 +17,8 @@ from stages.generate_shot import placeholder_key, planned_requests, shot_key
 from stages.ledger import Ledger
 from stages.load_project import LoadedProject
 from stages.media import video_validator, wav_duration_s
-from stages.plan_shots import plan_shots
+from stages.plan_shots import estimate_speech_s, plan_shots
+from stages.schema import ShotList
 from stages.synthesize_speech import speech_engine, speech_key, speech_request
 from stages.time_shots import time_shots
 
@@ -30,6 +31,18 @@ class ShotStatus:
     attempts: int = 0
     artifact: str | None = None
     key: str | None = None  # the clip a render would use now (None until its speech exists)
+    keyframe: str | None = None  # the first frame it starts from, for image-to-video backends
+
+
+@dataclass
+class LineStatus:
+    """One spoken line: whether its audio for the current text and voice is on disk."""
+
+    id: str  # epNN-scNN-shNNN-lK, as in the ledger
+    engine: str
+    chars: int
+    done: bool
+    speech_s: float  # measured when done, else a reading-speed estimate
 
 
 @dataclass
@@ -40,6 +53,9 @@ class EpisodeStatus:
     lines: int = 0
     assembly: str = "pending"  # done (this exact cut exists) | stale | pending
     mp4: str | None = None
+    plan: ShotList | None = None  # the shots, timed from the speech on disk
+    speech: list[LineStatus] = field(default_factory=list)
+    sheets: dict[str, bool] = field(default_factory=dict)  # generated reference sheet -> on disk
 
     def count(self, state: str) -> int:
         return sum(1 for s in self.shots if s.state == state)
@@ -68,40 +84,50 @@ def project_status(lp: LoadedProject, video: VideoBackend, speech: Callable[[str
         measured: dict[str, list[float]] = {}
         keys: dict[tuple[str, int], str] = {}
         unspoken: set[str] = set()
+        lines: list[LineStatus] = []
         for shot in plan.shots:
             durs = []
             for i, ln in enumerate(shot.lines):
+                engine = speech_engine(project, ln.character)
                 request = speech_request(ln.text, ln.character, project, lp.root, parenthetical=ln.parenthetical,
                                          extension=ln.extension)
-                keys[shot.id, i] = speech_key(request, speech(speech_engine(project, ln.character)))
+                keys[shot.id, i] = speech_key(request, speech(engine))
                 wav = paths.speech / f"{keys[shot.id, i]}.wav"
                 if wav.exists():
                     durs.append(wav_duration_s(wav))
                 else:
                     unspoken.add(shot.id)
+                lines.append(LineStatus(f"{shot.id}-l{i + 1}", engine, len(ln.text), wav.exists(),
+                                        durs[-1] if wav.exists() else estimate_speech_s(ln.text)))
             if shot.lines and shot.id not in unspoken:
                 measured[shot.id] = durs
         timed = time_shots(plan, measured, project)
-        status = EpisodeStatus(ep.id, ep.number, lines=sum(len(s.lines) for s in plan.shots))
-        requests = {r.shot_id: r for r in planned_requests(
-            [s for s in timed.shots if s.id not in unspoken], project, lp.root, lp.script.characters, video,
-            image, paths)}
+        status = EpisodeStatus(ep.id, ep.number, lines=len(lines), plan=timed, speech=lines)
+        # Every shot's request: sheets and keyframes are named without the speech; the clip's key
+        # needs the measured speech, so a shot with a line not yet spoken has none.
+        requests = {r.shot_id: r for r in planned_requests(timed.shots, project, lp.root, lp.script.characters,
+                                                           video, image, paths)}
+        status.sheets = {str(p): p.exists() for r in requests.values() for f in r.figures for p in f.references
+                         if not p.name.startswith("own-")}
         for shot in timed.shots:
             row = rows.get(shot.id)
-            request = requests.get(shot.id)
-            key = None if request is None else shot_key(request, video)
+            request = requests[shot.id]
+            key = None if shot.id in unspoken else shot_key(request, video)
+            keyframe = str(request.keyframe) if request.keyframe is not None else None
             if row is None:
-                status.shots.append(ShotStatus(shot.id, "pending", key=key))
+                status.shots.append(ShotStatus(shot.id, "pending", key=key, keyframe=keyframe))
             elif row.state == "placeholder":
-                card = None if request is None else placeholder_key(request, row.message)
+                card = None if key is None else placeholder_key(request, row.message)
                 status.shots.append(ShotStatus(shot.id, "placeholder", row.message, row.attempts, row.artifact, card))
             elif key is None or row.spec_hash != key:  # no speech yet for its current line: the line changed
                 status.shots.append(ShotStatus(shot.id, "stale", "its inputs changed since it was made",
-                                               row.attempts, row.artifact, key))
+                                               row.attempts, row.artifact, key, keyframe))
             elif row.state == "done" and not (paths.shots / f"{row.spec_hash}.mp4").exists():
-                status.shots.append(ShotStatus(shot.id, "pending", "its file is missing", row.attempts, key=key))
+                status.shots.append(ShotStatus(shot.id, "pending", "its file is missing", row.attempts, key=key,
+                                               keyframe=keyframe))
             else:
-                status.shots.append(ShotStatus(shot.id, row.state, row.message, row.attempts, row.artifact, key))
+                status.shots.append(ShotStatus(shot.id, row.state, row.message, row.attempts, row.artifact, key,
+                                               keyframe))
         status.assembly, status.mp4 = _assembly(status, timed, keys, rows.get(ep.id), paths, lp, verify)
         out.append(status)
     return out

@@ -41,6 +41,23 @@ def render_template(name: str, project_dir: Path | None = None, *, keep_lines: b
     return " ".join(text.split())
 
 
+@functools.lru_cache(maxsize=16)
+def _page_env(project_templates: str | None):
+    import jinja2
+
+    dirs = [project_templates] if project_templates else []
+    return jinja2.Environment(loader=jinja2.FileSystemLoader([*dirs, str(TEMPLATES_DIR)]),
+                              undefined=jinja2.StrictUndefined, autoescape=True, trim_blocks=True,
+                              lstrip_blocks=True)
+
+
+def render_page(name: str, project_dir: Path | None = None, **context) -> str:
+    """Render an HTML page template (autoescaped: script text can never become markup)."""
+    override = project_dir / "templates" if project_dir is not None else None
+    return _page_env(str(override) if override is not None and override.is_dir() else None
+                     ).get_template(name).render(**context)
+
+
 def template_source(name: str, project_dir: Path | None = None) -> str:
     """The text of the template that would be used: part of every prompt's artifact hash."""
     if project_dir is not None and (project_dir / "templates" / name).is_file():

@@ -1,17 +1,21 @@
-"""What one render did, for people: generated, reused, failed (with why), placeholders, time.
+"""What one render did, for people: generated, reused, failed (with why), placeholders, time, cost.
 
 The same summary goes to Prefect (a markdown artifact and a table of shots) and to
-`build/reports/<UTC time>.md`, so it survives without a Prefect server.
+`build/reports/<UTC time>.md` (+ `.json` for scripts), so it survives without a Prefect server.
+Cost is priced with the same `rates` and rules as `dramaforge estimate`.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from pathlib import Path
 
 from stages.artifacts import write_text_atomic
+from stages.estimate_render import Work, billed, price
 from stages.ledger import Ledger
+from stages.schema import Project
 
 OUTCOMES = ("made", "reused", "placeholder", "failed", "not attempted")
 
@@ -30,13 +34,56 @@ def shot_table(outcomes: list[dict], ledger: Ledger) -> list[dict]:
     return rows
 
 
+def made_work(outcomes: list[dict], project: Project, *, video, image, speech) -> list[Work]:
+    """What this run made and reused, by backend, priced with the project's rates.
+
+    `video`, `image` and `speech(engine)` are the backends (only `billed` is read).
+    """
+    rates = project.rates
+    shots = Work("video", project.backends.video)
+    images = Work("image", project.backends.image.kind)
+    lines: dict[str, Work] = {}
+    for o in outcomes:
+        for s in o.get("shots", []):
+            if s["outcome"] == "made":
+                shots.todo += 1
+                shots.todo_s += s.get("duration_s") or 0.0
+                shots.ids.append(s["id"])
+            elif s["outcome"] in ("reused", "placeholder"):
+                shots.cached += 1
+            images.todo += s.get("images", 0)
+        images.todo += o.get("sheets_made", 0)
+        for ln in o.get("speech", []):
+            w = lines.setdefault(ln["engine"], Work("speech", ln["engine"]))
+            if ln["reused"]:
+                w.cached += 1
+            else:
+                w.todo += 1
+                w.chars += ln["chars"]
+                w.todo_s += ln["seconds"]
+    shots.cost = price("video", rates, shots.backend, billed(video), count=shots.todo, seconds=shots.todo_s)
+    images.cost = price("image", rates, images.backend, billed(image), count=images.todo)
+    for w in lines.values():
+        w.cost = price("speech", rates, w.backend, billed(speech(w.backend)), count=w.todo, seconds=w.todo_s,
+                       chars=w.chars)
+    return [shots, *lines.values(), images]
+
+
+def run_cost(work: list[Work]) -> float | None:
+    costs = [w.cost for w in work if w.todo]
+    return None if None in costs else round(sum(costs), 4)
+
+
 def summary_markdown(title: str, project_dir: str, outcomes: list[dict], table: list[dict], wall_s: float,
-                     skipped: list[int]) -> str:
-    """A short markdown report: per episode counts, then every shot that needs attention."""
+                     skipped: list[int], work: list[Work] | None = None, currency: str = "USD") -> str:
+    """A short markdown report: what was made and what it cost, per episode counts, then every shot
+    that needs attention."""
     lines = [f"# {title}: render report", "",
              f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} · {wall_s:.1f} s · `{project_dir}`", ""]
     if skipped:
         lines += [f"Up to date before the run (not rendered): {len(skipped)} episode(s).", ""]
+    if work is not None:
+        lines += _made_lines(work, currency) + [""]
     lines += ["| episode | " + " | ".join(OUTCOMES) + " | cut | length |",
               "|---" * (len(OUTCOMES) + 3) + "|"]
     for o in outcomes:
@@ -58,8 +105,47 @@ def summary_markdown(title: str, project_dir: str, outcomes: list[dict], table: 
     return "\n".join(lines) + "\n"
 
 
-def write_report(reports_dir: Path, markdown: str) -> Path:
+def _made_lines(work: list[Work], currency: str) -> list[str]:
+    noun = {"video": "shot", "speech": "line", "image": "image"}
+    made, kept = [], []
+    for w in work:
+        size = f", {w.todo_s:.1f} s of video" if w.kind == "video" and w.todo else \
+            f", {w.chars} chars" if w.kind == "speech" and w.todo else ""
+        if w.todo:
+            made.append(f"{w.todo} {noun[w.kind]}(s) on {w.backend}{size}")
+        if w.cached:
+            kept.append(f"{w.cached} {noun[w.kind]}(s)")
+    cost = run_cost(work)
+    priced = [f"{w.kind} {w.cost:,.2f}" for w in work if w.todo and w.cost is not None]
+    unknown = [w.backend for w in work if w.todo and w.cost is None]
+    if cost is not None:
+        spent = f"{currency} {cost:,.2f}" + (f" ({', '.join(priced)})" if priced else "")
+    else:
+        spent = (f"unknown: no rate for {', '.join(unknown)} (set `rates` in project.yaml)"
+                 + (f"; priced: {', '.join(priced)}" if priced else ""))
+    return [f"- **Made**: {'; '.join(made) or 'nothing'}", f"- **Reused**: {', '.join(kept) or 'nothing'}",
+            f"- **Cost**: {spent}"]
+
+
+def report_json(title: str, project_dir: str, outcomes: list[dict], table: list[dict], wall_s: float,
+                skipped: list[int], work: list[Work], currency: str) -> str:
+    """The same report for scripts: every shot's outcome, what was made by whom, and the cost."""
+    from dataclasses import asdict
+
+    return json.dumps({
+        "title": title, "project": project_dir, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "wall_s": round(wall_s, 2), "skipped": skipped, "currency": currency, "cost": run_cost(work),
+        "made": [asdict(w) for w in work],
+        "episodes": [{k: o.get(k) for k in ("episode", "mp4", "reused", "failed", "stopped", "blocked", "duration_s")}
+                     for o in outcomes],
+        "shots": table}, ensure_ascii=False, indent=1)
+
+
+def write_report(reports_dir: Path, markdown: str, data: str | None = None) -> Path:
+    """build/reports/<UTC time>.md (and .json beside it); returns the markdown's path."""
     reports_dir.mkdir(parents=True, exist_ok=True)
     path = reports_dir / (time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{time.time_ns() % 10**6:06d}.md")
+    if data is not None:
+        write_text_atomic(path.with_suffix(".json"), data + "\n")
     write_text_atomic(path, markdown)
     return path

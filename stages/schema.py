@@ -23,6 +23,8 @@ ID_PATTERN = r"^[a-z][a-z0-9_]*$"
 
 
 SpeechBackendName = Literal["espeak", "piper", "openai"]
+VideoBackendName = Literal["animatic", "chaos", "diffusers", "openai-videos"]
+ImageBackendName = Literal["animatic", "diffusers", "openai"]
 
 
 class Voice(Model):
@@ -135,7 +137,7 @@ class OpenAIVideosOptions(Model):
 class ImageOptions(Model):
     """The image backend for reference sheets and keyframes."""
 
-    kind: Literal["animatic", "diffusers", "openai"] = "animatic"
+    kind: ImageBackendName = "animatic"
     pipeline: str | None = Field(None, description="diffusers: class name, e.g. FluxPipeline, "
                                                    "StableDiffusionXLPipeline")
     model: str | None = Field(None, description="diffusers: local folder or hub id; openai: image model")
@@ -148,7 +150,7 @@ class ImageOptions(Model):
 
 
 class Backends(Model):
-    video: Literal["animatic", "chaos", "diffusers", "openai-videos"] = "animatic"
+    video: VideoBackendName = "animatic"
     speech: SpeechBackendName = Field("espeak", description="the default speech engine; a character's "
                                                             "voice.backend overrides it")
     image: ImageOptions = Field(default_factory=ImageOptions)
@@ -189,6 +191,47 @@ class Limits(Model):
                                                                   "(a hosted API's rate limit)")
     failed_shots_per_episode: int = Field(10, ge=1, description="after this many failed shots an episode "
                                                                 "stops starting new ones")
+
+
+class VideoRate(Model):
+    """What one video backend costs and how long it takes (for estimates; never part of a key)."""
+
+    cost_per_second: float = Field(0, ge=0, description="price per second of video made")
+    cost_per_shot: float = Field(0, ge=0, description="price per shot (per request), on top")
+    seconds_per_shot: float | None = Field(None, ge=0, description="wall time to make one shot")
+    seconds_per_second: float | None = Field(None, ge=0, description="wall time per second of video made "
+                                                                      "(instead of seconds_per_shot)")
+
+
+class SpeechRate(Model):
+    """What one speech engine costs and how long it takes."""
+
+    cost_per_1k_chars: float = Field(0, ge=0, description="price per 1,000 characters of text spoken")
+    cost_per_minute: float = Field(0, ge=0, description="price per minute of audio made (estimated from "
+                                                        "the text before it is spoken)")
+    cost_per_line: float = Field(0, ge=0, description="price per request")
+    seconds_per_line: float | None = Field(None, ge=0, description="wall time to speak one line")
+
+
+class ImageRate(Model):
+    """What one image backend costs (reference sheets and keyframes) and how long it takes."""
+
+    cost_per_image: float = Field(0, ge=0)
+    seconds_per_image: float | None = Field(None, ge=0)
+
+
+class Rates(Model):
+    """Per-backend prices and speeds for `dramaforge estimate`, `render --dry-run` and `--max-cost`.
+
+    Keys are backend names as written in `backends`. A hosted backend without a rate has an
+    unknown cost (and `--max-cost` refuses it); local ones cost nothing. A time without a rate
+    comes from what this project's ledger measured. Rates are never part of an artifact's key.
+    """
+
+    currency: str = Field("USD", min_length=1, max_length=8, description="shown beside every amount")
+    video: dict[VideoBackendName, VideoRate] = Field(default_factory=dict)
+    speech: dict[SpeechBackendName, SpeechRate] = Field(default_factory=dict)
+    image: dict[ImageBackendName, ImageRate] = Field(default_factory=dict)
 
 
 class Timing(Model):
@@ -319,6 +362,7 @@ class Project(Model):
     backends: Backends = Field(default_factory=Backends)
     timing: Timing = Field(default_factory=Timing)
     limits: Limits = Field(default_factory=Limits)
+    rates: Rates = Field(default_factory=Rates)
     audio: Audio = Field(default_factory=Audio)
     planner: Planner = Field(default_factory=Planner)
     subtitles: SubtitleStyle = Field(default_factory=SubtitleStyle)

@@ -162,4 +162,6 @@ class VideoBackend(Protocol):
 
         A backend with `resumable = True` takes `jobs: JobStore` as a keyword argument too.
         A backend with `uses = {"keyframe"}` or `{"references"}` gets those filled in the request.
+        A backend with `billed = True` (any backend, any kind) calls a server that may charge, so
+        its cost is unknown to estimates until the project's `rates` name it.
         """

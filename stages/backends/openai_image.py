@@ -33,6 +33,7 @@ class OpenAIImageBackend:
     """ImageBackend: reference views and keyframes from an images-API model."""
 
     name = "openai-image"
+    billed = True  # a server that may charge: its cost is unknown until `rates` says
 
     def __init__(self, options: ImageOptions):
         self.options = options

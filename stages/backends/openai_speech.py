@@ -32,6 +32,7 @@ class OpenAISpeechBackend:
     """SpeechBackend: an OpenAI voice name (`coral`, `onyx`, ...) with optional delivery instructions."""
 
     name = "openai"
+    billed = True  # a server that may charge: its cost is unknown until `rates` says
 
     def __init__(self, options: OpenAIOptions):
         # No client and no API key here: identity() (the cache key) must work without a key.

@@ -57,6 +57,7 @@ class OpenAIVideosBackend:
     """VideoBackend (resumable): text-to-video, or image-to-video from the shot's keyframe."""
 
     name = "openai-videos"
+    billed = True  # a server that may charge: its cost is unknown until `rates` says
     resumable = True
     uses = frozenset({"keyframe"})
     ignores = frozenset({"references"})  # the sheets reach it only through the keyframe

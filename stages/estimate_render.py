@@ -1,0 +1,185 @@
+"""What a render would make, what it would reuse, and what it would cost and take, before any work.
+
+Built on `project_status`, which keys every shot, line and image the way a render does, so a dry
+run names exactly what the render then makes. Prices and speeds come from `project.yaml`'s
+`rates`; a time with no rate is the median this project's ledger measured for that backend.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from stages.ledger import Ledger
+from stages.project_status import EpisodeStatus
+from stages.schema import Project, Rates
+
+REUSED_STATES = ("done", "placeholder")  # a render reuses these shots; it makes every other one
+
+
+@dataclass
+class Work:
+    """One kind of work (video, speech, image, assembly) by one backend: what is made and reused."""
+
+    kind: str
+    backend: str
+    todo: int = 0
+    cached: int = 0
+    todo_s: float = 0.0  # seconds of media to make (video; speech estimated from its text)
+    chars: int = 0  # speech: characters of text to speak
+    cost: float | None = 0.0  # None: a billed backend with no rate in project.yaml
+    time_s: float | None = 0.0  # None: no rate and nothing measured yet
+    basis: str = ""  # where time_s comes from
+    ids: list[str] = field(default_factory=list)  # the units to make: shot ids, line ids, image files
+
+
+@dataclass
+class Estimate:
+    currency: str
+    episodes: list[int]  # to render
+    up_to_date: list[int]  # already cut exactly as they would be: skipped
+    work: list[Work]
+    concurrency: int  # shots made at once
+    shots: dict[int, list[str]] = field(default_factory=dict)  # episode -> shot ids to make
+
+    @property
+    def cost(self) -> float | None:
+        costs = [w.cost for w in self.work if w.todo]
+        return None if None in costs else round(sum(costs), 4)
+
+    @property
+    def unpriced(self) -> list[Work]:
+        return [w for w in self.work if w.todo and w.cost is None]
+
+    @property
+    def time_s(self) -> float | None:
+        """Wall time: shots run `concurrency` at once, the rest one after another."""
+        times = [w for w in self.work if w.todo]
+        if any(w.time_s is None for w in times):
+            return None
+        return sum(w.time_s / (self.concurrency if w.kind == "video" else 1) for w in times)
+
+    def to_dict(self) -> dict:
+        return {"currency": self.currency, "episodes": self.episodes, "up_to_date": self.up_to_date,
+                "cost": self.cost, "time_s": None if self.time_s is None else round(self.time_s, 1),
+                "concurrency": self.concurrency, "work": [asdict(w) for w in self.work],
+                "shots": {f"ep{n:02d}": ids for n, ids in self.shots.items()}}
+
+
+def estimate_render(statuses: list[EpisodeStatus], project: Project, *, video, image, speech, ledger: Ledger | None,
+                    force: set[str] = frozenset()) -> Estimate:
+    """What rendering the episodes in `statuses` would do now (an episode whose cut is done is skipped).
+
+    `video`, `image` and `speech(engine)` are the backends (for `billed` and `concurrency`: nothing
+    is called); `force` names shots to count as made anew (`rerun --shot`).
+    """
+    rates = project.rates
+    todo = [e for e in statuses if e.assembly != "done" or any(s.id in force for s in e.shots)]
+    shots = Work("video", project.backends.video)
+    lines: dict[str, Work] = {}
+    images = Work("image", project.backends.image.kind)
+    cuts = Work("assembly", "ffmpeg", todo=len(todo), cached=len(statuses) - len(todo),
+                ids=[e.id for e in todo])
+    per_episode: dict[int, list[str]] = {}
+    sheets: dict[str, bool] = {}
+    keyframes: dict[str, bool] = {}
+    for e in todo:
+        lengths = {s.id: s.duration_s for s in e.plan.shots}
+        made = [s for s in e.shots if s.state not in REUSED_STATES or s.id in force]
+        per_episode[e.number] = [s.id for s in made]
+        shots.todo += len(made)
+        shots.cached += len(e.shots) - len(made)
+        shots.todo_s += sum(lengths[s.id] for s in made)
+        shots.ids += [s.id for s in made]
+        for ln in e.speech:
+            w = lines.setdefault(ln.engine, Work("speech", ln.engine))
+            if ln.done:
+                w.cached += 1
+            else:
+                w.todo += 1
+                w.chars += ln.chars
+                w.todo_s += ln.speech_s
+                w.ids.append(ln.id)
+        sheets.update(e.sheets)
+        # every shot the render touches starts from its keyframe, made first if it is missing
+        keyframes.update({s.keyframe: Path(s.keyframe).exists() for s in e.shots
+                          if s.keyframe and (s.state != "placeholder" or s.id in force)})
+    for made in (sheets, keyframes):
+        images.todo += sum(1 for ok in made.values() if not ok)
+        images.cached += sum(1 for ok in made.values() if ok)
+        images.ids += sorted(p for p, ok in made.items() if not ok)
+
+    shots.cost = price("video", rates, shots.backend, billed(video), count=shots.todo, seconds=shots.todo_s)
+    shots.time_s, shots.basis = duration("video", rates, shots.backend, ledger, count=shots.todo,
+                                         seconds=shots.todo_s)
+    for w in lines.values():
+        w.cost = price("speech", rates, w.backend, billed(speech(w.backend)), count=w.todo, seconds=w.todo_s,
+                       chars=w.chars)
+        w.time_s, w.basis = duration("speech", rates, w.backend, ledger, count=w.todo)
+    images.cost = price("image", rates, images.backend, billed(image), count=images.todo)
+    images.time_s, images.basis = duration("image", rates, images.backend, ledger, count=images.todo)
+    cuts.cost = 0.0
+    cuts.time_s, cuts.basis = duration("assembly", rates, "ffmpeg", ledger, count=cuts.todo)
+    concurrency = project.limits.video_concurrency or getattr(video, "concurrency", 1)
+    return Estimate(rates.currency, [e.number for e in todo], [e.number for e in statuses if e not in todo],
+                    [shots, *lines.values(), images, cuts], concurrency, per_episode)
+
+
+def billed(backend) -> bool:
+    return bool(getattr(backend, "billed", False))
+
+
+def price(kind: str, rates: Rates, backend: str, is_billed: bool, *, count: int, seconds: float = 0.0,
+          chars: int = 0) -> float | None:
+    """What `count` units of `kind` by `backend` cost; None when a billed backend has no rate."""
+    if not count:
+        return 0.0
+    if kind == "video":
+        rate = rates.video.get(backend)
+        value = rate and rate.cost_per_second * seconds + rate.cost_per_shot * count
+    elif kind == "speech":
+        rate = rates.speech.get(backend)
+        value = rate and (rate.cost_per_1k_chars * chars / 1000 + rate.cost_per_minute * seconds / 60
+                          + rate.cost_per_line * count)
+    elif kind == "image":
+        rate = rates.image.get(backend)
+        value = rate and rate.cost_per_image * count
+    else:
+        rate, value = None, 0.0
+    if rate is None:
+        return None if is_billed else 0.0
+    return round(value, 4)
+
+
+_LEDGER_KIND = {"video": "shot", "speech": "speech", "assembly": "episode"}
+
+
+def duration(kind: str, rates: Rates, backend: str, ledger: Ledger | None, *, count: int,
+             seconds: float = 0.0) -> tuple[float | None, str]:
+    """(seconds of work, where that figure comes from) for `count` units; None when unknown."""
+    if not count:
+        return 0.0, ""
+    per_unit = None
+    if kind == "video" and (rate := rates.video.get(backend)) is not None:
+        if rate.seconds_per_second is not None:
+            return rate.seconds_per_second * seconds, "rate"
+        per_unit = rate.seconds_per_shot
+    elif kind == "speech" and (rate := rates.speech.get(backend)) is not None:
+        per_unit = rate.seconds_per_line
+    elif kind == "image" and (rate := rates.image.get(backend)) is not None:
+        per_unit = rate.seconds_per_image
+    if per_unit is not None:
+        return per_unit * count, "rate"
+    if ledger is not None and kind in _LEDGER_KIND:
+        seen = ledger.measured_seconds(_LEDGER_KIND[kind], None if kind == "assembly" else backend)
+        if seen:
+            return statistics.median(seen) * count, f"measured here (median of {len(seen)})"
+    return None, "no rate"
+
+
+def rate_hint(w: Work) -> str:
+    """Which project.yaml key would price or time this work."""
+    key = {"video": "cost_per_second", "speech": "cost_per_1k_chars", "image": "cost_per_image"}[w.kind]
+    timing = {"video": "seconds_per_shot", "speech": "seconds_per_line", "image": "seconds_per_image"}[w.kind]
+    return f"rates.{w.kind}.{w.backend}: {{{key}: ..., {timing}: ...}}"

@@ -1,0 +1,170 @@
+"""A project's state -> the review site in build/review/: a page for the series and one per episode.
+
+Static files that open from disk (`file://`) and can be zipped and shared: every picture, clip and
+the font are relative paths or inline, nothing is fetched from a network. The pages embed a subset
+of the bundled Noto Sans CJK covering exactly the characters they show, so Chinese renders on a
+machine without CJK fonts.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shlex
+from collections import Counter
+from pathlib import Path
+from urllib.parse import quote
+
+from stages.artifacts import BuildPaths, atomic_path, is_done, spec_hash, write_text_atomic
+from stages.fonts import face_index, font_file
+from stages.load_project import LoadedProject
+from stages.media import probe
+from stages.project_status import EpisodeStatus, ShotStatus
+from stages.prompts import render_page
+
+STATES = ("done", "pending", "stale", "failed", "rejected", "interrupted", "placeholder")
+THUMB_W = 360
+FONT_FAMILY = "DF Noto Sans CJK"  # our own name, so a system font of the real name never stands in
+
+
+def write_review(lp: LoadedProject, statuses: list[EpisodeStatus], paths: BuildPaths, *,
+                 command_root: str) -> Path:
+    """Write index.html and epNN.html for every episode in `statuses`; returns index.html.
+
+    `command_root` is the project path as the user types it, for the re-run commands shown.
+    """
+    out = paths.review
+    (out / "thumbs").mkdir(parents=True, exist_ok=True)
+    root = shlex.quote(command_root)
+    series = lp.script.title or lp.project.title
+    episodes = [_episode_view(e, lp, paths, root) for e in statuses]
+    pages = {"index.html": ("review_index.html.j2", {"episodes": episodes})}
+    for i, ep in enumerate(episodes):
+        pages[f"{ep['id']}.html"] = ("review_episode.html.j2", {
+            "episode": ep, "previous": episodes[i - 1] if i else None,
+            "next": episodes[i + 1] if i + 1 < len(episodes) else None})
+    common = {"series": series, "language": lp.project.language, "states": STATES,
+              "width": lp.project.width, "height": lp.project.height, "font_family": FONT_FAMILY}
+    # Two passes: the font is subset to every character the pages show, then linked from them.
+    drafts = {name: render_page(t, lp.root, font_css=None, **common, **ctx) for name, (t, ctx) in pages.items()}
+    font_css = _font_css(out / "assets", "".join(drafts.values()), lp.project.subtitles.font)
+    for name, (template, ctx) in pages.items():
+        write_text_atomic(out / name, render_page(template, lp.root, font_css=f"assets/{font_css.name}",
+                                                  **common, **ctx))
+    return out / "index.html"
+
+
+def _episode_view(e: EpisodeStatus, lp: LoadedProject, paths: BuildPaths, root: str) -> dict:
+    ep = lp.script.episode(e.number)
+    mp4, poster = paths.episode_mp4(e.id), paths.episodes / f"{e.id}.jpg"
+    made = mp4.exists() and e.assembly in ("done", "stale")
+    shots = [_shot_view(s, shot, e.number, lp, paths, root) for s, shot in zip(e.shots, e.plan.shots)]
+    counts = Counter(s.state for s in e.shots)
+    return {
+        "id": e.id, "number": e.number, "title": ep.title, "cut": e.assembly,
+        "mp4": _href(mp4, paths) if made else None,
+        "poster": _href(poster, paths) if made and poster.exists() else
+        next((s["thumb"] for s in shots if s["thumb"]), None),
+        "duration_s": probe(mp4).duration_s if made else e.plan.duration_s,
+        "duration_measured": made,
+        "counts": {k: counts.get(k, 0) for k in STATES}, "shots": shots, "lines": e.lines,
+        "render": f"dramaforge render {root} --episodes {e.number}",
+    }
+
+
+def _shot_view(s: ShotStatus, shot, episode: int, lp: LoadedProject, paths: BuildPaths, root: str) -> dict:
+    clip, current = None, False
+    if s.key and (paths.shots / f"{s.key}.mp4").exists():
+        clip, current = paths.shots / f"{s.key}.mp4", True
+    elif s.artifact and (paths.shots / Path(s.artifact).name).exists():
+        clip = paths.shots / Path(s.artifact).name  # an earlier version: its inputs have changed since
+    keyframe = Path(s.keyframe) if s.keyframe and Path(s.keyframe).exists() else None
+    thumb = _thumb(keyframe or clip, paths) if (keyframe or clip) else None
+    names = lp.script.characters
+    if s.state in ("failed", "rejected", "interrupted", "placeholder"):
+        command = f"dramaforge rerun {root} --shot {s.id}"
+    elif s.state in ("pending", "stale"):
+        command = f"dramaforge render {root} --episodes {episode}"
+    else:
+        command = None
+    try:
+        source = f"{Path(shot.file).resolve().relative_to(lp.root.resolve())}:{shot.line}"
+    except ValueError:
+        source = f"{Path(shot.file).name}:{shot.line}"
+    return {
+        "id": s.id, "state": s.state, "reason": s.reason, "attempts": s.attempts, "command": command,
+        "accept": f"dramaforge accept {root} --shot {s.id} --placeholder" if s.state in ("failed", "rejected")
+        else None,
+        "size": shot.size, "camera": shot.camera, "duration_s": shot.duration_s, "transition": shot.transition,
+        "location": shot.location, "time": shot.time, "action": shot.action, "card": shot.card,
+        "prompt": shot.prompt, "source": source,
+        "characters": [names.get(c, c) for c in shot.characters],
+        "lines": [{"who": names.get(ln.character, ln.character), "text": ln.text,
+                   "parenthetical": ln.parenthetical, "extension": ln.extension} for ln in shot.lines],
+        "clip": _href(clip, paths) if clip else None, "clip_current": current,
+        "thumb": thumb, "thumb_is_keyframe": keyframe is not None,
+    }
+
+
+def _href(path: Path, paths: BuildPaths) -> str:
+    """A URL relative to build/review/ (every file shown lives under build/, named by us)."""
+    rel = os.path.relpath(path, paths.review)
+    return "/".join(quote(part) for part in Path(rel).parts)
+
+
+def _thumb(source: Path, paths: BuildPaths) -> str | None:
+    """A small JPEG of a keyframe or of a clip's first frame, named by the source (itself content-addressed)."""
+    out = paths.review / "thumbs" / f"{source.stem}.jpg"
+    if not is_done(out):
+        try:
+            image = _first_frame(source)
+        except Exception:  # an unreadable clip shows no picture; `status` and the render report it
+            return None
+        image.thumbnail((THUMB_W, THUMB_W * 4))
+        with atomic_path(out) as tmp:
+            image.convert("RGB").save(tmp, "JPEG", quality=80)
+    return _href(out, paths)
+
+
+def _first_frame(source: Path):
+    from PIL import Image
+
+    if source.suffix.lower() != ".mp4":
+        with Image.open(source) as im:
+            return im.copy()
+    import av
+
+    with av.open(str(source)) as container:
+        for frame in container.decode(video=0):
+            return frame.to_image()
+    raise ValueError(f"{source.name} has no video frame")
+
+
+def _font_css(assets: Path, text: str, family: str) -> Path:
+    """A stylesheet whose @font-face is the bundled font cut down to the glyphs of `text` (inline:
+    browsers refuse font files from file:// pages, but not a data: URL inside a local stylesheet)."""
+    chars = "".join(sorted(set(text) | set(map(chr, range(0x20, 0x7F)))))
+    path = assets / f"font-{spec_hash('review-font', {'chars': chars, 'face': face_index(family)})}.css"
+    if not is_done(path):
+        from fontTools import subset
+        from fontTools.ttLib import TTFont
+
+        font = TTFont(str(font_file()), fontNumber=face_index(family), lazy=True)
+        options = subset.Options()
+        options.hinting = False
+        options.name_IDs = ["*"]
+        options.notdef_outline = True
+        subsetter = subset.Subsetter(options)
+        subsetter.populate(text=chars)
+        subsetter.subset(font)
+        buf = io.BytesIO()
+        font.save(buf)
+        data = base64.b64encode(buf.getvalue()).decode("ascii")
+        assets.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, f'@font-face {{ font-family: "{FONT_FAMILY}"; font-display: block; '
+                                f'src: url(data:font/otf;base64,{data}) format("opentype"); }}\n')
+        for old in assets.glob("font-*.css"):  # pages link only the newest
+            if old != path:
+                old.unlink(missing_ok=True)
+    return path
