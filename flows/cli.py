@@ -224,9 +224,11 @@ def _check_cost(est, max_cost: float) -> None:
 
     if est.unpriced:
         w = est.unpriced[0]
-        raise InputError(f"--max-cost {max_cost:g}: cannot price {w.todo} {w.kind} unit(s) on {w.backend}, "
-                         "which may charge and has no rate", hint=f"set {rate_hint(w)} in project.yaml "
-                         "(0 for a free local server), then run `dramaforge estimate` to check")
+        noun = {"video": "shot", "speech": "line", "image": "image"}[w.kind]
+        raise InputError(f"--max-cost {max_cost:g}: cannot price {w.todo} {noun}(s) on {w.backend}: it may "
+                         "charge and project.yaml has no rate for it (nothing was started)",
+                         hint=f"set {rate_hint(w)} in project.yaml (0 for a free local server), then "
+                              "`dramaforge estimate` shows the cost")
     if est.cost > max_cost:
         raise InputError(f"this render would cost about {est.currency} {est.cost:,.2f}, over --max-cost "
                          f"{max_cost:,.2f} (nothing was started)",
@@ -247,7 +249,7 @@ def _print_estimate(est, lp) -> None:
         return f"~{v} s" if v < 60 else f"~{v // 60} min {v % 60:02d} s" if v < 3600 else \
             f"~{v // 3600} h {v % 3600 // 60:02d} min"
 
-    up = f"; up to date: {_ranges(est.up_to_date)}" if est.up_to_date else ""
+    up = f"; episode(s) {_ranges(est.up_to_date)} up to date" if est.up_to_date else ""
     if not est.episodes:
         print(f"{lp.project.title}: nothing to render{up}")
         return
@@ -268,9 +270,10 @@ def _print_estimate(est, lp) -> None:
     print(f"  total: {money(est.cost)}, {hms(est.time_s)} of rendering")
     for w in est.unpriced:
         print(f"  cost unknown: {w.backend} may charge and has no rate; set {rate_hint(w)}")
-    for w in est.work:
-        if w.todo and w.time_s is None and w.kind != "assembly":
-            print(f"  time unknown: no rate for {w.backend} and nothing measured yet; set {rate_hint(w)}")
+    untimed = [f"{w.kind} on {w.backend}" for w in est.work if w.todo and w.time_s is None]
+    if untimed:
+        print(f"  time unknown for {', '.join(untimed)}: nothing measured in this project yet and no rate "
+              "(a render measures it; or set rates.<video|speech|image>.<backend>.seconds_per_<shot|line|image>)")
     for n, ids in est.shots.items():
         if ids:
             shown = ", ".join(ids[:6]) + (f", … (+{len(ids) - 6}; `dramaforge estimate --json` lists all)"

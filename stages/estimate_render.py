@@ -174,7 +174,7 @@ def duration(kind: str, rates: Rates, backend: str, ledger: Ledger | None, *, co
     if ledger is not None and kind in _LEDGER_KIND:
         seen = ledger.measured_seconds(_LEDGER_KIND[kind], None if kind == "assembly" else backend)
         if seen:
-            return statistics.median(seen) * count, f"measured here (median of {len(seen)})"
+            return statistics.median(seen) * count, f"measured here, median of {len(seen)}"
     return None, "no rate"
 
 
