@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -63,6 +64,42 @@ EXT. STREET - NIGHT
 ANN
 Then I am leaving.
 """
+
+
+# Small frames for tests of orchestration, sound or units (not pixels); the chaos backend at
+# fail_rate 0 draws like the animatic and counts every generation.
+SMALL = "width: 270\nheight: 480\nfps: 12\n"
+COUNTING = "backends:\n  video: chaos\n  chaos: {wraps: animatic, fail_rate: 0.0, seed: 1}\n"
+
+TWO_EPISODES = """\
+Title: Two
+
+# Episode 1: Kettle
+
+INT. KITCHEN - DAY
+
+ANN
+Is it ready?
+
+BO
+Almost.
+
+# Episode 2: Street
+
+EXT. STREET - NIGHT
+
+ANN
+Then I am leaving.
+
+BO
+Take the umbrella.
+"""
+
+
+def chaos_calls(root: Path) -> list[dict]:
+    """Every call the chaos video backend received (it logs them beside the shots)."""
+    log = root / "build" / "shots" / "calls.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
 @pytest.fixture

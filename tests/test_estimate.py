@@ -11,43 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_YAML, run_cli
+from conftest import COUNTING, SMALL, TINY_YAML, TWO_EPISODES, run_cli
+from conftest import chaos_calls as _calls
 from stages.estimate_render import duration, price
 from stages.ledger import Ledger
 from stages.schema import Rates
 
-SMALL = "width: 270\nheight: 480\nfps: 12\n"
-COUNTING = "backends:\n  video: chaos\n  chaos: {wraps: animatic, fail_rate: 0.0, seed: 1}\n"
 RATES = "rates:\n  currency: EUR\n  video: {chaos: {cost_per_shot: 0.25}}\n  speech: {espeak: {cost_per_line: 0.01}}\n"
-
-TWO_EPISODES = """\
-Title: Two
-
-# Episode 1: Kettle
-
-INT. KITCHEN - DAY
-
-ANN
-Is it ready?
-
-BO
-Almost.
-
-# Episode 2: Street
-
-EXT. STREET - NIGHT
-
-ANN
-Then I am leaving.
-
-BO
-Take the umbrella.
-"""
-
-
-def _calls(root: Path) -> list[dict]:
-    log = root / "build" / "shots" / "calls.jsonl"
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
 def _estimate(root: Path, *args: str) -> dict:

@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 
+from conftest import chaos_calls as _calls
 from conftest import run_cli
 
 CHAOS = "backends:\n  video: chaos\n  chaos: {wraps: animatic, fail_rate: 0.4, error: permanent, seed: 2}\n"
@@ -17,11 +18,6 @@ def _small_frames(tiny_project):
     """What these tests check is which units are made, not pixels: small frames keep them quick."""
     with open(tiny_project / "project.yaml", "a", encoding="utf-8") as f:
         f.write("width: 270\nheight: 480\nfps: 12\n")
-
-
-def _calls(root):
-    log = root / "build" / "shots" / "calls.jsonl"
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
 def _status(root):

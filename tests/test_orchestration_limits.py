@@ -15,44 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY_YAML, run_cli
+from conftest import COUNTING, REPO, SMALL, TINY_YAML, TWO_EPISODES, run_cli
+from conftest import chaos_calls as _calls
 from flows.tasks import _Gate, _transient_only
 from stages.backends.base import PermanentError, TransientError
 from stages.ledger import Ledger
 from stages.loudness import measure_ebur128
-
-SMALL = "width: 270\nheight: 480\nfps: 12\n"
-COUNTING = "backends:\n  video: chaos\n  chaos: {wraps: animatic, fail_rate: 0.0, seed: 1}\n"
-
-TWO_EPISODES = """\
-Title: Two
-
-# Episode 1: Kettle
-
-INT. KITCHEN - DAY
-
-ANN
-Is it ready?
-
-BO
-Almost.
-
-# Episode 2: Street
-
-EXT. STREET - NIGHT
-
-ANN
-Then I am leaving.
-
-BO
-Take the umbrella.
-"""
-
-
-def _calls(root: Path) -> list[dict]:
-    log = root / "build" / "shots" / "calls.jsonl"
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
 
 def _status(root: Path) -> dict:
     proc = run_cli("status", str(root), "--json")

@@ -167,6 +167,20 @@ def test_every_template_renders_under_strict_undefined(kind, tmp_path):
         front, side = sheet_requests(c, 1, lp.project, root)
         assert c.description in front.prompt and "three-quarter" in side.prompt
     used.add("reference_sheet.j2")
+    # The review pages of a project not rendered yet: its planned storyboard.
+    import functools
+
+    from stages.artifacts import BuildPaths
+    from stages.backends.registry import make_speech_backend, make_video_backend
+    from stages.project_status import project_status
+    from stages.write_review import write_review
+
+    statuses = project_status(lp, make_video_backend(lp.project.backends),
+                              functools.cache(lambda e: make_speech_backend(e, lp.project.backends)))
+    index = write_review(lp, statuses, BuildPaths(lp.build), command_root=str(root))
+    page = (index.parent / "ep01.html").read_text(encoding="utf-8")
+    assert page.count("data-shot-id=") == len(plan.shots) and "not made yet" in page
+    used |= {"review_base.html.j2", "review_index.html.j2", "review_episode.html.j2"}
     assert used == {p.name for p in TEMPLATES_DIR.glob("*.j2")}  # a new template needs a test here
 
 

@@ -97,6 +97,18 @@ def test_review_pages_list_every_shot_with_state_and_rerun_command(site):
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing from a network
 
 
+def test_script_text_is_escaped_on_the_pages(tiny_project):
+    script = (tiny_project / "script.fountain").read_text(encoding="utf-8")
+    (tiny_project / "script.fountain").write_text(
+        script.replace("Steam rises from a kettle.", "Steam <img src=x onerror=alert(1)> & \"rises\"."),
+        encoding="utf-8")
+    proc = run_cli("review", str(tiny_project))
+    assert proc.returncode == 0, proc.stderr
+    page = (tiny_project / "build" / "review" / "ep01.html").read_text(encoding="utf-8")
+    assert "&lt;img src=x onerror=alert(1)&gt; &amp;" in page and "<img src=x" not in page
+    assert not (tiny_project / "build" / "ledger.sqlite").exists()  # reviewing renders nothing
+
+
 def test_review_font_covers_every_character_shown(site):
     import base64
     import io
