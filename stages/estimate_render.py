@@ -79,8 +79,9 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, *, video, i
     shots = Work("video", project.backends.video)
     lines: dict[str, Work] = {}
     images = Work("image", project.backends.image.kind)
-    cuts = Work("assembly", "ffmpeg", todo=len(todo), cached=len(statuses) - len(todo),
-                ids=[e.id for e in todo])
+    assemble = [e for e in todo if not e.cut_kept]
+    cuts = Work("assembly", "ffmpeg", todo=len(assemble), cached=len(statuses) - len(assemble),
+                ids=[e.id for e in assemble])
     per_episode: dict[int, list[str]] = {}
     sheets: dict[str, bool] = {}
     keyframes: dict[str, bool] = {}

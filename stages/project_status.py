@@ -56,6 +56,7 @@ class EpisodeStatus:
     plan: ShotList | None = None  # the shots, timed from the speech on disk
     speech: list[LineStatus] = field(default_factory=list)
     sheets: dict[str, bool] = field(default_factory=dict)  # generated reference sheet -> on disk
+    cut_kept: bool = False  # stale only until its shots are remade under the same keys: not reassembled
 
     def count(self, state: str) -> int:
         return sum(1 for s in self.shots if s.state == state)
@@ -137,8 +138,7 @@ def _assembly(status: EpisodeStatus, timed, speech_keys, row, paths: BuildPaths,
     """Whether this exact cut exists: the same key as the render would compute, and its file."""
     if row is None or row.state != "done":
         return "pending", None
-    ready = all(s.state in ("done", "placeholder") and s.key for s in status.shots)
-    if not ready:
+    if not all(s.key for s in status.shots):  # a line not spoken yet: the cut will change
         return "stale", row.artifact
     project = lp.project
     speech = {k: (v, paths.speech / f"{v}.wav") for k, v in speech_keys.items()}
@@ -153,4 +153,9 @@ def _assembly(status: EpisodeStatus, timed, speech_keys, row, paths: BuildPaths,
                             min_duration_s=timed.duration_s - 1.0 / project.fps, audio=True) if verify else None
     if not is_done(mp4, check):
         return "pending", None
+    if not all(s.state in ("done", "placeholder") for s in status.shots):
+        # Shots to make again under the keys this cut was made from (a deleted clip, a retried
+        # failure): once they are back, the render finds this cut made and keeps it.
+        status.cut_kept = True
+        return "stale", str(mp4)
     return "done", str(mp4)

@@ -70,6 +70,7 @@ def test_dry_run_on_a_half_rendered_project_names_exactly_what_the_render_makes(
         assert f"{n}: {len(ids)} shot(s) to make" in dry.stdout
     (speech,) = _work(est, "speech")
     assert speech["todo"] == 3 and speech["cached"] == 1  # the edited line and episode 2's two
+    assert _work(est, "assembly")[0]["ids"] == ["ep01", "ep02"]
     assert est["cost"] == pytest.approx(0.25 * (2 + len(predicted["ep02"])) + 0.01 * 3)
     assert f"EUR {est['cost']:,.2f}" in dry.stdout
 
@@ -88,8 +89,22 @@ def test_dry_run_on_a_half_rendered_project_names_exactly_what_the_render_makes(
     md = report.with_suffix(".md").read_text(encoding="utf-8")
     assert f"EUR {est['cost']:,.2f}" in md and "**Made**" in md
 
+    assert [e["episode"] for e in data["episodes"] if e["mp4"] and not e["reused"]] == [1, 2]
+
     after = _estimate(root)
     assert after["episodes"] == [] and after["up_to_date"] == [1, 2] and after["cost"] == 0
+
+    # A clip lost from a finished episode: made again under the same key, so the cut is kept.
+    status = json.loads(run_cli("status", str(root), "--json").stdout)["episodes"]
+    lost = status[1]["shots"][0]
+    Path(lost["artifact"]).unlink()
+    est = _estimate(root)
+    assert est["shots"] == {"ep02": [lost["id"]]} and _work(est, "assembly")[0]["todo"] == 0
+    calls = len(_calls(root))
+    assert run_cli("render", str(root)).returncode == 0
+    assert [c["shot"] for c in _calls(root)[calls:]] == [lost["id"]]
+    (report,) = sorted((root / "build" / "reports").glob("*.json"))[-1:]
+    assert [e["reused"] for e in json.loads(report.read_text(encoding="utf-8"))["episodes"]] == [True]
 
 
 def test_max_cost_refuses_before_anything_is_made(tiny_project):
