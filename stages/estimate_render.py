@@ -136,21 +136,14 @@ def price(kind: str, rates: Rates, backend: str, is_billed: bool, *, count: int,
     """What `count` units of `kind` by `backend` cost; None when a billed backend has no rate."""
     if not count:
         return 0.0
-    if kind == "video":
-        rate = rates.video.get(backend)
-        value = rate and rate.cost_per_second * seconds + rate.cost_per_shot * count
-    elif kind == "speech":
-        rate = rates.speech.get(backend)
-        value = rate and (rate.cost_per_1k_chars * chars / 1000 + rate.cost_per_minute * seconds / 60
-                          + rate.cost_per_line * count)
-    elif kind == "image":
-        rate = rates.image.get(backend)
-        value = rate and rate.cost_per_image * count
-    else:
-        rate, value = None, 0.0
-    if rate is None:
-        return None if is_billed else 0.0
-    return round(value, 4)
+    if kind == "video" and (video := rates.video.get(backend)) is not None:
+        return round(video.cost_per_second * seconds + video.cost_per_shot * count, 4)
+    if kind == "speech" and (speech := rates.speech.get(backend)) is not None:
+        return round(speech.cost_per_1k_chars * chars / 1000 + speech.cost_per_minute * seconds / 60
+                     + speech.cost_per_line * count, 4)
+    if kind == "image" and (image := rates.image.get(backend)) is not None:
+        return round(image.cost_per_image * count, 4)
+    return None if is_billed else 0.0
 
 
 _LEDGER_KIND = {"video": "shot", "speech": "speech", "assembly": "episode"}
