@@ -136,12 +136,14 @@ def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = 
         console.print("nothing to render")
         return
     started = time.monotonic()
-    eps = _status(lp, numbers, verify=True)
+    eps = _status(lp, numbers, verify=True, cached_only=True)  # no LLM planning call before the guard
     if dry_run:
         _print_estimate(_estimate(lp, eps, force), lp)
         return
     if max_cost is not None:
         _check_cost(_estimate(lp, eps, force), max_cost)
+    if any(e.provisional for e in eps):  # the LLM plans those episodes now, as the render would
+        eps = _status(lp, numbers, verify=True)
     paths = BuildPaths(lp.build)
     paths.make_dirs()
     swept = sweep_partials(paths.root)  # temp files of a killed render
@@ -224,7 +226,8 @@ def _check_cost(est, max_cost: float) -> None:
 
     if est.unpriced:
         w = est.unpriced[0]
-        noun = {"video": "shot", "speech": "line", "image": "image"}[w.kind]
+        noun = {"video": "shot", "speech": "line", "image": "image", "planning": "episode plan",
+                "translation": "translation call"}[w.kind]
         raise InputError(f"--max-cost {max_cost:g}: cannot price {w.todo} {noun}(s) on {w.backend}: it may "
                          "charge and project.yaml has no rate for it (nothing was started)",
                          hint=f"set {rate_hint(w)} in project.yaml (0 for a free local server), then "
@@ -255,7 +258,8 @@ def _print_estimate(est, lp) -> None:
         return
     print(f"{lp.project.title}: would render episode(s) {_ranges(est.episodes)}{up}")
     what = {"video": ("shot", "to make", "reused"), "speech": ("line", "to speak", "reused"),
-            "image": ("image", "to make", "reused"), "assembly": ("episode", "to assemble", "up to date")}
+            "image": ("image", "to make", "reused"), "assembly": ("episode", "to assemble", "up to date"),
+            "planning": ("episode", "to plan (LLM)", "planned"), "translation": ("call", "to make", "cached")}
     for w in est.work:
         if not (w.todo or w.cached):
             continue
@@ -274,6 +278,9 @@ def _print_estimate(est, lp) -> None:
     if untimed:
         print(f"  time unknown for {', '.join(untimed)}: nothing measured in this project yet and no rate "
               "(a render measures it; or set rates.<video|speech|image>.<backend>.seconds_per_<shot|line|image>)")
+    if est.provisional:
+        print(f"  {', '.join(est.provisional)}: not planned by the LLM yet; counted from the rules planner's "
+              "shots (the LLM's plan may have other shots)")
     for n, ids in est.shots.items():
         if ids:
             shown = ", ".join(ids[:6]) + (f", … (+{len(ids) - 6}; `dramaforge estimate --json` lists all)"
@@ -349,11 +356,11 @@ def _backends(lp):
             functools.cache(lambda engine: make_speech_backend(engine, lp.project.backends)))
 
 
-def _status(lp, numbers=None, *, verify: bool = False):
+def _status(lp, numbers=None, *, verify: bool = False, cached_only: bool = False):
     from stages.project_status import project_status
 
     video, speech = _backends(lp)
-    return project_status(lp, video, speech, numbers, verify=verify)
+    return project_status(lp, video, speech, numbers, verify=verify, cached_only=cached_only)
 
 
 @app.command()
@@ -366,7 +373,8 @@ def estimate(project: ProjectArg, episodes: EpisodesOpt = None,
     lp = load_project(project)
     numbers = parse_episode_spec(episodes, [e.number for e in lp.script.episodes])
     if as_json:
-        print(json.dumps(_estimate(lp, _status(lp, numbers, verify=True)).to_dict(), ensure_ascii=False, indent=1))
+        eps = _status(lp, numbers, verify=True, cached_only=True)
+        print(json.dumps(_estimate(lp, eps).to_dict(), ensure_ascii=False, indent=1))
         return
     _render(lp, numbers, dry_run=True)
 

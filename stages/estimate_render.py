@@ -42,6 +42,7 @@ class Estimate:
     work: list[Work]
     concurrency: int  # shots made at once
     shots: dict[int, list[str]] = field(default_factory=dict)  # episode -> shot ids to make
+    provisional: list[str] = field(default_factory=list)  # episodes counted from a stand-in plan
 
     @property
     def cost(self) -> float | None:
@@ -64,7 +65,7 @@ class Estimate:
         return {"currency": self.currency, "episodes": self.episodes, "up_to_date": self.up_to_date,
                 "cost": self.cost, "time_s": None if self.time_s is None else round(self.time_s, 1),
                 "concurrency": self.concurrency, "work": [asdict(w) for w in self.work],
-                "shots": {f"ep{n:02d}": ids for n, ids in self.shots.items()}}
+                "shots": {f"ep{n:02d}": ids for n, ids in self.shots.items()}, "provisional": self.provisional}
 
 
 def estimate_render(statuses: list[EpisodeStatus], project: Project, *, video, image, speech, ledger: Ledger | None,
@@ -122,9 +123,20 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, *, video, i
     images.time_s, images.basis = duration("image", rates, images.backend, ledger, count=images.todo)
     cuts.cost = 0.0
     cuts.time_s, cuts.basis = duration("assembly", rates, "ffmpeg", ledger, count=cuts.todo)
+    # Chat calls: an LLM planner's first plan of an episode, subtitle translation of a new cut.
+    plans = Work("planning", "planner", ids=[e.id for e in statuses if e.provisional])
+    plans.todo = len(plans.ids)
+    plans.cached = len(statuses) - plans.todo if project.planner.kind == "llm" else 0
+    calls = {e.id: e.translation_calls for e in assemble if e.translation_calls}
+    words = Work("translation", "translation", todo=sum(calls.values()), ids=list(calls))
+    words.cached = len(assemble) - len(calls) if project.subtitles.translation is not None else 0
+    for w in (plans, words):  # both go to a chat server, which may charge
+        w.cost = price("text", rates, w.backend, True, count=w.todo)
+        w.time_s, w.basis = duration("text", rates, w.backend, None, count=w.todo)
     concurrency = project.limits.video_concurrency or getattr(video, "concurrency", 1)
     return Estimate(rates.currency, [e.number for e in todo], [e.number for e in statuses if e not in todo],
-                    [shots, *lines.values(), images, cuts], concurrency, per_episode)
+                    [shots, *lines.values(), images, cuts, plans, words], concurrency, per_episode,
+                    provisional=plans.ids)
 
 
 def billed(backend) -> bool:
@@ -143,6 +155,8 @@ def price(kind: str, rates: Rates, backend: str, is_billed: bool, *, count: int,
                      + speech.cost_per_line * count, 4)
     if kind == "image" and (image := rates.image.get(backend)) is not None:
         return round(image.cost_per_image * count, 4)
+    if kind == "text" and (text := rates.text.get(backend)) is not None:
+        return round(text.cost_per_call * count, 4)
     return None if is_billed else 0.0
 
 
@@ -163,6 +177,8 @@ def duration(kind: str, rates: Rates, backend: str, ledger: Ledger | None, *, co
         per_unit = rate.seconds_per_line
     elif kind == "image" and (rate := rates.image.get(backend)) is not None:
         per_unit = rate.seconds_per_image
+    elif kind == "text" and (rate := rates.text.get(backend)) is not None:
+        per_unit = rate.seconds_per_call
     if per_unit is not None:
         return per_unit * count, "rate"
     if ledger is not None and kind in _LEDGER_KIND:
@@ -174,6 +190,8 @@ def duration(kind: str, rates: Rates, backend: str, ledger: Ledger | None, *, co
 
 def rate_hint(w: Work) -> str:
     """Which project.yaml key would price or time this work."""
+    if w.kind in ("planning", "translation"):
+        return f"rates.text.{w.backend}: {{cost_per_call: ..., seconds_per_call: ...}}"
     key = {"video": "cost_per_second", "speech": "cost_per_1k_chars", "image": "cost_per_image"}[w.kind]
     timing = {"video": "seconds_per_shot", "speech": "seconds_per_line", "image": "seconds_per_image"}[w.kind]
     return f"rates.{w.kind}.{w.backend}: {{{key}: ..., {timing}: ...}}"

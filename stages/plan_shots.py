@@ -38,14 +38,18 @@ def frames_ceil(seconds: float, fps: int) -> float:
 
 
 def plan_shots(episode: Episode, project: Project, *, project_dir: Path | None = None,
-               characters: dict[str, str] | None = None) -> ShotList:
-    """Plan an episode's shots with the project's planner, then fold in the user's edits on disk."""
+               characters: dict[str, str] | None = None, cached_only: bool = False) -> ShotList:
+    """Plan an episode's shots with the project's planner, then fold in the user's edits on disk.
+
+    `cached_only`: an LLM planner answers from its cache or raises `plan_shots_llm.NotPlanned`.
+    """
     names = characters or {}
     if project.planner.kind == "llm":
         from stages.plan_shots_llm import plan_shots_llm
 
         plan = plan_shots_llm(episode, project, project_dir=project_dir, names=names,
-                              cache_dir=project_dir / "build" / "plans" if project_dir is not None else None)
+                              cache_dir=project_dir / "build" / "plans" if project_dir is not None else None,
+                              cached_only=cached_only)
     else:
         plan = _plan_rules(episode, project, project_dir, names)
     plan = attach_cues(plan, episode)

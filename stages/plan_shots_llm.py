@@ -155,9 +155,14 @@ def to_shotlist(answer: dict, episode: Episode, project: Project, project_dir: P
     return ShotList(episode=episode.number, title=episode.title, shots=shots)
 
 
+class NotPlanned(Exception):
+    """`cached_only` planning of an episode the LLM has not planned yet (asking would be a paid call)."""
+
+
 def plan_shots_llm(episode: Episode, project: Project, *, project_dir: Path | None, names: dict[str, str],
-                   cache_dir: Path | None = None, client=None) -> ShotList:
-    """Plan with the LLM (or reuse the cached answer for exactly this request)."""
+                   cache_dir: Path | None = None, client=None, cached_only: bool = False) -> ShotList:
+    """Plan with the LLM (or reuse the cached answer for exactly this request); `cached_only` raises
+    NotPlanned instead of asking."""
     cast = [{"id": c.id, "description": c.description} for c in project.cast]
     cast_ids = {c.id for c in project.cast} | set(names)
     for cid in names:
@@ -174,6 +179,8 @@ def plan_shots_llm(episode: Episode, project: Project, *, project_dir: Path | No
         answer = json.loads(cached.read_text(encoding="utf-8"))
         if not validate(answer, episode, project, cast_ids):
             return to_shotlist(answer, episode, project, project_dir, names)
+    if cached_only:
+        raise NotPlanned(f"episode {episode.number} has no LLM plan yet")
     answer = _ask(msgs, episode, project, cast_ids, client)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,8 @@ from stages.ledger import Ledger
 from stages.load_project import LoadedProject
 from stages.media import video_validator, wav_duration_s
 from stages.plan_shots import estimate_speech_s, plan_shots
-from stages.schema import ShotList
+from stages.plan_shots_llm import NotPlanned
+from stages.schema import Planner, ShotList
 from stages.synthesize_speech import speech_engine, speech_key, speech_request
 from stages.time_shots import time_shots
 
@@ -57,18 +58,23 @@ class EpisodeStatus:
     speech: list[LineStatus] = field(default_factory=list)
     sheets: dict[str, bool] = field(default_factory=dict)  # generated reference sheet -> on disk
     cut_kept: bool = False  # stale only until its shots are remade under the same keys: not reassembled
+    provisional: bool = False  # the LLM has not planned it yet: these are the rules planner's shots
+    translation_calls: int = 0  # calls its subtitle translation would make (0: none asked, or cached)
 
     def count(self, state: str) -> int:
         return sum(1 for s in self.shots if s.state == state)
 
 
 def project_status(lp: LoadedProject, video: VideoBackend, speech: Callable[[str], object],
-                   episodes: list[int] | None = None, *, verify: bool = False) -> list[EpisodeStatus]:
+                   episodes: list[int] | None = None, *, verify: bool = False,
+                   cached_only: bool = False) -> list[EpisodeStatus]:
     """Every shot's state and each episode's cut, as a render would see them now.
 
     `speech(engine)` gives the speech backend of that name (for its identity: nothing is spoken).
 
     `verify` decodes each finished episode (as the render's own check does) before calling it done.
+    `cached_only` never asks an LLM planner: an episode it has not planned yet gets the rules
+    planner's shots as a stand-in, marked `provisional`.
     """
     paths = BuildPaths(lp.build)
     image = make_image_backend(lp.project.backends.image)
@@ -77,11 +83,18 @@ def project_status(lp: LoadedProject, video: VideoBackend, speech: Callable[[str
         ledger.reconcile()
     rows = {r.id: r for r in ledger.rows()} if ledger is not None else {}
     project = lp.project
+    translated = _translation(lp, paths)
     out = []
     for ep in lp.script.episodes:
         if episodes is not None and ep.number not in episodes:
             continue
-        plan = plan_shots(ep, project, project_dir=lp.root, characters=lp.script.characters)
+        try:
+            plan = plan_shots(ep, project, project_dir=lp.root, characters=lp.script.characters,
+                              cached_only=cached_only)
+            provisional = False
+        except NotPlanned:
+            rules = project.model_copy(update={"planner": Planner(kind="rules")})
+            plan, provisional = plan_shots(ep, rules, project_dir=lp.root, characters=lp.script.characters), True
         measured: dict[str, list[float]] = {}
         keys: dict[tuple[str, int], str] = {}
         unspoken: set[str] = set()
@@ -103,7 +116,8 @@ def project_status(lp: LoadedProject, video: VideoBackend, speech: Callable[[str
             if shot.lines and shot.id not in unspoken:
                 measured[shot.id] = durs
         timed = time_shots(plan, measured, project)
-        status = EpisodeStatus(ep.id, ep.number, lines=len(lines), plan=timed, speech=lines)
+        status = EpisodeStatus(ep.id, ep.number, lines=len(lines), plan=timed, speech=lines, provisional=provisional,
+                               translation_calls=translated([ln.text for s in timed.shots for ln in s.lines]))
         # Every shot's request: sheets and keyframes are named without the speech; the clip's key
         # needs the measured speech, so a shot with a line not yet spoken has none.
         requests = {r.shot_id: r for r in planned_requests(timed.shots, project, lp.root, lp.script.characters,
@@ -132,6 +146,26 @@ def project_status(lp: LoadedProject, video: VideoBackend, speech: Callable[[str
         status.assembly, status.mp4 = _assembly(status, timed, keys, rows.get(ep.id), paths, lp, verify)
         out.append(status)
     return out
+
+
+def _translation(lp: LoadedProject, paths: BuildPaths) -> Callable[[list[str]], int]:
+    """texts -> how many calls translating them would make now (0 when cached or not asked for)."""
+    options = lp.project.subtitles.translation
+    if options is None:
+        return lambda texts: 0
+    from stages.backends.openai_translate import BATCH_LINES
+    from stages.backends.registry import make_translation_backend
+    from stages.translate_subtitles import translation_key
+
+    identity = make_translation_backend(options, lp.root).identity()
+
+    def calls(texts: list[str]) -> int:
+        key = translation_key(texts, lp.project.language, options.language, identity)
+        if not texts or (paths.root / "translations" / f"{key}.json").exists():
+            return 0
+        return -(-len(texts) // BATCH_LINES)
+
+    return calls
 
 
 def _assembly(status: EpisodeStatus, timed, speech_keys, row, paths: BuildPaths, lp: LoadedProject, verify: bool):

@@ -220,6 +220,13 @@ class ImageRate(Model):
     seconds_per_image: float | None = Field(None, ge=0)
 
 
+class TextRate(Model):
+    """What one chat call costs (shot planning by an LLM, a batch of subtitle translation)."""
+
+    cost_per_call: float = Field(0, ge=0)
+    seconds_per_call: float | None = Field(None, ge=0)
+
+
 class Rates(Model):
     """Per-backend prices and speeds for `dramaforge estimate`, `render --dry-run` and `--max-cost`.
 
@@ -232,6 +239,9 @@ class Rates(Model):
     video: dict[VideoBackendName, VideoRate] = Field(default_factory=dict)
     speech: dict[SpeechBackendName, SpeechRate] = Field(default_factory=dict)
     image: dict[ImageBackendName, ImageRate] = Field(default_factory=dict)
+    text: dict[Literal["planner", "translation"], TextRate] = Field(
+        default_factory=dict, description="planner: one LLM planning call per episode; translation: "
+                                          "one call per 60 subtitle lines")
 
 
 class Timing(Model):

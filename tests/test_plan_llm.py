@@ -153,6 +153,33 @@ def test_plan_cli_with_the_llm_planner(llm):
     assert [s["size"] for s in ep["shots"]] == ["establishing", "medium", "close-up", "wide"]
 
 
+def test_estimates_never_ask_the_llm_and_price_its_plans(llm):
+    fake, root = llm
+
+    def estimate() -> dict:
+        proc = run_cli("estimate", str(root), "--json")
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    est = estimate()  # not planned yet: counted from the rules planner's shots, cost unknown
+    (planning,) = [w for w in est["work"] if w["kind"] == "planning"]
+    assert planning["todo"] == 1 and est["provisional"] == ["ep01"] and est["cost"] is None
+    text = run_cli("estimate", str(root)).stdout
+    assert "ep01: not planned by the LLM yet" in text and "rates.text.planner" in text
+    with open(root / "project.yaml", "a", encoding="utf-8") as f:
+        f.write("rates:\n  text: {planner: {cost_per_call: 0.05}}\n")
+    assert estimate()["cost"] == 0.05
+    proc = run_cli("render", str(root), "--max-cost", "0.01")
+    assert proc.returncode == 2 and "over --max-cost" in proc.stderr
+    assert fake.requests == []  # no estimate, dry run or refused render asked the server
+
+    fake.answer(json.dumps(GOOD))
+    assert run_cli("plan", str(root)).returncode == 0 and len(fake.requests) == 1
+    est = estimate()  # now from the LLM's own plan, which is cached
+    assert est["provisional"] == [] and est["cost"] == 0 and len(fake.requests) == 1
+    assert est["shots"]["ep01"] == ["ep01-sc01-sh001", "ep01-sc01-sh002", "ep01-sc01-sh003", "ep01-sc02-sh001"]
+
+
 def test_an_unreachable_server_is_a_clear_cli_error(tiny_project):
     (tiny_project / "project.yaml").write_text(TINY_YAML + LLM % 9, encoding="utf-8")  # port 9: nothing there
     proc = run_cli("plan", str(tiny_project))

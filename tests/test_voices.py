@@ -81,6 +81,10 @@ def test_openai_voice_and_translated_subtitles_render_end_to_end(tiny_project, s
                   f"subtitles:\n  translation: {{language: fr, base_url: '{server.base_url}', model: chat-test}}\n")
     (tiny_project / "project.yaml").write_text(yaml_text, encoding="utf-8")
     server.replies.extend([_route] * 8)
+    est = json.loads(run_cli("estimate", str(tiny_project), "--json").stdout)
+    work = {(w["kind"], w["backend"]): w for w in est["work"]}
+    assert work["speech", "openai"]["todo"] == 1 and work["speech", "openai"]["cost"] is None  # billed, no rate
+    assert work["speech", "espeak"]["todo"] == 2 and work["translation", "translation"]["todo"] == 1
     proc = run_cli("render", str(tiny_project))
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -103,6 +107,13 @@ def test_openai_voice_and_translated_subtitles_render_end_to_end(tiny_project, s
     again = run_cli("render", str(tiny_project))
     assert again.returncode == 0 and "nothing to do" in again.stdout + again.stderr
     assert len(server.requests) == before
+
+    # A lost episode file: the estimate reassembles it from cached speech and translation.
+    (episodes / "ep01.mp4").unlink()
+    est = json.loads(run_cli("estimate", str(tiny_project), "--json").stdout)
+    work = {w["kind"]: w for w in est["work"]}
+    assert work["assembly"]["todo"] == 1 and work["translation"]["todo"] == 0 and work["translation"]["cached"] == 1
+    assert est["cost"] == 0 and len(server.requests) == before
 
 
 def test_a_line_the_engine_refuses_names_episode_scene_and_script_line(tiny_project, server):

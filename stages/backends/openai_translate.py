@@ -78,6 +78,7 @@ class OpenAITranslationBackend:
     """TranslationBackend: one chat model, prompted by templates/translate.*.j2."""
 
     name = "openai"
+    billed = True  # a server that may charge: its cost is unknown until `rates.text.translation` says
 
     def __init__(self, options: Translation, project_dir: Path | None = None):
         # As with speech, no client here: identity() must work without an API key.
