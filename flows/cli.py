@@ -157,10 +157,8 @@ def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = 
     if not todo:
         _report_outputs(console, [{"episode": e.number, "mp4": e.mp4, "reused": True, "failed": [], "stopped": []}
                                   for e in eps])
-        if not (paths.root / "series.json").exists():
-            _write_series(lp)
-        if not (paths.root / "review" / "index.html").exists():
-            _write_review(lp)
+        if not (paths.root / "series.json").exists() or not (paths.review / "index.html").exists():
+            _write_deliverables(lp)
         console.print(f"[green]nothing to do[/] ({time.monotonic() - started:.1f}s)")
         return
     numbers = [e.number for e in todo]
@@ -193,8 +191,7 @@ def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = 
             progress.install(None)
     outcomes += [{"episode": e.number, "mp4": e.mp4, "reused": True, "failed": [], "stopped": []} for e in current]
     failed = _report_outputs(console, sorted(outcomes, key=lambda o: o["episode"]))
-    _write_series(lp)
-    review = _write_review(lp)
+    review = _write_deliverables(lp)
     console.print(f"  review: {_esc(str(review))}")
     if any(o.get("blocked") for o in outcomes):
         console.print("[red]fix the voices, lines or references above[/] (project.yaml cast, backends), "
@@ -222,13 +219,11 @@ def _estimate(lp, eps, force: set[str] = frozenset()):
 
 def _check_cost(est, max_cost: float) -> None:
     """Refuse (exit 2, before any work) a render over budget, or one that cannot be priced."""
-    from stages.estimate_render import rate_hint
+    from stages.estimate_render import UNIT, rate_hint
 
     if est.unpriced:
         w = est.unpriced[0]
-        noun = {"video": "shot", "speech": "line", "image": "image", "planning": "episode plan",
-                "translation": "translation call"}[w.kind]
-        raise InputError(f"--max-cost {max_cost:g}: cannot price {w.todo} {noun}(s) on {w.backend}: it may "
+        raise InputError(f"--max-cost {max_cost:g}: cannot price {w.todo} {UNIT[w.kind]}(s) on {w.backend}: it may "
                          "charge and project.yaml has no rate for it (nothing was started)",
                          hint=f"set {rate_hint(w)} in project.yaml (0 for a free local server), then "
                               "`dramaforge estimate` shows the cost")
@@ -240,7 +235,7 @@ def _check_cost(est, max_cost: float) -> None:
 
 
 def _print_estimate(est, lp) -> None:
-    from stages.estimate_render import rate_hint
+    from stages.estimate_render import UNIT, rate_hint
 
     def money(v):
         return "unknown" if v is None else "free" if v == 0 else f"{est.currency} {v:,.2f}"
@@ -257,13 +252,13 @@ def _print_estimate(est, lp) -> None:
         print(f"{lp.project.title}: nothing to render{up}")
         return
     print(f"{lp.project.title}: would render episode(s) {_ranges(est.episodes)}{up}")
-    what = {"video": ("shot", "to make", "reused"), "speech": ("line", "to speak", "reused"),
-            "image": ("image", "to make", "reused"), "assembly": ("episode", "to assemble", "up to date"),
-            "planning": ("episode", "to plan (LLM)", "planned"), "translation": ("call", "to make", "cached")}
+    verbs = {"video": ("to make", "reused"), "speech": ("to speak", "reused"), "image": ("to make", "reused"),
+             "assembly": ("to assemble", "up to date"), "planning": ("to make (LLM)", "cached"),
+             "translation": ("to make", "cached")}
     for w in est.work:
         if not (w.todo or w.cached):
             continue
-        noun, verb, kept = what[w.kind]
+        noun, (verb, kept) = UNIT[w.kind], verbs[w.kind]
         size = f" ({w.todo_s:.1f} s of video)" if w.kind == "video" and w.todo else \
             f" ({w.chars} chars)" if w.kind == "speech" and w.todo else ""
         amount = f"{w.todo} {noun}(s) {verb}{size}, {w.cached} {kept}"
@@ -314,7 +309,14 @@ def _report_outputs(console, outcomes: list[dict]) -> list[str]:
     return failed
 
 
-def _write_series(lp) -> None:
+def _write_deliverables(lp) -> Path:
+    """build/series.json and the review site, from one look at the project; returns review/index.html."""
+    eps = _status(lp)
+    _write_series(lp, eps)
+    return _write_review(lp, eps)
+
+
+def _write_series(lp, eps) -> None:
     """build/series.json: every episode made so far, its files, length, shots and content keys."""
     from stages.artifacts import BuildPaths
     from stages.ledger import Ledger
@@ -324,7 +326,7 @@ def _write_series(lp) -> None:
     paths = BuildPaths(lp.build)
     rows = {r.id: r for r in Ledger(paths.ledger).rows(kind="episode")} if paths.ledger.exists() else {}
     episodes = []
-    for e in _status(lp):
+    for e in eps:
         mp4 = paths.episode_mp4(e.id)
         if e.assembly != "done" or not mp4.exists():
             continue
@@ -385,16 +387,16 @@ def review(project: ProjectArg) -> None:
     card: picture, prompt, dialogue, state, the re-run command; clips play inline). Opens from disk."""
     from stages.load_project import load_project
 
-    print(_write_review(load_project(project), project))
+    lp = load_project(project)
+    print(_write_review(lp, _status(lp)))
 
 
-def _write_review(lp, shown: Path | None = None) -> Path:
-    """Refresh build/review/ from the ledger and the files on disk; `shown` is the project path to print in
-    re-run commands (as the user typed it)."""
+def _write_review(lp, eps) -> Path:
+    """Refresh build/review/ from `eps` (the project's status); re-run commands name the project as typed."""
     from stages.artifacts import BuildPaths
     from stages.write_review import write_review
 
-    return write_review(lp, _status(lp), BuildPaths(lp.build), command_root=str(shown or lp.root))
+    return write_review(lp, eps, BuildPaths(lp.build), command_root=str(lp.root))
 
 
 @app.command()

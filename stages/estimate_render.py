@@ -16,6 +16,8 @@ from stages.project_status import EpisodeStatus
 from stages.schema import Project, Rates
 
 REUSED_STATES = ("done", "placeholder")  # a render reuses these shots; it makes every other one
+UNIT = {"video": "shot", "speech": "line", "image": "image", "assembly": "episode", "planning": "episode plan",
+        "translation": "translation call"}  # what one unit of each kind of work is called
 
 
 @dataclass
@@ -46,8 +48,7 @@ class Estimate:
 
     @property
     def cost(self) -> float | None:
-        costs = [w.cost for w in self.work if w.todo]
-        return None if None in costs else round(sum(costs), 4)
+        return total_cost(self.work)
 
     @property
     def unpriced(self) -> list[Work]:
@@ -112,16 +113,15 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, *, video, i
         images.cached += sum(1 for ok in made.values() if ok)
         images.ids += sorted(p for p, ok in made.items() if not ok)
 
-    shots.cost = price("video", rates, shots.backend, billed(video), count=shots.todo, seconds=shots.todo_s)
+    shots.cost = price_work(shots, rates, billed(video))
     shots.time_s, shots.basis = duration("video", rates, shots.backend, ledger, count=shots.todo,
                                          seconds=shots.todo_s)
     for w in lines.values():
-        w.cost = price("speech", rates, w.backend, billed(speech(w.backend)), count=w.todo, seconds=w.todo_s,
-                       chars=w.chars)
+        w.cost = price_work(w, rates, billed(speech(w.backend)))
         w.time_s, w.basis = duration("speech", rates, w.backend, ledger, count=w.todo)
-    images.cost = price("image", rates, images.backend, billed(image), count=images.todo)
+    images.cost = price_work(images, rates, billed(image))
     images.time_s, images.basis = duration("image", rates, images.backend, ledger, count=images.todo)
-    cuts.cost = 0.0
+    cuts.cost = price_work(cuts, rates, False)
     cuts.time_s, cuts.basis = duration("assembly", rates, "ffmpeg", ledger, count=cuts.todo)
     # Chat calls: an LLM planner's first plan of an episode, subtitle translation of a new cut.
     plans = Work("planning", "planner", ids=[e.id for e in statuses if e.provisional])
@@ -131,7 +131,7 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, *, video, i
     words = Work("translation", "translation", todo=sum(calls.values()), ids=list(calls))
     words.cached = len(assemble) - len(calls) if project.subtitles.translation is not None else 0
     for w in (plans, words):  # both go to a chat server, which may charge
-        w.cost = price("text", rates, w.backend, True, count=w.todo)
+        w.cost = price_work(w, rates, True)
         w.time_s, w.basis = duration("text", rates, w.backend, None, count=w.todo)
     concurrency = project.limits.video_concurrency or getattr(video, "concurrency", 1)
     return Estimate(rates.currency, [e.number for e in todo], [e.number for e in statuses if e not in todo],
@@ -141,6 +141,18 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, *, video, i
 
 def billed(backend) -> bool:
     return bool(getattr(backend, "billed", False))
+
+
+def total_cost(work: list[Work]) -> float | None:
+    """The sum of what is to be made; None when any of it cannot be priced."""
+    costs = [w.cost for w in work if w.todo]
+    return None if None in costs else round(sum(costs), 4)
+
+
+def price_work(w: Work, rates: Rates, is_billed: bool) -> float | None:
+    """`price` of a Work row: its units, seconds of media and characters."""
+    kind = "text" if w.kind in ("planning", "translation") else w.kind
+    return price(kind, rates, w.backend, is_billed, count=w.todo, seconds=w.todo_s, chars=w.chars)
 
 
 def price(kind: str, rates: Rates, backend: str, is_billed: bool, *, count: int, seconds: float = 0.0,

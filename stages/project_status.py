@@ -51,7 +51,6 @@ class EpisodeStatus:
     id: str
     number: int
     shots: list[ShotStatus] = field(default_factory=list)
-    lines: int = 0
     assembly: str = "pending"  # done (this exact cut exists) | stale | pending
     mp4: str | None = None
     plan: ShotList | None = None  # the shots, timed from the speech on disk
@@ -60,6 +59,10 @@ class EpisodeStatus:
     cut_kept: bool = False  # stale only until its shots are remade under the same keys: not reassembled
     provisional: bool = False  # the LLM has not planned it yet: these are the rules planner's shots
     translation_calls: int = 0  # calls its subtitle translation would make (0: none asked, or cached)
+
+    @property
+    def lines(self) -> int:
+        return len(self.speech)
 
     def count(self, state: str) -> int:
         return sum(1 for s in self.shots if s.state == state)
@@ -116,7 +119,7 @@ def project_status(lp: LoadedProject, video: VideoBackend, speech: Callable[[str
             if shot.lines and shot.id not in unspoken:
                 measured[shot.id] = durs
         timed = time_shots(plan, measured, project)
-        status = EpisodeStatus(ep.id, ep.number, lines=len(lines), plan=timed, speech=lines, provisional=provisional,
+        status = EpisodeStatus(ep.id, ep.number, plan=timed, speech=lines, provisional=provisional,
                                translation_calls=translated([ln.text for s in timed.shots for ln in s.lines]))
         # Every shot's request: sheets and keyframes are named without the speech; the clip's key
         # needs the measured speech, so a shot with a line not yet spoken has none.

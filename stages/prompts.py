@@ -14,13 +14,14 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 
 @functools.lru_cache(maxsize=16)
-def _env(project_templates: str | None):
+def _env(project_templates: str | None, html: bool = False):
+    """Prompts are plain text; pages (`html`) are autoescaped, so script text never becomes markup."""
     import jinja2
 
     dirs = [project_templates] if project_templates else []
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader([*dirs, str(TEMPLATES_DIR)]),
-        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
+        undefined=jinja2.StrictUndefined, autoescape=html, keep_trailing_newline=False,
         trim_blocks=True, lstrip_blocks=True,
     )
     # Script text is data: JSON-quote it so it reads as a quotation, never as an instruction.
@@ -33,29 +34,21 @@ def render_template(name: str, project_dir: Path | None = None, *, keep_lines: b
 
     Whitespace is collapsed to single spaces, or with `keep_lines` to one line per non-empty line.
     """
-    override = project_dir / "templates" if project_dir is not None else None
-    env = _env(str(override) if override is not None and override.is_dir() else None)
-    text = env.get_template(name).render(**context)
+    text = _env(_overrides(project_dir)).get_template(name).render(**context)
     if keep_lines:
         return "\n".join(" ".join(line.split()) for line in text.splitlines() if line.strip())
     return " ".join(text.split())
 
 
-@functools.lru_cache(maxsize=16)
-def _page_env(project_templates: str | None):
-    import jinja2
-
-    dirs = [project_templates] if project_templates else []
-    return jinja2.Environment(loader=jinja2.FileSystemLoader([*dirs, str(TEMPLATES_DIR)]),
-                              undefined=jinja2.StrictUndefined, autoescape=True, trim_blocks=True,
-                              lstrip_blocks=True)
-
-
 def render_page(name: str, project_dir: Path | None = None, **context) -> str:
-    """Render an HTML page template (autoescaped: script text can never become markup)."""
-    override = project_dir / "templates" if project_dir is not None else None
-    return _page_env(str(override) if override is not None and override.is_dir() else None
-                     ).get_template(name).render(**context)
+    """Render an HTML page template (or the project's override), autoescaped."""
+    return _env(_overrides(project_dir), html=True).get_template(name).render(**context)
+
+
+def _overrides(project_dir: Path | None) -> str | None:
+    """PROJECT/templates/, when the project has one."""
+    folder = project_dir / "templates" if project_dir is not None else None
+    return str(folder) if folder is not None and folder.is_dir() else None
 
 
 def template_source(name: str, project_dir: Path | None = None) -> str:

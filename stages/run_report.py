@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from stages.artifacts import write_text_atomic
-from stages.estimate_render import Work, billed, price
+from stages.estimate_render import UNIT, Work, billed, price_work, total_cost
 from stages.ledger import Ledger
 from stages.schema import Project
 
@@ -61,17 +61,11 @@ def made_work(outcomes: list[dict], project: Project, *, video, image, speech) -
                 w.todo += 1
                 w.chars += ln["chars"]
                 w.todo_s += ln["seconds"]
-    shots.cost = price("video", rates, shots.backend, billed(video), count=shots.todo, seconds=shots.todo_s)
-    images.cost = price("image", rates, images.backend, billed(image), count=images.todo)
+    shots.cost = price_work(shots, rates, billed(video))
+    images.cost = price_work(images, rates, billed(image))
     for w in lines.values():
-        w.cost = price("speech", rates, w.backend, billed(speech(w.backend)), count=w.todo, seconds=w.todo_s,
-                       chars=w.chars)
+        w.cost = price_work(w, rates, billed(speech(w.backend)))
     return [shots, *lines.values(), images]
-
-
-def run_cost(work: list[Work]) -> float | None:
-    costs = [w.cost for w in work if w.todo]
-    return None if None in costs else round(sum(costs), 4)
 
 
 def summary_markdown(title: str, project_dir: str, outcomes: list[dict], table: list[dict], wall_s: float,
@@ -106,16 +100,15 @@ def summary_markdown(title: str, project_dir: str, outcomes: list[dict], table: 
 
 
 def _made_lines(work: list[Work], currency: str) -> list[str]:
-    noun = {"video": "shot", "speech": "line", "image": "image"}
     made, kept = [], []
     for w in work:
         size = f", {w.todo_s:.1f} s of video" if w.kind == "video" and w.todo else \
             f", {w.chars} chars" if w.kind == "speech" and w.todo else ""
         if w.todo:
-            made.append(f"{w.todo} {noun[w.kind]}(s) on {w.backend}{size}")
+            made.append(f"{w.todo} {UNIT[w.kind]}(s) on {w.backend}{size}")
         if w.cached:
-            kept.append(f"{w.cached} {noun[w.kind]}(s)")
-    cost = run_cost(work)
+            kept.append(f"{w.cached} {UNIT[w.kind]}(s)")
+    cost = total_cost(work)
     priced = [f"{w.kind} {w.cost:,.2f}" for w in work if w.todo and w.cost is not None]
     unknown = [w.backend for w in work if w.todo and w.cost is None]
     if cost is not None:
@@ -134,7 +127,7 @@ def report_json(title: str, project_dir: str, outcomes: list[dict], table: list[
 
     return json.dumps({
         "title": title, "project": project_dir, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "wall_s": round(wall_s, 2), "skipped": skipped, "currency": currency, "cost": run_cost(work),
+        "wall_s": round(wall_s, 2), "skipped": skipped, "currency": currency, "cost": total_cost(work),
         "made": [asdict(w) for w in work],
         "episodes": [{k: o.get(k) for k in ("episode", "mp4", "reused", "failed", "stopped", "blocked", "duration_s")}
                      for o in outcomes],
