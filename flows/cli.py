@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from stages.errors import DramaforgeError, InputError
+from stages.core.errors import DramaforgeError, InputError
 
 app = typer.Typer(
     name="dramaforge",
@@ -109,8 +109,9 @@ def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = 
     Prefect starts, so a no-op re-render costs about as much as `status`. `dry_run` prints the
     estimate instead; `max_cost` refuses a render whose estimate is over it (or unknown).
     """
-    from stages.artifacts import BuildPaths, sweep_partials
-    from stages.ledger import Ledger
+    from stages.core.artifacts import sweep_partials
+    from stages.core.paths import BuildPaths
+    from stages.core.ledger import Ledger
 
     console = _console()
     if dask and not dry_run:
@@ -205,10 +206,10 @@ def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = 
 
 
 def _estimate(lp, eps, force: set[str] = frozenset()):
-    from stages.artifacts import BuildPaths
+    from stages.core.paths import BuildPaths
     from stages.backends.registry import make_image_backend
     from stages.estimate_render import estimate_render
-    from stages.ledger import Ledger
+    from stages.core.ledger import Ledger
 
     ledger_path = BuildPaths(lp.build).ledger
     video, speech = _backends(lp)
@@ -285,7 +286,7 @@ def _print_estimate(est, lp) -> None:
 
 def _report_outputs(console, outcomes: list[dict]) -> list[str]:
     """One line per episode; returns the failed shot ids (or unspoken lines' reasons)."""
-    from stages.media import probe
+    from stages.core.media import probe
 
     failed = []
     for o in outcomes:
@@ -318,9 +319,9 @@ def _write_deliverables(lp) -> Path:
 
 def _write_series(lp, eps) -> None:
     """build/series.json: every episode made so far, its files, length, shots and content keys."""
-    from stages.artifacts import BuildPaths
-    from stages.ledger import Ledger
-    from stages.media import probe
+    from stages.core.paths import BuildPaths
+    from stages.core.ledger import Ledger
+    from stages.core.media import probe
     from stages.write_series import write_series_json
 
     paths = BuildPaths(lp.build)
@@ -393,7 +394,7 @@ def review(project: ProjectArg) -> None:
 
 def _write_review(lp, eps) -> Path:
     """Refresh build/review/ from `eps` (the project's status); re-run commands name the project as typed."""
-    from stages.artifacts import BuildPaths
+    from stages.core.paths import BuildPaths
     from stages.write_review import write_review
 
     return write_review(lp, eps, BuildPaths(lp.build), command_root=str(lp.root))
@@ -458,8 +459,8 @@ def rerun(project: ProjectArg,
                 return _render(lp, numbers, dry_run=True, force=set(shot))
             if max_cost is not None:  # checked before their files are dropped
                 _check_cost(_estimate(lp, [e for e in eps if e.number in numbers], set(shot)), max_cost)
-            from stages.artifacts import BuildPaths
-            from stages.ledger import Ledger
+            from stages.core.paths import BuildPaths
+            from stages.core.ledger import Ledger
 
             ledger = Ledger(BuildPaths(lp.build).ledger)
             for i in shot:  # made anew: drop the artifact so the hash check cannot reuse it
@@ -478,7 +479,7 @@ def rerun(project: ProjectArg,
 def plan(project: ProjectArg, episodes: EpisodesOpt = None,
          as_json: Annotated[bool, typer.Option("--json", help="print the ShotList models as JSON")] = False) -> None:
     """Plan shots into PROJECT/build/shotlists/epNN.yaml (edit them there; re-planning keeps your edits)."""
-    from stages.artifacts import BuildPaths
+    from stages.core.paths import BuildPaths
     from stages.load_project import load_project
     from stages.plan_shots import plan_shots
     from stages.write_shotlist import write_shotlist
@@ -514,8 +515,8 @@ def accept(project: ProjectArg,
            placeholder: Annotated[bool, typer.Option("--placeholder", help="use a titled card in its place")] = False,
            ) -> None:
     """Let an episode assemble without a shot that keeps failing: a placeholder card stands in for it."""
-    from stages.artifacts import BuildPaths
-    from stages.ledger import Ledger
+    from stages.core.paths import BuildPaths
+    from stages.core.ledger import Ledger
     from stages.load_project import load_project
 
     if not placeholder:
@@ -586,7 +587,7 @@ def schema(out: Annotated[Optional[Path], typer.Option("--out", "-o", help="writ
     if out is None:
         print(text)
     else:
-        from stages.artifacts import write_text_atomic
+        from stages.core.artifacts import write_text_atomic
 
         write_text_atomic(out, text + "\n")
 

@@ -9,7 +9,7 @@ from prefect import flow, unmapped
 
 from flows.tasks import (EpisodeStopped, assemble_episode_task, generate_shot_task, image_backend,
                          make_references_task, synthesize_speech_task, video_backend)
-from stages.artifacts import BuildPaths
+from stages.core.paths import BuildPaths
 from stages.assemble_episode import plan_cut
 from stages.generate_shot import planned_requests, wants_references
 from stages.load_project import load_project

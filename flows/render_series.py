@@ -10,8 +10,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.render_episode import render_episode
 from flows.tasks import dask_runner, image_backend, speech_backend, video_backend
-from stages.artifacts import BuildPaths
-from stages.ledger import Ledger
+from stages.core.paths import BuildPaths
+from stages.core.ledger import Ledger
 from stages.load_project import load_project
 from stages.run_report import made_work, report_json, shot_table, summary_markdown, write_report
 

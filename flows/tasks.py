@@ -24,14 +24,14 @@ from prefect.cache_policies import NONE
 from prefect.tasks import exponential_backoff
 
 from flows import progress
-from stages.artifacts import is_done
+from stages.core.artifacts import is_done
 from stages.assemble_episode import Cut, assemble_episode, episode_clips
 from stages.backends.base import BackendError, RejectedError, TransientError
 from stages.backends.registry import make_speech_backend, make_video_backend
 from stages.generate_shot import generate_shot, make_placeholder, shot_key
-from stages.ledger import Ledger, LedgerJobs
+from stages.core.ledger import Ledger, LedgerJobs
 from stages.make_subtitles import Cue, make_subtitles
-from stages.media import video_validator
+from stages.core.media import video_validator
 from stages.mix_audio import Dialogue, mix_audio, voice_treatment
 from stages.schema import Backends, Limits
 from stages.synthesize_speech import speech_key, synthesize_speech
@@ -53,7 +53,7 @@ def dask_runner(address: str):
     try:
         from prefect_dask import DaskTaskRunner
     except ImportError as exc:
-        from stages.errors import InputError
+        from stages.core.errors import InputError
 
         raise InputError("--dask needs the dask extra", hint="pip install 'dramaforge[dask]'") from exc
     return DaskTaskRunner(address=address)

@@ -12,10 +12,10 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from stages.artifacts import atomic_path, spec_hash
+from stages.core.artifacts import atomic_path, spec_hash
 from stages.backends.base import ShotRequest
-from stages.fonts import fonts_dir
-from stages.media import escape_filter_value, run_ffmpeg, video_validator
+from stages.core.fonts import fonts_dir
+from stages.core.media import escape_filter_value, run_ffmpeg, video_validator
 from stages.mix_audio import Effect, MusicSpan, cue_spec, sound_cues, voice_treatment
 from stages.schema import Project, ShotList
 from stages.time_shots import TimedLine, card_times, timeline

@@ -7,12 +7,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stages.errors import InputError
-from stages.plan_shots import MUSIC_NOTE, SFX_NOTE, estimate_speech_s
+from stages.core.errors import InputError
+from stages.core.text import CJK, estimate_speech_s
+from stages.plan_shots import MUSIC_NOTE, SFX_NOTE
 from stages.schema import Warning_
 
 MAX_LINE_S = 12.0  # longer than this is hard to hold in one vertical shot
-CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 LATIN = re.compile(r"[A-Za-z]{2,}")
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.artifacts import atomic_path, is_done, spec_hash
-from stages.media import probe, run_ffmpeg, video_validator
+from stages.core.artifacts import atomic_path, is_done, spec_hash
+from stages.core.media import probe, run_ffmpeg, video_validator
 from stages.schema import Project
 
 DIP_S = 0.3  # each side of a dip to black

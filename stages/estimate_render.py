@@ -11,7 +11,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from stages.ledger import Ledger
+from stages.core.ledger import Ledger
 from stages.project_status import EpisodeStatus
 from stages.schema import Project, Rates
 

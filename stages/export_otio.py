@@ -10,7 +10,7 @@ import math
 import wave
 from pathlib import Path
 
-from stages.artifacts import atomic_path
+from stages.core.artifacts import atomic_path
 from stages.schema import ShotList
 
 
@@ -158,7 +158,7 @@ def _length_s(path: Path) -> float:
                 return w.getnframes() / float(w.getframerate())
         except (wave.Error, EOFError):
             pass  # WAV float or extensible: PyAV reads those
-    from stages.media import probe
+    from stages.core.media import probe
 
     return probe(path).duration_s
 

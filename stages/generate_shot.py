@@ -6,9 +6,9 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.artifacts import atomic_path, file_sha256, is_done, spec_hash
+from stages.core.artifacts import atomic_path, file_sha256, is_done, spec_hash
 from stages.backends.base import Figure, ShotRequest, VideoBackend
-from stages.media import video_validator
+from stages.core.media import video_validator
 from stages.schema import Project, Shot
 
 
@@ -25,7 +25,7 @@ def shot_request(shot: Shot, project: Project, project_dir: Path, names: dict[st
                  references: dict[str, list[Path]] | None = None, keyframe: Path | None = None) -> ShotRequest:
     """What the video backend is asked for: the shot, its figures (this episode's look and reference
     sheet), prompts, size, seed, and the keyframe when the backend starts from one."""
-    from stages.plan_shots import motion_prompt, negative_prompt
+    from stages.shot_prompts import motion_prompt, negative_prompt
 
     speaker = shot.lines[0].character if shot.lines else None
     figures = []

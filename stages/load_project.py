@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from stages.errors import InputError
+from stages.core.errors import InputError
 from stages.schema import Project, Script, Warning_, normalize_name
 
 

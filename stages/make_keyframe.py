@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from stages.artifacts import atomic_path, is_done, spec_hash
+from stages.core.artifacts import atomic_path, is_done, spec_hash
 from stages.backends.base import ImageBackend, ImageRequest, ShotRequest
-from stages.media import image_validator
+from stages.core.media import image_validator
 
 
 def keyframe_request(shot: ShotRequest) -> ImageRequest:

@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from stages.artifacts import atomic_path
+from stages.core.artifacts import atomic_path
 from stages.schema import ShotList
 
 JPEG_QUALITY = 88
@@ -50,8 +50,8 @@ def make_poster(mp4: Path, at_s: float, title: str, episode_label: str, out_jpg:
     with `title` and `episode_label` wrapped to the width on a gradient band."""
     from PIL import Image
 
-    from stages.errors import RenderError
-    from stages.media import image_validator, probe, run_ffmpeg
+    from stages.core.errors import RenderError
+    from stages.core.media import image_validator, probe, run_ffmpeg
 
     info = probe(mp4)
     # Past the last frame's timestamp ffmpeg writes no frame at all: stay 1.5 frames inside the end.
@@ -81,8 +81,8 @@ def draw_title(frame, title: str, episode_label: str, *, font_name: str = "Noto 
     """`frame` (a Pillow RGB image) with the title block drawn on; returns a new image."""
     from PIL import Image, ImageDraw
 
-    from stages.fonts import pil_font
-    from stages.make_subtitles import wrap_text
+    from stages.core.fonts import pil_font
+    from stages.core.text import wrap_text
 
     w, h = frame.size
     max_w = w * 0.86

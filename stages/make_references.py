@@ -12,11 +12,11 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from stages.artifacts import atomic_path, file_digest, is_done, spec_hash
+from stages.core.artifacts import atomic_path, file_digest, is_done, spec_hash
 from stages.backends.base import Figure, ImageBackend, ImageRequest
-from stages.errors import InputError
-from stages.media import image_validator
-from stages.prompts import render_template
+from stages.core.errors import InputError
+from stages.core.media import image_validator
+from stages.core.prompts import render_template
 from stages.schema import Character, Project
 
 VIEWS = ("front", "three-quarter")

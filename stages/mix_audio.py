@@ -13,10 +13,10 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.artifacts import atomic_path, file_digest
-from stages.errors import InputError
-from stages.loudness import normalize
-from stages.media import decode_audio
+from stages.core.artifacts import atomic_path, file_digest
+from stages.core.errors import InputError
+from stages.core.loudness import normalize
+from stages.core.media import decode_audio
 from stages.schema import Music, Project, ShotList
 
 SAMPLE_RATE = 48_000
@@ -94,7 +94,7 @@ def mix_audio(lines: list[Dialogue] | list[tuple[float, Path]], duration_s: floa
               effects: list[Effect] = (), options: Music | None = None) -> None:
     """Mix dialogue, ducked music and effects on a silent bed of `duration_s` (clamped at the end).
 
-    `loudness` = (LUFS, dBTP): the mix is normalised to it (see `stages.loudness`).
+    `loudness` = (LUFS, dBTP): the mix is normalised to it (see `stages.core.loudness`).
     """
     import numpy as np
 
@@ -176,7 +176,7 @@ def _music_source(path: str, level_lufs: float):
     """A music file decoded once per process and set to `level_lufs` integrated."""
     import numpy as np
 
-    from stages.loudness import measure_ebur128
+    from stages.core.loudness import measure_ebur128
 
     x = decode_audio(Path(path), what="decoding music")
     if not len(x):

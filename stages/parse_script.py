@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from stages.errors import InputError
+from stages.core.errors import InputError
 from stages.schema import Element, ElementKind, Episode, Scene, Script, Warning_, normalize_name
 
 __all__ = ["parse_script", "parse_text"]

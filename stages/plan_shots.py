@@ -8,14 +8,14 @@ Durations are estimates here; `time_shots` replaces them with measured speech.
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 
-from stages.prompts import render_template
+from stages.core.text import estimate_speech_s, frames_ceil
+from stages.plan_shots_llm import plan_shots_llm
 from stages.schema import Element, Episode, Project, Scene, Shot, ShotLine, ShotList
+from stages.shot_prompts import shot_prompt
 
-CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 # A note that asks for a picture (`[[close-up on the pendant]]`) becomes an insert shot.
 INSERT_NOTE = re.compile(r"^\s*(extreme close[- ]?up|close[- ]?up|insert|detail|ecu|cu|pov|特写|近景|插入)\b",
                          re.IGNORECASE)
@@ -23,18 +23,6 @@ INSERT_NOTE = re.compile(r"^\s*(extreme close[- ]?up|close[- ]?up|insert|detail|
 MUSIC_NOTE = re.compile(r"^\s*(?:music|score|音乐|音樂|配乐|配樂)\s*[:：]\s*(?P<file>\S.*?)\s*$", re.IGNORECASE)
 SFX_NOTE = re.compile(r"^\s*(?:sfx|sound|音效)\s*[:：]\s*(?P<file>\S.*?)\s*$", re.IGNORECASE)
 REACTION_S, INSERT_S = 1.4, 1.8
-
-
-def estimate_speech_s(text: str) -> float:
-    """A reading-speed estimate until real speech is measured (about 15 Latin chars/s, 4.5 CJK/s)."""
-    cjk = len(CJK.findall(text))
-    latin = len(text) - cjk
-    return max(0.6, latin / 15.0 + cjk / 4.5)
-
-
-def frames_ceil(seconds: float, fps: int) -> float:
-    """Round up to a whole frame so shot boundaries land on frames."""
-    return math.ceil(round(seconds * fps, 6)) / fps
 
 
 def plan_shots(episode: Episode, project: Project, *, project_dir: Path | None = None,
@@ -45,8 +33,6 @@ def plan_shots(episode: Episode, project: Project, *, project_dir: Path | None =
     """
     names = characters or {}
     if project.planner.kind == "llm":
-        from stages.plan_shots_llm import plan_shots_llm
-
         plan = plan_shots_llm(episode, project, project_dir=project_dir, names=names,
                               cache_dir=project_dir / "build" / "plans" if project_dir is not None else None,
                               cached_only=cached_only)
@@ -211,36 +197,3 @@ def _speakers(scene: Scene) -> list[str]:
         if el.kind == "dialogue" and el.character and el.character not in seen:
             seen.append(el.character)
     return seen
-
-
-def shot_prompt(shot: Shot, project: Project, project_dir: Path | None, names: dict[str, str]) -> str:
-    """The shot's video prompt from templates/shot_prompt.j2 (the character bible inserted)."""
-    chars = []
-    for cid in shot.characters:
-        try:
-            c = project.character(cid)
-            chars.append({"name": c.name, "description": c.look(shot.episode)[0]})  # this episode's look
-        except KeyError:
-            chars.append({"name": names.get(cid, cid), "description": names.get(cid, cid)})
-    speaker = None
-    if shot.lines:
-        speaker = next((c["name"] for c, cid in zip(chars, shot.characters) if cid == shot.lines[0].character), None)
-    return render_template("shot_prompt.j2", project_dir, size=shot.size, camera=shot.camera, characters=chars,
-                           location=shot.location, time=shot.time, action=shot.action, speaker=speaker,
-                           # The words shape the picture (lips, expression) for models that make speech.
-                           words=" ".join(ln.text for ln in shot.lines), style=project.style)
-
-
-def negative_prompt(project: Project, project_dir: Path | None) -> str:
-    """What every shot should avoid (templates/negative_prompt.j2), for models that take one."""
-    return render_template("negative_prompt.j2", project_dir, avoid=project.avoid)
-
-
-def motion_prompt(shot: Shot, project: Project, project_dir: Path | None, names: dict[str, str]) -> str:
-    """The image-to-video variant: only the motion, since the keyframe fixes faces and place."""
-    speaker = None
-    if shot.lines:
-        cid = shot.lines[0].character
-        speaker = next((c.name for c in project.cast if c.id == cid), names.get(cid, cid))
-    return render_template("shot_motion.j2", project_dir, camera=shot.camera, speaker=speaker,
-                           words=" ".join(ln.text for ln in shot.lines), action=shot.action)

@@ -15,11 +15,12 @@ import os
 import typing
 from pathlib import Path
 
-from stages.artifacts import spec_hash, write_text_atomic
-from stages.errors import RenderError
-from stages.plan_shots import estimate_speech_s, frames_ceil, shot_prompt
-from stages.prompts import render_template, template_source
+from stages.core.artifacts import spec_hash, write_text_atomic
+from stages.core.errors import RenderError
+from stages.core.prompts import render_template, template_source
+from stages.core.text import estimate_speech_s, frames_ceil
 from stages.schema import CameraMove, Episode, Project, Shot, ShotLine, ShotList, ShotSize
+from stages.shot_prompts import shot_prompt
 
 SIZES = list(typing.get_args(ShotSize))
 CAMERAS = list(typing.get_args(CameraMove))

@@ -9,15 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from stages.artifacts import BuildPaths, is_done
+from stages.core.artifacts import is_done
+from stages.core.paths import BuildPaths
 from stages.assemble_episode import plan_cut
 from stages.backends.base import VideoBackend
 from stages.backends.registry import make_image_backend
 from stages.generate_shot import placeholder_key, planned_requests, shot_key
-from stages.ledger import Ledger
+from stages.core.ledger import Ledger
 from stages.load_project import LoadedProject
-from stages.media import video_validator, wav_duration_s
-from stages.plan_shots import estimate_speech_s, plan_shots
+from stages.core.media import video_validator, wav_duration_s
+from stages.core.text import estimate_speech_s
+from stages.plan_shots import plan_shots
 from stages.plan_shots_llm import NotPlanned
 from stages.schema import Planner, ShotList
 from stages.synthesize_speech import speech_engine, speech_key, speech_request

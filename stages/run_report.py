@@ -12,9 +12,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from stages.artifacts import write_text_atomic
+from stages.core.artifacts import write_text_atomic
 from stages.estimate_render import UNIT, Work, billed, price_work, total_cost
-from stages.ledger import Ledger
+from stages.core.ledger import Ledger
 from stages.schema import Project
 
 OUTCOMES = ("made", "reused", "placeholder", "failed", "not attempted")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from stages.artifacts import write_text_atomic
-from stages.errors import InputError
+from stages.core.artifacts import write_text_atomic
+from stages.core.errors import InputError
 
 DESCRIBE = "DESCRIBE ME:"  # `check` warns while a description still starts with this
 

@@ -6,11 +6,11 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.artifacts import atomic_path, file_digest, is_done, spec_hash
+from stages.core.artifacts import atomic_path, file_digest, is_done, spec_hash
 from stages.backends.base import SpeechBackend, SpeechRequest
-from stages.errors import InputError
-from stages.media import wav_duration_s, wav_validator
-from stages.prompts import render_template
+from stages.core.errors import InputError
+from stages.core.media import wav_duration_s, wav_validator
+from stages.core.prompts import render_template
 from stages.schema import Project
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(SpeechRequest) if f.default is not dataclasses.MISSING}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stages.plan_shots import frames_ceil
+from stages.core.text import frames_ceil
 from stages.schema import Project, ShotList
 
 GAP_S = 0.2  # breath between two lines inside one shot

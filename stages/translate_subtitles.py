@@ -11,7 +11,7 @@ import json
 import logging
 from pathlib import Path
 
-from stages.artifacts import spec_hash, write_text_atomic
+from stages.core.artifacts import spec_hash, write_text_atomic
 from stages.schema import Translation
 
 log = logging.getLogger("dramaforge.translate")

@@ -16,12 +16,13 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import quote
 
-from stages.artifacts import BuildPaths, atomic_path, is_done, spec_hash, write_text_atomic
-from stages.fonts import face_index, font_file
+from stages.core.artifacts import atomic_path, is_done, spec_hash, write_text_atomic
+from stages.core.paths import BuildPaths
+from stages.core.fonts import face_index, font_file
 from stages.load_project import LoadedProject
-from stages.media import probe
+from stages.core.media import probe
 from stages.project_status import EpisodeStatus, ShotStatus
-from stages.prompts import render_page
+from stages.core.prompts import render_page
 
 STATES = ("done", "pending", "stale", "failed", "rejected", "interrupted", "placeholder")
 THUMB_W = 360

@@ -10,7 +10,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from stages.artifacts import write_text_atomic
+from stages.core.artifacts import write_text_atomic
 
 SERIES_FORMAT = 1  # bump when a field changes meaning
 

@@ -7,8 +7,8 @@ from typing import Callable
 
 import yaml
 
-from stages.artifacts import spec_hash, write_text_atomic
-from stages.errors import InputError
+from stages.core.artifacts import spec_hash, write_text_atomic
+from stages.core.errors import InputError
 from stages.schema import Shot, ShotList
 
 

@@ -2,7 +2,7 @@ import numpy as np
 
 from stages.backends.animatic import AnimaticBackend, draw_still, look_for
 from stages.backends.base import Figure, ShotRequest
-from stages.media import probe, video_validator
+from stages.core.media import probe, video_validator
 
 MARA = Figure("mara", "MARA", "a woman with short black hair in a red raincoat")
 ELI = Figure("eli", "ELI", "an elderly man with grey hair and glasses in a navy coat")

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.artifacts import atomic_path, is_done, spec_hash, sweep_partials, write_text_atomic
+from stages.core.artifacts import atomic_path, is_done, spec_hash, sweep_partials, write_text_atomic
 
 
 def test_spec_hash_is_stable_and_sensitive():

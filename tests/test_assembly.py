@@ -11,9 +11,9 @@ import pytest
 
 from conftest import TINY_SCRIPT, TINY_YAML, run_cli
 from flows.tasks import assemble_episode_task
-from stages.artifacts import BuildPaths
+from stages.core.paths import BuildPaths
 from stages.assemble_episode import Cut, plan_cut
-from stages.media import decode_audio, probe, run_ffmpeg
+from stages.core.media import decode_audio, probe, run_ffmpeg
 from stages.schema import Project, Shot, ShotLine, ShotList
 
 W, H, FPS = 144, 256, 30

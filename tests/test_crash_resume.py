@@ -394,7 +394,7 @@ def _crash_and_resume(seed: int | None, baseline: Baseline, tmp_path: Path, *, w
     for i in done_at_kill:  # a 'done' row names a clip that is there
         assert f"shots/{Path(rows[i]['artifact']).name}" in kept, (i, rows[i])
     # what the restart will see: rows left 'running' by the dead process are 'interrupted', no other moves
-    from stages.ledger import Ledger
+    from stages.core.ledger import Ledger
 
     reconciled = _copy_ledger(build, tmp_path / "ledger-reconciled")
     Ledger(reconciled / "ledger.sqlite").reconcile()

@@ -15,7 +15,7 @@ from stages.assemble_episode import Cut
 from stages.backends.base import ShotRequest
 from stages.export_otio import frame_bounds, to_frames, write_otio
 from stages.make_poster import make_poster, poster_time
-from stages.media import probe, run_ffmpeg
+from stages.core.media import probe, run_ffmpeg
 from stages.mix_audio import Effect, MusicSpan
 from stages.schema import Shot, ShotLine, ShotList
 from stages.time_shots import TimedLine

@@ -23,7 +23,7 @@ from stages.backends.base import Figure, ImageRequest, PermanentError, ShotReque
 from stages.backends.diffusers_image import DiffusersImageBackend  # noqa: E402
 from stages.backends.diffusers_video import DiffusersVideoBackend, plan_frames  # noqa: E402
 from stages.generate_shot import generate_shot, shot_key  # noqa: E402
-from stages.media import probe  # noqa: E402
+from stages.core.media import probe  # noqa: E402
 from stages.schema import DiffusersOptions, ImageOptions  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

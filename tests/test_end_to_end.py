@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import run_cli
-from stages.media import probe
+from stages.core.media import probe
 
 
 def _srt_cues(path):

@@ -14,7 +14,7 @@ import pytest
 from conftest import COUNTING, SMALL, TINY_YAML, TWO_EPISODES, run_cli
 from conftest import chaos_calls as _calls
 from stages.estimate_render import duration, price
-from stages.ledger import Ledger
+from stages.core.ledger import Ledger
 from stages.schema import Rates
 
 RATES = "rates:\n  currency: EUR\n  video: {chaos: {cost_per_shot: 0.25}}\n  speech: {espeak: {cost_per_line: 0.01}}\n"

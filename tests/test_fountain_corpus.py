@@ -32,7 +32,7 @@ from typing import ClassVar
 
 import pytest
 
-from stages.errors import InputError
+from stages.core.errors import InputError
 from stages.parse_script import parse_script, parse_text
 from stages.schema import Script
 

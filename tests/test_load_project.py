@@ -1,6 +1,6 @@
 import pytest
 
-from stages.errors import InputError
+from stages.core.errors import InputError
 from stages.load_project import read_project_yaml
 
 

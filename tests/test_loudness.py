@@ -5,7 +5,7 @@ from __future__ import annotations
 import wave
 
 from stages.backends.espeak import EspeakBackend
-from stages.loudness import measure_ebur128
+from stages.core.loudness import measure_ebur128
 from stages.mix_audio import mix_audio
 from stages.backends.base import SpeechRequest
 from stages.synthesize_speech import synthesize_speech

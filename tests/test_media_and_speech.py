@@ -7,7 +7,7 @@ import pytest
 
 from stages.backends.base import PermanentError, SpeechRequest
 from stages.backends.espeak import EspeakBackend, voice_name
-from stages.media import escape_filter_value, ffmpeg_exe, probe, run_ffmpeg, wav_duration_s, wav_validator
+from stages.core.media import escape_filter_value, ffmpeg_exe, probe, run_ffmpeg, wav_duration_s, wav_validator
 from stages.synthesize_speech import synthesize_speech
 
 

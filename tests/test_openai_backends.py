@@ -16,7 +16,7 @@ import pytest
 from stages.backends.base import PermanentError, RejectedError, SpeechBackend, SpeechRequest, TransientError
 from stages.backends.openai_speech import OpenAISpeechBackend, parse_wav
 from stages.backends.openai_translate import BATCH_LINES, OpenAITranslationBackend, translation_messages
-from stages.media import wav_duration_s, wav_validator
+from stages.core.media import wav_duration_s, wav_validator
 from stages.schema import OpenAIOptions, Translation
 from stages.synthesize_speech import synthesize_speech
 from stages.translate_subtitles import translate_lines

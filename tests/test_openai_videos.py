@@ -29,7 +29,7 @@ from stages.backends.base import (ImageBackend, ImageRequest, PermanentError, Re
                                   TransientError, VideoBackend)
 from stages.backends.openai_image import OpenAIImageBackend, nearest_size
 from stages.backends.openai_videos import OpenAIVideosBackend, pick_seconds
-from stages.media import probe, run_ffmpeg, video_validator
+from stages.core.media import probe, run_ffmpeg, video_validator
 from stages.schema import ImageOptions, OpenAIVideosOptions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -499,7 +499,7 @@ CHILD = textwrap.dedent("""
     from pathlib import Path
     from stages.backends.base import ShotRequest
     from stages.backends.openai_videos import OpenAIVideosBackend
-    from stages.ledger import Ledger, LedgerJobs
+    from stages.core.ledger import Ledger, LedgerJobs
     from stages.schema import OpenAIVideosOptions
 
     base_url, ledger_path, out, key_env = sys.argv[1:5]
@@ -516,7 +516,7 @@ CHILD = textwrap.dedent("""
 
 
 def test_a_killed_render_resumes_the_same_job_from_the_ledger(fake, tmp_path):
-    from stages.ledger import Ledger, LedgerJobs
+    from stages.core.ledger import Ledger, LedgerJobs
 
     hold = threading.Event()
     fake.plans.append(Plan(hold=hold))

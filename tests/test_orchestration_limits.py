@@ -19,8 +19,8 @@ from conftest import COUNTING, REPO, SMALL, TINY_YAML, TWO_EPISODES, run_cli
 from conftest import chaos_calls as _calls
 from flows.tasks import _Gate, _transient_only
 from stages.backends.base import PermanentError, TransientError
-from stages.ledger import Ledger
-from stages.loudness import measure_ebur128
+from stages.core.ledger import Ledger
+from stages.core.loudness import measure_ebur128
 
 def _status(root: Path) -> dict:
     proc = run_cli("status", str(root), "--json")

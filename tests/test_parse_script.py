@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.errors import InputError
+from stages.core.errors import InputError
 from stages.parse_script import parse_script, parse_text
 from stages.schema import Element, Script, normalize_name
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stages.errors import InputError
+from stages.core.errors import InputError
 from stages.parse_script import parse_text
 from stages.schema import Script
 

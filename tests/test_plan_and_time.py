@@ -1,6 +1,7 @@
 import pytest
 
-from stages.plan_shots import estimate_speech_s, frames_ceil, plan_shots
+from stages.core.text import estimate_speech_s, frames_ceil
+from stages.plan_shots import plan_shots
 from stages.schema import Character, Element, Episode, Project, Scene
 from stages.time_shots import GAP_S, time_shots, timeline
 

@@ -215,6 +215,6 @@ def _wait(page, expression: str, timeout_s: float = 20) -> None:
 
 
 def _mp4_duration(path: Path) -> float:
-    from stages.media import probe
+    from stages.core.media import probe
 
     return probe(path).duration_s

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import TINY_SCRIPT, TINY_YAML, run_cli
-from stages.loudness import measure_ebur128
-from stages.media import decode_audio
+from stages.core.loudness import measure_ebur128
+from stages.core.media import decode_audio
 from stages.mix_audio import SAMPLE_RATE, Dialogue, MusicSpan, duck_envelope, mix_audio
 from stages.schema import Music
 

@@ -14,7 +14,7 @@ from conftest import REPO
 from piper_voice import SAMPLES_PER_ID, make_tiny_piper_voice
 from stages.backends.base import PermanentError, SpeechBackend, SpeechRequest
 from stages.backends.piper import PiperBackend
-from stages.media import wav_duration_s, wav_validator
+from stages.core.media import wav_duration_s, wav_validator
 from stages.synthesize_speech import synthesize_speech
 
 pytest.importorskip("piper", reason="the piper extra is not installed")

@@ -1,8 +1,9 @@
 import pysubs2
 import pytest
 
-from stages.fonts import missing_glyphs, pil_font
-from stages.make_subtitles import NO_START, Cue, make_subtitles, wrap_text
+from stages.core.fonts import missing_glyphs, pil_font
+from stages.core.text import NO_START, wrap_text
+from stages.make_subtitles import Cue, make_subtitles
 from stages.schema import SubtitleStyle
 
 FONT = pil_font(64)

@@ -117,7 +117,7 @@ class AnimaticBackend:
     def generate(self, request: ShotRequest, out_mp4: Path) -> None:
         import tempfile
 
-        from stages.media import ffmpeg_exe
+        from stages.core.media import ffmpeg_exe
 
         frames = max(1, round(request.duration_s * request.fps))
         cam = dict(camera=request.camera, size=request.size, frames=frames, w=request.width, h=request.height,
@@ -358,13 +358,13 @@ def _draw_person(d, cx: float, base_y: float, scale: float, fig, back: bool = Fa
 
 
 def _wrap(text: str, font, max_w: float) -> list[str]:
-    from stages.make_subtitles import wrap_text
+    from stages.core.text import wrap_text
 
     return wrap_text(text, font, max_w)
 
 
 def _draw_card(d, W: int, H: int, s: float, text: str) -> None:
-    from stages.fonts import pil_font
+    from stages.core.fonts import pil_font
 
     font = pil_font(int(64 * s))
     lines = _wrap(text, font, W * 0.62)[:8]
@@ -376,7 +376,7 @@ def _draw_card(d, W: int, H: int, s: float, text: str) -> None:
 
 
 def _draw_action_box(d, W: int, H: int, s: float, text: str) -> None:
-    from stages.fonts import pil_font
+    from stages.core.fonts import pil_font
 
     font = pil_font(int(40 * s))
     lines = _wrap(text, font, W * 0.55)[:4]
@@ -388,7 +388,7 @@ def _draw_action_box(d, W: int, H: int, s: float, text: str) -> None:
 
 
 def _draw_caption(d, W: int, H: int, s: float, caption: str) -> None:
-    from stages.fonts import pil_font
+    from stages.core.fonts import pil_font
 
     font = pil_font(int(34 * s))
     # centred and inset so it stays in frame at the tightest zoom and across a pan

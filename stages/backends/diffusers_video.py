@@ -506,7 +506,7 @@ def conform_frames(frames, model_fps: int, out_mp4: Path, request: ShotRequest) 
     """Encode uint8 RGB frames (n, h, w, 3) made at `model_fps` as exactly the request: its size (cover,
     centre crop), fps and frame count, H.264 yuv420p, no audio. A clip shorter than the shot is slowed
     to span it; a longer one is trimmed at the end."""
-    from stages.media import ffmpeg_exe
+    from stages.core.media import ffmpeg_exe
 
     n, h, w = frames.shape[:3]
     fps = request.fps

@@ -189,8 +189,8 @@ def write_pcm16_wav(body: bytes, out_wav: Path, *, what: str) -> None:
 
 
 def _transcode(body: bytes, out_wav: Path, *, what: str) -> None:
-    from stages.errors import RenderError
-    from stages.media import run_ffmpeg
+    from stages.core.errors import RenderError
+    from stages.core.media import run_ffmpeg
 
     fd, name = tempfile.mkstemp(prefix=f".{out_wav.stem}.", suffix=".audio", dir=out_wav.parent)
     src = Path(name)

@@ -11,10 +11,10 @@ import json
 import threading
 from pathlib import Path
 
-from stages.artifacts import spec_hash
+from stages.core.artifacts import spec_hash
 from stages.backends.base import PermanentError, RejectedError
 from stages.backends.openai_speech import map_openai_error, openai_client
-from stages.prompts import render_template, template_source
+from stages.core.prompts import render_template, template_source
 from stages.schema import Translation
 
 TEMPLATES = ("translate.system.j2", "translate.user.j2", "translate.repair.j2")

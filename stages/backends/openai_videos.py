@@ -189,7 +189,7 @@ class OpenAIVideosBackend:
         import httpx2
         import openai
 
-        from stages.errors import RenderError
+        from stages.core.errors import RenderError
 
         fd, name = tempfile.mkstemp(prefix=f".{out_mp4.stem}.", suffix=".download.mp4", dir=out_mp4.parent)
         os.close(fd)
@@ -262,7 +262,7 @@ def reference_png(path: Path, size: str) -> bytes:
 def conform(src: Path, out_mp4: Path, request: ShotRequest) -> None:
     """Re-encode `src` to exactly the request: size (scale to cover, centre crop), fps, frame count
     (trimmed, or the last frame held), H.264 yuv420p, no audio."""
-    from stages.media import run_ffmpeg
+    from stages.core.media import run_ffmpeg
 
     w, h, fps = request.width, request.height, request.fps
     frames = max(1, round(request.duration_s * fps))

@@ -107,7 +107,7 @@ class Setup:
 
 def _shot_clip(i: int, out: Path, source: str, speaking: list[tuple[float, float]]) -> Path:
     """Shot i as a 3 s 1080x1920 30 fps H.264 yuv420p clip (reused when already there and sound)."""
-    from stages.media import probe, run_ffmpeg
+    from stages.core.media import probe, run_ffmpeg
 
     if out.exists():
         try:
@@ -177,9 +177,9 @@ def _music(out: Path) -> Path:
 
 def setup(work: Path, clip_source: str) -> Setup:
     from stages.assemble_episode import plan_cut
-    from stages.loudness import measure_ebur128
+    from stages.core.loudness import measure_ebur128
     from stages.make_subtitles import Cue, make_subtitles
-    from stages.media import wav_duration_s
+    from stages.core.media import wav_duration_s
     from stages.schema import Project, Shot, ShotLine, ShotList
 
     project_dir = work / "project"
@@ -272,7 +272,7 @@ class StageTimer:
 def run_dramaforge(s: Setup, run_dir: Path) -> tuple[float, Path, dict[str, float]]:
     from flows.tasks import assemble_episode_task
     from stages import mix_audio
-    from stages.artifacts import BuildPaths
+    from stages.core.paths import BuildPaths
 
     shutil.rmtree(run_dir, ignore_errors=True)
     paths = BuildPaths(run_dir / "build")
@@ -293,9 +293,9 @@ def run_dramaforge(s: Setup, run_dir: Path) -> tuple[float, Path, dict[str, floa
 # --- B: one reference ffmpeg command ------------------------------------------------------------
 
 def reference_command(s: Setup, out: Path) -> list[str]:
-    from stages.fonts import fonts_dir
-    from stages.media import escape_filter_value as esc
-    from stages.media import ffmpeg_exe
+    from stages.core.fonts import fonts_dir
+    from stages.core.media import escape_filter_value as esc
+    from stages.core.media import ffmpeg_exe
 
     cut, p = s.cut, s.project
     m, e = p.audio.music, p.encoding
@@ -349,7 +349,7 @@ def run_moviepy(s: Setup, run_dir: Path, seconds: float | None) -> tuple[float, 
     from moviepy import (AudioFileClip, CompositeAudioClip, CompositeVideoClip, TextClip, VideoFileClip, afx,
                          concatenate_videoclips)
 
-    from stages.fonts import font_file
+    from stages.core.fonts import font_file
 
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
@@ -411,8 +411,8 @@ def run_moviepy(s: Setup, run_dir: Path, seconds: float | None) -> tuple[float, 
 # --- report --------------------------------------------------------------------------------------
 
 def describe(path: Path) -> str:
-    from stages.loudness import measure_ebur128
-    from stages.media import probe
+    from stages.core.loudness import measure_ebur128
+    from stages.core.media import probe
 
     i = probe(path)
     loud = measure_ebur128(path)

@@ -14,7 +14,7 @@ every `from ... import` sees the wrapper), the backends' own work with timers:
   video     AnimaticBackend.generate      (draw the still + one ffmpeg encode)
   speech    EspeakBackend.synthesize      (eSpeak NG + writing the WAV; includes waiting for its lock)
   assemble  run_ffmpeg in assemble_episode (the ffmpeg pass that burns subtitles and muxes sound)
-  loudness  stages.loudness.normalize     (the ffmpeg passes that normalise the episode mix, where
+  loudness  stages.core.loudness.normalize     (the ffmpeg passes that normalise the episode mix, where
                                            the code has them; counted like assembly: media work)
 Validating what they wrote (probe, decode check), hashing, the ledger, loading, planning, mixing audio
 and writing subtitles are timed too, but only shown: they are the pipeline's own work.
@@ -130,12 +130,12 @@ def _child(out_json: str, cli_args: list[str]) -> None:
         "stages.backends.espeak": lambda m: patch_attr(m.EspeakBackend, "synthesize",
                                                        lambda f: timed("speech", f)),
         "stages.assemble_episode": assembly,
-        "stages.media": media,
-        "stages.artifacts": artifacts,
-        "stages.ledger": lambda m: patch_methods(m.Ledger, ("__init__", "start", "done", "fail", "get",
+        "stages.core.media": media,
+        "stages.core.artifacts": artifacts,
+        "stages.core.ledger": lambda m: patch_methods(m.Ledger, ("__init__", "start", "done", "fail", "get",
                                                             "reconcile", "rows"), "ledger"),
         "stages.plan_shots": lambda m: patch_attr(m, "plan_shots", lambda f: timed("plan", f)),
-        "stages.loudness": lambda m: patch_attr(m, "normalize", lambda f: timed("loudness", f)),
+        "stages.core.loudness": lambda m: patch_attr(m, "normalize", lambda f: timed("loudness", f)),
         "stages.mix_audio": lambda m: patch_attr(m, "mix_audio", lambda f: timed("mix", f)),
         "stages.make_subtitles": lambda m: patch_attr(m, "make_subtitles", lambda f: timed("subtitles", f)),
         # markers for the Prefect start-up estimate: the CLI installs its progress display just before it

@@ -10,7 +10,7 @@ import functools
 import json
 from pathlib import Path
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 
 
 @functools.lru_cache(maxsize=16)

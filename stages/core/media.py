@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from stages.errors import RenderError
+from stages.core.errors import RenderError
 
 
 @functools.cache

@@ -13,8 +13,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.errors import RenderError
-from stages.media import ffmpeg_exe, run_ffmpeg
+from stages.core.errors import RenderError
+from stages.core.media import ffmpeg_exe, run_ffmpeg
 
 SILENT_LUFS = -70.0  # below this there is nothing to normalise (a silent episode)
 TOLERANCE_LU = 0.3  # how close to the target a normalised mix must land

@@ -31,7 +31,7 @@ def pil_font(size_px: int, family: str = DEFAULT_FAMILY):
     from PIL import ImageFont
 
     if family not in _FACES:
-        from stages.errors import InputError
+        from stages.core.errors import InputError
 
         raise InputError(f"font {family!r} is not bundled", hint=f"use one of: {', '.join(_FACES)}")
     return ImageFont.truetype(str(font_file()), size_px, index=_FACES[family])

@@ -1,0 +1,42 @@
+"""A shot's prompts from templates/: the video prompt (the character bible inserted), the negative
+prompt, and the image-to-video motion prompt. Every planner (rules or LLM) and every request uses these."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stages.core.prompts import render_template
+from stages.schema import Project, Shot
+
+
+def shot_prompt(shot: Shot, project: Project, project_dir: Path | None, names: dict[str, str]) -> str:
+    """The shot's video prompt from templates/shot_prompt.j2 (the character bible inserted)."""
+    chars = []
+    for cid in shot.characters:
+        try:
+            c = project.character(cid)
+            chars.append({"name": c.name, "description": c.look(shot.episode)[0]})  # this episode's look
+        except KeyError:
+            chars.append({"name": names.get(cid, cid), "description": names.get(cid, cid)})
+    speaker = None
+    if shot.lines:
+        speaker = next((c["name"] for c, cid in zip(chars, shot.characters) if cid == shot.lines[0].character), None)
+    return render_template("shot_prompt.j2", project_dir, size=shot.size, camera=shot.camera, characters=chars,
+                           location=shot.location, time=shot.time, action=shot.action, speaker=speaker,
+                           # The words shape the picture (lips, expression) for models that make speech.
+                           words=" ".join(ln.text for ln in shot.lines), style=project.style)
+
+
+def negative_prompt(project: Project, project_dir: Path | None) -> str:
+    """What every shot should avoid (templates/negative_prompt.j2), for models that take one."""
+    return render_template("negative_prompt.j2", project_dir, avoid=project.avoid)
+
+
+def motion_prompt(shot: Shot, project: Project, project_dir: Path | None, names: dict[str, str]) -> str:
+    """The image-to-video variant: only the motion, since the keyframe fixes faces and place."""
+    speaker = None
+    if shot.lines:
+        cid = shot.lines[0].character
+        speaker = next((c.name for c in project.cast if c.id == cid), names.get(cid, cid))
+    return render_template("shot_motion.j2", project_dir, camera=shot.camera, speaker=speaker,
+                           words=" ".join(ln.text for ln in shot.lines), action=shot.action)
