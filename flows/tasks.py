@@ -106,9 +106,9 @@ def video_backend(config_json: str):
 def image_backend(options_json: str):
     """One image backend per worker process and config (a local model loads once)."""
     from stages.backends.registry import make_image_backend
-    from stages.schema import ImageOptions
+    from stages.schema import ImageSettings
 
-    return make_image_backend(ImageOptions.model_validate_json(options_json))
+    return make_image_backend(ImageSettings.model_validate_json(options_json))
 
 
 @functools.cache
@@ -142,7 +142,7 @@ _gates_lock = threading.Lock()
 
 
 def _gate(backend, limits: Limits) -> _Gate:
-    concurrency = limits.video_concurrency or getattr(backend, "concurrency", 1)
+    concurrency = limits.video_concurrency or backend.capabilities.concurrency
     key = (backend.name, concurrency, limits.video_per_minute)
     with _gates_lock:
         if key not in _gates:

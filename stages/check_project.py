@@ -113,11 +113,13 @@ def blockers(lp) -> list[InputError]:
                          "project folder; voices: github.com/rhasspy/piper/blob/master/VOICES.md"))
     import importlib.util
 
-    needs = {"diffusers": "diffusers"} if project.backends.video == "diffusers" else {}
-    if project.backends.image.kind == "diffusers":
-        needs["diffusers"] = "diffusers"
-    if any((c.voice.backend or project.backends.speech) == "piper" for c in project.cast):
-        needs["piper"] = "piper"
+    from stages.backends.registry import backends_for
+
+    backends = backends_for(project, root)
+    engines = dict.fromkeys(c.voice.backend or project.backends.speech for c in project.cast)
+    needs: dict[str, str | None] = {}  # module -> the extra that brings it, from each backend's capabilities
+    for backend in (backends.video, backends.image, *(backends.speech(e) for e in engines)):
+        needs.update(dict.fromkeys(backend.capabilities.requires, backend.capabilities.extra))
     for module, extra in needs.items():
         if importlib.util.find_spec(module) is None:
             out.append(InputError(f"this project uses {module}, which is not installed", file=yaml_file,

@@ -133,14 +133,14 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, *, video, i
     for w in (plans, words):  # both go to a chat server, which may charge
         w.cost = price_work(w, rates, True)
         w.time_s, w.basis = duration("text", rates, w.backend, None, count=w.todo)
-    concurrency = project.limits.video_concurrency or getattr(video, "concurrency", 1)
+    concurrency = project.limits.video_concurrency or video.capabilities.concurrency
     return Estimate(rates.currency, [e.number for e in todo], [e.number for e in statuses if e not in todo],
                     [shots, *lines.values(), images, cuts, plans, words], concurrency, per_episode,
                     provisional=plans.ids)
 
 
 def billed(backend) -> bool:
-    return bool(getattr(backend, "billed", False))
+    return backend.capabilities.billed
 
 
 def total_cost(work: list[Work]) -> float | None:

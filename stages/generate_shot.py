@@ -67,8 +67,7 @@ def _extra(shot: Shot, project: Project) -> dict:
 
 def wants_references(video: VideoBackend, image) -> bool:
     """Sheets are made when a shot uses them (directly or through its keyframe), or when they are free."""
-    uses = getattr(video, "uses", frozenset())
-    return bool({"references", "keyframe"} & set(uses)) or getattr(image, "name", "") == "animatic-image"
+    return bool({"references", "keyframe"} & video.capabilities.uses) or image.capabilities.free
 
 
 def planned_requests(shots: list[Shot], project: Project, project_dir: Path, names: dict[str, str],
@@ -90,7 +89,7 @@ def planned_requests(shots: list[Shot], project: Project, project_dir: Path, nam
     out = []
     for s in shots:
         r = shot_request(s, project, project_dir, names, {cid: p for (ep, cid), p in refs.items() if ep == s.episode})
-        if "keyframe" in getattr(video, "uses", frozenset()):
+        if "keyframe" in video.capabilities.uses:
             r = replace(r, keyframe=keyframe_path(r, image, paths.keyframes))
         out.append(r)
     return out
@@ -99,7 +98,7 @@ def planned_requests(shots: list[Shot], project: Project, project_dir: Path, nam
 def shot_key(request: ShotRequest, backend: VideoBackend) -> str:
     """Everything that determines the clip. Fields the backend ignores are left out (the animatic
     draws no negative prompt), and files count by their content-addressed names, not their paths."""
-    ignored = getattr(backend, "ignores", frozenset())
+    ignored = backend.capabilities.ignores
     spec = {k: v for k, v in request.__dict__.items() if k != "figures" and k not in ignored}
     if "keyframe" in spec:
         spec["keyframe"] = request.keyframe.name if request.keyframe else None
@@ -127,7 +126,7 @@ def generate_shot(request: ShotRequest, backend: VideoBackend, shots_dir: Path, 
     if is_done(path, check):
         return ShotResult(path, key, reused=True)
     with atomic_path(path, validate=check) as tmp:
-        if getattr(backend, "resumable", False):
+        if backend.capabilities.resumable:
             backend.generate(request, tmp, jobs=jobs)
         else:
             backend.generate(request, tmp)

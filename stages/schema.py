@@ -10,21 +10,17 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, create_model, field_validator, model_validator
 
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+from stages.backends import registry
+from stages.backends.base import ImageOptions
+from stages.backends.openai_translate import TranslationOptions
+from stages.core.model import Model
 
 
 # --- project.yaml ------------------------------------------------------------------------------
 
 ID_PATTERN = r"^[a-z][a-z0-9_]*$"
-
-
-SpeechBackendName = Literal["espeak", "piper", "openai"]
-VideoBackendName = Literal["animatic", "chaos", "diffusers", "openai-videos"]
-ImageBackendName = Literal["animatic", "diffusers", "openai"]
 
 
 class Voice(Model):
@@ -75,97 +71,49 @@ class Character(Model):
         return look.description, list(look.references)
 
 
-class ChaosOptions(Model):
-    """For testing a pipeline: fail a seeded fraction of video calls with one error class."""
-
-    wraps: Literal["animatic"] = "animatic"
-    fail_rate: float = Field(0.3, ge=0, le=1)
-    error: Literal["transient", "rejected", "permanent"] = "transient"
-    seed: int = 1
-    retry_after_s: float | None = Field(None, ge=0, le=300,
-                                        description="a Retry-After hint sent with each simulated error")
+def _literal(names):
+    return Literal[tuple(names)]
 
 
-class OpenAIOptions(Model):
-    """A hosted or local OpenAI-compatible server for speech (`/v1/audio/speech`)."""
-
-    base_url: str | None = Field(None, description="e.g. http://localhost:8000/v1; default: OpenAI")
-    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
-    speech_model: str = Field("gpt-4o-mini-tts", description="text-to-speech model")
-    voice: str = Field("coral", description="voice for characters that name none")
-    timeout_s: float = Field(60, gt=0, le=900)
+SpeechBackendName = _literal(registry.SPEECH)
+VideoBackendName = _literal(registry.VIDEO)
+ImageBackendName = _literal(registry.IMAGE)
 
 
-class DiffusersOptions(Model):
-    """A local diffusers pipeline, by class name and a local folder (or a hub id on your own machine)."""
-
-    pipeline: str = Field(..., description="class name, e.g. WanPipeline, WanImageToVideoPipeline, "
-                                           "WanVACEPipeline, StableVideoDiffusionPipeline, LTXPipeline")
-    model: str = Field(..., description="a local folder saved by save_pretrained, or a hub id")
-    mode: Literal["text", "image", "reference"] = Field(
-        "text", description="text-to-video; image-to-video from the shot's keyframe; reference-to-video "
-                            "with the characters' sheets (WanVACEPipeline reference_images)")
-    dtype: Literal["float32", "float16", "bfloat16"] = "bfloat16"
-    device: str = Field("auto", description="auto (cuda if available, else cpu), cuda, cuda:1, cpu, mps")
-    offload: Literal["none", "model", "group"] = Field("none", description="CPU offload to fit a small GPU")
-    vae_tiling: bool = False
-    cache: Literal["none", "first_block", "faster", "pab", "taylorseer", "mag"] = Field(
-        "none", description="a diffusers cache hook: faster, slightly different frames")
-    steps: int = Field(30, ge=1, le=500)
-    guidance: float = Field(5.0, ge=0, le=30)
-    width: int | None = Field(None, ge=16, description="generation size; the clip is conformed to the project's")
-    height: int | None = Field(None, ge=16)
-    fps: int = Field(16, ge=1, le=120, description="frames per second the model makes (Wan: 16, LTX: 24)")
-    max_frames: int = Field(81, ge=1, description="the most frames one call may make (Wan: 81)")
-    frame_multiple: int = Field(4, ge=1, description="frame counts are k*multiple+1 (Wan: 4, LTX: 8, SVD: 1)")
-    call: dict = Field(default_factory=dict, description="extra keyword arguments for the pipeline call")
+class ImageSettings(ImageOptions):
+    kind: ImageBackendName = Field("animatic", description="the image backend: " + ", ".join(registry.IMAGE))
 
 
-class OpenAIVideosOptions(Model):
-    """Any server speaking the /v1/videos protocol (create, poll, download). OpenAI itself retired
-    Sora 2 and this API on 2026-09-24; gateways still serve it for other models."""
-
-    base_url: str | None = Field(None, description="the gateway, e.g. http://host:8000/v1")
-    api_key_env: str = "OPENAI_API_KEY"
-    model: str = "sora-2"
-    size: str = Field("720x1280", pattern=r"^\d+x\d+$", description="what the provider makes; conformed after")
-    seconds: list[int] = Field(default_factory=lambda: [4, 8, 12], description="clip lengths the model offers")
-    poll_s: float = Field(5, gt=0, le=300)
-    timeout_s: float = Field(1800, gt=0, description="give up on one job after this long")
-
-
-class ImageOptions(Model):
-    """The image backend for reference sheets and keyframes."""
-
-    kind: ImageBackendName = "animatic"
-    pipeline: str | None = Field(None, description="diffusers: class name, e.g. FluxPipeline, "
-                                                   "StableDiffusionXLPipeline")
-    model: str | None = Field(None, description="diffusers: local folder or hub id; openai: image model")
-    dtype: Literal["float32", "float16", "bfloat16"] = "bfloat16"
-    device: str = "auto"
-    steps: int = Field(28, ge=1, le=500)
-    guidance: float = Field(3.5, ge=0, le=30)
-    base_url: str | None = Field(None, description="openai: any server speaking the images API")
-    api_key_env: str = "OPENAI_API_KEY"
-
-
-class Backends(Model):
-    video: VideoBackendName = "animatic"
-    speech: SpeechBackendName = Field("espeak", description="the default speech engine; a character's "
-                                                            "voice.backend overrides it")
-    image: ImageOptions = Field(default_factory=ImageOptions)
-    chaos: ChaosOptions | None = Field(None, description="options of the chaos video backend")
-    openai: OpenAIOptions = Field(default_factory=OpenAIOptions)
-    diffusers: DiffusersOptions | None = Field(None, description="options of the diffusers video backend")
-    openai_videos: OpenAIVideosOptions = Field(default_factory=OpenAIVideosOptions)
-
+class _BackendsBase(Model):
     @model_validator(mode="after")
     def _configured(self) -> "Backends":
-        if self.video == "diffusers" and self.diffusers is None:
-            raise ValueError("video: diffusers needs a diffusers: {pipeline: ..., model: ...} section")
-        if self.image.kind == "diffusers" and not (self.image.pipeline and self.image.model):
-            raise ValueError("image: {kind: diffusers} needs pipeline and model")
+        """A selected backend whose options have required fields needs its section."""
+        cls = registry.backend_class("video", self.video)
+        if cls.section is not None and getattr(self, cls.section) is None:
+            raise ValueError(f"video: {self.video} needs a {cls.section}: {{...}} section "
+                             f"(required: {', '.join(n for n, f in cls.Options.model_fields.items() if f.is_required())})")
         return self
+
+
+def _backends_model() -> type[Model]:
+    """`backends:` from the registry: which video and speech backend, the image backend, and one
+    section of options per backend that takes them (default: its options' defaults, where it has any)."""
+    fields: dict = {
+        "video": (VideoBackendName, Field("animatic", description="the video backend: " + ", ".join(registry.VIDEO))),
+        "speech": (SpeechBackendName, Field("espeak", description="the default speech engine; a character's "
+                                                                  "voice.backend overrides it")),
+        "image": (ImageSettings, Field(default_factory=ImageSettings)),
+    }
+    for kind in ("video", "speech"):
+        for section, options in registry.sections(kind).items():
+            required = any(f.is_required() for f in options.model_fields.values())
+            doc = (options.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+            default = {"default": None} if required else {"default_factory": options}
+            fields[section] = (options | None, Field(**default, description=doc))
+    return create_model("Backends", __base__=_BackendsBase, __module__=__name__, **fields)
+
+
+Backends = _backends_model()
 
 
 class Planner(Model):
@@ -299,17 +247,13 @@ class Audio(Model):
                 self.true_peak_db if self.true_peak_db is not None else peak)
 
 
-class Translation(Model):
+class Translation(TranslationOptions):
     """A second subtitle language, translated through any OpenAI-compatible chat server."""
 
     language: str = Field(..., min_length=2, description="target language, e.g. en, zh-Hans, es")
     mode: Literal["second_line", "separate"] = Field(
         "second_line", description="second_line: burned in under the original; separate: its own "
                                    "epNN.<language>.srt/.vtt only")
-    model: str = Field("gpt-4.1-mini", description="chat model name on the server")
-    base_url: str | None = Field(None, description="default: OpenAI")
-    api_key_env: str = Field("OPENAI_API_KEY")
-    timeout_s: float = Field(120, gt=0, le=900)
 
 
 class SubtitleStyle(Model):

@@ -9,7 +9,7 @@ import yaml
 import pytest
 
 from conftest import TINY_YAML, run_cli
-from test_openai_videos import FakeService, b64_reply, provider_mp4  # noqa: F401  (a fixture)
+from fake_openai import FakeService, b64_reply, provider_mp4  # noqa: F401  (a fixture)
 
 
 @pytest.fixture

@@ -24,7 +24,8 @@ from stages.backends.diffusers_image import DiffusersImageBackend  # noqa: E402
 from stages.backends.diffusers_video import DiffusersVideoBackend, plan_frames  # noqa: E402
 from stages.generate_shot import generate_shot, shot_key  # noqa: E402
 from stages.core.media import probe  # noqa: E402
-from stages.schema import DiffusersOptions, ImageOptions  # noqa: E402
+from stages.backends.base import ImageOptions  # noqa: E402
+from stages.backends.diffusers_video import DiffusersOptions  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 W, H, FPS = 64, 112, 12  # the project: vertical, even, tiny
@@ -199,10 +200,10 @@ def test_frame_plan_rounds_up_to_the_model_grid_and_caps():
 
 
 def test_import_and_identity_do_not_import_torch(tmp_path):
-    code = ("import sys; from stages.schema import DiffusersOptions; "
+    code = ("import sys; from stages.backends.diffusers_video import DiffusersOptions; "
             "from stages.backends.diffusers_video import DiffusersVideoBackend as B; "
             "from stages.backends.diffusers_image import DiffusersImageBackend as I; "
-            "from stages.schema import ImageOptions; "
+            "from stages.backends.base import ImageOptions; "
             f"b = B(DiffusersOptions(pipeline='WanPipeline', model={str(tmp_path)!r})); b.identity(); "
             "I(ImageOptions(kind='diffusers', pipeline='FluxPipeline', model='a/b')).identity(); "
             "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules, 'heavy import'")
@@ -278,7 +279,7 @@ def test_image_to_video_starts_from_the_keyframe(models, tmp_path, spy):
     from PIL import Image, ImageOps
 
     backend = DiffusersVideoBackend(opts("WanImageToVideoPipeline", models["wan-i2v"], mode="image"))
-    assert backend.uses == {"keyframe"}
+    assert backend.capabilities.uses == {"keyframe"}
     key = png(tmp_path / "key.png", 3)
     r = request(keyframe=key, motion_prompt="She turns her head.")
     result = generate_shot(r, backend, tmp_path)
@@ -307,7 +308,7 @@ def test_reference_to_video_passes_every_figures_sheets(models, tmp_path, spy):
     from PIL import Image
 
     backend = DiffusersVideoBackend(opts("WanVACEPipeline", models["wan-vace"], mode="reference"))
-    assert backend.uses == {"references"}
+    assert backend.capabilities.uses == {"references"}
     sheets = {"ann": (png(tmp_path / "ann-front.png", 5), png(tmp_path / "ann-34.png", 6)),
               "bo": (png(tmp_path / "bo-front.png", 7, size=(48, 48)),)}
     figures = tuple(Figure(cid, cid.upper(), f"{cid} description", references=refs) for cid, refs in sheets.items())

@@ -11,7 +11,7 @@ YAML `in:`/`out:` cases. Both are mapped onto our element kinds (see `_screenpla
   compared input (after the title page, if any) and leaves that one heading out of the
   comparison; everything the other parser renders is then compared.
 * screenplain and Jouvence drop notes; we keep them as `note` elements, so notes are left out of
-  the comparison (they are checked in test_parse_script.py).
+  the comparison (they are checked in test_parse_fountain.py).
 * `EXT/INT.` starts a scene heading for us as `INT/EXT.` does; screenplain only knows the latter.
 * `FADE IN:` / `FADE OUT.` are transitions for us (no shot of the words "FADE OUT."); screenplain
   renders them as action unless forced with `>`.

@@ -17,7 +17,8 @@ from stages.backends.base import PermanentError, RejectedError, SpeechBackend, S
 from stages.backends.openai_speech import OpenAISpeechBackend, parse_wav
 from stages.backends.openai_translate import BATCH_LINES, OpenAITranslationBackend, translation_messages
 from stages.core.media import wav_duration_s, wav_validator
-from stages.schema import OpenAIOptions, Translation
+from stages.backends.openai_speech import OpenAIOptions
+from stages.schema import Translation
 from stages.synthesize_speech import synthesize_speech
 from stages.translate_subtitles import translate_lines
 

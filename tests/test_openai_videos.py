@@ -1,17 +1,9 @@
-"""The /v1/videos backend and the images backend against a local server that speaks both protocols.
-
-The fake keeps state like the real service: a job created by POST /v1/videos advances one step per
-GET (queued -> in_progress -> completed), its content is a real mp4 made by ffmpeg, and scripted
-plans make it fail, get blocked by moderation, expire, hold, or answer the download with a 500.
-"""
+"""The /v1/videos backend against the local fake service (`fake_openai.py`): jobs created once, stored
+before polling, resumed after a kill, failures mapped to the retry classes, clips conformed."""
 
 from __future__ import annotations
 
-import base64
-import email.parser
-import email.policy
 import io
-import json
 import os
 import signal
 import subprocess
@@ -19,204 +11,18 @@ import sys
 import textwrap
 import threading
 import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from stages.backends.base import (ImageBackend, ImageRequest, PermanentError, RejectedError, ShotRequest,
-                                  TransientError, VideoBackend)
-from stages.backends.openai_image import OpenAIImageBackend, nearest_size
-from stages.backends.openai_videos import OpenAIVideosBackend, pick_seconds
-from stages.core.media import probe, run_ffmpeg, video_validator
-from stages.schema import ImageOptions, OpenAIVideosOptions
+from fake_openai import KEY_ENV, PROVIDER_SIZE, FakeService, Plan, error, fake, png_bytes, provider_mp4  # noqa: F401
+from stages.backends.base import ImageOptions, PermanentError, RejectedError, ShotRequest, TransientError, VideoBackend
+from stages.backends.openai_image import OpenAIImageBackend
+from stages.backends.openai_videos import OpenAIVideosBackend, OpenAIVideosOptions, pick_seconds
+from stages.core.media import probe, video_validator
 
 REPO = Path(__file__).resolve().parents[1]
-KEY_ENV = "DRAMAFORGE_TEST_OPENAI_KEY"  # never set by a developer's shell
-PROVIDER_SIZE = "144x256"  # what the fake "model" makes (small: tests stay fast)
 FPS = 24
-
-
-# --- the fake service ------------------------------------------------------------------------------
-
-@dataclass
-class Plan:
-    """How one created job behaves. `polls`: the status each GET returns (the last one repeats)."""
-
-    polls: list[str] = field(default_factory=lambda: ["in_progress", "completed"])
-    error: dict | None = None  # the job's error object when it fails
-    expires_at: int | None = None
-    content: list[int] = field(default_factory=list)  # status of each download before the mp4 (e.g. [500])
-    hold: threading.Event | None = None  # stay in_progress until set
-
-
-class FakeService:
-    def __init__(self, mp4: bytes):
-        self.mp4 = mp4
-        self.plans: list[Plan] = []  # one per create, in order; default: the happy path
-        self.create_errors: list[tuple[int, dict, dict]] = []  # answers to the next creates, before any job
-        self.image_replies: list = []
-        self.jobs: dict[str, dict] = {}
-        self.events: list[tuple[str, str]] = []  # ("create" | "get" | "content", job id)
-        self.creates: list[dict] = []  # the form (or JSON) of each successful create
-        self.image_requests: list[dict] = []
-        self.probe = None  # called on each GET of a job: what the client's JobStore held then
-        self.seen_on_get: list = []
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                form = parse_body(self.headers.get("Content-Type", ""), body)
-                if self.path == "/v1/videos":
-                    self.reply(*outer.create(form))
-                elif self.path in ("/v1/images/generations", "/v1/images/edits"):
-                    outer.image_requests.append({"path": self.path, "form": form})
-                    self.reply(*outer.image_requests_reply())
-                else:
-                    self.reply(404, error("not_found", f"no route {self.path}"))
-
-            def do_GET(self):
-                path, _, query = self.path.partition("?")
-                parts = path.strip("/").split("/")  # v1 videos ID [content]
-                if path.startswith("/files/"):
-                    self.reply(200, outer.png_file, {"Content-Type": "image/png"})
-                elif parts[:2] == ["v1", "videos"] and len(parts) == 3:
-                    self.reply(*outer.get(parts[2]))
-                elif parts[:2] == ["v1", "videos"] and len(parts) == 4 and parts[3] == "content":
-                    self.reply(*outer.content(parts[2], query))
-                else:
-                    self.reply(404, error("not_found", f"no route {self.path}"))
-
-            def reply(self, status: int, data, headers: dict | None = None):
-                if not isinstance(data, bytes):
-                    data = json.dumps(data).encode()
-                self.send_response(status)
-                for k, v in {"Content-Type": "application/json", **(headers or {})}.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.png_file = b""
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    # the protocol
-
-    def create(self, form: dict):
-        with self.lock:
-            if self.create_errors:
-                return self.create_errors.pop(0)
-            plan = self.plans.pop(0) if self.plans else Plan()
-            job_id = f"video_{len(self.jobs) + 1}"
-            self.jobs[job_id] = {"plan": plan, "gets": 0, "downloads": 0, "status": "queued", "form": form}
-            self.creates.append(form)
-            self.events.append(("create", job_id))
-            return 200, self.video(job_id)
-
-    def get(self, job_id: str):
-        with self.lock:
-            job = self.jobs.get(job_id)
-            if job is None:
-                return 404, error("video_not_found", f"Video with id '{job_id}' not found.")
-            self.events.append(("get", job_id))
-            plan = job["plan"]
-            if plan.hold is not None and not plan.hold.is_set():
-                job["status"] = "in_progress"
-            else:
-                job["status"] = plan.polls[min(job["gets"], len(plan.polls) - 1)]
-                job["gets"] += 1
-        if self.probe is not None:
-            self.seen_on_get.append(self.probe())
-        return 200, self.video(job_id)
-
-    def content(self, job_id: str, query: str):
-        with self.lock:
-            job = self.jobs.get(job_id)
-            self.events.append(("content", job_id))
-            if job is None or job["status"] != "completed":
-                return 404, error("video_not_found", "no content")
-            assert query == "variant=video"
-            job["downloads"] += 1
-            if job["plan"].content:
-                status = job["plan"].content.pop(0)
-                return status, error("server_error" if status >= 500 else "gone", f"download answered {status}")
-            return 200, self.mp4, {"Content-Type": "video/mp4"}
-
-    def video(self, job_id: str) -> dict:
-        job = self.jobs[job_id]
-        status, plan = job["status"], job["plan"]
-        return {"id": job_id, "object": "video", "created_at": 1_700_000_000, "model": job["form"].get("model"),
-                "prompt": job["form"].get("prompt"), "seconds": job["form"].get("seconds", "4"),
-                "size": job["form"].get("size", "720x1280"), "status": status,
-                "progress": {"queued": 0, "in_progress": 50}.get(status, 100),
-                "error": plan.error if status == "failed" else None,
-                "expires_at": plan.expires_at if status == "completed" else None,
-                "completed_at": 1_700_000_100 if status == "completed" else None}
-
-    def image_requests_reply(self):
-        reply = self.image_replies.pop(0)
-        return reply
-
-    def count(self, kind: str) -> int:
-        return sum(1 for k, _ in self.events if k == kind)
-
-
-def error(code: str, message: str) -> dict:
-    return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
-
-
-def parse_body(content_type: str, body: bytes) -> dict:
-    """A JSON body, or a multipart form as {name: str | (filename, bytes)} (lists for `name[]`)."""
-    if content_type.startswith("application/json"):
-        return json.loads(body)
-    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        f"Content-Type: {content_type}\r\n\r\n".encode() + body)
-    form: dict = {}
-    for part in msg.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        data = part.get_payload(decode=True)
-        value = (part.get_filename(), data) if part.get_filename() else data.decode()
-        if name.endswith("[]"):
-            form.setdefault(name[:-2], []).append(value)
-        else:
-            form[name] = value
-    return form
-
-
-def png_bytes(width: int, height: int, colour=(200, 40, 40), mode: str = "RGB") -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new(mode, (width, height), colour).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-@pytest.fixture(scope="module")
-def provider_mp4(tmp_path_factory) -> bytes:
-    """What the fake model makes: 1 s of testsrc at the provider size, with a sound track to drop."""
-    out = tmp_path_factory.mktemp("provider") / "clip.mp4"
-    w, h = PROVIDER_SIZE.split("x")
-    run_ffmpeg(["-f", "lavfi", "-i", f"testsrc=size={w}x{h}:rate=30:duration=1", "-f", "lavfi",
-                "-i", "sine=frequency=440:duration=1", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
-                "-shortest", str(out)])
-    return out.read_bytes()
-
-
-@pytest.fixture
-def fake(provider_mp4, monkeypatch):
-    monkeypatch.delenv(KEY_ENV, raising=False)
-    f = FakeService(provider_mp4)
-    yield f
-    f.server.shutdown()
-    f.server.server_close()
 
 
 class Jobs:
@@ -264,7 +70,10 @@ def test_identity_needs_no_key_and_names_what_shapes_the_clip(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     b = OpenAIVideosBackend(OpenAIVideosOptions())
     assert isinstance(b, VideoBackend)
-    assert (b.name, b.resumable, set(b.uses), b.concurrency) == ("openai-videos", True, {"keyframe"}, 4)
+    caps = b.capabilities
+    assert (b.name, caps.resumable, set(caps.uses), caps.concurrency, caps.billed) == \
+        ("openai-videos", True, {"keyframe"}, 4, True)
+    assert caps.durations_s == (4.0, 8.0, 12.0) and caps.aspect_ratios == ("9:16",) and caps.modes == {"text", "image"}
     assert b.identity() == {"engine": "openai-videos", "model": "sora-2", "base_url": "api.openai.com",
                             "size": "720x1280"}
     with pytest.raises(PermanentError, match="OPENAI_API_KEY"):  # OpenAI's own server without a key
@@ -498,9 +307,8 @@ CHILD = textwrap.dedent("""
     import sys
     from pathlib import Path
     from stages.backends.base import ShotRequest
-    from stages.backends.openai_videos import OpenAIVideosBackend
+    from stages.backends.openai_videos import OpenAIVideosBackend, OpenAIVideosOptions
     from stages.core.ledger import Ledger, LedgerJobs
-    from stages.schema import OpenAIVideosOptions
 
     base_url, ledger_path, out, key_env = sys.argv[1:5]
     ledger = Ledger(Path(ledger_path))
@@ -546,100 +354,3 @@ def test_a_killed_render_resumes_the_same_job_from_the_ledger(fake, tmp_path):
     assert fake.count("create") == 1
     check_clip(out, shot(0.75))
     assert ledger.get("e1s1").job_id is None
-
-
-# --- images -------------------------------------------------------------------------------------------
-
-def images(fake: FakeService, **kw) -> OpenAIImageBackend:
-    return OpenAIImageBackend(ImageOptions(kind="openai", base_url=fake.base_url, api_key_env=KEY_ENV, **kw))
-
-
-def image_request(**kw) -> ImageRequest:
-    args = dict(purpose="keyframe", prompt="Ann at the kitchen window, morning light.", width=90, height=160, seed=1)
-    return ImageRequest(**{**args, **kw})
-
-
-def b64_reply(width: int, height: int, mode: str = "RGB", colour=(10, 120, 200)):
-    data = base64.b64encode(png_bytes(width, height, colour, mode)).decode()
-    return 200, {"created": 1, "data": [{"b64_json": data}]}
-
-
-def check_png(path: Path, width: int, height: int):
-    from PIL import Image
-
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with Image.open(path) as im:
-        assert (im.size, im.mode) == ((width, height), "RGB")
-        return im.getpixel((width // 2, height // 2))
-
-
-def test_image_identity_and_nearest_sizes(monkeypatch):
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    b = OpenAIImageBackend(ImageOptions(kind="openai"))
-    assert isinstance(b, ImageBackend)
-    assert b.identity() == {"engine": "openai-image", "model": "gpt-image-1", "base_url": "api.openai.com"}
-    assert nearest_size("gpt-image-1", 1080, 1920) == "1024x1536"
-    assert nearest_size("gpt-image-1", 1920, 1080) == "1536x1024"
-    assert nearest_size("gpt-image-1", 512, 512) == "1024x1024"
-    assert nearest_size("dall-e-3", 1080, 1920) == "1024x1792"
-
-
-def test_generate_without_references(fake, tmp_path):
-    fake.image_replies.append(b64_reply(64, 96))
-    out = tmp_path / "key.png"
-    images(fake).generate_image(image_request(negative_prompt="blurry"), out)
-    (req,) = fake.image_requests
-    assert req["path"] == "/v1/images/generations"
-    assert req["form"] == {"model": "gpt-image-1", "prompt": "Ann at the kitchen window, morning light.\nAvoid: blurry",
-                           "size": "1024x1536", "n": 1}
-    assert check_png(out, 90, 160) == (10, 120, 200)
-
-
-def test_edit_with_references_uploads_every_sheet(fake, tmp_path):
-    refs = []
-    for i, colour in enumerate([(255, 0, 0), (0, 255, 0)]):
-        p = tmp_path / f"ann_{i}.png"
-        p.write_bytes(png_bytes(32, 48, colour))
-        refs.append(p)
-    fake.image_replies.append(b64_reply(120, 80, "RGBA", (0, 0, 0, 0)))  # transparent: flattened onto white
-    out = tmp_path / "key.png"
-    images(fake, model="gpt-image-test").generate_image(image_request(references=tuple(refs), width=96, height=96),
-                                                        out)
-    (req,) = fake.image_requests
-    assert req["path"] == "/v1/images/edits"
-    form = req["form"]
-    assert (form["model"], form["prompt"], form["size"]) == ("gpt-image-test", image_request().prompt, "1024x1024")
-    assert [name for name, _ in form["image"]] == ["ann_0.png", "ann_1.png"]
-    assert [data for _, data in form["image"]] == [p.read_bytes() for p in refs]
-    assert check_png(out, 96, 96) == (255, 255, 255)
-
-
-def test_an_image_given_by_url_is_downloaded(fake, tmp_path):
-    fake.png_file = png_bytes(50, 50, (1, 2, 3))
-    fake.image_replies.append((200, {"created": 1, "data": [{"url": fake.base_url[:-3] + "/files/a.png"}]}))
-    images(fake, model="dall-e-3").generate_image(image_request(), tmp_path / "key.png")
-    assert fake.image_requests[0]["form"]["size"] == "1024x1792"
-    assert check_png(tmp_path / "key.png", 90, 160) == (1, 2, 3)
-
-
-@pytest.mark.parametrize("status, code, message, cls", [
-    (400, "moderation_blocked", "Your request was rejected by the safety system.", RejectedError),
-    (429, "rate_limit_exceeded", "Too many requests.", TransientError),
-    (400, "invalid_value", "Invalid size.", PermanentError),
-])
-def test_image_errors_are_mapped(fake, tmp_path, status, code, message, cls):
-    fake.image_replies.append((status, error(code, message)))
-    with pytest.raises(cls, match=message.split()[0]):
-        images(fake).generate_image(image_request(), tmp_path / "key.png")
-
-
-def test_an_image_reply_without_an_image_is_transient(fake, tmp_path):
-    fake.image_replies.append((200, {"created": 1, "data": []}))
-    with pytest.raises(TransientError, match="no image"):
-        images(fake).generate_image(image_request(), tmp_path / "key.png")
-
-
-def test_a_missing_reference_is_permanent(fake, tmp_path):
-    with pytest.raises(PermanentError, match="reference image"):
-        images(fake).generate_image(image_request(references=(tmp_path / "gone.png",)), tmp_path / "key.png")
-    assert fake.image_requests == []

@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.backends.base import PermanentError, ShotRequest, TransientError
+from stages.backends.base import PermanentError, ShotRequest, TransientError, VideoCapabilities
 
 # The still is drawn larger than the frame so camera moves never run out of picture.
 _OVERSCAN = 1.25
@@ -102,14 +102,15 @@ class AnimaticBackend:
     """VideoBackend: stills drawn with Pillow, moved by ffmpeg. Offline, deterministic, CPU only."""
 
     name = "animatic"
-    uses = frozenset()  # draws from the descriptions: needs no keyframe or reference sheet
-    # request fields that do not change its pictures (left out of the shot key)
-    ignores = frozenset({"negative_prompt", "motion_prompt", "keyframe", "references"})
+    section = None  # no options
 
     def __init__(self, *, preset: str = "veryfast", crf: int = 20):
         self.preset = preset
         self.crf = crf
-        self.concurrency = os.cpu_count() or 1  # CPU-bound: one ffmpeg per core
+        # It draws from the descriptions (no keyframe, no sheets) and takes no negative or motion prompt.
+        self.capabilities = VideoCapabilities(
+            ignores=frozenset({"negative_prompt", "motion_prompt", "keyframe", "references"}),
+            concurrency=os.cpu_count() or 1)  # CPU-bound: one ffmpeg per core
 
     def identity(self) -> dict:
         return {"backend": "animatic", "version": VERSION, "crf": self.crf}

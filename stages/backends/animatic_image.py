@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.backends.base import ImageRequest, ShotRequest
+from stages.backends.base import Capabilities, ImageOptions, ImageRequest, ShotRequest
 
 VERSION = 1
 
@@ -17,6 +17,11 @@ class AnimaticImageBackend:
     """ImageBackend: Pillow drawings, deterministic, CPU only."""
 
     name = "animatic-image"
+    section = None  # the image family reads `backends.image`
+    capabilities = Capabilities(free=True)  # instant and offline: sheets are drawn for review even unused
+
+    def __init__(self, options: ImageOptions | None = None):
+        self.options = options  # nothing in `backends.image` changes its drawings
 
     def identity(self) -> dict:
         from stages.backends import animatic

@@ -1,14 +1,21 @@
-"""The small Protocols every backend implements, and the three error classes they raise.
+"""The small Protocols every backend implements, the capability record each one declares, and the
+three error classes they raise.
 
 Flows decide what to retry from the class alone: TransientError is retried with backoff,
-RejectedError and PermanentError are recorded and never looped.
+RejectedError and PermanentError are recorded and never looped. Planners, estimates, limits and
+checks learn what a backend can do from its `capabilities` alone.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import Field, model_validator
+
+from stages.core.model import Model
 
 
 class BackendError(Exception):
@@ -29,6 +36,70 @@ class RejectedError(BackendError):
 
 class PermanentError(BackendError):
     """Bad request, auth, unsupported size or voice: fail at once with the provider's message."""
+
+
+# A provider refusing the content says so in one of these words (code or message), whatever the medium.
+_REFUSAL_CODES = {"content_policy_violation", "moderation_blocked", "content_filter", "safety_violation",
+                  "input_moderation", "output_moderation"}
+_REFUSAL_WORDS = re.compile(r"content[ _-]?(policy|filter)|moderation|safety|flagged|guardrail", re.IGNORECASE)
+
+
+def is_refusal(code: str | None, message: str | None) -> bool:
+    """Whether a provider's error code or message says it refused the content (not a fault to retry)."""
+    code = (code or "").lower()
+    return code in _REFUSAL_CODES or bool(_REFUSAL_WORDS.search(message or "") or _REFUSAL_WORDS.search(code))
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend declares about itself, once, in its own file.
+
+    `uses`: request fields filled in only for a backend that reads them ("keyframe", "references");
+    `ignores`: request fields that do not change its output, so they stay out of its artifacts' keys.
+    """
+
+    uses: frozenset[str] = frozenset()
+    ignores: frozenset[str] = frozenset()
+    billed: bool = False  # calls a server that may charge: unknown cost until the project's `rates` price it
+    resumable: bool = False  # takes `jobs: JobStore` and resumes a provider job after a crash
+    concurrency: int = 1  # shots the render makes on it at once in one process (a local GPU model: 1)
+    pool: Literal["cpu", "gpu", "api"] = "cpu"  # the kind of worker its units need
+    extra: str | None = None  # the pip extra it needs (`pip install 'dramaforge[extra]'`)
+    requires: tuple[str, ...] = ()  # modules that extra brings; a render is refused while one is missing
+    free: bool = False  # offline and instant: its images are made even when no shot needs them (for review)
+
+
+@dataclass(frozen=True)
+class VideoCapabilities(Capabilities):
+    """A video backend's record: what it can start from, and what clips it can make."""
+
+    modes: frozenset[str] = frozenset({"text"})  # text, image (from a keyframe), reference (character sheets)
+    max_references: int = 0  # reference images one request may carry
+    durations_s: tuple[float, ...] | None = None  # clip lengths it makes (None: any length)
+    aspect_ratios: tuple[str, ...] | None = None  # e.g. ("9:16", "16:9"); None: any size
+    native_audio: bool = False  # its clips carry sound of their own (dropped: dramaforge mixes the episode)
+
+
+class ImageOptions(Model):
+    """`backends.image`: the image backend for reference sheets and keyframes and its settings (one
+    section for the family: each backend reads its own fields)."""
+
+    kind: str = "animatic"
+    pipeline: str | None = Field(None, description="diffusers: class name, e.g. FluxPipeline, "
+                                                   "StableDiffusionXLPipeline")
+    model: str | None = Field(None, description="diffusers: local folder or hub id; openai: image model")
+    dtype: Literal["float32", "float16", "bfloat16"] = "bfloat16"
+    device: str = "auto"
+    steps: int = Field(28, ge=1, le=500)
+    guidance: float = Field(3.5, ge=0, le=30)
+    base_url: str | None = Field(None, description="openai: any server speaking the images API")
+    api_key_env: str = "OPENAI_API_KEY"
+
+    @model_validator(mode="after")
+    def _configured(self) -> "ImageOptions":
+        if self.kind == "diffusers" and not (self.pipeline and self.model):
+            raise ValueError("image: {kind: diffusers} needs pipeline and model")
+        return self
 
 
 @dataclass(frozen=True)
@@ -119,6 +190,7 @@ class JobStore(Protocol):
 @runtime_checkable
 class ImageBackend(Protocol):
     name: str
+    capabilities: Capabilities
 
     def identity(self) -> dict:
         """What, besides the request, determines the output (model, version)."""
@@ -130,6 +202,7 @@ class ImageBackend(Protocol):
 @runtime_checkable
 class SpeechBackend(Protocol):
     name: str
+    capabilities: Capabilities
 
     def identity(self) -> dict:
         """What, besides the request, determines the output (engine version, sample rate)."""
@@ -141,6 +214,7 @@ class SpeechBackend(Protocol):
 @runtime_checkable
 class TranslationBackend(Protocol):
     name: str
+    capabilities: Capabilities
 
     def identity(self) -> dict:
         """What, besides the lines, determines the output (model, prompt templates)."""
@@ -152,7 +226,7 @@ class TranslationBackend(Protocol):
 @runtime_checkable
 class VideoBackend(Protocol):
     name: str
-    concurrency: int  # shots it can make at once in one process (a local GPU model: 1)
+    capabilities: VideoCapabilities
 
     def identity(self) -> dict:
         """What, besides the request, determines the output (model, version)."""
@@ -160,8 +234,6 @@ class VideoBackend(Protocol):
     def generate(self, request: ShotRequest, out_mp4: Path) -> None:
         """Write an H.264 mp4 of exactly `request.duration_s` at the request's size and fps.
 
-        A backend with `resumable = True` takes `jobs: JobStore` as a keyword argument too.
-        A backend with `uses = {"keyframe"}` or `{"references"}` gets those filled in the request.
-        A backend with `billed = True` (any backend, any kind) calls a server that may charge, so
-        its cost is unknown to estimates until the project's `rates` name it.
+        A backend whose capabilities say `resumable` takes `jobs: JobStore` as a keyword argument too;
+        one that `uses` "keyframe" or "references" gets those filled in the request.
         """

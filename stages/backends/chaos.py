@@ -13,25 +13,43 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Literal
 
-from stages.backends.base import PermanentError, RejectedError, ShotRequest, TransientError, VideoBackend
+from pydantic import Field
+
+from stages.backends.base import PermanentError, RejectedError, ShotRequest, TransientError
+from stages.core.model import Model
 
 _ERRORS = {"transient": TransientError, "rejected": RejectedError, "permanent": PermanentError}
 
 
-class ChaosBackend:
-    name = "chaos"
+class ChaosOptions(Model):
+    """`backends.chaos`: for testing a pipeline, fail a seeded fraction of video calls with one error class."""
 
-    def __init__(self, inner: VideoBackend, *, fail_rate: float, error: str, seed: int,
-                 retry_after_s: float | None = None):
-        self.inner = inner
-        self.fail_rate = fail_rate
-        self.error = _ERRORS[error]
-        self.seed = seed
-        self.retry_after_s = retry_after_s
-        self.concurrency = getattr(inner, "concurrency", 1)
-        self.ignores = getattr(inner, "ignores", frozenset())
-        self.uses = getattr(inner, "uses", frozenset())
+    wraps: Literal["animatic"] = "animatic"
+    fail_rate: float = Field(0.3, ge=0, le=1)
+    error: Literal["transient", "rejected", "permanent"] = "transient"
+    seed: int = 1
+    retry_after_s: float | None = Field(None, ge=0, le=300,
+                                        description="a Retry-After hint sent with each simulated error")
+
+
+class ChaosBackend:
+    """VideoBackend: the wrapped backend's pictures and capabilities, with failures on a seeded schedule."""
+
+    name = "chaos"
+    section = "chaos"
+    Options = ChaosOptions
+
+    def __init__(self, options: ChaosOptions):
+        from stages.backends.registry import make_video_backend
+
+        self.inner = make_video_backend(None, options.wraps)
+        self.fail_rate = options.fail_rate
+        self.error = _ERRORS[options.error]
+        self.seed = options.seed
+        self.retry_after_s = options.retry_after_s
+        self.capabilities = self.inner.capabilities
 
     def identity(self) -> dict:
         # The same pictures as the wrapped backend: switching chaos on or off re-renders nothing.

@@ -18,10 +18,10 @@ import logging
 import threading
 from pathlib import Path
 
-from stages.backends.base import ImageRequest, PermanentError
-from stages.backends.diffusers_video import (call_parameters, import_diffusers, local_model_dir, model_fingerprint,
-                                             package_version, pipeline_class, resolve_device, size_multiple)
-from stages.schema import ImageOptions
+from stages.backends._diffusers import (LoadOnce, call_parameters, import_diffusers, local_model_dir,
+                                        model_fingerprint, package_version, pipeline_class, resolve_device,
+                                        size_multiple)
+from stages.backends.base import Capabilities, ImageOptions, ImageRequest, PermanentError
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +32,17 @@ class DiffusersImageBackend:
     """ImageBackend: one diffusers image pipeline, loaded once, used for every picture (one at a time)."""
 
     name = "diffusers-image"
+    section = None  # the image family reads `backends.image`
+    capabilities = Capabilities(pool="gpu", extra="diffusers", requires=("diffusers", "torch"))
 
     def __init__(self, options: ImageOptions):
         self.options = options
-        self.loads = 0
-        self._pipe = None
-        self._load_error: PermanentError | None = None
-        self._load_lock = threading.Lock()
+        self._pipe = LoadOnce(self._load)
         self._call_lock = threading.Lock()
+
+    @property
+    def loads(self) -> int:
+        return self._pipe.loads
 
     def __getstate__(self) -> dict:
         return {"options": self.options}
@@ -61,17 +64,7 @@ class DiffusersImageBackend:
 
     def pipeline(self):
         """The loaded pipeline (loaded on first use, once)."""
-        with self._load_lock:
-            if self._load_error is not None:
-                raise self._load_error
-            if self._pipe is None:
-                try:
-                    self._pipe = self._load()
-                except PermanentError as exc:
-                    self._load_error = exc
-                    raise
-                self.loads += 1
-            return self._pipe
+        return self._pipe()
 
     def _load(self):
         o = self.options

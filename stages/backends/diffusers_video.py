@@ -15,7 +15,6 @@ the cache key of a shot must be computable where the model is not installed.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import logging
@@ -23,39 +22,69 @@ import math
 import subprocess
 import threading
 from pathlib import Path
+from typing import Literal
 
-from stages.backends.base import PermanentError, ShotRequest, TransientError
-from stages.schema import DiffusersOptions
+from pydantic import Field
+
+from stages.backends._diffusers import (LoadOnce, call_parameters, denoisers, import_diffusers, local_model_dir,
+                                        model_fingerprint, package_version, pipeline_class, resolve_device,
+                                        size_multiple)
+from stages.backends.base import PermanentError, ShotRequest, TransientError, VideoCapabilities
+from stages.core.model import Model
 
 log = logging.getLogger(__name__)
 
 VERSION = 1  # bump when the frame plan or the conform changes the clip
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".msgpack")
-_SAMPLE = 64 * 1024  # bytes read at the head, middle and tail of each weight file for its fingerprint
-_FINGERPRINTS: dict[tuple, str] = {}
-_FINGERPRINT_LOCK = threading.Lock()
+
+
+class DiffusersOptions(Model):
+    """`backends.diffusers`: a local diffusers pipeline, by class name and a local folder (or a hub id
+    on your own machine)."""
+
+    pipeline: str = Field(..., description="class name, e.g. WanPipeline, WanImageToVideoPipeline, "
+                                           "WanVACEPipeline, StableVideoDiffusionPipeline, LTXPipeline")
+    model: str = Field(..., description="a local folder saved by save_pretrained, or a hub id")
+    mode: Literal["text", "image", "reference"] = Field(
+        "text", description="text-to-video; image-to-video from the shot's keyframe; reference-to-video "
+                            "with the characters' sheets (WanVACEPipeline reference_images)")
+    dtype: Literal["float32", "float16", "bfloat16"] = "bfloat16"
+    device: str = Field("auto", description="auto (cuda if available, else cpu), cuda, cuda:1, cpu, mps")
+    offload: Literal["none", "model", "group"] = Field("none", description="CPU offload to fit a small GPU")
+    vae_tiling: bool = False
+    cache: Literal["none", "first_block", "faster", "pab", "taylorseer", "mag"] = Field(
+        "none", description="a diffusers cache hook: faster, slightly different frames")
+    steps: int = Field(30, ge=1, le=500)
+    guidance: float = Field(5.0, ge=0, le=30)
+    width: int | None = Field(None, ge=16, description="generation size; the clip is conformed to the project's")
+    height: int | None = Field(None, ge=16)
+    fps: int = Field(16, ge=1, le=120, description="frames per second the model makes (Wan: 16, LTX: 24)")
+    max_frames: int = Field(81, ge=1, description="the most frames one call may make (Wan: 81)")
+    frame_multiple: int = Field(4, ge=1, description="frame counts are k*multiple+1 (Wan: 4, LTX: 8, SVD: 1)")
+    call: dict = Field(default_factory=dict, description="extra keyword arguments for the pipeline call")
 
 
 class DiffusersVideoBackend:
     """VideoBackend: one diffusers pipeline, loaded once, used for every shot (one at a time)."""
 
     name = "diffusers"
-    concurrency = 1  # one model on one device: shots queue for it
+    section = "diffusers"
+    Options = DiffusersOptions
 
     def __init__(self, options: DiffusersOptions):
         self.options = options
-        self.uses = {"image": frozenset({"keyframe"}), "reference": frozenset({"references"})}.get(
+        uses = {"image": frozenset({"keyframe"}), "reference": frozenset({"references"})}.get(
             options.mode, frozenset())
         # Request fields that do not change the pictures: left out of the shot key, so re-timed speech
         # (extra's speaking spans) or a relabelled caption never re-renders a GPU shot.
         unused = {"text": {"keyframe", "references", "motion_prompt"}, "image": {"references"},
                   "reference": {"keyframe", "motion_prompt"}}[options.mode]
-        self.ignores = frozenset({"caption", "extra"} | unused)
-        self.loads = 0  # pipelines loaded by this instance (tests check it stays 1)
-        self._pipe = None
+        self.capabilities = VideoCapabilities(
+            uses=uses, ignores=frozenset({"caption", "extra"} | unused),
+            concurrency=1, pool="gpu",  # one model on one device: shots queue for it
+            extra="diffusers", requires=("diffusers", "torch"), modes=frozenset({options.mode}),
+            max_references=1_000 if options.mode == "reference" else 0)  # VACE: as many as fit in its frames
+        self._pipe = LoadOnce(self._load)
         self._device = None
-        self._load_error: PermanentError | None = None
-        self._load_lock = threading.Lock()
         self._call_lock = threading.Lock()
 
     def __getstate__(self) -> dict:  # a loaded model and locks do not travel: the copy loads its own
@@ -63,6 +92,11 @@ class DiffusersVideoBackend:
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["options"])
+
+    @property
+    def loads(self) -> int:
+        """Pipelines loaded by this instance (tests check it stays 1)."""
+        return self._pipe.loads
 
     # --- identity --------------------------------------------------------------------------------
 
@@ -86,17 +120,11 @@ class DiffusersVideoBackend:
 
     def pipeline(self):
         """The loaded pipeline (loads it on first use; a failed load fails every later call at once)."""
-        with self._load_lock:
-            if self._load_error is not None:
-                raise self._load_error
-            if self._pipe is None:
-                try:
-                    self._pipe, self._device = load_pipeline(self.options, self.what)
-                except PermanentError as exc:
-                    self._load_error = exc  # a 30 s load that fails would otherwise fail again per shot
-                    raise
-                self.loads += 1
-            return self._pipe
+        return self._pipe()
+
+    def _load(self):
+        pipe, self._device = load_pipeline(self.options, self.what)
+        return pipe
 
     # --- generation ------------------------------------------------------------------------------
 
@@ -204,60 +232,6 @@ def _round_to(v: float, multiple: int) -> int:
     return max(multiple, int(round(v / multiple)) * multiple)
 
 
-def package_version(name: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
-
-
-def local_model_dir(model: str) -> Path | None:
-    """The folder `model` names, or None when it reads as a hub id (org/name)."""
-    if not model.strip():
-        return None
-    p = Path(model).expanduser()
-    if p.exists():
-        return p
-    looks_like_path = p.is_absolute() or model.startswith((".", "~")) or model.count("/") != 1 or "\\" in model
-    return p if looks_like_path else None
-
-
-def model_fingerprint(model: str) -> str | None:
-    """A content digest of a local model folder (None for a hub id or a missing folder).
-
-    Config files count in full; each weight file by its size and 64 KiB read at its head, middle and
-    tail: cheap for 30 GB of weights, unchanged by copying the folder (no mtimes), changed by a
-    fine-tune. Cached per process by the files' (size, mtime), so a render stats the folder per shot
-    and reads it once.
-    """
-    folder = local_model_dir(model)
-    if folder is None or not folder.is_dir():
-        return None
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not any(
-        part.startswith(".") for part in p.relative_to(folder).parts))
-    stats = tuple((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    key = (str(folder.resolve()), stats)
-    with _FINGERPRINT_LOCK:
-        if key in _FINGERPRINTS:
-            return _FINGERPRINTS[key]
-    h = hashlib.sha256()
-    for p, (rel, size, _) in zip(files, stats):
-        if p.suffix in WEIGHT_SUFFIXES:
-            h.update(f"{rel}\0{size}\0".encode())
-            with open(p, "rb") as f:
-                for at in (0, max(0, size // 2 - _SAMPLE // 2), max(0, size - _SAMPLE)):
-                    f.seek(at)
-                    h.update(f.read(_SAMPLE))
-        elif p.suffix in (".json", ".txt", ".model", ".yaml"):
-            h.update(f"{rel}\0".encode() + p.read_bytes())
-    digest = h.hexdigest()[:16]
-    with _FINGERPRINT_LOCK:
-        _FINGERPRINTS[key] = digest
-    return digest
-
-
 def reference_images(request: ShotRequest) -> list | None:
     """Every figure's reference sheet images, in figure order, as RGB PIL images (None: no sheets)."""
     from PIL import Image
@@ -274,38 +248,6 @@ def reference_images(request: ShotRequest) -> list | None:
 
 
 # --- torch side ------------------------------------------------------------------------------------
-
-def import_diffusers():
-    try:
-        import diffusers
-        import torch
-    except ImportError as exc:
-        raise PermanentError(f"the diffusers backend needs torch and diffusers ({exc}): "
-                             f"pip install 'dramaforge[diffusers]'") from exc
-    return diffusers, torch
-
-
-def pipeline_class(name: str):
-    """The diffusers pipeline class called `name`; PermanentError listing close names when unknown."""
-    import difflib
-
-    diffusers, _ = import_diffusers()
-    cls = getattr(diffusers, name, None) if name.isidentifier() else None
-    if cls is None or not (inspect.isclass(cls) and issubclass(cls, diffusers.DiffusionPipeline)):
-        names = [n for n in dir(diffusers) if n.endswith("Pipeline")]
-        close = difflib.get_close_matches(name, names, n=6, cutoff=0.5)
-        family = [n for n in names if n[:3].lower() == name[:3].lower() and n not in close]
-        suggest = ", ".join((close + family)[:10]) or "e.g. WanPipeline, WanImageToVideoPipeline, WanVACEPipeline"
-        raise PermanentError(f"diffusers {package_version('diffusers')} has no pipeline class {name!r}; "
-                             f"close names: {suggest}")
-    return cls
-
-
-def resolve_device(device: str, torch) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
 
 def check_mode(cls, mode: str, what: str) -> None:
     """Fail before loading when the pipeline cannot work in `mode` (from its __call__ signature)."""
@@ -392,12 +334,6 @@ def _place(pipe, options: DiffusersOptions, device: str, torch) -> None:
                                   exclude_modules=["vae"] if getattr(pipe, "vae", None) is not None else None)
 
 
-def denoisers(pipe) -> list:
-    """The pipeline's denoising models (Wan 2.2 has two experts: transformer and transformer_2)."""
-    found = [getattr(pipe, n, None) for n in ("transformer", "transformer_2", "unet", "prior")]
-    return [m for m in found if m is not None]
-
-
 def enable_cache(pipe, options: DiffusersOptions, what: str) -> None:
     """Attach the configured diffusers cache hook to every denoiser; PermanentError where it cannot apply."""
     from diffusers import hooks
@@ -441,26 +377,6 @@ def enable_cache(pipe, options: DiffusersOptions, what: str) -> None:
 
     for m in usable:
         m.enable_cache(config())  # one config per model: hooks keep per-model state
-
-
-def call_parameters(pipe) -> tuple[set[str], bool]:
-    """The keyword names the pipeline's __call__ accepts, and whether it also takes **kwargs."""
-    params = inspect.signature(type(pipe).__call__).parameters
-    open_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    return set(params) - {"self"}, open_kwargs
-
-
-def size_multiple(pipe) -> int:
-    """What generation sizes must divide by: the VAE's spatial factor times the denoiser's patch size."""
-    vae_factor = getattr(pipe, "vae_scale_factor_spatial", None) or getattr(pipe, "vae_scale_factor", None) or 8
-    patch = 1
-    for m in denoisers(pipe)[:1]:
-        p = getattr(getattr(m, "config", None), "patch_size", None)
-        if isinstance(p, (list, tuple)) and p:
-            patch = int(p[-1])
-        elif isinstance(p, int):
-            patch = p
-    return max(16, int(vae_factor) * patch)
 
 
 def run_pipeline(pipe, kwargs: dict, what: str):

@@ -12,7 +12,7 @@ import threading
 import wave
 from pathlib import Path
 
-from stages.backends.base import PermanentError, SpeechRequest
+from stages.backends.base import Capabilities, PermanentError, SpeechRequest
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 0x02
 _espeakCHARS_UTF8 = 1
@@ -55,6 +55,8 @@ class EspeakBackend:
     """SpeechBackend: eSpeak NG voices by name (`en-us`, `en-gb+m3`, `cmn`, ...)."""
 
     name = "espeak"
+    section = None  # each character's `voice` carries its settings
+    capabilities = Capabilities()
 
     def identity(self) -> dict:
         return {"engine": "espeak-ng", "loader": _loader_version()}

@@ -12,12 +12,10 @@ import base64
 import io
 import math
 import mimetypes
-import threading
 from pathlib import Path
 
-from stages.backends.base import ImageRequest, PermanentError, TransientError
-from stages.backends.openai_speech import map_openai_error, openai_client
-from stages.schema import ImageOptions
+from stages.backends._openai import LazyClient, map_openai_error
+from stages.backends.base import Capabilities, ImageOptions, ImageRequest, PermanentError, TransientError
 
 DEFAULT_MODEL = "gpt-image-1"
 MAX_REFERENCES = 16  # what the edits endpoint takes for GPT image models
@@ -33,18 +31,13 @@ class OpenAIImageBackend:
     """ImageBackend: reference views and keyframes from an images-API model."""
 
     name = "openai-image"
-    billed = True  # a server that may charge: its cost is unknown until `rates` says
+    section = None  # the image family reads `backends.image`
+    capabilities = Capabilities(billed=True, pool="api")
 
     def __init__(self, options: ImageOptions):
         self.options = options
-        self._client = None
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict:
-        return {"options": self.options}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["options"])
+        self.client = LazyClient(options.api_key_env, options.base_url, _TIMEOUT_S, what="OpenAI images",
+                                 setting="backends.image.base_url")
 
     @property
     def model(self) -> str:
@@ -52,14 +45,6 @@ class OpenAIImageBackend:
 
     def identity(self) -> dict:
         return {"engine": "openai-image", "model": self.model, "base_url": self.options.base_url or "api.openai.com"}
-
-    def client(self):
-        with self._lock:
-            if self._client is None:
-                o = self.options
-                self._client = openai_client(o.api_key_env, o.base_url, _TIMEOUT_S, what="OpenAI images",
-                                             setting="backends.image.base_url")
-            return self._client
 
     def generate_image(self, request: ImageRequest, out_png: Path) -> None:
         """Write an RGB PNG of exactly request.width x request.height."""

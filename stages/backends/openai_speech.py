@@ -9,54 +9,48 @@ sizes (0xFFFFFFFF), so the PCM is re-read after the header and written out again
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import os
-import re
 import struct
 import tempfile
-import threading
-import time
 import wave
 from pathlib import Path
 
-from stages.backends.base import BackendError, PermanentError, RejectedError, SpeechRequest, TransientError
-from stages.schema import OpenAIOptions
+from pydantic import Field
+
+from stages.backends._openai import LazyClient, map_openai_error
+from stages.backends.base import Capabilities, PermanentError, SpeechRequest, TransientError
+from stages.core.model import Model
 
 _WAVE_FORMAT_PCM, _WAVE_FORMAT_EXTENSIBLE = 1, 0xFFFE
 _UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # what streaming encoders write before they know the length
-_POLICY_CODES = {"content_policy_violation", "moderation_blocked", "content_filter"}
-_POLICY_WORDS = re.compile(r"content[ _-]?(policy|filter)|moderation|safety system|flagged", re.IGNORECASE)
+
+
+class OpenAIOptions(Model):
+    """`backends.openai`: a hosted or local OpenAI-compatible server for speech (`/v1/audio/speech`)."""
+
+    base_url: str | None = Field(None, description="e.g. http://localhost:8000/v1; default: OpenAI")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
+    speech_model: str = Field("gpt-4o-mini-tts", description="text-to-speech model")
+    voice: str = Field("coral", description="voice for characters that name none")
+    timeout_s: float = Field(60, gt=0, le=900)
 
 
 class OpenAISpeechBackend:
     """SpeechBackend: an OpenAI voice name (`coral`, `onyx`, ...) with optional delivery instructions."""
 
     name = "openai"
-    billed = True  # a server that may charge: its cost is unknown until `rates` says
+    section = "openai"
+    Options = OpenAIOptions
+    capabilities = Capabilities(billed=True, pool="api")
 
     def __init__(self, options: OpenAIOptions):
-        # No client and no API key here: identity() (the cache key) must work without a key.
         self.options = options
-        self._client = None
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict:  # a client and a lock do not pickle; both are remade on demand
-        return {"options": self.options}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["options"])
+        self.client = LazyClient(options.api_key_env, options.base_url, options.timeout_s, what="OpenAI speech",
+                                 setting="backends.openai.base_url")
 
     def identity(self) -> dict:
         return {"engine": "openai", "model": self.options.speech_model,
                 "base_url": self.options.base_url or "api.openai.com"}
-
-    def client(self):
-        with self._lock:
-            if self._client is None:
-                o = self.options
-                self._client = openai_client(o.api_key_env, o.base_url, o.timeout_s, what="OpenAI speech",
-                                             setting="backends.openai.base_url")
-            return self._client
 
     def synthesize(self, request: SpeechRequest, out_wav: Path) -> None:
         import openai
@@ -73,68 +67,6 @@ class OpenAISpeechBackend:
         except openai.OpenAIError as exc:
             raise map_openai_error(exc, f"OpenAI speech ({o.speech_model} at {where})") from exc
         write_pcm16_wav(body, out_wav, what=f"OpenAI speech ({o.speech_model} at {where})")
-
-
-def openai_client(api_key_env: str, base_url: str | None, timeout_s: float, *, what: str, setting: str):
-    """An `openai.OpenAI` that never retries; a missing key is an error only for OpenAI's own server."""
-    import openai
-
-    key = os.environ.get(api_key_env)
-    if not key and base_url is None:
-        raise PermanentError(f"{what} needs an API key in ${api_key_env}: export {api_key_env}=..., or set "
-                             f"{setting} to a local OpenAI-compatible server")
-    return openai.OpenAI(api_key=key or "not-needed", base_url=base_url, timeout=timeout_s, max_retries=0)
-
-
-def map_openai_error(exc: Exception, what: str) -> BackendError:
-    """An openai exception as the backend error class that tells a flow whether to retry."""
-    import openai
-
-    if isinstance(exc, openai.APIStatusError):
-        status, message = exc.status_code, provider_message(exc)
-        text = f"{what} answered {status}: {message}"
-        # 408 and 409 are what the openai client itself would retry, alongside 429 and 5xx.
-        if status in (408, 409, 429) or status >= 500:
-            return TransientError(text, retry_after_s=retry_after_s(exc.response.headers))
-        if status in (400, 403, 422) and (exc.code in _POLICY_CODES or _POLICY_WORDS.search(message)):
-            return RejectedError(text)
-        if status == 401:
-            return PermanentError(f"{text} (check the API key)")
-        if status == 404:
-            return PermanentError(f"{text} (check the model and voice names, and the base URL)")
-        return PermanentError(text)
-    if isinstance(exc, openai.APIConnectionError):  # APITimeoutError is one
-        return TransientError(f"{what}: {exc.message}")
-    return PermanentError(f"{what}: {exc}")
-
-
-def provider_message(exc) -> str:
-    """The provider's own words (`error.message` of the JSON body), else the client's summary."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict) and isinstance(body.get("message"), str) and body["message"]:
-        return body["message"]
-    if isinstance(body, str) and body.strip():
-        return body.strip()[:300]
-    return str(getattr(exc, "message", exc))
-
-
-def retry_after_s(headers) -> float | None:
-    """The server's Retry-After hint in seconds (`retry-after-ms`, seconds, or an HTTP date)."""
-    with contextlib.suppress(TypeError, ValueError):
-        ms = headers.get("retry-after-ms")
-        if ms:
-            return max(0.0, float(ms) / 1000)
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError, IndexError):
-        return None
 
 
 def parse_wav(data: bytes) -> tuple[int, int, int, int, bytes] | None:

@@ -8,14 +8,15 @@ problems are sent back for a bounded number of repair rounds. Long episodes are 
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
+from pydantic import Field
+
+from stages.backends._openai import LazyClient, map_openai_error
+from stages.backends.base import Capabilities, PermanentError, RejectedError
 from stages.core.artifacts import spec_hash
-from stages.backends.base import PermanentError, RejectedError
-from stages.backends.openai_speech import map_openai_error, openai_client
+from stages.core.model import Model
 from stages.core.prompts import render_template, template_source
-from stages.schema import Translation
 
 TEMPLATES = ("translate.system.j2", "translate.user.j2", "translate.repair.j2")
 BATCH_LINES = 60  # lines per request: a long episode stays well inside any model's output limit
@@ -74,38 +75,34 @@ def _ids(ids: list[int]) -> str:
     return ", ".join(map(str, ids[:20])) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
 
 
+class TranslationOptions(Model):
+    """The chat server that translates subtitles (the settings of `subtitles.translation`)."""
+
+    model: str = Field("gpt-4.1-mini", description="chat model name on the server")
+    base_url: str | None = Field(None, description="default: OpenAI")
+    api_key_env: str = Field("OPENAI_API_KEY")
+    timeout_s: float = Field(120, gt=0, le=900)
+
+
 class OpenAITranslationBackend:
     """TranslationBackend: one chat model, prompted by templates/translate.*.j2."""
 
     name = "openai"
-    billed = True  # a server that may charge: its cost is unknown until `rates.text.translation` says
+    section = None  # its options are `subtitles.translation`
+    Options = TranslationOptions
+    capabilities = Capabilities(billed=True, pool="api")  # priced by `rates.text.translation`
 
-    def __init__(self, options: Translation, project_dir: Path | None = None):
-        # As with speech, no client here: identity() must work without an API key.
+    def __init__(self, options: TranslationOptions, project_dir: Path | None = None):
         self.options = options
         self.project_dir = project_dir
-        self._client = None
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict:
-        return {"options": self.options, "project_dir": self.project_dir}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["options"], state["project_dir"])
+        self.client = LazyClient(options.api_key_env, options.base_url, options.timeout_s,
+                                 what="subtitle translation", setting="subtitles.translation.base_url")
 
     def identity(self) -> dict:
         sources = {n: template_source(n, self.project_dir) for n in TEMPLATES}
         return {"engine": "openai-chat", "model": self.options.model,
                 "base_url": self.options.base_url or "api.openai.com",
                 "templates": spec_hash("templates", sources)}
-
-    def client(self):
-        with self._lock:
-            if self._client is None:
-                o = self.options
-                self._client = openai_client(o.api_key_env, o.base_url, o.timeout_s, what="subtitle translation",
-                                             setting="subtitles.translation.base_url")
-            return self._client
 
     def translate(self, lines: list[str], source: str, target: str, context: str) -> list[str]:
         # Blank lines are not worth a model's attention (nor a chance to get them wrong).

@@ -13,27 +13,37 @@ import contextlib
 import io
 import logging
 import os
-import re
 import tempfile
-import threading
 import time
 from pathlib import Path
 
+from pydantic import Field
+
+from stages.backends._openai import LazyClient, map_openai_error, provider_message, retry_after_s
 from stages.backends.base import (BackendError, JobStore, PermanentError, RejectedError, ShotRequest,
-                                  TransientError)
-from stages.backends.openai_speech import map_openai_error, openai_client, provider_message, retry_after_s
-from stages.schema import OpenAIVideosOptions
+                                  TransientError, VideoCapabilities, is_refusal)
+from stages.core.model import Model
 
 log = logging.getLogger(__name__)
 
 _RUNNING = ("queued", "in_progress")
-_POLICY_CODES = {"content_policy_violation", "moderation_blocked", "content_filter", "safety_violation",
-                 "input_moderation", "output_moderation"}
-_POLICY_WORDS = re.compile(r"content[ _-]?(policy|filter)|moderation|safety|flagged|guardrail", re.IGNORECASE)
 _TRANSIENT_CODES = {"server_error", "internal_error", "rate_limit_exceeded", "timeout", "service_unavailable",
                     "overloaded", "capacity_exceeded", "engine_overloaded", "processing_error"}
 _REQUEST_TIMEOUT_S = 120  # one create or poll; the job's own limit is options.timeout_s
 _DOWNLOAD_TIMEOUT_S = 600
+
+
+class OpenAIVideosOptions(Model):
+    """`backends.openai_videos`: any server speaking the /v1/videos protocol (create, poll, download).
+    OpenAI itself retired Sora 2 and this API on 2026-09-24; gateways still serve it for other models."""
+
+    base_url: str | None = Field(None, description="the gateway, e.g. http://host:8000/v1")
+    api_key_env: str = "OPENAI_API_KEY"
+    model: str = "sora-2"
+    size: str = Field("720x1280", pattern=r"^\d+x\d+$", description="what the provider makes; conformed after")
+    seconds: list[int] = Field(default_factory=lambda: [4, 8, 12], description="clip lengths the model offers")
+    poll_s: float = Field(5, gt=0, le=300)
+    timeout_s: float = Field(1800, gt=0, description="give up on one job after this long")
 
 
 class _Expired(Exception):
@@ -57,40 +67,28 @@ class OpenAIVideosBackend:
     """VideoBackend (resumable): text-to-video, or image-to-video from the shot's keyframe."""
 
     name = "openai-videos"
-    billed = True  # a server that may charge: its cost is unknown until `rates` says
-    resumable = True
-    uses = frozenset({"keyframe"})
-    ignores = frozenset({"references"})  # the sheets reach it only through the keyframe
-    concurrency = 4  # jobs in flight per process; the provider does the work
+    section = "openai_videos"
+    Options = OpenAIVideosOptions
 
     def __init__(self, options: OpenAIVideosOptions):
-        # No client and no key here: identity() (the cache key) must work without a key.
         self.options = options
-        self._client = None
-        self._lock = threading.Lock()
+        w, h = (int(v) for v in options.size.split("x"))
+        self.capabilities = VideoCapabilities(
+            uses=frozenset({"keyframe"}), ignores=frozenset({"references"}),  # the sheets reach it through the keyframe
+            billed=True, resumable=True, concurrency=4, pool="api",  # 4 jobs in flight per process
+            modes=frozenset({"text", "image"}), max_references=1,  # one input_reference: the keyframe
+            durations_s=tuple(float(s) for s in sorted(set(options.seconds))), aspect_ratios=(_ratio(w, h),))
+        import warnings
 
-    def __getstate__(self) -> dict:  # a client and a lock do not pickle; both are remade on demand
-        return {"options": self.options}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["options"])
+        # The SDK marks every /v1/videos method deprecated (OpenAI's own shutdown); gateways serve it.
+        warnings.filterwarnings("ignore", message="The Sora API is scheduled", category=DeprecationWarning)
+        self.client = LazyClient(options.api_key_env, options.base_url, min(options.timeout_s, _REQUEST_TIMEOUT_S),
+                                 what="OpenAI videos", setting="backends.openai_videos.base_url")
 
     def identity(self) -> dict:
         o = self.options
         return {"engine": "openai-videos", "model": o.model, "base_url": o.base_url or "api.openai.com",
                 "size": o.size}
-
-    def client(self):
-        with self._lock:
-            if self._client is None:
-                import warnings
-
-                # The SDK marks every /v1/videos method deprecated (OpenAI's own shutdown); gateways serve it.
-                warnings.filterwarnings("ignore", message="The Sora API is scheduled", category=DeprecationWarning)
-                o = self.options
-                self._client = openai_client(o.api_key_env, o.base_url, min(o.timeout_s, _REQUEST_TIMEOUT_S),
-                                             what="OpenAI videos", setting="backends.openai_videos.base_url")
-            return self._client
 
     @property
     def what(self) -> str:
@@ -177,7 +175,7 @@ class OpenAIVideosBackend:
         code = (getattr(err, "code", None) or "").lower()
         message = getattr(err, "message", None) or "no reason given"
         text = f"{self.what}: job {video.id} failed: {message}" + (f" ({code})" if code else "")
-        if code in _POLICY_CODES or _POLICY_WORDS.search(message) or _POLICY_WORDS.search(code):
+        if is_refusal(code, message):
             return RejectedError(text)
         headers = getattr(err, "headers", None) or {}
         if err is None or code in _TRANSIENT_CODES or headers.get("retry-after") or headers.get("retry-after-ms"):
@@ -228,6 +226,13 @@ class OpenAIVideosBackend:
             raise map_openai_error(exc, f"{self.what} {doing}") from exc
         except openai.OpenAIError as exc:
             raise map_openai_error(exc, f"{self.what} {doing}") from exc
+
+
+def _ratio(w: int, h: int) -> str:
+    import math
+
+    g = math.gcd(w, h)
+    return f"{w // g}:{h // g}"
 
 
 def _is_expired(video) -> bool:

@@ -10,7 +10,7 @@ import threading
 import wave
 from pathlib import Path
 
-from stages.backends.base import PermanentError, SpeechRequest
+from stages.backends.base import Capabilities, PermanentError, SpeechRequest
 
 _INSTALL = "the piper backend needs the piper extra: pip install 'dramaforge[piper]'"
 _GET_VOICE = ("download a voice's .onnx and its .onnx.json (e.g. en_US-lessac-medium.onnx and "
@@ -26,6 +26,8 @@ class PiperBackend:
     """SpeechBackend: Piper voices by file; `speaker` picks a voice in a multi-speaker file, `speed` the rate."""
 
     name = "piper"
+    section = None  # each character's `voice` names its voice file
+    capabilities = Capabilities(extra="piper", requires=("piper",))
 
     def identity(self) -> dict:
         # The voice itself is in the request (`voice_sha`), so only the engine is named here.

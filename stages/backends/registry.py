@@ -1,69 +1,124 @@
-"""Backends by name, imported lazily so the default never loads what it does not use."""
+"""Every backend by kind and name, one line each.
+
+A backend's own file holds its class, its options model (`Options`, read from `backends.<section>`
+of project.yaml) and its declared `capabilities`. Adding one is that file, one line here and its
+test: project.yaml's schema, `rates`, `check` and the estimates learn it from this table. Classes
+are imported on first use, so the default never loads what it does not use.
+"""
 
 from __future__ import annotations
 
-from stages.schema import Backends, ChaosOptions
+import functools
+import importlib
+from pathlib import Path
+
+VIDEO = {
+    "animatic": "stages.backends.animatic:AnimaticBackend",
+    "chaos": "stages.backends.chaos:ChaosBackend",
+    "diffusers": "stages.backends.diffusers_video:DiffusersVideoBackend",
+    "openai-videos": "stages.backends.openai_videos:OpenAIVideosBackend",
+}
+IMAGE = {
+    "animatic": "stages.backends.animatic_image:AnimaticImageBackend",
+    "diffusers": "stages.backends.diffusers_image:DiffusersImageBackend",
+    "openai": "stages.backends.openai_image:OpenAIImageBackend",
+}
+SPEECH = {
+    "espeak": "stages.backends.espeak:EspeakBackend",
+    "piper": "stages.backends.piper:PiperBackend",
+    "openai": "stages.backends.openai_speech:OpenAISpeechBackend",
+}
+TRANSLATION = {
+    "openai": "stages.backends.openai_translate:OpenAITranslationBackend",
+}
+KINDS = {"video": VIDEO, "image": IMAGE, "speech": SPEECH, "translation": TRANSLATION}
 
 
-def make_video_backend(config: Backends, name: str | None = None):
-    name = name or config.video
-    if name == "animatic":
-        from stages.backends.animatic import AnimaticBackend
+@functools.cache
+def backend_class(kind: str, name: str) -> type:
+    """The class registered as `name` for `kind` (video, image, speech, translation)."""
+    table = KINDS[kind]
+    if name not in table:
+        raise ValueError(f"unknown {kind} backend {name!r} (known: {', '.join(table)})")
+    module, _, attr = table[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
 
-        return AnimaticBackend()
-    if name == "chaos":
-        from stages.backends.chaos import ChaosBackend
 
-        opts = config.chaos or ChaosOptions()
-        return ChaosBackend(make_video_backend(config, opts.wraps), fail_rate=opts.fail_rate, error=opts.error,
-                            seed=opts.seed, retry_after_s=opts.retry_after_s)
-    if name == "diffusers":
-        from stages.backends.diffusers_video import DiffusersVideoBackend
+def sections(kind: str) -> dict[str, type]:
+    """`backends.<section>` -> options model, for every backend of `kind` that takes options."""
+    out = {}
+    for name in KINDS[kind]:
+        cls = backend_class(kind, name)
+        if cls.section is not None:
+            out[cls.section] = cls.Options
+    return out
 
-        return DiffusersVideoBackend(config.diffusers)
-    if name == "openai-videos":
-        from stages.backends.openai_videos import OpenAIVideosBackend
 
-        return OpenAIVideosBackend(config.openai_videos)
-    raise ValueError(f"unknown video backend {name!r}")
+def _options(cls, config):
+    """The backend's options from `config` (a `schema.Backends`), or its defaults when not given."""
+    if cls.section is None:
+        return None
+    given = getattr(config, cls.section) if config is not None else None  # a field `schema.Backends` made for it
+    return given if given is not None else cls.Options()
+
+
+def make_video_backend(config, name: str | None = None):
+    """The video backend `name` (default: `config.video`) with its options from `config`; nothing loads."""
+    cls = backend_class("video", name or config.video)
+    options = _options(cls, config)
+    return cls() if options is None else cls(options)
 
 
 def make_image_backend(options):
-    """options: a `schema.ImageOptions` (reference sheets and keyframes)."""
-    if options.kind == "animatic":
-        from stages.backends.animatic_image import AnimaticImageBackend
-
-        return AnimaticImageBackend()
-    if options.kind == "diffusers":
-        from stages.backends.diffusers_image import DiffusersImageBackend
-
-        return DiffusersImageBackend(options)
-    if options.kind == "openai":
-        from stages.backends.openai_image import OpenAIImageBackend
-
-        return OpenAIImageBackend(options)
-    raise ValueError(f"unknown image backend {options.kind!r}")
+    """options: the project's `backends.image` (reference sheets and keyframes)."""
+    return backend_class("image", options.kind)(options)
 
 
-def make_speech_backend(name: str, config: Backends | None = None):
-    config = config or Backends()
-    if name == "espeak":
-        from stages.backends.espeak import EspeakBackend
-
-        return EspeakBackend()
-    if name == "piper":
-        from stages.backends.piper import PiperBackend
-
-        return PiperBackend()
-    if name == "openai":
-        from stages.backends.openai_speech import OpenAISpeechBackend
-
-        return OpenAISpeechBackend(config.openai)
-    raise ValueError(f"unknown speech backend {name!r}")
+def make_speech_backend(name: str, config=None):
+    cls = backend_class("speech", name)
+    options = _options(cls, config)
+    return cls() if options is None else cls(options)
 
 
-def make_translation_backend(options, project_dir=None):
-    """options: a `schema.Translation`; project_dir: where a project's own templates/ may live."""
-    from stages.backends.openai_translate import OpenAITranslationBackend
+def make_translation_backend(options, project_dir: Path | None = None, name: str = "openai"):
+    """options: the project's `subtitles.translation`; project_dir: where its own templates/ may live."""
+    return backend_class("translation", name)(options, project_dir)
 
-    return OpenAITranslationBackend(options, project_dir)
+
+class BackendSet:
+    """A project's backends by kind, each made on first use (made, not loaded: models load when a
+    unit first needs them). Planning reads their identities and capabilities; tasks call them."""
+
+    def __init__(self, backends, translation=None, project_dir: Path | None = None):
+        self.config, self.translation_options, self.project_dir = backends, translation, project_dir
+        self._speech: dict[str, object] = {}
+
+    @functools.cached_property
+    def video(self):
+        return make_video_backend(self.config)
+
+    @functools.cached_property
+    def image(self):
+        return make_image_backend(self.config.image)
+
+    @functools.cached_property
+    def translation(self):
+        if self.translation_options is None:
+            return None
+        return make_translation_backend(self.translation_options, self.project_dir)
+
+    def speech(self, engine: str):
+        if engine not in self._speech:
+            self._speech[engine] = make_speech_backend(engine, self.config)
+        return self._speech[engine]
+
+    def __getstate__(self) -> dict:  # travels as its settings; a worker makes its own backends
+        return {"backends": self.config, "translation": self.translation_options, "project_dir": self.project_dir}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["backends"], state["translation"], state["project_dir"])
+
+
+def backends_for(project, project_dir: Path | None = None) -> BackendSet:
+    """The backends a `schema.Project` names."""
+    return BackendSet(project.backends, project.subtitles.translation, project_dir)

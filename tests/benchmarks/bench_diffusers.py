@@ -95,7 +95,7 @@ def run(args, work: Path) -> None:
     from stages.backends.base import ShotRequest
     from stages.backends.diffusers_video import DiffusersVideoBackend
     from stages.generate_shot import generate_shot
-    from stages.schema import DiffusersOptions
+    from stages.backends.diffusers_video import DiffusersOptions
 
     tiny = not args.model and not args.random_weights_config
     dtype = args.dtype or ("float32" if tiny else "bfloat16")
