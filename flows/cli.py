@@ -7,7 +7,6 @@ second. `main` is the one place that turns a DramaforgeError into a clear messag
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import time
@@ -64,17 +63,6 @@ def _ranges(nums: list[int]) -> str:
     return f"{nums[0]}-{nums[-1]}" if nums == list(range(nums[0], nums[-1] + 1)) else ",".join(map(str, nums))
 
 
-def _prefect_environment() -> None:
-    """Quiet, offline-friendly Prefect settings, unless the user set their own."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_LOGGING_LOG_PRINTS", "false")
-    os.environ.setdefault("PREFECT_CLI_PROMPT", "false")
-    os.environ.setdefault("PREFECT_UI_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-
-
 def _console():
     from rich.console import Console
 
@@ -103,97 +91,60 @@ def render(project: ProjectArg, episodes: EpisodesOpt = None, dask: DaskOpt = No
 
 def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = False,
             max_cost: float | None = None, force: set[str] = frozenset()) -> None:
-    """Run the Prefect flow over the episodes in `numbers` that are not up to date; exit 1 if shots failed.
+    """Render the episodes in `numbers` that are not up to date; exit 1 if shots failed.
 
-    An episode whose exact cut exists (same clips, speech, timing and settings) is skipped before
-    Prefect starts, so a no-op re-render costs about as much as `status`. `dry_run` prints the
-    estimate instead; `max_cost` refuses a render whose estimate is over it (or unknown).
+    The guards run before Prefect starts: an episode whose exact cut exists (same clips, speech,
+    timing and settings) is skipped, so a no-op re-render costs about as much as `status`.
+    `dry_run` prints the estimate instead; `max_cost` refuses a render whose estimate is over it
+    (or unknown).
     """
-    from stages.core.artifacts import sweep_partials
-    from stages.core.paths import BuildPaths
-    from stages.core.ledger import Ledger
+    from flows import run
+    from flows.guards import deliver, delivered
+    from stages.core.ledger import REUSED
 
     console = _console()
-    if dask and not dry_run:
-        from flows.tasks import dask_runner
-
-        dask_runner(dask)  # refuse now, before any work, if the extra is missing
-        if not os.environ.get("PREFECT_API_URL"):
-            # Without it every worker would start a private temporary server (and its task runs
-            # would be invisible here); a remote worker could never reach ours anyway.
-            raise InputError("--dask needs a Prefect server that this command and every worker can reach",
-                             hint="run `prefect server start --host 0.0.0.0`, then set "
-                                  "PREFECT_API_URL=http://HOST:4200/api here and on each worker")
     for w in lp.warnings:
         console.print(f"[yellow]warning[/] {_esc(f'{w.file}:{w.line}: {w.message}')}")
-    from stages.check_project import blockers
-
-    missing = blockers(lp)
-    for extra in missing[1:]:
-        console.print(f"[red]error[/] {_esc(str(extra))}")
-    if missing:
-        raise missing[0]
+    started = time.monotonic()
+    checked = run.prepare(lp, numbers, dask=None if dry_run else dask, max_cost=None if dry_run else max_cost,
+                          force=force, dry_run=dry_run)
+    if dry_run:
+        _print_estimate(checked.estimate, lp)
+        return
     if not numbers:
         console.print("nothing to render")
         return
-    started = time.monotonic()
-    eps = _status(lp, numbers, verify=True, cached_only=True)  # no LLM planning call before the guard
-    if dry_run:
-        _print_estimate(_estimate(lp, eps, force), lp)
-        return
-    if max_cost is not None:
-        _check_cost(_estimate(lp, eps, force), max_cost)
-    if any(e.provisional for e in eps):  # the LLM plans those episodes now, as the render would
-        eps = _status(lp, numbers, verify=True)
-    paths = BuildPaths(lp.build)
-    paths.make_dirs()
-    swept = sweep_partials(paths.root)  # temp files of a killed render
-    interrupted = Ledger(paths.ledger).reconcile()
-    if swept or interrupted:
-        console.print(f"resuming: {interrupted} interrupted unit(s), {swept} partial file(s) removed")
-    current = [e for e in eps if e.assembly == "done"]
-    todo = [e for e in eps if e.assembly != "done"]
+    current, todo = checked.current, checked.todo
     if current:
         console.print(f"{len(current)} episode(s) up to date: {_ranges([e.number for e in current])}")
+    kept = [{"episode": e.number, "mp4": e.mp4, "reused": True, "failed": [], "stopped": []} for e in current]
     if not todo:
-        _report_outputs(console, [{"episode": e.number, "mp4": e.mp4, "reused": True, "failed": [], "stopped": []}
-                                  for e in eps])
-        if not (paths.root / "series.json").exists() or not (paths.review / "index.html").exists():
-            _write_deliverables(lp)
+        _report_outputs(console, kept)
+        if not delivered(lp):
+            deliver(lp)
         console.print(f"[green]nothing to do[/] ({time.monotonic() - started:.1f}s)")
         return
-    numbers = [e.number for e in todo]
     totals = {"episodes": len(todo), "shots": sum(len(e.shots) for e in todo), "lines": sum(e.lines for e in todo)}
-    todo_shots = sum(1 for e in todo for s in e.shots if s.state not in ("done", "placeholder"))
-
-    _prefect_environment()
+    to_make = sum(1 for e in todo for s in e.shots if s.state not in REUSED or s.id in force)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from flows import progress
-    from flows.render_series import render_series
 
     with Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as bars:
-        console.print(f"[bold]{_esc(lp.project.title)}[/]: rendering episode(s) {_ranges(numbers)} "
-                      f"({totals['shots']} shots, {todo_shots} to make; {totals['lines']} lines); "
-                      "starting Prefect…")
-        ids = {k: bars.add_task(k, total=v) for k, v in (("lines", totals["lines"]), ("shots", totals["shots"]),
-                                                         ("episodes", totals["episodes"]))}
+        console.print(f"[bold]{_esc(lp.project.title)}[/]: rendering episode(s) {_ranges([e.number for e in todo])} "
+                      f"({totals['shots']} shots, {to_make} to make; {totals['lines']} lines); starting Prefect…")
+        ids = {k: bars.add_task(k, total=v) for k, v in totals.items()}
 
         class _Bars:
             def advance(self, kind: str, n: int = 1) -> None:
                 if kind in ids:
                     bars.advance(ids[kind], n)
 
-        progress.install(_Bars())
-        try:
-            outcomes = render_series(str(lp.root.resolve()), numbers, [e.number for e in current], dask)
-        finally:
-            progress.install(None)
-    outcomes += [{"episode": e.number, "mp4": e.mp4, "reused": True, "failed": [], "stopped": []} for e in current]
-    failed = _report_outputs(console, sorted(outcomes, key=lambda o: o["episode"]))
-    review = _write_deliverables(lp)
-    console.print(f"  review: {_esc(str(review))}")
+            def note(self, message: str) -> None:
+                console.print(_esc(message))
+
+        outcomes = run.render(lp, checked, max_cost=max_cost, dask=dask, reporter=_Bars())
+    failed = _report_outputs(console, sorted(outcomes + kept, key=lambda o: o["episode"]))
+    console.print(f"  review: {_esc(str(run.review_index(lp)))}")
     if any(o.get("blocked") for o in outcomes):
         console.print("[red]fix the voices, lines or references above[/] (project.yaml cast, backends), "
                       f"then `dramaforge render {_esc(str(lp.root))}` again")
@@ -203,36 +154,6 @@ def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = 
                       f"then `dramaforge rerun {_esc(str(lp.root))} --failed`")
         raise typer.Exit(1)
     console.print(f"[green]done[/] in {time.monotonic() - started:.1f}s")
-
-
-def _estimate(lp, eps, force: set[str] = frozenset()):
-    from stages.core.paths import BuildPaths
-    from stages.backends.registry import make_image_backend
-    from stages.estimate_render import estimate_render
-    from stages.core.ledger import Ledger
-
-    ledger_path = BuildPaths(lp.build).ledger
-    video, speech = _backends(lp)
-    return estimate_render(eps, lp.project, video=video, image=make_image_backend(lp.project.backends.image),
-                           speech=speech, ledger=Ledger(ledger_path) if ledger_path.exists() else None,
-                           force=set(force))
-
-
-def _check_cost(est, max_cost: float) -> None:
-    """Refuse (exit 2, before any work) a render over budget, or one that cannot be priced."""
-    from stages.estimate_render import UNIT, rate_hint
-
-    if est.unpriced:
-        w = est.unpriced[0]
-        raise InputError(f"--max-cost {max_cost:g}: cannot price {w.todo} {UNIT[w.kind]}(s) on {w.backend}: it may "
-                         "charge and project.yaml has no rate for it (nothing was started)",
-                         hint=f"set {rate_hint(w)} in project.yaml (0 for a free local server), then "
-                              "`dramaforge estimate` shows the cost")
-    if est.cost > max_cost:
-        raise InputError(f"this render would cost about {est.currency} {est.cost:,.2f}, over --max-cost "
-                         f"{max_cost:,.2f} (nothing was started)",
-                         hint="render fewer episodes (--episodes 1-2), raise --max-cost, or see "
-                              "`dramaforge estimate` for what would be made")
 
 
 def _print_estimate(est, lp) -> None:
@@ -310,60 +231,10 @@ def _report_outputs(console, outcomes: list[dict]) -> list[str]:
     return failed
 
 
-def _write_deliverables(lp) -> Path:
-    """build/series.json and the review site, from one look at the project; returns review/index.html."""
-    eps = _status(lp)
-    _write_series(lp, eps)
-    return _write_review(lp, eps)
-
-
-def _write_series(lp, eps) -> None:
-    """build/series.json: every episode made so far, its files, length, shots and content keys."""
-    from stages.core.paths import BuildPaths
-    from stages.core.ledger import Ledger
-    from stages.core.media import probe
-    from stages.write_series import write_series_json
-
-    paths = BuildPaths(lp.build)
-    rows = {r.id: r for r in Ledger(paths.ledger).rows(kind="episode")} if paths.ledger.exists() else {}
-    episodes = []
-    for e in eps:
-        mp4 = paths.episode_mp4(e.id)
-        if e.assembly != "done" or not mp4.exists():
-            continue
-        ep = lp.script.episode(e.number)
-        extra = [paths.episode_srt(e.id), paths.episode_srt(e.id).with_suffix(".vtt"), paths.episode_ass(e.id)]
-        episodes.append({"episode": e.number, "title": ep.title, "mp4": mp4,
-                         "duration_s": round(probe(mp4).duration_s, 3),
-                         "cut_key": rows[e.id].spec_hash if e.id in rows else None,
-                         "shots": [{"id": s.id, "key": s.key, "state": s.state} for s in e.shots],
-                         "subtitles": [p for p in extra if p.exists()],
-                         "poster": paths.episodes / f"{e.id}.jpg", "otio": paths.episodes / f"{e.id}.otio"})
-    write_series_json(paths.root / "series.json", title=lp.script.title or lp.project.title,
-                      project_settings=lp.project.model_dump(mode="json"), episodes=episodes)
-
-
 def _esc(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
-
-
-def _backends(lp):
-    """(video backend, speech(engine)) for keys and identities: nothing is loaded or called."""
-    import functools
-
-    from stages.backends.registry import make_speech_backend, make_video_backend
-
-    return (make_video_backend(lp.project.backends),
-            functools.cache(lambda engine: make_speech_backend(engine, lp.project.backends)))
-
-
-def _status(lp, numbers=None, *, verify: bool = False, cached_only: bool = False):
-    from stages.project_status import project_status
-
-    video, speech = _backends(lp)
-    return project_status(lp, video, speech, numbers, verify=verify, cached_only=cached_only)
 
 
 @app.command()
@@ -376,8 +247,9 @@ def estimate(project: ProjectArg, episodes: EpisodesOpt = None,
     lp = load_project(project)
     numbers = parse_episode_spec(episodes, [e.number for e in lp.script.episodes])
     if as_json:
-        eps = _status(lp, numbers, verify=True, cached_only=True)
-        print(json.dumps(_estimate(lp, eps).to_dict(), ensure_ascii=False, indent=1))
+        from flows.run import prepare
+
+        print(json.dumps(prepare(lp, numbers, dry_run=True).estimate.to_dict(), ensure_ascii=False, indent=1))
         return
     _render(lp, numbers, dry_run=True)
 
@@ -386,18 +258,13 @@ def estimate(project: ProjectArg, episodes: EpisodesOpt = None,
 def review(project: ProjectArg) -> None:
     """Write the review site: build/review/index.html (every episode) and epNN.html (each shot's storyboard
     card: picture, prompt, dialogue, state, the re-run command; clips play inline). Opens from disk."""
-    from stages.load_project import load_project
-
-    lp = load_project(project)
-    print(_write_review(lp, _status(lp)))
-
-
-def _write_review(lp, eps) -> Path:
-    """Refresh build/review/ from `eps` (the project's status); re-run commands name the project as typed."""
     from stages.core.paths import BuildPaths
+    from stages.load_project import load_project
+    from stages.project_status import project_status
     from stages.write_review import write_review
 
-    return write_review(lp, eps, BuildPaths(lp.build), command_root=str(lp.root))
+    lp = load_project(project)  # re-run commands on the pages name the project as typed
+    print(write_review(lp, project_status(lp), BuildPaths(lp.build), command_root=str(lp.root)))
 
 
 @app.command()
@@ -407,24 +274,25 @@ def status(project: ProjectArg, episodes: EpisodesOpt = None,
     """Per-episode shot counts by state, and every failed shot with its reason and the command to re-run it."""
     import shlex
 
+    from stages.core.ledger import NEEDS_RERUN, SHOWN
     from stages.load_project import load_project
+    from stages.project_status import project_status
 
     lp = load_project(project)
     numbers = parse_episode_spec(episodes, [e.number for e in lp.script.episodes])
-    eps = _status(lp, numbers)
+    eps = project_status(lp, numbers)
     if as_json:
-        print(json.dumps({"episodes": [{"id": e.id, "assembly": e.assembly, "mp4": e.mp4, "shots": [
-            {"id": s.id, "state": s.state, "reason": s.reason, "attempts": s.attempts, "artifact": s.artifact}
+        print(json.dumps({"episodes": [{"id": e.id, "assembly": str(e.assembly), "mp4": e.mp4, "shots": [
+            {"id": s.id, "state": str(s.state), "reason": s.reason, "attempts": s.attempts, "artifact": s.artifact}
             for s in e.shots]} for e in eps]}, ensure_ascii=False, indent=1))
         return
-    states = ("done", "pending", "stale", "failed", "rejected", "interrupted", "placeholder")
-    print(f"{'episode':<8} " + " ".join(f"{s:>11}" for s in states) + "  cut")
+    print(f"{'episode':<8} " + " ".join(f"{s:>11}" for s in SHOWN) + "  cut")
     for e in eps:
-        print(f"{e.id:<8} " + " ".join(f"{e.count(s):>11}" for s in states) + f"  {e.assembly}")
+        print(f"{e.id:<8} " + " ".join(f"{e.count(s):>11}" for s in SHOWN) + f"  {e.assembly}")
     root = shlex.quote(str(project))
     for e in eps:
         for s in e.shots:
-            if s.state in ("failed", "rejected", "interrupted"):
+            if s.state in NEEDS_RERUN:
                 print(f"{s.id}  {s.state} after {s.attempts} attempt(s): {s.reason}")
                 print(f"    re-run: dramaforge rerun {root} --shot {s.id}")
 
@@ -437,42 +305,14 @@ def rerun(project: ProjectArg,
           episode: Annotated[Optional[int], typer.Option("--episode", metavar="N", help="one whole episode")] = None,
           dask: DaskOpt = None, dry_run: DryRunOpt = False, max_cost: MaxCostOpt = None) -> None:
     """Re-run failed, stale or chosen shots (and re-assemble their episodes); nothing else is redone."""
+    from flows.run import rerun_selection
     from stages.load_project import load_project
 
-    if sum([failed, bool(shot), stale, episode is not None]) != 1:
-        raise InputError("rerun needs exactly one of --failed, --shot ID, --stale, --episode N",
-                         hint="e.g. `dramaforge rerun PROJECT --failed`")
     lp = load_project(project)
-    available = [e.number for e in lp.script.episodes]
     if episode is not None:
-        numbers = parse_episode_spec(str(episode), available)
-    else:
-        eps = _status(lp)
-        by_id = {s.id: (e.number, s) for e in eps for s in e.shots}
-        if shot:
-            unknown = [i for i in shot if i not in by_id]
-            if unknown:
-                raise InputError(f"no shot {', '.join(unknown)} in this project",
-                                 hint=f"see the ids with `dramaforge status {project}`")
-            numbers = sorted({by_id[i][0] for i in shot})
-            if dry_run:  # nothing is touched: the chosen shots are counted as made anew
-                return _render(lp, numbers, dry_run=True, force=set(shot))
-            if max_cost is not None:  # checked before their files are dropped
-                _check_cost(_estimate(lp, [e for e in eps if e.number in numbers], set(shot)), max_cost)
-            from stages.core.paths import BuildPaths
-            from stages.core.ledger import Ledger
-
-            ledger = Ledger(BuildPaths(lp.build).ledger)
-            for i in shot:  # made anew: drop the artifact so the hash check cannot reuse it
-                if by_id[i][1].state == "placeholder":
-                    ledger.set_state(i, "pending")
-                artifact = by_id[i][1].artifact
-                if artifact and Path(artifact).exists():
-                    Path(artifact).unlink()
-        else:
-            wanted = ("failed", "rejected", "interrupted") if failed else ("stale",)
-            numbers = sorted({n for n, s in by_id.values() if s.state in wanted})
-    _render(lp, numbers, dask, dry_run=dry_run, max_cost=max_cost)
+        parse_episode_spec(str(episode), [e.number for e in lp.script.episodes])
+    numbers, force = rerun_selection(lp, failed=failed, shots=shot, stale=stale, episode=episode)
+    _render(lp, numbers, dask, dry_run=dry_run, max_cost=max_cost, force=force)
 
 
 @app.command()
@@ -515,20 +355,12 @@ def accept(project: ProjectArg,
            placeholder: Annotated[bool, typer.Option("--placeholder", help="use a titled card in its place")] = False,
            ) -> None:
     """Let an episode assemble without a shot that keeps failing: a placeholder card stands in for it."""
-    from stages.core.paths import BuildPaths
-    from stages.core.ledger import Ledger
+    from flows.run import accept_placeholders
     from stages.load_project import load_project
 
     if not placeholder:
         raise InputError("accept needs --placeholder", hint=f"dramaforge accept {project} --shot ID --placeholder")
-    lp = load_project(project)
-    known = {s.id: e.number for e in _status(lp) for s in e.shots}
-    unknown = [i for i in shot if i not in known]
-    if unknown:
-        raise InputError(f"no shot {', '.join(unknown)} in this project", hint=f"see `dramaforge status {project}`")
-    ledger = Ledger(BuildPaths(lp.build).ledger)
-    for i in shot:
-        ledger.accept_placeholder(i, episode=known[i])
+    accept_placeholders(load_project(project), shot)
     print(f"accepted {len(shot)} placeholder(s); `dramaforge rerun {project} --episode N` assembles the episode, "
           f"`dramaforge rerun {project} --shot ID` tries the shot again")
 
@@ -546,18 +378,14 @@ def check(project: ProjectArg,
     else:
         console = _console()
         for e in report.errors:
-            from rich.markup import escape
-
             where = f"{e['file']}:{e['line']}: " if e.get("line") else (f"{e['file']}: " if e.get("file") else "")
-            console.print(f"[red]error[/] {escape(where + e['message'])}")
+            console.print(f"[red]error[/] {_esc(where + e['message'])}")
             if e.get("text"):
-                console.print(f"    {escape(e['text'])}")
+                console.print(f"    {_esc(e['text'])}")
             if e.get("hint"):
-                console.print(f"  hint: {escape(e['hint'])}")
+                console.print(f"  hint: {_esc(e['hint'])}")
         for w in report.warnings:
-            from rich.markup import escape
-
-            console.print(f"[yellow]warning[/] {escape(f'{w.file}:{w.line}: {w.message}')}")
+            console.print(f"[yellow]warning[/] {_esc(f'{w.file}:{w.line}: {w.message}')}")
         if not report.errors:
             print(f"{report.episodes} episode(s), {report.scenes} scene(s), {report.lines} line(s), "
                   f"{len(report.characters)} character(s); {len(report.warnings)} warning(s)")
@@ -599,7 +427,8 @@ def main() -> None:
     except DramaforgeError as exc:
         from rich.markup import escape
 
-        _console().print(f"[red]error[/] {escape(str(exc))}", highlight=False)
+        for problem in (exc, *exc.more):  # a check that found several problems names each
+            _console().print(f"[red]error[/] {escape(str(problem))}", highlight=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         _console().print("interrupted: finished shots are kept; run the same command to resume")

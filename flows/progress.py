@@ -9,6 +9,8 @@ from typing import Protocol
 class Reporter(Protocol):
     def advance(self, kind: str, n: int = 1) -> None: ...
 
+    def note(self, message: str) -> None: ...
+
 
 _lock = threading.Lock()
 _reporter: Reporter | None = None
@@ -23,3 +25,10 @@ def advance(kind: str, n: int = 1) -> None:
     with _lock:
         if _reporter is not None:
             _reporter.advance(kind, n)
+
+
+def note(message: str) -> None:
+    """A line for the person watching (a resumed render, say); dropped when nobody is."""
+    with _lock:
+        if _reporter is not None:
+            _reporter.note(message)

@@ -1,4 +1,9 @@
-"""A series: every requested episode, one `render_episode` subflow each, then a run report."""
+"""A series: the guards, every episode that is not up to date (one `render_episode` subflow each),
+the series files and a run report.
+
+Self-sufficient: run on its own (as a Prefect deployment runs it) it refuses, skips, recovers and
+delivers exactly as `dramaforge render` does, because both run the same guards (`flows/guards.py`).
+"""
 
 from __future__ import annotations
 
@@ -8,40 +13,61 @@ from pathlib import Path
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows import progress
+from flows.guards import check_render, deliver, start_render
 from flows.render_episode import render_episode
-from flows.tasks import dask_runner, image_backend, speech_backend, video_backend
-from stages.core.paths import BuildPaths
+from flows.tasks import dask_runner
+from stages.backends.registry import backends_for
 from stages.core.ledger import Ledger
+from stages.core.paths import BuildPaths
 from stages.load_project import load_project
 from stages.run_report import made_work, report_json, shot_table, summary_markdown, write_report
 
 
 @flow(name="render_series", log_prints=False)
-def render_series(project_dir: str, episodes: list[int], skipped: list[int] | None = None,
+def render_series(project_dir: str, episodes: list[int] | None = None, max_cost: float | None = None,
+                  force: list[str] | None = None, skipped: list[int] | None = None,
                   dask_address: str | None = None) -> list[dict]:
-    """Render the episodes in order; one outcome per episode (see `render_episode`).
+    """Render the episodes (default: all) whose cut is not up to date; one outcome per episode
+    rendered (see `render_episode`).
 
-    `skipped` lists episodes the caller found up to date; the report mentions them.
-    `dask_address` sends each episode's tasks to that Dask scheduler instead of local threads.
+    `max_cost` refuses the whole render when its estimate is over it or cannot be priced; `force`
+    names shots to make anew (`rerun --shot`); `skipped` lists episodes the caller already found up
+    to date (the report mentions them); `dask_address` sends each episode's tasks to that Dask
+    scheduler instead of local threads.
     """
     started = time.monotonic()
-    # 1. each episode, in order (its speech and shots run in parallel, here or on the cluster)
+    # 1. refuse what cannot work or costs too much, before anything is made; find what is up to date
+    lp = load_project(Path(project_dir))
+    numbers = episodes if episodes is not None else [e.number for e in lp.script.episodes]
+    checked = check_render(lp, numbers, max_cost=max_cost, force=set(force or ()))
+    skipped = sorted({*(skipped or ()), *checked.estimate.up_to_date})
+
+    # 2. recover from a killed render: its partial files swept, its running units marked interrupted
+    interrupted, swept = start_render(lp, checked)
+    if interrupted or swept:
+        progress.note(f"resuming: {interrupted} interrupted unit(s), {swept} partial file(s) removed")
+
+    # 3. each episode, in order (its speech and shots run in parallel, here or on the cluster)
     episode_flow = render_episode if not dask_address else render_episode.with_options(
         task_runner=dask_runner(dask_address))
-    outcomes = [episode_flow(project_dir, number) for number in episodes]
+    outcomes = []
+    for e in checked.todo:
+        outcomes.append(episode_flow(project_dir, e.number))
+        progress.advance("episodes")
 
-    # 2. the run report: in Prefect (markdown + a table of shots) and in build/reports/ (.md and .json)
-    lp = load_project(Path(project_dir))
-    project, paths, wall_s = lp.project, BuildPaths(lp.build), time.monotonic() - started
+    # 4. the series files: build/series.json and the review site
+    deliver(lp)
+
+    # 5. the run report: in Prefect (markdown + a table of shots) and in build/reports/ (.md and .json)
+    project, paths = lp.project, BuildPaths(lp.build)
     table = shot_table(outcomes, Ledger(paths.ledger))
-    config = project.backends.model_dump_json()
-    work = made_work(outcomes, project, video=video_backend(config),
-                     image=image_backend(project.backends.image.model_dump_json()),
-                     speech=lambda engine: speech_backend(engine, config))
-    report = (lp.project.title, project_dir, outcomes, table, wall_s, skipped or [], work, project.rates.currency)
+    work = made_work(outcomes, project, backends_for(project, lp.root))
+    report = (project.title, project_dir, outcomes, table, time.monotonic() - started, skipped, work,
+              project.rates.currency)
     markdown = summary_markdown(*report)
     create_markdown_artifact(markdown, key="render-summary",
                              description="what this render made, reused and failed, and what it cost")
     create_table_artifact(table, key="render-shots", description="every shot of the rendered episodes")
-    write_report(paths.root / "reports", markdown, report_json(*report))
+    write_report(paths.reports, markdown, report_json(*report))
     return outcomes

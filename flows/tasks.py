@@ -1,8 +1,9 @@
 """Stages as Prefect tasks: the ONLY place that knows retries, caching, concurrency and timeouts.
 
 Prefect's own result cache is off (`NONE`): a re-run is a new flow run, and the content-addressed
-artifact, checked by `artifacts.is_done`, is the cache. That keys on what determines a unit, never on
-the run id or the task's source, and it validates the file on every hit.
+artifact, checked by `artifacts.is_done`, is the cache. That keys on what determines a unit (its
+key in the work plan), never on the run id or the task's source, and it validates the file on
+every hit. Every unit is recorded in the ledger by one wrapper, `_recorded`.
 
 No `timeout_seconds`: these tasks run in worker threads, where Prefect cannot interrupt them.
 Waits are bounded where they happen instead (ffmpeg calls, locks, Retry-After, provider polling).
@@ -12,11 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import random
 import threading
 import time
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from filelock import FileLock, Timeout
 from prefect import task
@@ -24,31 +25,34 @@ from prefect.cache_policies import NONE
 from prefect.tasks import exponential_backoff
 
 from flows import progress
-from stages.core.artifacts import is_done
-from stages.assemble_episode import Cut, assemble_episode, episode_clips
+from stages.assemble_episode import assemble_episode, episode_clips
 from stages.backends.base import BackendError, RejectedError, TransientError
-from stages.backends.registry import make_speech_backend, make_video_backend
-from stages.generate_shot import generate_shot, make_placeholder, shot_key
-from stages.core.ledger import Ledger, LedgerJobs
+from stages.backends.registry import BackendSet
+from stages.core.ledger import Kind, Ledger, LedgerJobs, State
+from stages.core.paths import BuildPaths
+from stages.generate_shot import ShotResult, generate_shot
+from stages.make_keyframe import make_keyframe
+from stages.make_references import make_references
 from stages.make_subtitles import Cue, make_subtitles
-from stages.core.media import video_validator
 from stages.mix_audio import Dialogue, mix_audio, voice_treatment
-from stages.schema import Backends, Limits
-from stages.synthesize_speech import speech_key, synthesize_speech
-from stages.translate_subtitles import translate_lines
+from stages.schema import Limits, Project
+from stages.synthesize_speech import SpeechResult, synthesize_speech
+from stages.translate_subtitles import translate_subtitles
+from stages.units import EpisodeWork, LineUnit, SheetUnit, ShotUnit
 
 SHOT_RETRIES, SHOT_BACKOFF_S = 3, 5
 SPEECH_RETRIES, SPEECH_BACKOFF_S = 2, 2
 JITTER = 0.5  # up to +50% of each backoff, so resumed shots do not retry in lockstep
 MAX_RETRY_AFTER_S = 300  # a provider asking for longer leaves the shot failed: `rerun --failed` later
-LOCK_WAIT_S = 6 * 3600  # another process making the same shot: wait for it, but not forever
+LOCK_WAIT_S = 6 * 3600  # another process making the same unit: wait for it, but not forever
+R = TypeVar("R")
 
 
 def dask_runner(address: str):
     """A task runner on an existing Dask scheduler (`tcp://host:8786`); needs the `dask` extra.
 
-    Each worker process loads its own backend once (see `video_backend`) and applies the
-    concurrency limits within itself: give a GPU worker one thread.
+    Each worker process keeps one set of backends per project config (see `_shared`) and applies
+    the concurrency limits within itself: give a GPU worker one thread.
     """
     try:
         from prefect_dask import DaskTaskRunner
@@ -94,26 +98,20 @@ def _advance(kind: str):
 
 
 _common = dict(cache_policy=NONE, persist_result=False, log_prints=False)
+_retried = dict(retry_condition_fn=_transient_only, **_common)
 
 
-@functools.cache
-def video_backend(config_json: str):
-    """One backend instance per worker process and config: a model is loaded once, reused across shots."""
-    return make_video_backend(Backends.model_validate_json(config_json))
+# --- one set of backends per worker process ---------------------------------------------------
+
+_sets: dict[str, BackendSet] = {}
+_sets_lock = threading.Lock()
 
 
-@functools.cache
-def image_backend(options_json: str):
-    """One image backend per worker process and config (a local model loads once)."""
-    from stages.backends.registry import make_image_backend
-    from stages.schema import ImageSettings
-
-    return make_image_backend(ImageSettings.model_validate_json(options_json))
-
-
-@functools.cache
-def speech_backend(name: str, config_json: str):
-    return make_speech_backend(name, Backends.model_validate_json(config_json))
+def _shared(backends: BackendSet) -> BackendSet:
+    """The process's set for this config: a model loads once and serves every shot (a Dask worker
+    gets a fresh copy of `backends` with each task; threads share the flow's)."""
+    with _sets_lock:
+        return _sets.setdefault(backends.key, backends)
 
 
 class _Gate:
@@ -150,142 +148,179 @@ def _gate(backend, limits: Limits) -> _Gate:
         return _gates[key]
 
 
-@task(name="synthesize_speech", retries=SPEECH_RETRIES,
-      retry_delay_seconds=exponential_backoff(backoff_factor=SPEECH_BACKOFF_S)(SPEECH_RETRIES),
-      retry_condition_fn=_transient_only, on_completion=[_advance("lines")], on_failure=[_advance("lines")],
-      **_common)
-def synthesize_speech_task(request, engine: str, backend_config: str, speech_dir, ledger_path, unit_id: str,
-                           episode: int, where: str):
-    """One line's audio; `where` (episode, scene, script file:line) goes into every failure message."""
-    backend = speech_backend(engine, backend_config)
+@contextlib.contextmanager
+def _locked(lock: Path):
+    """One process at a time makes a given artifact: the others wait, then find it made."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock), timeout=LOCK_WAIT_S):
+        yield
+
+
+# --- the one ledger wrapper -------------------------------------------------------------------
+
+def _recorded(ledger_path: Path, unit_id: str, make: Callable[[], R], *, kind: Kind, episode: int, key: str,
+              artifact: Path, backend: str | None = None, begins: bool = True, ends: bool = True,
+              explain: Callable[[Exception], str] | None = None) -> R:
+    """Run `make` as (a step of) one unit: running before it begins, done with its artifact after
+    its last step, or failed/rejected with the reason. `explain` words the reason, and a backend
+    error is raised again in those words (same class, same Retry-After)."""
     ledger = Ledger(ledger_path)
-    key = speech_key(request, backend)
-    ledger.start(unit_id, kind="speech", episode=episode, spec_hash=key, backend=engine)
+    if begins:
+        ledger.start(unit_id, kind=kind, episode=episode, spec_hash=key, backend=backend)
     try:
-        result = synthesize_speech(request, backend, speech_dir)
-    except Exception as exc:
-        state = "rejected" if isinstance(exc, RejectedError) else "failed"
-        message = f"{where}: {engine} could not speak {request.text[:60]!r}: {exc}"
-        ledger.fail(unit_id, state=state, error_class=type(exc).__name__, message=message)
-        if isinstance(exc, BackendError):
+        result = make()
+    except Exception as exc:  # backend, ffmpeg or validation: recorded, then Prefect fails the task
+        message = explain(exc) if explain else str(exc)
+        ledger.fail(unit_id, state=State.REJECTED if isinstance(exc, RejectedError) else State.FAILED,
+                    error_class=type(exc).__name__, message=message)
+        if explain and isinstance(exc, BackendError):
             raise type(exc)(message, retry_after_s=exc.retry_after_s) from exc
         raise
-    ledger.done(unit_id, spec_hash=key, kind="speech", episode=episode, artifact=result.path, sha256=None,
-                reused=result.reused)
+    if ends:
+        ledger.done(unit_id, spec_hash=key, kind=kind, episode=episode, artifact=artifact, sha256=None,
+                    reused=bool(getattr(result, "reused", False)))
     return result
 
 
+# --- the tasks --------------------------------------------------------------------------------
+
+@task(name="synthesize_speech", retries=SPEECH_RETRIES,
+      retry_delay_seconds=exponential_backoff(backoff_factor=SPEECH_BACKOFF_S)(SPEECH_RETRIES),
+      on_completion=[_advance("lines")], on_failure=[_advance("lines")], **_retried)
+def speak_line(line: LineUnit, backends: BackendSet, paths: BuildPaths) -> SpeechResult:
+    """One line's audio; its `where` (episode, scene, script file:line) is in every failure message."""
+    voice = _shared(backends).speech(line.engine)
+    return _recorded(paths.ledger, line.id, lambda: synthesize_speech(line.request, voice, line.path),
+                     kind=Kind.SPEECH, episode=line.episode, key=line.key, artifact=line.path, backend=line.engine,
+                     explain=lambda exc: f"{line.where}: {line.engine} could not speak {line.request.text[:60]!r}: {exc}")
+
+
 @task(name="make_references", retries=SHOT_RETRIES,
-      retry_delay_seconds=exponential_backoff(backoff_factor=SHOT_BACKOFF_S)(SHOT_RETRIES),
-      retry_condition_fn=_transient_only, **_common)
-def make_references_task(character_id: str, episode: int, project, project_dir, image_json: str, characters_dir):
+      retry_delay_seconds=exponential_backoff(backoff_factor=SHOT_BACKOFF_S)(SHOT_RETRIES), **_retried)
+def make_sheet(sheet: SheetUnit, backends: BackendSet, paths: BuildPaths) -> tuple[list[Path], int]:
     """One character's reference sheet for this episode's look (made once, then reused by every shot):
     (its paths, images made now)."""
-    from stages.make_references import make_references
-
-    lock_dir = Path(characters_dir) / ".locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(lock_dir / f"{character_id}.lock"), timeout=LOCK_WAIT_S):
-        return make_references(project.character(character_id), episode, project, Path(project_dir),
-                               image_backend(image_json), Path(characters_dir))
+    with _locked(paths.lock(paths.characters, sheet.character)):
+        return make_references(sheet, _shared(backends).image)
 
 
 @task(name="generate_shot", retries=SHOT_RETRIES,
       retry_delay_seconds=exponential_backoff(backoff_factor=SHOT_BACKOFF_S)(SHOT_RETRIES),
-      retry_condition_fn=_transient_only,
-      on_completion=[_advance("shots")], on_failure=[_advance("shots")], **_common)
-def generate_shot_task(request, backend_config: str, limits: Limits, shots_dir, ledger_path, episode: int,
-                       since: float, image_json: str | None = None):
-    """One shot: a placeholder if accepted, else reuse or generate it, one process at a time per shot.
+      on_completion=[_advance("shots")], on_failure=[_advance("shots")], **_retried)
+def make_shot(shot: ShotUnit, backends: BackendSet, limits: Limits, paths: BuildPaths, since: float) -> ShotResult:
+    """One shot: the accepted placeholder card, or its keyframe then its clip (reused when made),
+    one process at a time per shot, within the backend's concurrency, rate and failure limits.
 
     `since` is when this episode's render started: failures after it count against the limit.
     """
-    backend = video_backend(backend_config)
-    ledger = Ledger(ledger_path)
-    key = shot_key(request, backend)
-    row = ledger.get(request.shot_id)
-    if row is not None and row.state == "placeholder":  # accepted by the user: a card, not a generation
-        return make_placeholder(request, shots_dir, row.message)
-    locks = Path(shots_dir) / ".locks"
-    locks.mkdir(exist_ok=True)
-    lock = FileLock(str(locks / f"{key}.lock"), timeout=LOCK_WAIT_S)
+    backends = _shared(backends)
+    if shot.placeholder is not None:  # accepted by the user: a card, not a generation
+        card = shot.placeholder
+        made = generate_shot(card.request, _animatic(), card.path)
+        return dataclasses.replace(made, placeholder=True)
+    ledger, video = Ledger(paths.ledger), backends.video
     try:
         # Two renders of one shot (two terminals, two workers): one generates, the other reuses.
-        with lock, _gate(backend, limits).hold():
+        with _locked(paths.lock(paths.shots, shot.key)), _gate(video, limits).hold():
             # Checked and recorded while a slot is held, so the limit sees every finished attempt.
-            failed = ledger.failures_since(episode, since)
+            failed = ledger.failures_since(shot.episode, since)
             if len(failed) >= limits.failed_shots_per_episode:
-                reason = (f"not attempted: episode {episode} stopped after {len(failed)} failed shots "
+                reason = (f"not attempted: episode {shot.episode} stopped after {len(failed)} failed shots "
                           f"(limits.failed_shots_per_episode = {limits.failed_shots_per_episode})")
-                ledger.mark(request.shot_id, kind="shot", episode=episode, spec_hash=key, state="pending",
+                ledger.mark(shot.id, kind=Kind.SHOT, episode=shot.episode, spec_hash=shot.key, state=State.PENDING,
                             message=reason)
                 raise EpisodeStopped(reason)
-            ledger.start(request.shot_id, kind="shot", episode=episode, spec_hash=key, backend=backend.name)
-            try:
-                keyframe_made = False
-                if request.keyframe is not None and image_json is not None:  # first frame, then motion
-                    from stages.make_keyframe import make_keyframe
 
-                    _, keyframe_made = make_keyframe(request, image_backend(image_json), request.keyframe.parent)
-                result = generate_shot(request, backend, shots_dir, jobs=LedgerJobs(ledger, request.shot_id))
-                result = dataclasses.replace(result, images_made=int(keyframe_made))
-            except Exception as exc:  # backend, ffmpeg or validation: recorded, then Prefect fails the task
-                state = "rejected" if isinstance(exc, RejectedError) else "failed"
-                ledger.fail(request.shot_id, state=state, error_class=type(exc).__name__, message=str(exc))
-                raise
-            ledger.done(request.shot_id, spec_hash=key, kind="shot", episode=episode, artifact=result.path,
-                        sha256=None, reused=result.reused)
+            def make() -> ShotResult:  # the keyframe first (image-to-video), then the motion
+                drawn = shot.keyframe is not None and make_keyframe(shot.keyframe, backends.image)
+                made = generate_shot(shot.request, video, shot.path, jobs=LedgerJobs(ledger, shot.id))
+                return dataclasses.replace(made, images_made=int(drawn))
+
+            return _recorded(paths.ledger, shot.id, make, kind=Kind.SHOT, episode=shot.episode, key=shot.key,
+                             artifact=shot.path, backend=video.name)
     except Timeout as exc:
-        ledger.fail(request.shot_id, state="failed", error_class="Timeout",
+        ledger.fail(shot.id, state=State.FAILED, error_class="Timeout",
                     message=f"another render held this shot's lock for over {LOCK_WAIT_S} s")
         raise TransientError("shot locked by another render") from exc
-    return result
 
 
-@task(name="assemble_episode", on_completion=[_advance("episodes")], **_common)
-def assemble_episode_task(cut: Cut, unit_id: str, episode: int, project, paths, series: str,
-                          project_dir: Path, shotlist=None, episode_title: str = "") -> tuple[Path, bool]:
-    """Subtitles (translated if asked), the sound mix and one ffmpeg pass; skipped when this exact
-    cut already exists. Returns (mp4, reused)."""
-    ledger = Ledger(paths.ledger)
-    out = paths.episode_mp4(unit_id)
-    row = ledger.get(unit_id)
-    check = video_validator(width=project.width, height=project.height,
-                            min_duration_s=cut.duration_s - 1.0 / project.fps, audio=True)
-    if row is not None and row.state == "done" and row.spec_hash == cut.key and is_done(out, check):
-        return out, True
-    ledger.start(unit_id, kind="episode", episode=episode, spec_hash=cut.key)
-    try:
-        translated = None
-        if project.subtitles.translation is not None:
-            translated = translate_lines([ln.text for ln in cut.lines], project.language,
-                                         project.subtitles.translation, f"{series}, episode {episode}",
-                                         paths.root / "translations", project_dir=project_dir)
-        make_subtitles([Cue(ln.start_s, ln.end_s, ln.text, ln.character) for ln in cut.lines], project.subtitles,
-                       width=project.width, height=project.height, out_srt=paths.episode_srt(unit_id),
-                       out_ass=paths.episode_ass(unit_id), cards=cut.cards, translated=translated)
-        mix_audio([Dialogue(ln.start_s, wav, voice_treatment(ln.extension, project))
-                   for ln, wav in zip(cut.lines, cut.speech)], cut.duration_s, paths.episode_audio(unit_id),
-                  loudness=project.audio.target, music=cut.music, effects=cut.effects, options=project.audio.music)
-        clips = episode_clips(cut, project, paths.shots)
-        assemble_episode(clips, paths.episode_ass(unit_id), paths.episode_audio(unit_id), cut.duration_s, project, out)
-        if shotlist is not None:  # the editor's timeline and the poster, beside the episode
-            from stages.export_otio import write_otio
-            from stages.make_poster import make_poster, poster_time
+def _animatic():
+    from stages.backends.registry import make_video_backend
 
-            cards = (clips[0] if cut.opening else None, clips[-1] if cut.ending else None)
-            write_otio(cut, shotlist, project.fps, paths.episodes / f"{unit_id}.otio", title=series,
-                       card_clips=cards)
-            # the chosen shot's own clip: the picture without subtitles or cards
-            at, i = poster_time(shotlist), 0
-            while i < len(cut.durations) - 1 and at >= cut.durations[i]:
-                at -= cut.durations[i]
-                i += 1
-            make_poster(cut.clips[i], at, series,
-                        " · ".join(t for t in (f"{unit_id.upper()}", episode_title) if t),
-                        paths.episodes / f"{unit_id}.jpg", font_name=project.subtitles.font)
-    except Exception as exc:
-        ledger.fail(unit_id, state="failed", error_class=type(exc).__name__, message=str(exc))
-        raise
-    ledger.done(unit_id, spec_hash=cut.key, kind="episode", episode=episode, artifact=out, sha256=None)
-    return out, False
+    return make_video_backend(None, "animatic")
+
+
+# The cut: each step a task, recorded as one unit (the episode) from its first step to its last.
+
+@task(name="translate_subtitles", retries=SPEECH_RETRIES,
+      retry_delay_seconds=exponential_backoff(backoff_factor=SPEECH_BACKOFF_S)(SPEECH_RETRIES), **_retried)
+def translate_episode(work: EpisodeWork, backends: BackendSet, series: str) -> list[str]:
+    """The episode's subtitle lines in the second language (cached per exact lines)."""
+    return translate_subtitles(work.translation, _shared(backends).translation, f"{series}, episode {work.number}")
+
+
+def _cut_step(work: EpisodeWork, paths: BuildPaths, make: Callable[[], R], *, begins=False, ends=False) -> R:
+    return _recorded(paths.ledger, work.id, make, kind=Kind.EPISODE, episode=work.number, key=work.cut.key,
+                     artifact=work.mp4, begins=begins, ends=ends)
+
+
+@task(name="make_subtitles", **_common)
+def subtitle_episode(work: EpisodeWork, project: Project, paths: BuildPaths, translated: list[str] | None) -> None:
+    """SRT, WebVTT and ASS from the cut's lines and cards (a second language under them if asked)."""
+    cut = work.cut
+    _cut_step(work, paths, lambda: make_subtitles(
+        [Cue(ln.start_s, ln.end_s, ln.text, ln.character) for ln in cut.lines], project.subtitles,
+        width=project.width, height=project.height, out_srt=paths.episode_srt(work.id),
+        out_ass=paths.episode_ass(work.id), cards=cut.cards, translated=translated), begins=True)
+
+
+@task(name="mix_audio", **_common)
+def mix_episode(work: EpisodeWork, project: Project, paths: BuildPaths) -> None:
+    """Dialogue, music ducked under it, effects, at the platform's loudness."""
+    cut = work.cut
+    _cut_step(work, paths, lambda: mix_audio(
+        [Dialogue(ln.start_s, wav, voice_treatment(ln.extension, project)) for ln, wav in zip(cut.lines, cut.speech)],
+        cut.duration_s, paths.episode_audio(work.id), loudness=project.audio.target, music=cut.music,
+        effects=cut.effects, options=project.audio.music))
+
+
+@task(name="conform_shots", **_common)
+def conform_episode(work: EpisodeWork, project: Project, paths: BuildPaths) -> list[Path]:
+    """The card backgrounds and every shot, conformed where a format or a transition needs it."""
+    return _cut_step(work, paths, lambda: episode_clips(work.cut, project, paths))
+
+
+@task(name="assemble_episode", **_common)
+def assemble(work: EpisodeWork, project: Project, paths: BuildPaths, clips: list[Path]) -> Path:
+    """One ffmpeg pass: the clips, the burned subtitles and the mix."""
+    _cut_step(work, paths, lambda: assemble_episode(clips, paths.episode_ass(work.id), paths.episode_audio(work.id),
+                                                     work.cut.duration_s, project, work.mp4))
+    return work.mp4
+
+
+@task(name="finish_episode", **_common)
+def finish_episode(work: EpisodeWork, project: Project, paths: BuildPaths, clips: list[Path], series: str) -> None:
+    """The editor's timeline and the poster beside the episode; then the cut is done."""
+    from stages.export_otio import write_otio
+    from stages.make_poster import make_poster
+
+    cut = work.cut
+
+    def make() -> None:
+        cards = (clips[0] if cut.opening else None, clips[-1] if cut.ending else None)
+        write_otio(cut, work.plan, project.fps, paths.otio(work.id), title=series, card_clips=cards)
+        clip, at = _poster_frame(work)  # the chosen shot's own clip: the picture without subtitles or cards
+        make_poster(clip, at, series, " · ".join(t for t in (work.id.upper(), work.title) if t),
+                    paths.poster(work.id), font_name=project.subtitles.font)
+
+    _cut_step(work, paths, make, ends=True)
+
+
+def _poster_frame(work: EpisodeWork) -> tuple[Path, float]:
+    from stages.make_poster import poster_time
+
+    at, i, cut = poster_time(work.plan), 0, work.cut
+    while i < len(cut.durations) - 1 and at >= cut.durations[i]:
+        at -= cut.durations[i]
+        i += 1
+    return cut.clips[i], at

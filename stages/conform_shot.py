@@ -16,6 +16,7 @@ from pathlib import Path
 
 from stages.core.artifacts import atomic_path, is_done, spec_hash
 from stages.core.media import probe, run_ffmpeg, video_validator
+from stages.core.paths import BuildPaths
 from stages.schema import Project
 
 DIP_S = 0.3  # each side of a dip to black
@@ -43,12 +44,13 @@ def matches(clip: Path, project: Project) -> bool:
         and info.pix_fmt == "yuv420p" and abs(info.fps - project.fps) < 0.01
 
 
-def conform_clip(clip: Path, duration_s: float, project: Project, out_dir: Path, *, fade_in: float = 0.0,
+def conform_clip(clip: Path, duration_s: float, project: Project, paths: BuildPaths, *, fade_in: float = 0.0,
                  fade_out: float = 0.0, dissolve: float = 0.0, previous: Path | None = None) -> Path:
     """The clip at the project's size and fps, exactly `duration_s` long, with the given transitions.
 
     Returns `clip` itself when nothing needs doing. `clip` and `previous` are content-addressed
-    files, so their names stand for their contents in the key.
+    files, so their names stand for their contents in the key. (An intermediate of the cut, keyed
+    here: whether a clip needs conforming at all is only known from the file itself.)
     """
     if not (fade_in or fade_out or dissolve) and matches(clip, project):
         return clip
@@ -57,11 +59,11 @@ def conform_clip(clip: Path, duration_s: float, project: Project, out_dir: Path,
                                 "duration_s": duration_s, "size": [project.width, project.height],
                                 "fps": project.fps, "fade_in": fade_in, "fade_out": fade_out, "dissolve": dissolve,
                                 "crf": e.crf, "preset": e.x264_preset})
-    out = out_dir / f"{key}.mp4"
+    out = paths.conformed_clip(key)
     check = video_validator(width=project.width, height=project.height, min_duration_s=duration_s - 1.0 / project.fps)
     if is_done(out, check):
         return out
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     w, h, fps = project.width, project.height, project.fps
     frames = max(1, round(duration_s * fps))
     norm = (f"scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},setsar=1,fps={fps},format=yuv420p,"

@@ -1,8 +1,11 @@
-"""What a render would make, what it would reuse, and what it would cost and take, before any work.
+"""What a render would make, what it would reuse, and what it would cost and take, before any work:
+the work plan, priced.
 
-Built on `project_status`, which keys every shot, line and image the way a render does, so a dry
-run names exactly what the render then makes. Prices and speeds come from `project.yaml`'s
-`rates`; a time with no rate is the median this project's ledger measured for that backend.
+Built on `project_status`, which compares the work plan (`plan_work`, the render's own keys) with
+the ledger, so a dry run names exactly what the render then makes. Prices and speeds come from
+`project.yaml`'s `rates`; a time with no rate is the median this project's ledger measured for
+that backend. Whether a backend may charge, and how many shots it makes at once, come from its
+declared capabilities.
 """
 
 from __future__ import annotations
@@ -11,11 +14,11 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from stages.core.ledger import Ledger
+from stages.backends.registry import BackendSet
+from stages.core.ledger import REUSED, Kind, Ledger, State
 from stages.project_status import EpisodeStatus
 from stages.schema import Project, Rates
 
-REUSED_STATES = ("done", "placeholder")  # a render reuses these shots; it makes every other one
 UNIT = {"video": "shot", "speech": "line", "image": "image", "assembly": "episode", "planning": "episode plan",
         "translation": "translation call"}  # what one unit of each kind of work is called
 
@@ -69,15 +72,15 @@ class Estimate:
                 "shots": {f"ep{n:02d}": ids for n, ids in self.shots.items()}, "provisional": self.provisional}
 
 
-def estimate_render(statuses: list[EpisodeStatus], project: Project, *, video, image, speech, ledger: Ledger | None,
+def estimate_render(statuses: list[EpisodeStatus], project: Project, backends: BackendSet, *, ledger: Ledger | None,
                     force: set[str] = frozenset()) -> Estimate:
     """What rendering the episodes in `statuses` would do now (an episode whose cut is done is skipped).
 
-    `video`, `image` and `speech(engine)` are the backends (for `billed` and `concurrency`: nothing
-    is called); `force` names shots to count as made anew (`rerun --shot`).
+    `backends` are read for their capabilities only (nothing is loaded or called); `force` names
+    shots to count as made anew (`rerun --shot`).
     """
     rates = project.rates
-    todo = [e for e in statuses if e.assembly != "done" or any(s.id in force for s in e.shots)]
+    todo = [e for e in statuses if e.assembly != State.DONE or any(s.id in force for s in e.shots)]
     shots = Work("video", project.backends.video)
     lines: dict[str, Work] = {}
     images = Work("image", project.backends.image.kind)
@@ -89,7 +92,7 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, *, video, i
     keyframes: dict[str, bool] = {}
     for e in todo:
         lengths = {s.id: s.duration_s for s in e.plan.shots}
-        made = [s for s in e.shots if s.state not in REUSED_STATES or s.id in force]
+        made = [s for s in e.shots if s.state not in REUSED or s.id in force]
         per_episode[e.number] = [s.id for s in made]
         shots.todo += len(made)
         shots.cached += len(e.shots) - len(made)
@@ -107,19 +110,20 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, *, video, i
         sheets.update(e.sheets)
         # every shot the render touches starts from its keyframe, made first if it is missing
         keyframes.update({s.keyframe: Path(s.keyframe).exists() for s in e.shots
-                          if s.keyframe and (s.state != "placeholder" or s.id in force)})
+                          if s.keyframe and (s.state != State.PLACEHOLDER or s.id in force)})
     for made in (sheets, keyframes):
         images.todo += sum(1 for ok in made.values() if not ok)
         images.cached += sum(1 for ok in made.values() if ok)
         images.ids += sorted(p for p, ok in made.items() if not ok)
 
-    shots.cost = price_work(shots, rates, billed(video))
+    video, image = backends.video, backends.image
+    shots.cost = price_work(shots, rates, video.capabilities.billed)
     shots.time_s, shots.basis = duration("video", rates, shots.backend, ledger, count=shots.todo,
                                          seconds=shots.todo_s)
     for w in lines.values():
-        w.cost = price_work(w, rates, billed(speech(w.backend)))
+        w.cost = price_work(w, rates, backends.speech(w.backend).capabilities.billed)
         w.time_s, w.basis = duration("speech", rates, w.backend, ledger, count=w.todo)
-    images.cost = price_work(images, rates, billed(image))
+    images.cost = price_work(images, rates, image.capabilities.billed)
     images.time_s, images.basis = duration("image", rates, images.backend, ledger, count=images.todo)
     cuts.cost = price_work(cuts, rates, False)
     cuts.time_s, cuts.basis = duration("assembly", rates, "ffmpeg", ledger, count=cuts.todo)
@@ -131,16 +135,12 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, *, video, i
     words = Work("translation", "translation", todo=sum(calls.values()), ids=list(calls))
     words.cached = len(assemble) - len(calls) if project.subtitles.translation is not None else 0
     for w in (plans, words):  # both go to a chat server, which may charge
-        w.cost = price_work(w, rates, True)
+        w.cost = price_work(w, rates, True)  # the planner is no backend; translation's says it bills
         w.time_s, w.basis = duration("text", rates, w.backend, None, count=w.todo)
     concurrency = project.limits.video_concurrency or video.capabilities.concurrency
     return Estimate(rates.currency, [e.number for e in todo], [e.number for e in statuses if e not in todo],
                     [shots, *lines.values(), images, cuts, plans, words], concurrency, per_episode,
                     provisional=plans.ids)
-
-
-def billed(backend) -> bool:
-    return backend.capabilities.billed
 
 
 def total_cost(work: list[Work]) -> float | None:
@@ -172,7 +172,7 @@ def price(kind: str, rates: Rates, backend: str, is_billed: bool, *, count: int,
     return None if is_billed else 0.0
 
 
-_LEDGER_KIND = {"video": "shot", "speech": "speech", "assembly": "episode"}
+_LEDGER_KIND = {"video": Kind.SHOT, "speech": Kind.SPEECH, "assembly": Kind.EPISODE}
 
 
 def duration(kind: str, rates: Rates, backend: str, ledger: Ledger | None, *, count: int,

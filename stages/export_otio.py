@@ -34,7 +34,7 @@ def write_otio(cut, shotlist: ShotList, fps: int, out_path: Path, *, title: str,
                card_clips: tuple[Path | None, Path | None] = (None, None)) -> None:
     """Write the cut as an OTIO timeline named after the series and the episode.
 
-    `cut` is an `assemble_episode.Cut` (times on the episode's clock, opening card included);
+    `cut` is a `units.Cut` (times on the episode's clock, opening card included);
     `shotlist` the timed shot list it was planned from. `card_clips` are the drawn backgrounds of
     the opening and end cards when the caller has them; without them those stretches are gaps.
     """
@@ -44,9 +44,9 @@ def write_otio(cut, shotlist: ShotList, fps: int, out_path: Path, *, title: str,
         raise ValueError(f"{len(cut.clips)} clips for {len(shotlist.shots)} shots")
     if len(cut.speech) != len(cut.lines):
         raise ValueError(f"{len(cut.speech)} speech files for {len(cut.lines)} lines")
-    # The card stretches are not shots; Cut only knows them as the requests that draw them.
-    lead = cut.opening.duration_s if getattr(cut, "opening", None) is not None else 0.0
-    tail = cut.ending.duration_s if getattr(cut, "ending", None) is not None else 0.0
+    # The card stretches are not shots: the cut knows them as the clips that draw them.
+    lead = cut.opening.request.duration_s if cut.opening is not None else 0.0
+    tail = cut.ending.request.duration_s if cut.ending is not None else 0.0
     total_f = to_frames(cut.duration_s, fps)
 
     def rt(frames: int):

@@ -12,12 +12,12 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from stages.core.artifacts import atomic_path, file_digest, is_done, spec_hash
 from stages.backends.base import Figure, ImageBackend, ImageRequest
-from stages.core.errors import InputError
+from stages.core.artifacts import atomic_path, is_done
 from stages.core.media import image_validator
 from stages.core.prompts import render_template
 from stages.schema import Character, Project
+from stages.units import SheetUnit
 
 VIEWS = ("front", "three-quarter")
 SHEET_W, SHEET_H = 768, 1024
@@ -36,52 +36,21 @@ def sheet_requests(character: Character, episode: int, project: Project, project
             for view in VIEWS]
 
 
-def sheet_paths(character: Character, episode: int, project: Project, project_dir: Path, backend: ImageBackend,
-                out_root: Path) -> list[Path]:
-    """Where the sheet for `episode` lives (whether made yet or not): keys only, no work."""
-    _, own = character.look(episode)
-    folder = out_root / character.id
-    if own:
-        out = []
-        for p in own:
-            src = project_dir / p
-            try:
-                digest = file_digest(src)
-            except OSError as exc:
-                raise InputError(f"cast {character.id}: reference image not found: {p}",
-                                 hint="paths are relative to the project folder") from exc
-            out.append(folder / f"own-{digest[:16]}{src.suffix.lower() or '.png'}")
-        return out
-    return [folder / f"{r.view}-{spec_hash('reference', {'request': _spec(r), 'backend': backend.identity()})[:20]}.png"
-            for r in sheet_requests(character, episode, project, project_dir)]
-
-
-def make_references(character: Character, episode: int, project: Project, project_dir: Path,
-                    backend: ImageBackend, out_root: Path) -> tuple[list[Path], int]:
-    """The character's sheet for `episode`, made (or copied in) if it is not there yet.
+def make_references(sheet: SheetUnit, backend: ImageBackend) -> tuple[list[Path], int]:
+    """The character's sheet, made (or the user's images copied in) where it is not there yet.
 
     Returns the sheet's paths and how many images the backend made for it now.
     """
-    _, own = character.look(episode)
-    paths = sheet_paths(character, episode, project, project_dir, backend, out_root)
-    paths[0].parent.mkdir(parents=True, exist_ok=True)
-    if own:
-        for src, dst in zip(own, paths):
-            if not is_done(dst, image_validator()):
-                with atomic_path(dst, validate=image_validator()) as tmp:
-                    shutil.copyfile(project_dir / src, tmp)
-        return paths, 0
+    sheet.paths[0].parent.mkdir(parents=True, exist_ok=True)
+    for src, dst in zip(sheet.sources, sheet.paths):
+        if not is_done(dst, image_validator()):
+            with atomic_path(dst, validate=image_validator()) as tmp:
+                shutil.copyfile(src, tmp)
     made = 0
-    for request, path in zip(sheet_requests(character, episode, project, project_dir), paths):
+    for request, path in zip(sheet.requests, sheet.paths):
         check = image_validator(width=request.width, height=request.height)
         if not is_done(path, check):
             with atomic_path(path, validate=check) as tmp:
                 backend.generate_image(request, tmp)
             made += 1
-    return paths, made
-
-
-def _spec(request: ImageRequest) -> dict:
-    spec = {k: v for k, v in request.__dict__.items() if k not in ("figures", "references")}
-    spec["figures"] = [[f.id, f.description] for f in request.figures]
-    return spec
+    return list(sheet.paths), made

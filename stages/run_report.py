@@ -12,9 +12,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from stages.backends.registry import BackendSet
 from stages.core.artifacts import write_text_atomic
-from stages.estimate_render import UNIT, Work, billed, price_work, total_cost
-from stages.core.ledger import Ledger
+from stages.core.ledger import Ledger, State
+from stages.estimate_render import UNIT, Work, price_work, total_cost
 from stages.schema import Project
 
 OUTCOMES = ("made", "reused", "placeholder", "failed", "not attempted")
@@ -27,18 +28,16 @@ def shot_table(outcomes: list[dict], ledger: Ledger) -> list[dict]:
         for s in o.get("shots", []):
             row = ledger.get(s["id"])
             rows.append({"episode": f"ep{o['episode']:02d}", "shot": s["id"], "outcome": s["outcome"],
-                         "state": row.state if row else "pending",
+                         "state": str(row.state if row else State.PENDING),
                          "reason": (row.message or "") if row and s["outcome"] != "made" else "",
                          "attempts": row.attempts if row else 0,
                          "seconds": round(row.seconds, 2) if row and row.seconds else None})
     return rows
 
 
-def made_work(outcomes: list[dict], project: Project, *, video, image, speech) -> list[Work]:
-    """What this run made and reused, by backend, priced with the project's rates.
-
-    `video`, `image` and `speech(engine)` are the backends (only `billed` is read).
-    """
+def made_work(outcomes: list[dict], project: Project, backends: BackendSet) -> list[Work]:
+    """What this run made and reused, by backend, priced with the project's rates (the backends'
+    capabilities say which may charge)."""
     rates = project.rates
     shots = Work("video", project.backends.video)
     images = Work("image", project.backends.image.kind)
@@ -61,10 +60,10 @@ def made_work(outcomes: list[dict], project: Project, *, video, image, speech) -
                 w.todo += 1
                 w.chars += ln["chars"]
                 w.todo_s += ln["seconds"]
-    shots.cost = price_work(shots, rates, billed(video))
-    images.cost = price_work(images, rates, billed(image))
+    shots.cost = price_work(shots, rates, backends.video.capabilities.billed)
+    images.cost = price_work(images, rates, backends.image.capabilities.billed)
     for w in lines.values():
-        w.cost = price_work(w, rates, billed(speech(w.backend)))
+        w.cost = price_work(w, rates, backends.speech(w.backend).capabilities.billed)
     return [shots, *lines.values(), images]
 
 

@@ -3,6 +3,7 @@ prompt, and the image-to-video motion prompt. Every planner (rules or LLM) and e
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from stages.core.prompts import render_template
@@ -21,10 +22,18 @@ def shot_prompt(shot: Shot, project: Project, project_dir: Path | None, names: d
     speaker = None
     if shot.lines:
         speaker = next((c["name"] for c, cid in zip(chars, shot.characters) if cid == shot.lines[0].character), None)
-    return render_template("shot_prompt.j2", project_dir, size=shot.size, camera=shot.camera, characters=chars,
+    return render_template("shot_prompt.j2", project_dir, frame=frame(project.width, project.height),
+                           size=shot.size, camera=shot.camera, characters=chars,
                            location=shot.location, time=shot.time, action=shot.action, speaker=speaker,
                            # The words shape the picture (lips, expression) for models that make speech.
                            words=" ".join(ln.text for ln in shot.lines), style=project.style)
+
+
+def frame(width: int, height: int) -> str:
+    """The output's shape in words: "Vertical 9:16", "Square 1:1", "Landscape 16:9"."""
+    g = math.gcd(width, height)
+    shape = "Vertical" if height > width else "Landscape" if width > height else "Square"
+    return f"{shape} {width // g}:{height // g}"
 
 
 def negative_prompt(project: Project, project_dir: Path | None) -> str:

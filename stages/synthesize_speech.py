@@ -1,26 +1,21 @@
-"""One dialogue line -> a validated WAV, content-addressed by text, voice and engine."""
+"""One dialogue line -> the request its voice gets, and the validated WAV it makes."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.core.artifacts import atomic_path, file_digest, is_done, spec_hash
+from stages.core.artifacts import atomic_path, file_digest, is_done
 from stages.backends.base import SpeechBackend, SpeechRequest
 from stages.core.errors import InputError
 from stages.core.media import wav_duration_s, wav_validator
 from stages.core.prompts import render_template
 from stages.schema import Project
 
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(SpeechRequest) if f.default is not dataclasses.MISSING}
-
-
 @dataclass(frozen=True)
 class SpeechResult:
     path: Path
     duration_s: float
-    key: str
     reused: bool
 
 
@@ -65,22 +60,11 @@ def voice_file_digest(path: Path) -> str:
                          "folder; put the Piper .onnx and its .onnx.json there") from exc
 
 
-def speech_key(request: SpeechRequest, backend: SpeechBackend) -> str:
-    # Fields at their defaults are left out (keys made before they existed stay valid), and a
-    # voice file counts by content, not by where the project happens to live.
-    fields = {k: v for k, v in request.__dict__.items() if k not in _DEFAULTS or v != _DEFAULTS[k]}
-    if request.voice_sha:
-        fields.pop("voice", None)
-    return spec_hash("speech", {"request": fields, "backend": backend.identity()})
-
-
-def synthesize_speech(request: SpeechRequest, backend: SpeechBackend, speech_dir: Path) -> SpeechResult:
-    """Speak one line (or reuse the WAV already made for exactly this text, voice and engine)."""
-    key = speech_key(request, backend)
-    path = speech_dir / f"{key}.wav"
+def synthesize_speech(request: SpeechRequest, backend: SpeechBackend, out_wav: Path) -> SpeechResult:
+    """Speak one line into `out_wav` (its content-addressed path), or reuse the valid WAV there."""
     check = wav_validator()
-    if is_done(path, check):
-        return SpeechResult(path, wav_duration_s(path), key, reused=True)
-    with atomic_path(path, validate=check) as tmp:
+    if is_done(out_wav, check):
+        return SpeechResult(out_wav, wav_duration_s(out_wav), reused=True)
+    with atomic_path(out_wav, validate=check) as tmp:
         backend.synthesize(request, tmp)
-    return SpeechResult(path, wav_duration_s(path), key, reused=False)
+    return SpeechResult(out_wav, wav_duration_s(out_wav), reused=False)

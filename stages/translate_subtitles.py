@@ -11,37 +11,27 @@ import json
 import logging
 from pathlib import Path
 
-from stages.core.artifacts import spec_hash, write_text_atomic
-from stages.schema import Translation
+from stages.backends.base import TranslationBackend
+from stages.core.artifacts import write_text_atomic
+from stages.units import TranslationUnit
 
 log = logging.getLogger("dramaforge.translate")
 
 
-def translation_key(lines: list[str], source: str, target: str, identity: dict) -> str:
-    return spec_hash("translation", {"lines": list(lines), "source": source, "target": target,
-                                     "backend": identity})
-
-
-def translate_lines(lines: list[str], source: str, options: Translation, context: str, cache_dir: Path,
-                    backend=None, project_dir: Path | None = None) -> list[str]:
-    """`lines` in `options.language`, same count and order (or the cached answer for exactly these)."""
+def translate_subtitles(unit: TranslationUnit, backend: TranslationBackend, context: str) -> list[str]:
+    """The unit's lines in its target language, same count and order (or the cached answer for exactly
+    these lines at its content-addressed path)."""
+    lines = list(unit.lines)
     if not lines:
         return []
-    if backend is None:
-        from stages.backends.registry import make_translation_backend
-
-        backend = make_translation_backend(options, project_dir)
-    target = options.language
-    key = translation_key(lines, source, target, backend.identity())
-    path = cache_dir / f"{key}.json"
-    cached = _read(path, len(lines))
+    cached = _read(unit.path, len(lines))
     if cached is not None:
         return cached
-    out = backend.translate(list(lines), source, target, context)
+    out = backend.translate(lines, unit.source, unit.target, context)
     if len(out) != len(lines) or not all(isinstance(t, str) for t in out):  # a backend bug must not be cached
         raise ValueError(f"translation backend {backend.name!r} returned {len(out)} lines for {len(lines)}")
-    write_text_atomic(path, json.dumps({"source": source, "target": target, "lines": list(lines), "translated": out},
-                                       ensure_ascii=False, indent=1))
+    write_text_atomic(unit.path, json.dumps({"source": unit.source, "target": unit.target, "lines": lines,
+                                             "translated": out}, ensure_ascii=False, indent=1))
     return out
 
 

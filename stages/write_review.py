@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from stages.core.artifacts import atomic_path, is_done, spec_hash, write_text_atomic
+from stages.core.ledger import NEEDS_RERUN, SHOWN, State
 from stages.core.paths import BuildPaths
 from stages.core.fonts import face_index, font_file
 from stages.load_project import LoadedProject
@@ -24,7 +25,7 @@ from stages.core.media import probe
 from stages.project_status import EpisodeStatus, ShotStatus
 from stages.core.prompts import render_page
 
-STATES = ("done", "pending", "stale", "failed", "rejected", "interrupted", "placeholder")
+STATES = [str(s) for s in SHOWN]
 THUMB_W = 360
 FONT_FAMILY = "DF Noto Sans CJK"  # our own name, so a system font of the real name never stands in
 
@@ -35,8 +36,7 @@ def write_review(lp: LoadedProject, statuses: list[EpisodeStatus], paths: BuildP
 
     `command_root` is the project path as the user types it, for the re-run commands shown.
     """
-    out = paths.review
-    (out / "thumbs").mkdir(parents=True, exist_ok=True)
+    paths.thumbs.mkdir(parents=True, exist_ok=True)
     root = shlex.quote(command_root)
     series = lp.script.title or lp.project.title
     episodes = [_episode_view(e, lp, paths, root) for e in statuses]
@@ -49,21 +49,21 @@ def write_review(lp: LoadedProject, statuses: list[EpisodeStatus], paths: BuildP
               "width": lp.project.width, "height": lp.project.height, "font_family": FONT_FAMILY}
     # Two passes: the font is subset to every character the pages show, then linked from them.
     drafts = {name: render_page(t, lp.root, font_css=None, **common, **ctx) for name, (t, ctx) in pages.items()}
-    font_css = _font_css(out / "assets", "".join(drafts.values()), lp.project.subtitles.font)
+    font_css = _font_css(paths.review_assets, "".join(drafts.values()), lp.project.subtitles.font)
+    css = Path(os.path.relpath(font_css, paths.review)).as_posix()
     for name, (template, ctx) in pages.items():
-        write_text_atomic(out / name, render_page(template, lp.root, font_css=f"assets/{font_css.name}",
-                                                  **common, **ctx))
-    return out / "index.html"
+        write_text_atomic(paths.review_page(name), render_page(template, lp.root, font_css=css, **common, **ctx))
+    return paths.review_page("index.html")
 
 
 def _episode_view(e: EpisodeStatus, lp: LoadedProject, paths: BuildPaths, root: str) -> dict:
     ep = lp.script.episode(e.number)
-    mp4, poster = paths.episode_mp4(e.id), paths.episodes / f"{e.id}.jpg"
-    made = mp4.exists() and e.assembly in ("done", "stale")
+    mp4, poster = paths.episode_mp4(e.id), paths.poster(e.id)
+    made = mp4.exists() and e.assembly in (State.DONE, State.STALE)
     shots = [_shot_view(s, shot, e.number, lp, paths, root) for s, shot in zip(e.shots, e.plan.shots)]
     counts = Counter(s.state for s in e.shots)
     return {
-        "id": e.id, "number": e.number, "title": ep.title, "cut": e.assembly,
+        "id": e.id, "number": e.number, "title": ep.title, "cut": str(e.assembly),
         "mp4": _href(mp4, paths) if made else None,
         "poster": _href(poster, paths) if made and poster.exists() else
         next((s["thumb"] for s in shots if s["thumb"]), None),
@@ -76,16 +76,16 @@ def _episode_view(e: EpisodeStatus, lp: LoadedProject, paths: BuildPaths, root: 
 
 def _shot_view(s: ShotStatus, shot, episode: int, lp: LoadedProject, paths: BuildPaths, root: str) -> dict:
     clip, current = None, False
-    if s.key and (paths.shots / f"{s.key}.mp4").exists():
-        clip, current = paths.shots / f"{s.key}.mp4", True
-    elif s.artifact and (paths.shots / Path(s.artifact).name).exists():
-        clip = paths.shots / Path(s.artifact).name  # an earlier version: its inputs have changed since
+    if s.key and paths.clip(s.key).exists():
+        clip, current = paths.clip(s.key), True
+    elif s.artifact and paths.clip(Path(s.artifact).stem).exists():
+        clip = paths.clip(Path(s.artifact).stem)  # an earlier version: its inputs have changed since
     keyframe = Path(s.keyframe) if s.keyframe and Path(s.keyframe).exists() else None
     thumb = _thumb(keyframe or clip, paths) if (keyframe or clip) else None
     names = lp.script.characters
-    if s.state in ("failed", "rejected", "interrupted", "placeholder"):
+    if s.state in (*NEEDS_RERUN, State.PLACEHOLDER):
         command = f"dramaforge rerun {root} --shot {s.id}"
-    elif s.state in ("pending", "stale"):
+    elif s.state in (State.PENDING, State.STALE):
         command = f"dramaforge render {root} --episodes {episode}"
     else:
         command = None
@@ -94,8 +94,8 @@ def _shot_view(s: ShotStatus, shot, episode: int, lp: LoadedProject, paths: Buil
     except ValueError:
         source = f"{Path(shot.file).name}:{shot.line}"
     return {
-        "id": s.id, "state": s.state, "reason": s.reason, "attempts": s.attempts, "command": command,
-        "accept": f"dramaforge accept {root} --shot {s.id} --placeholder" if s.state in ("failed", "rejected")
+        "id": s.id, "state": str(s.state), "reason": s.reason, "attempts": s.attempts, "command": command,
+        "accept": f"dramaforge accept {root} --shot {s.id} --placeholder" if s.state in (State.FAILED, State.REJECTED)
         else None,
         "size": shot.size, "camera": shot.camera, "duration_s": shot.duration_s, "transition": shot.transition,
         "location": shot.location, "time": shot.time, "action": shot.action, "card": shot.card,
@@ -116,7 +116,7 @@ def _href(path: Path, paths: BuildPaths) -> str:
 
 def _thumb(source: Path, paths: BuildPaths) -> str | None:
     """A small JPEG of a keyframe or of a clip's first frame, named by the source (itself content-addressed)."""
-    out = paths.review / "thumbs" / f"{source.stem}.jpg"
+    out = paths.thumb(source)
     if not is_done(out):
         try:
             image = _first_frame(source)

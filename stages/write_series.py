@@ -11,6 +11,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from stages.core.artifacts import write_text_atomic
+from stages.core.ledger import Kind, Ledger, State
+from stages.core.media import probe
+from stages.core.paths import BuildPaths
 
 SERIES_FORMAT = 1  # bump when a field changes meaning
 
@@ -22,6 +25,28 @@ def dramaforge_version() -> str:
         return version("dramaforge")
     except PackageNotFoundError:  # run from a checkout that was never installed
         return "dev"
+
+
+def write_series(lp, statuses, paths: BuildPaths) -> Path:
+    """build/series.json from the project's status: every episode made so far, its files, length,
+    shots and content keys."""
+    rows = {r.id: r for r in Ledger(paths.ledger).rows(kind=Kind.EPISODE)} if paths.ledger.exists() else {}
+    episodes = []
+    for e in statuses:
+        mp4 = paths.episode_mp4(e.id)
+        if e.assembly != State.DONE or not mp4.exists():
+            continue
+        ep = lp.script.episode(e.number)
+        extra = [paths.episode_srt(e.id), paths.episode_vtt(e.id), paths.episode_ass(e.id)]
+        episodes.append({"episode": e.number, "title": ep.title, "mp4": mp4,
+                         "duration_s": round(probe(mp4).duration_s, 3),
+                         "cut_key": rows[e.id].spec_hash if e.id in rows else None,
+                         "shots": [{"id": s.id, "key": s.key, "state": str(s.state)} for s in e.shots],
+                         "subtitles": [p for p in extra if p.exists()],
+                         "poster": paths.poster(e.id), "otio": paths.otio(e.id)})
+    write_series_json(paths.series_json, title=lp.script.title or lp.project.title,
+                      project_settings=lp.project.model_dump(mode="json"), episodes=episodes)
+    return paths.series_json
 
 
 def write_series_json(path: Path, *, title: str, project_settings: dict, episodes: list[dict]) -> None:

@@ -123,3 +123,43 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
 def copy_demo(dest: Path) -> Path:
     shutil.copytree(REPO / "projects" / "demo", dest, ignore=shutil.ignore_patterns("build"))
     return dest
+
+
+def assemble_cut(cut, timed, project, paths, unit: str = "ep01", *, finish: bool = False):
+    """Run the cut's steps as `render_episode` does (without Prefect): subtitles, the mix, the shots
+    conformed, one ffmpeg pass (and, with `finish`, the timeline and poster); returns the mp4."""
+    import flows.tasks as t
+    from stages.units import EpisodeWork
+
+    number = int(unit[2:])
+    work = EpisodeWork(number, "", timed, (), (), (), None, cut, paths.episode_mp4(unit), False)
+    paths.make_dirs()
+    t.subtitle_episode.fn(work, project, paths, None)
+    t.mix_episode.fn(work, project, paths)
+    clips = t.conform_episode.fn(work, project, paths)
+    out = t.assemble.fn(work, project, paths, clips)
+    if finish:
+        t.finish_episode.fn(work, project, paths, clips, project.title)
+    return out
+
+
+def spoken(request, backend, folder: Path):
+    """`synthesize_speech` into `folder` under the line's key, as a render speaks it."""
+    from stages.plan_work import speech_key
+    from stages.synthesize_speech import synthesize_speech
+
+    return synthesize_speech(request, backend, folder / f"{speech_key(request, backend)}.wav")
+
+
+def translated(lines: list[str], source: str, options, context: str, cache: Path, backend=None) -> list[str]:
+    """`translate_subtitles` of `lines`, cached under `cache` by their key, as a render translates them."""
+    from stages.backends.registry import make_translation_backend
+    from stages.plan_work import translation_key
+    from stages.translate_subtitles import translate_subtitles
+    from stages.units import TranslationUnit
+
+    backend = backend or make_translation_backend(options)
+    key = translation_key(lines, source, options.language, backend.identity())
+    unit = TranslationUnit(key, cache / f"{key}.json", tuple(lines), source, options.language,
+                           backend.calls(len(lines)))
+    return translate_subtitles(unit, backend, context)

@@ -9,10 +9,10 @@ import wave
 import numpy as np
 import pytest
 
-from conftest import TINY_SCRIPT, TINY_YAML, run_cli
-from flows.tasks import assemble_episode_task
+from conftest import TINY_SCRIPT, TINY_YAML, assemble_cut, run_cli
 from stages.core.paths import BuildPaths
-from stages.assemble_episode import Cut, plan_cut
+from stages.plan_work import plan_cut
+from stages.units import Cut
 from stages.core.media import decode_audio, probe, run_ffmpeg
 from stages.schema import Project, Shot, ShotLine, ShotList
 
@@ -47,10 +47,7 @@ def _shot(i: int, duration: float, transition: str = "cut", lines=()) -> Shot:
 
 
 def _assemble(tmp_path, cut: Cut, project: Project, unit: str = "ep01"):
-    paths = BuildPaths(tmp_path / "build")
-    paths.make_dirs()
-    out, reused = assemble_episode_task.fn(cut, unit, 1, project, paths, "Sync", tmp_path)
-    return out
+    return assemble_cut(cut, None, project, BuildPaths(tmp_path / "build"), unit)
 
 
 def _decode_all(path) -> int:
@@ -70,7 +67,8 @@ def test_mismatched_shots_with_transitions_assemble_to_the_planned_length(tmp_pa
     shots = [_shot(1, 1.0), _shot(2, 1.2, "dissolve"), _shot(3, 0.9, "dip")]
     project = _project()
     timed = ShotList(episode=1, title="One", shots=shots)
-    cut = plan_cut(timed, ["a", "b", "c"], clips, {}, project, tmp_path, series="Sync", episode_title="One")
+    cut = plan_cut(timed, ["a", "b", "c"], clips, {}, project, tmp_path, paths=BuildPaths(tmp_path / "build"),
+                   series="Sync", episode_title="One")
     out = _assemble(tmp_path, cut, project)
     info = probe(out)
     planned = 1.5 + 3.1 + 2.0
@@ -99,7 +97,8 @@ def test_sound_stays_in_sync_to_the_end_of_a_three_minute_episode(tmp_path):
     project = _project(timing={"lead_in_s": 2.0}, cards={"opening": True, "end": False})
     timed = ShotList(episode=1, shots=shots)
     beep = _beep(tmp_path / "beep.wav")
-    cut = plan_cut(timed, ["x"] * 60, [clip] * 60, {(shots[-1].id, 0): ("k", beep)}, project, tmp_path)
+    cut = plan_cut(timed, ["x"] * 60, [clip] * 60, {(shots[-1].id, 0): ("k", beep)}, project, tmp_path,
+                   paths=BuildPaths(tmp_path / "build"))
     out = _assemble(tmp_path, cut, project)
     info = probe(out)
     assert abs(info.duration_s - (1.5 + 180.0)) <= 1 / FPS
@@ -119,7 +118,8 @@ def test_two_episodes_assembled_at_once_do_not_collide(tmp_path):
     def run(unit: str, n: int):
         try:
             shots = [_shot(i, 0.8, "dip" if i == 2 else "cut") for i in range(1, n + 1)]
-            cut = plan_cut(ShotList(episode=1, shots=shots), ["x"] * n, [clip] * n, {}, project, tmp_path)
+            cut = plan_cut(ShotList(episode=1, shots=shots), ["x"] * n, [clip] * n, {}, project, tmp_path,
+                           paths=BuildPaths(tmp_path / "build"))
             outs[unit] = _assemble(tmp_path, cut, project, unit)
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
@@ -153,16 +153,17 @@ import json, os, resource, sys
 sys.path.insert(0, sys.argv[3])
 from pathlib import Path
 from test_assembly import _assemble, _clip, _shot, _project
-from stages.assemble_episode import plan_cut
+from stages.core.paths import BuildPaths
+from stages.plan_work import plan_cut
 from stages.schema import ShotList
 tmp, n = Path(sys.argv[1]), int(sys.argv[2])
 clip = _clip(tmp / "x.mp4", size="144x256", rate=30, seconds=60 / n)
 project = _project(cards={"opening": False, "end": False})
 shots = [_shot(i, 60 / n) for i in range(1, n + 1)]  # one minute either way: only the shot count differs
-warm = plan_cut(ShotList(episode=1, shots=shots[:2]), ["x"] * 2, [clip] * 2, {}, project, tmp)
+warm = plan_cut(ShotList(episode=1, shots=shots[:2]), ["x"] * 2, [clip] * 2, {}, project, tmp, paths=BuildPaths(tmp / "build"))
 _assemble(tmp, warm, project, "ep09")  # opens what stays open by design (the ledger's connection)
 fds = len(os.listdir("/proc/self/fd"))
-cut = plan_cut(ShotList(episode=1, shots=shots), ["x"] * n, [clip] * n, {}, project, tmp)
+cut = plan_cut(ShotList(episode=1, shots=shots), ["x"] * n, [clip] * n, {}, project, tmp, paths=BuildPaths(tmp / "build"))
 _assemble(tmp, cut, project)
 children = [p for p in os.listdir("/proc") if p.isdigit() and open(f"/proc/{p}/stat").read().split()[3] == str(os.getpid())]
 print(json.dumps({"rss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,

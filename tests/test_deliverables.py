@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.assemble_episode import Cut
 from stages.backends.base import ShotRequest
+from stages.units import Clip, Cut
 from stages.export_otio import frame_bounds, to_frames, write_otio
 from stages.make_poster import make_poster, poster_time
 from stages.core.media import probe, run_ffmpeg
@@ -76,7 +76,8 @@ def episode(tmp_path):
     cut = Cut(key="k" * 20, duration_s=total, clips=clips, durations=[s.duration_s for s in shotlist.shots],
               transitions=[s.transition for s in shotlist.shots], lines=lines, speech=speech, cards=cards,
               music=[MusicSpan(0.0, total, music)], effects=[Effect(s2, sfx[0]), Effect(s2, sfx[1])],
-              opening=_card_request("opening", LEAD), ending=_card_request("end", TAIL))
+              opening=Clip(_card_request("opening", LEAD), "o" * 20, tmp_path / "opening.mp4"),
+              ending=Clip(_card_request("end", TAIL), "e" * 20, tmp_path / "end.mp4"))
     return cut, shotlist
 
 

@@ -22,7 +22,8 @@ from stages.backends import diffusers_video  # noqa: E402
 from stages.backends.base import Figure, ImageRequest, PermanentError, ShotRequest  # noqa: E402
 from stages.backends.diffusers_image import DiffusersImageBackend  # noqa: E402
 from stages.backends.diffusers_video import DiffusersVideoBackend, plan_frames  # noqa: E402
-from stages.generate_shot import generate_shot, shot_key  # noqa: E402
+from stages.generate_shot import generate_shot  # noqa: E402
+from stages.plan_work import shot_key  # noqa: E402
 from stages.core.media import probe  # noqa: E402
 from stages.backends.base import ImageOptions  # noqa: E402
 from stages.backends.diffusers_video import DiffusersOptions  # noqa: E402
@@ -227,6 +228,11 @@ def test_identity_fingerprints_the_model_folder_by_content(models, tmp_path):
     assert DiffusersVideoBackend(opts("WanPipeline", models["wan"], steps=3)).identity() != a
 
 
+def make(shot, backend, folder: Path):
+    """The shot at its content-addressed place in `folder`, as a render makes it."""
+    return generate_shot(shot, backend, folder / f"{shot_key(shot, backend)}.mp4")
+
+
 def test_shot_key_ignores_what_the_model_never_sees(models):
     backend = DiffusersVideoBackend(opts("WanPipeline", models["wan"]))
     r = request()
@@ -240,7 +246,7 @@ def test_text_to_video_shots_have_the_planned_frames_size_and_fps(models, tmp_pa
     backend = DiffusersVideoBackend(opts("WanPipeline", models["wan"]))
     for i, dur in enumerate((1.0, 0.5, 0.75)):
         r = request(shot_id=f"e1s{i}", duration_s=dur, seed=100 + i)
-        result = generate_shot(r, backend, tmp_path)
+        result = make(r, backend, tmp_path)
         info = probe(result.path)
         assert (info.width, info.height) == (W, H)
         assert info.fps == pytest.approx(FPS)
@@ -252,7 +258,7 @@ def test_text_to_video_shots_have_the_planned_frames_size_and_fps(models, tmp_pa
     assert (first["width"], first["height"]) == (32, 64)
     assert first["prompt"] == request().prompt and first["negative_prompt"] == "blurry"
     assert "image" not in first and "reference_images" not in first
-    assert generate_shot(request(shot_id="e1s0", seed=100), backend, tmp_path).reused
+    assert make(request(shot_id="e1s0", seed=100), backend, tmp_path).reused
 
 
 def test_same_seed_same_frames_other_seed_other_frames(models, tmp_path):
@@ -269,7 +275,7 @@ def test_same_seed_same_frames_other_seed_other_frames(models, tmp_path):
 def test_a_shot_longer_than_max_frames_is_slowed_to_fill_it(models, tmp_path, spy):
     backend = DiffusersVideoBackend(opts("WanPipeline", models["wan"], max_frames=9))
     r = request(duration_s=2.0)
-    result = generate_shot(r, backend, tmp_path)
+    result = make(r, backend, tmp_path)
     assert spy[0]["num_frames"] == 9  # 16 frames wanted, 9 made
     assert len(frames_of(result.path)) == round(2.0 * FPS)
     assert probe(result.path).duration_s == pytest.approx(2.0, abs=1.5 / FPS)
@@ -282,7 +288,7 @@ def test_image_to_video_starts_from_the_keyframe(models, tmp_path, spy):
     assert backend.capabilities.uses == {"keyframe"}
     key = png(tmp_path / "key.png", 3)
     r = request(keyframe=key, motion_prompt="She turns her head.")
-    result = generate_shot(r, backend, tmp_path)
+    result = make(r, backend, tmp_path)
     assert abs(len(frames_of(result.path)) - round(r.duration_s * FPS)) <= 1
     call = spy[0]
     assert call["prompt"] == "She turns her head."  # the keyframe fixes the rest
@@ -296,7 +302,7 @@ def test_stable_video_diffusion_gets_only_what_it_accepts(models, tmp_path, spy)
     backend = DiffusersVideoBackend(opts("StableVideoDiffusionPipeline", models["svd"], mode="image", frame_multiple=1,
                                          max_frames=8, fps=6, guidance=2.5, call={"motion_bucket_id": 60}))
     r = request(keyframe=png(tmp_path / "key.png", 4), duration_s=0.75)
-    result = generate_shot(r, backend, tmp_path)
+    result = make(r, backend, tmp_path)
     assert abs(len(frames_of(result.path)) - round(0.75 * FPS)) <= 1
     call = spy[0]
     assert "prompt" not in call and "negative_prompt" not in call and "guidance_scale" not in call
@@ -313,7 +319,7 @@ def test_reference_to_video_passes_every_figures_sheets(models, tmp_path, spy):
               "bo": (png(tmp_path / "bo-front.png", 7, size=(48, 48)),)}
     figures = tuple(Figure(cid, cid.upper(), f"{cid} description", references=refs) for cid, refs in sheets.items())
     r = request(figures=figures, duration_s=0.5)
-    result = generate_shot(r, backend, tmp_path)
+    result = make(r, backend, tmp_path)
     assert abs(len(frames_of(result.path)) - round(0.5 * FPS)) <= 1
     assert spy[0]["num_frames"] == 9  # 5 frames would hold 2 latent frames: too few for 3 sheets
     passed = spy[0]["reference_images"]
@@ -322,7 +328,7 @@ def test_reference_to_video_passes_every_figures_sheets(models, tmp_path, spy):
     for img, path in zip(passed, files):
         assert np.array_equal(np.asarray(img), np.asarray(Image.open(path).convert("RGB")))
     # A shot with nobody in it: plain text-to-video from the same model.
-    generate_shot(request(shot_id="e1s9", duration_s=0.5), backend, tmp_path)
+    make(request(shot_id="e1s9", duration_s=0.5), backend, tmp_path)
     assert "reference_images" not in spy[1]
     assert backend.loads == 1
 

@@ -8,13 +8,13 @@ from stages.backends.espeak import EspeakBackend
 from stages.core.loudness import measure_ebur128
 from stages.mix_audio import mix_audio
 from stages.backends.base import SpeechRequest
-from stages.synthesize_speech import synthesize_speech
+from conftest import spoken
 
 
 def test_mix_is_normalised_to_target_with_peaks_under_the_ceiling(tmp_path):
     backend = EspeakBackend()
-    a = synthesize_speech(SpeechRequest("Is it ready? The ferry left an hour ago.", "en-us", None, 50, 165), backend, tmp_path)
-    b = synthesize_speech(SpeechRequest("Almost. Patience, please.", "en-gb", None, 50, 165), backend, tmp_path)
+    a = spoken(SpeechRequest("Is it ready? The ferry left an hour ago.", "en-us", None, 50, 165), backend, tmp_path)
+    b = spoken(SpeechRequest("Almost. Patience, please.", "en-gb", None, 50, 165), backend, tmp_path)
     raw = measure_ebur128(a.path)
     assert raw.integrated_lufs < -16  # eSpeak is quieter than the target: the gain is real work
     out = tmp_path / "mix.wav"

@@ -8,7 +8,7 @@ import pytest
 from stages.backends.base import PermanentError, SpeechRequest
 from stages.backends.espeak import EspeakBackend, voice_name
 from stages.core.media import escape_filter_value, ffmpeg_exe, probe, run_ffmpeg, wav_duration_s, wav_validator
-from stages.synthesize_speech import synthesize_speech
+from conftest import spoken
 
 
 def median_f0_hz(path: Path) -> float:
@@ -72,13 +72,13 @@ def test_voice_names_resolve():
 def test_synthesize_speech_is_content_addressed(tmp_path):
     b = EspeakBackend()
     req = SpeechRequest("Again and again.", "en-us", None, 50, 160)
-    first = synthesize_speech(req, b, tmp_path)
-    again = synthesize_speech(req, b, tmp_path)
+    first = spoken(req, b, tmp_path)
+    again = spoken(req, b, tmp_path)
     assert not first.reused and again.reused and first.path == again.path
-    other = synthesize_speech(SpeechRequest("Again and again.", "en-us", None, 51, 160), b, tmp_path)
+    other = spoken(SpeechRequest("Again and again.", "en-us", None, 51, 160), b, tmp_path)
     assert other.path != first.path
     first.path.write_bytes(b"RIFF")  # truncated: remade, not reused
-    assert not synthesize_speech(req, b, tmp_path).reused
+    assert not spoken(req, b, tmp_path).reused
 
 
 def test_silent_wav_is_invalid(tmp_path):

@@ -19,8 +19,7 @@ from stages.backends.openai_translate import BATCH_LINES, OpenAITranslationBacke
 from stages.core.media import wav_duration_s, wav_validator
 from stages.backends.openai_speech import OpenAIOptions
 from stages.schema import Translation
-from stages.synthesize_speech import synthesize_speech
-from stages.translate_subtitles import translate_lines
+from conftest import spoken, translated
 
 KEY_ENV = "DRAMAFORGE_TEST_OPENAI_KEY"  # never set by a developer's shell
 RATE = 24000
@@ -234,20 +233,20 @@ def test_missing_api_key_for_openai_itself_is_permanent(tmp_path, monkeypatch):
 def test_synthesize_speech_validates_and_reuses(fake, tmp_path):
     backend = speech(fake)
     fake.audio(wav_bytes(tone_pcm(), streamed=True))
-    first = synthesize_speech(request(instructions="Calm."), backend, tmp_path / "speech")
+    first = spoken(request(instructions="Calm."), backend, tmp_path / "speech")
     assert not first.reused and first.path.exists() and first.duration_s == pytest.approx(0.5)
-    again = synthesize_speech(request(instructions="Calm."), speech(fake), tmp_path / "speech")
+    again = spoken(request(instructions="Calm."), speech(fake), tmp_path / "speech")
     assert again.reused and again.path == first.path and len(fake.requests) == 1  # no second HTTP call
     other = OpenAISpeechBackend(OpenAIOptions(base_url=fake.base_url, api_key_env=KEY_ENV, speech_model="tts-2"))
     fake.audio(wav_bytes(tone_pcm()))
-    assert synthesize_speech(request(instructions="Calm."), other, tmp_path / "speech").key != first.key
+    assert spoken(request(instructions="Calm."), other, tmp_path / "speech").path != first.path
     assert len(fake.requests) == 2 and fake.requests[1]["body"]["model"] == "tts-2"
 
 
 def test_silent_audio_never_becomes_an_artifact(fake, tmp_path):
     fake.audio(wav_bytes(bytes(RATE)))  # 0.5 s of zeros
     with pytest.raises(ValueError, match="silent"):
-        synthesize_speech(request(), speech(fake), tmp_path / "speech")
+        spoken(request(), speech(fake), tmp_path / "speech")
     assert not list((tmp_path / "speech").glob("*.wav"))
 
 
@@ -352,34 +351,34 @@ def test_long_episodes_are_sent_in_batches(fake):
     assert '"line 60"' in second and "do not translate" in second  # the lines before, for continuity
 
 
-def test_translate_lines_caches_by_content(fake, tmp_path):
+def test_translations_are_cached_by_content(fake, tmp_path):
     options = Translation(language="en", model="chat-test", base_url=fake.base_url, api_key_env=KEY_ENV)
     cache = tmp_path / "translations"
     fake.replies.append(upper_reply)
-    assert translate_lines(["a", "b"], "en", options, "ctx", cache) == ["A", "B"]  # the registry's backend
+    assert translated(["a", "b"], "en", options, "ctx", cache) == ["A", "B"]  # the registry's backend
     assert len(fake.requests) == 1 and len(list(cache.glob("*.json"))) == 1
-    assert translate_lines(["a", "b"], "en", options, "ctx", cache) == ["A", "B"]
-    assert translate_lines(["a", "b"], "en", options, "ctx", cache, backend=translator(fake)) == ["A", "B"]
+    assert translated(["a", "b"], "en", options, "ctx", cache) == ["A", "B"]
+    assert translated(["a", "b"], "en", options, "ctx", cache, backend=translator(fake)) == ["A", "B"]
     assert len(fake.requests) == 1  # cache hits: no HTTP call
     fake.replies.append(upper_reply)
-    assert translate_lines(["a", "c"], "en", options, "ctx", cache) == ["A", "C"]  # a changed line: a new key
+    assert translated(["a", "c"], "en", options, "ctx", cache) == ["A", "C"]  # a changed line: a new key
     assert len(fake.requests) == 2 and len(list(cache.glob("*.json"))) == 2
     other = options.model_copy(update={"model": "chat-2"})
     fake.replies.append(upper_reply)
-    translate_lines(["a", "b"], "en", other, "ctx", cache)
+    translated(["a", "b"], "en", other, "ctx", cache)
     assert len(fake.requests) == 3 and fake.requests[2]["body"]["model"] == "chat-2"
-    assert translate_lines([], "en", options, "ctx", cache) == [] and len(fake.requests) == 3
+    assert translated([], "en", options, "ctx", cache) == [] and len(fake.requests) == 3
 
 
 def test_a_corrupt_cache_file_is_made_again(fake, tmp_path):
     options = Translation(language="en", model="chat-test", base_url=fake.base_url, api_key_env=KEY_ENV)
     fake.replies.append(upper_reply)
-    translate_lines(["a", "b"], "en", options, "", tmp_path)
+    translated(["a", "b"], "en", options, "", tmp_path)
     (cached,) = tmp_path.glob("*.json")
     data = json.loads(cached.read_text(encoding="utf-8"))
     cached.write_text(json.dumps({**data, "translated": ["A"]}), encoding="utf-8")  # wrong count
     fake.replies.append(upper_reply)
-    assert translate_lines(["a", "b"], "en", options, "", tmp_path) == ["A", "B"]
+    assert translated(["a", "b"], "en", options, "", tmp_path) == ["A", "B"]
     assert len(fake.requests) == 2
     assert json.loads(cached.read_text(encoding="utf-8"))["translated"] == ["A", "B"]
 

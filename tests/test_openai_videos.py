@@ -85,6 +85,7 @@ def test_registry_pickling_and_generate_shot_use_the_job_store(fake, tmp_path):
 
     from stages.backends.registry import make_image_backend, make_video_backend
     from stages.generate_shot import generate_shot
+    from stages.plan_work import shot_key
     from stages.schema import Backends
 
     opts = backend(fake).options
@@ -94,7 +95,7 @@ def test_registry_pickling_and_generate_shot_use_the_job_store(fake, tmp_path):
     b = pickle.loads(pickle.dumps(b))  # Dask ships backends to workers
     assert b.identity()["base_url"] == fake.base_url
     jobs = Jobs()
-    result = generate_shot(shot(), b, tmp_path / "shots", jobs=jobs)
+    result = generate_shot(shot(), b, tmp_path / "shots" / f"{shot_key(shot(), b)}.mp4", jobs=jobs)
     check_clip(result.path, shot())
     assert jobs.puts == ["video_1", None] and fake.count("create") == 1
     assert [p.name for p in (tmp_path / "shots").iterdir()] == [result.path.name]  # no temp files left

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, spoken
 from piper_voice import SAMPLES_PER_ID, make_tiny_piper_voice
 from stages.backends.base import PermanentError, SpeechBackend, SpeechRequest
 from stages.backends.piper import PiperBackend
 from stages.core.media import wav_duration_s, wav_validator
-from stages.synthesize_speech import synthesize_speech
+
 
 pytest.importorskip("piper", reason="the piper extra is not installed")
 pytest.importorskip("onnx", reason="the piper extra is not installed")
@@ -92,13 +92,13 @@ def test_same_request_same_audio(voice, tmp_path):
 
 def test_through_synthesize_speech(voice, tmp_path):
     backend = PiperBackend()
-    first = synthesize_speech(request(voice), backend, tmp_path / "speech")
+    first = spoken(request(voice), backend, tmp_path / "speech")
     assert not first.reused and first.duration_s > 0 and first.path.exists()
     wav_validator()(first.path)
-    again = synthesize_speech(request(voice), backend, tmp_path / "speech")
-    assert again.reused and again.key == first.key
-    longer = synthesize_speech(request(voice, LONG_LINE), backend, tmp_path / "speech")
-    assert longer.key != first.key and longer.duration_s > first.duration_s
+    again = spoken(request(voice), backend, tmp_path / "speech")
+    assert again.reused and again.path == first.path
+    longer = spoken(request(voice, LONG_LINE), backend, tmp_path / "speech")
+    assert longer.path != first.path and longer.duration_s > first.duration_s
 
 
 def test_missing_config_is_permanent(voice, tmp_path):

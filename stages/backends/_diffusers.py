@@ -46,6 +46,20 @@ class LoadOnce:
             return self._value
 
 
+def rgb_images(paths, what: str) -> list:
+    """Each image file as an RGB PIL image; PermanentError naming the first one that cannot be read."""
+    from PIL import Image
+
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                images.append(im.convert("RGB"))
+        except OSError as exc:
+            raise PermanentError(f"{what}: the reference image {path} cannot be read: {exc}") from exc
+    return images
+
+
 def package_version(name: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 

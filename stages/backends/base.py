@@ -219,6 +219,9 @@ class TranslationBackend(Protocol):
     def identity(self) -> dict:
         """What, besides the lines, determines the output (model, prompt templates)."""
 
+    def calls(self, count: int) -> int:
+        """Requests that translating `count` lines takes (what an estimate prices)."""
+
     def translate(self, lines: list[str], source: str, target: str, context: str) -> list[str]:
         """The lines in `target`, same count and order; `context` is the series title and setting."""
 

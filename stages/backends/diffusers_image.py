@@ -20,7 +20,7 @@ from pathlib import Path
 
 from stages.backends._diffusers import (LoadOnce, call_parameters, import_diffusers, local_model_dir,
                                         model_fingerprint, package_version, pipeline_class, resolve_device,
-                                        size_multiple)
+                                        rgb_images, size_multiple)
 from stages.backends.base import Capabilities, ImageOptions, ImageRequest, PermanentError
 
 log = logging.getLogger(__name__)
@@ -110,13 +110,7 @@ class DiffusersImageBackend:
         kwargs = {k: v for k, v in kwargs.items() if v is not None and (k in params or open_kwargs)}
         how = self.reference_input(pipe) if request.references else None
         if how is not None:
-            refs = []
-            for path in request.references:
-                try:
-                    with Image.open(path) as im:
-                        refs.append(im.convert("RGB"))
-                except OSError as exc:
-                    raise PermanentError(f"{self.what}: the reference image {path} cannot be read: {exc}") from exc
+            refs = rgb_images(request.references, self.what)
             if how == "ip_adapter_image":
                 kwargs["ip_adapter_image"] = [refs]  # one adapter, every reference
             else:

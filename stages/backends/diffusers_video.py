@@ -28,7 +28,7 @@ from pydantic import Field
 
 from stages.backends._diffusers import (LoadOnce, call_parameters, denoisers, import_diffusers, local_model_dir,
                                         model_fingerprint, package_version, pipeline_class, resolve_device,
-                                        size_multiple)
+                                        rgb_images, size_multiple)
 from stages.backends.base import PermanentError, ShotRequest, TransientError, VideoCapabilities
 from stages.core.model import Model
 
@@ -234,17 +234,7 @@ def _round_to(v: float, multiple: int) -> int:
 
 def reference_images(request: ShotRequest) -> list | None:
     """Every figure's reference sheet images, in figure order, as RGB PIL images (None: no sheets)."""
-    from PIL import Image
-
-    images = []
-    for fig in request.figures:
-        for path in fig.references:
-            try:
-                with Image.open(path) as im:
-                    images.append(im.convert("RGB"))
-            except OSError as exc:
-                raise PermanentError(f"diffusers: {fig.id}'s reference image {path} cannot be read: {exc}") from exc
-    return images or None
+    return rgb_images([p for fig in request.figures for p in fig.references], "diffusers") or None
 
 
 # --- torch side ------------------------------------------------------------------------------------

@@ -104,6 +104,10 @@ class OpenAITranslationBackend:
                 "base_url": self.options.base_url or "api.openai.com",
                 "templates": spec_hash("templates", sources)}
 
+    def calls(self, count: int) -> int:
+        """Requests that translating `count` lines takes (before any repair round)."""
+        return -(-count // BATCH_LINES)
+
     def translate(self, lines: list[str], source: str, target: str, context: str) -> list[str]:
         # Blank lines are not worth a model's attention (nor a chance to get them wrong).
         todo = [i for i, text in enumerate(lines) if text.strip()]

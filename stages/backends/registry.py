@@ -112,6 +112,16 @@ class BackendSet:
             self._speech[engine] = make_speech_backend(engine, self.config)
         return self._speech[engine]
 
+    @functools.cached_property
+    def key(self) -> str:
+        """Its settings as one string: worker processes keep one set per key."""
+        import json
+
+        t = self.translation_options
+        return json.dumps({"backends": self.config.model_dump(mode="json"),
+                           "translation": t.model_dump(mode="json") if t is not None else None,
+                           "project_dir": str(self.project_dir)}, sort_keys=True)
+
     def __getstate__(self) -> dict:  # travels as its settings; a worker makes its own backends
         return {"backends": self.config, "translation": self.translation_options, "project_dir": self.project_dir}
 

@@ -12,13 +12,14 @@ class DramaforgeError(Exception):
     exit_code = 1
 
     def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
-                 text: str | None = None, hint: str | None = None):
+                 text: str | None = None, hint: str | None = None, more: list["DramaforgeError"] | tuple = ()):
         super().__init__(message)
         self.message = message
         self.file = file
         self.line = line
         self.text = text
         self.hint = hint
+        self.more = list(more)  # further problems found by the same check, each its own message
 
     def __str__(self) -> str:
         where = ""

@@ -12,9 +12,36 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
-STATES = ("pending", "running", "done", "failed", "rejected", "interrupted", "stale", "placeholder")
+
+class State(StrEnum):
+    """Where a unit stands. `stale` (made under other inputs) is never stored: status derives it."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    INTERRUPTED = "interrupted"
+    STALE = "stale"
+    PLACEHOLDER = "placeholder"
+
+
+STATES = tuple(State)
+SHOWN = (State.DONE, State.PENDING, State.STALE, State.FAILED, State.REJECTED, State.INTERRUPTED,
+         State.PLACEHOLDER)  # the order `status` and the review site count shots in
+REUSED = (State.DONE, State.PLACEHOLDER)  # a render keeps these shots; it makes every other one
+NEEDS_RERUN = (State.FAILED, State.REJECTED, State.INTERRUPTED)  # what `rerun --failed` takes
+
+
+class Kind(StrEnum):
+    """What a ledger row records."""
+
+    SHOT = "shot"
+    SPEECH = "speech"
+    EPISODE = "episode"  # an episode's cut
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS units (
@@ -57,6 +84,9 @@ class Row:
     finished_at: float | None
     seconds: float | None
     backend: str | None = None  # what made it (video backend or speech engine): estimates use its times
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", State(self.state))
 
 
 _local = threading.local()  # one connection per thread and ledger file, reused across calls
@@ -132,7 +162,7 @@ class Ledger:
                 (unit_id, kind, episode, spec_hash, str(artifact), sha256, now, int(reused)))
 
     def fail(self, unit_id: str, *, state: str, error_class: str, message: str) -> None:
-        if state not in ("failed", "rejected"):
+        if state not in (State.FAILED, State.REJECTED):
             raise ValueError(f"not a failure state: {state}")
         with self._db() as db:
             db.execute("UPDATE units SET state=?, error_class=?, message=?, pid=NULL, finished_at=? WHERE id=?",
@@ -192,6 +222,11 @@ class Ledger:
         with self._db() as db:
             r = db.execute("SELECT * FROM units WHERE id=?", (unit_id,)).fetchone()
         return Row(*r) if r else None
+
+    def placeholders(self) -> dict[str, str | None]:
+        """Shots the user accepted as placeholders -> the reason each card shows."""
+        with self._db() as db:
+            return dict(db.execute("SELECT id, message FROM units WHERE state='placeholder'").fetchall())
 
     def rows(self, *, episode: int | None = None, kind: str | None = None) -> list[Row]:
         q, args = "SELECT * FROM units WHERE 1=1", []

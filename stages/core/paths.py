@@ -1,5 +1,5 @@
 """Where everything a render makes lives, under PROJECT/build/ (git-ignored): the one place that
-names a file or folder there."""
+names a file or folder there. Content-addressed artifacts are named by their key."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class BuildPaths:
-    """Where everything a render makes lives, under PROJECT/build/ (git-ignored)."""
-
     root: Path
+
+    # --- folders -------------------------------------------------------------------------------
 
     @property
     def shots(self) -> Path:
@@ -31,8 +31,22 @@ class BuildPaths:
         return self.root / "keyframes"
 
     @property
+    def conformed(self) -> Path:
+        """Shots re-encoded for the cut (a transition, another size or rate), by their own key."""
+        return self.root / "conformed"
+
+    @property
     def shotlists(self) -> Path:
         return self.root / "shotlists"
+
+    @property
+    def plans(self) -> Path:
+        """An LLM planner's answers, by the hash of what was asked."""
+        return self.root / "plans"
+
+    @property
+    def translations(self) -> Path:
+        return self.root / "translations"
 
     @property
     def episodes(self) -> Path:
@@ -44,13 +58,70 @@ class BuildPaths:
         return self.root / "work"
 
     @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
     def review(self) -> Path:
         """The review site: index.html, epNN.html, thumbnails and the page font."""
         return self.root / "review"
 
     @property
+    def thumbs(self) -> Path:
+        return self.review / "thumbs"
+
+    @property
+    def review_assets(self) -> Path:
+        """The review site's stylesheets (the embedded font)."""
+        return self.review / "assets"
+
+    @property
     def ledger(self) -> Path:
         return self.root / "ledger.sqlite"
+
+    @property
+    def series_json(self) -> Path:
+        return self.root / "series.json"
+
+    def lock(self, folder: Path, name: str) -> Path:
+        """The cross-process lock of one artifact (or character) in `folder`."""
+        return folder / ".locks" / f"{name}.lock"
+
+    # --- content-addressed artifacts ---------------------------------------------------------
+
+    def clip(self, key: str) -> Path:
+        return self.shots / f"{key}.mp4"
+
+    def wav(self, key: str) -> Path:
+        return self.speech / f"{key}.wav"
+
+    def keyframe(self, key: str) -> Path:
+        return self.keyframes / f"{key}.png"
+
+    def sheet(self, character: str, view: str, key: str) -> Path:
+        return self.characters / character / f"{view}-{key}.png"
+
+    def own_reference(self, character: str, digest: str, suffix: str) -> Path:
+        """A user's own reference image, copied in under its content digest."""
+        return self.characters / character / f"own-{digest}{suffix}"
+
+    def thumb(self, source: Path) -> Path:
+        """A review thumbnail, named by its (content-addressed) source."""
+        return self.thumbs / f"{source.stem}.jpg"
+
+    def review_page(self, name: str) -> Path:
+        return self.review / name
+
+    def conformed_clip(self, key: str) -> Path:
+        return self.conformed / f"{key}.mp4"
+
+    def translation(self, key: str) -> Path:
+        return self.translations / f"{key}.json"
+
+    def plan(self, key: str) -> Path:
+        return self.plans / f"{key}.json"
+
+    # --- per episode -------------------------------------------------------------------------
 
     def shotlist(self, ep_id: str) -> Path:
         return self.shotlists / f"{ep_id}.yaml"
@@ -60,6 +131,19 @@ class BuildPaths:
 
     def episode_srt(self, ep_id: str) -> Path:
         return self.episodes / f"{ep_id}.srt"
+
+    def episode_vtt(self, ep_id: str) -> Path:
+        return self.episodes / f"{ep_id}.vtt"
+
+    def episode_subtitles(self, ep_id: str, language: str, suffix: str) -> Path:
+        """A second language's own sidecar: epNN.<language>.srt or .vtt."""
+        return self.episodes / f"{ep_id}.{language}{suffix}"
+
+    def poster(self, ep_id: str) -> Path:
+        return self.episodes / f"{ep_id}.jpg"
+
+    def otio(self, ep_id: str) -> Path:
+        return self.episodes / f"{ep_id}.otio"
 
     def episode_ass(self, ep_id: str) -> Path:
         return self.work / f"{ep_id}.ass"

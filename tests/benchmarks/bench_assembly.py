@@ -11,7 +11,7 @@ contestant concatenates exactly the same pictures). The Cut comes from `plan_cut
 so lines start where the timeline puts them (each shot's start + lead-in).
 
 Contestants, each writing a 60 s 1080x1920 H.264 (High, veryfast, CRF 20) + AAC 192k 48 kHz stereo mp4:
-  A  dramaforge       `assemble_episode_task.fn`, all of it: ledger, SRT/VTT/ASS subtitles, the sound
+  A  dramaforge       the cut's tasks as `render_episode` runs them (`.fn`): ledger, SRT/VTT/ASS subtitles, the sound
                       mix (dialogue + music looped, faded, set to its level and ducked by a gain envelope
                       + the loudness normaliser's ffmpeg passes), conforming (probes every clip; nothing
                       to re-encode, they match the project), the one ffmpeg pass (concat demuxer + ASS
@@ -176,8 +176,9 @@ def _music(out: Path) -> Path:
 
 
 def setup(work: Path, clip_source: str) -> Setup:
-    from stages.assemble_episode import plan_cut
     from stages.core.loudness import measure_ebur128
+    from stages.core.paths import BuildPaths
+    from stages.plan_work import plan_cut
     from stages.make_subtitles import Cue, make_subtitles
     from stages.core.media import wav_duration_s
     from stages.schema import Project, Shot, ShotLine, ShotList
@@ -225,7 +226,8 @@ def setup(work: Path, clip_source: str) -> Setup:
         if lines:
             speech[shot.id, 0] = (f"line{k:02d}", wavs[k])
     timed = ShotList(episode=1, title="Assembly", shots=shots)
-    cut = plan_cut(timed, [c.stem for c in clips], clips, speech, project, project_dir, series="Bench",
+    cut = plan_cut(timed, [c.stem for c in clips], clips, speech, project, project_dir,
+                   paths=BuildPaths(project_dir / "build"), series="Bench",
                    episode_title="Assembly")
     assert abs(cut.duration_s - SHOTS * SHOT_S) < 1e-6 and not cut.cards and cut.opening is None
 
@@ -240,7 +242,7 @@ def setup(work: Path, clip_source: str) -> Setup:
 # --- A: dramaforge -------------------------------------------------------------------------------
 
 class StageTimer:
-    """Wall time of the steps inside assemble_episode_task, by patching the names it calls."""
+    """Wall time of the cut's steps, by patching the names its tasks call."""
 
     def __init__(self) -> None:
         import flows.tasks as tasks
@@ -270,7 +272,7 @@ class StageTimer:
 
 
 def run_dramaforge(s: Setup, run_dir: Path) -> tuple[float, Path, dict[str, float]]:
-    from flows.tasks import assemble_episode_task
+    from tests.conftest import assemble_cut
     from stages import mix_audio
     from stages.core.paths import BuildPaths
 
@@ -281,7 +283,8 @@ def run_dramaforge(s: Setup, run_dir: Path) -> tuple[float, Path, dict[str, floa
     timer = StageTimer()
     try:
         t = time.perf_counter()
-        out, reused = assemble_episode_task.fn(s.cut, UNIT, 1, s.project, paths, "Bench", s.project_dir)
+        reused = paths.episode_mp4(UNIT).exists()
+        out = assemble_cut(s.cut, None, s.project, paths, UNIT)
         dt = time.perf_counter() - t
     finally:
         timer.restore()
@@ -484,7 +487,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{n_lines} spoken lines (eSpeak NG), {MUSIC_S:g} s music looped, cards off; "
               f"x264 {s.project.encoding.x264_preset} crf {s.project.encoding.crf}, "
               f"AAC {s.project.encoding.audio_kbps}k; {a.repeats} alternating rounds")
-        print(f"dramaforge assemble_episode_task: runs {runs(a_times)} s, median {a_med:.1f} s")
+        print(f"dramaforge cut steps: runs {runs(a_times)} s, median {a_med:.1f} s")
         keys = sorted({k for st in spent for k in st}, key=["subtitles", "mix", "loudness", "conform",
                                                               "encode"].index)
         inside = {k: statistics.median(st.get(k, 0.0) for st in spent) for k in keys}

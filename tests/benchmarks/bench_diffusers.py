@@ -6,7 +6,7 @@
 
 The model is loaded once, untimed. Then, alternating which goes first so neither gets the warmer
 caches every time, each round makes one shot two ways with the same arguments and a fresh seed:
-  backend  generate_shot(request, DiffusersVideoBackend, shots_dir): the shot key (identity and the
+  backend  generate_shot(request, DiffusersVideoBackend, its keyed path): the shot key (identity and the
            model folder's fingerprint), building the call, the pipeline call, piping the frames through
            ffmpeg (scale, crop, retime, x264) and validating the clip (probe + decode);
   direct   pipe(**the same kwargs): the pipeline call alone, frames returned as a float array.
@@ -95,6 +95,7 @@ def run(args, work: Path) -> None:
     from stages.backends.base import ShotRequest
     from stages.backends.diffusers_video import DiffusersVideoBackend
     from stages.generate_shot import generate_shot
+    from stages.plan_work import shot_key
     from stages.backends.diffusers_video import DiffusersOptions
 
     tiny = not args.model and not args.random_weights_config
@@ -127,7 +128,8 @@ def run(args, work: Path) -> None:
 
     def run_backend(i: int) -> float:
         t = time.perf_counter()
-        generate_shot(replace(base, shot_id=f"b{i}", seed=1000 + i), backend, shots_dir)
+        r = replace(base, shot_id=f"b{i}", seed=1000 + i)
+        generate_shot(r, backend, shots_dir / f"{shot_key(r, backend)}.mp4")
         return time.perf_counter() - t
 
     def run_direct(i: int) -> float:

@@ -1,0 +1,93 @@
+"""The command line's way into a render: the guards first, without Prefect (a refused, dry or no-op
+render answers in about the time of `status`), then the `render_series` flow for what is left.
+Also which episodes and shots a `rerun` means, and accepting placeholders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flows import progress
+from flows.guards import Checked, check_render
+from stages.core.errors import InputError
+from stages.core.ledger import NEEDS_RERUN, Ledger, State
+from stages.core.paths import BuildPaths
+from stages.load_project import LoadedProject
+from stages.project_status import project_status
+
+
+def prefect_environment() -> None:
+    """Quiet, offline-friendly Prefect settings, unless the user set their own."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_LOG_PRINTS", "false")
+    os.environ.setdefault("PREFECT_CLI_PROMPT", "false")
+    os.environ.setdefault("PREFECT_UI_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+def prepare(lp: LoadedProject, numbers: list[int], *, dask: str | None = None, max_cost: float | None = None,
+            force: set[str] = frozenset(), dry_run: bool = False) -> Checked:
+    """Everything a render checks before it starts (see `guards.check_render`), and that a Dask
+    cluster can be used at all."""
+    if dask:
+        from flows.tasks import dask_runner
+
+        dask_runner(dask)  # refuse now, before any work, if the extra is missing
+        if not os.environ.get("PREFECT_API_URL"):
+            # Without it every worker would start a private temporary server (and its task runs
+            # would be invisible here); a remote worker could never reach ours anyway.
+            raise InputError("--dask needs a Prefect server that this command and every worker can reach",
+                             hint="run `prefect server start --host 0.0.0.0`, then set "
+                                  "PREFECT_API_URL=http://HOST:4200/api here and on each worker")
+    return check_render(lp, numbers, max_cost=max_cost, force=force, dry_run=dry_run)
+
+
+def render(lp: LoadedProject, checked: Checked, *, max_cost: float | None = None, dask: str | None = None,
+           reporter: progress.Reporter | None = None) -> list[dict]:
+    """Start Prefect and run `render_series` over the episodes `checked` found not up to date."""
+    prefect_environment()
+    from flows.render_series import render_series
+
+    progress.install(reporter)
+    try:
+        return render_series(str(lp.root.resolve()), [e.number for e in checked.todo], max_cost=max_cost,
+                             force=sorted(checked.force), skipped=[e.number for e in checked.current],
+                             dask_address=dask)
+    finally:
+        progress.install(None)
+
+
+def rerun_selection(lp: LoadedProject, *, failed: bool = False, shots: list[str] | None = None,
+                    stale: bool = False, episode: int | None = None) -> tuple[list[int], set[str]]:
+    """(episodes to render, shots to make anew) for one `rerun` mode."""
+    if sum([failed, bool(shots), stale, episode is not None]) != 1:
+        raise InputError("rerun needs exactly one of --failed, --shot ID, --stale, --episode N",
+                         hint="e.g. `dramaforge rerun PROJECT --failed`")
+    if episode is not None:  # checked against the script by the caller
+        return [episode], set()
+    by_id = {s.id: (e.number, s) for e in project_status(lp) for s in e.shots}
+    if shots:
+        unknown = [i for i in shots if i not in by_id]
+        if unknown:
+            raise InputError(f"no shot {', '.join(unknown)} in this project",
+                             hint=f"see the ids with `dramaforge status {lp.root}`")
+        return sorted({by_id[i][0] for i in shots}), set(shots)
+    wanted = NEEDS_RERUN if failed else (State.STALE,)
+    return sorted({n for n, s in by_id.values() if s.state in wanted}), set()
+
+
+def accept_placeholders(lp: LoadedProject, shots: list[str]) -> None:
+    """The user accepts a card in place of each of these shots (each keeps its last error as the reason)."""
+    known = {s.id: e.number for e in project_status(lp) for s in e.shots}
+    unknown = [i for i in shots if i not in known]
+    if unknown:
+        raise InputError(f"no shot {', '.join(unknown)} in this project", hint=f"see `dramaforge status {lp.root}`")
+    ledger = Ledger(BuildPaths(lp.build).ledger)
+    for i in shots:
+        ledger.accept_placeholder(i, episode=known[i])
+
+
+def review_index(lp: LoadedProject) -> Path:
+    return BuildPaths(lp.build).review_page("index.html")

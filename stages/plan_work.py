@@ -1,0 +1,263 @@
+"""An episode -> its work plan: every unit a render makes (reference sheets, keyframes, shots, spoken
+lines, the subtitle translation, the cut) with its content key, its artifact path and its request.
+
+`render`, `status`, `estimate`, `rerun` and the review site all read this one plan, so they agree on
+every key by construction: the keys are computed here and nowhere else. The plan reads the project
+and what is on disk (the speech already spoken times the shots, the user's shot-list edits, an LLM
+planner's cached answer) and writes nothing. A key is a hash of everything that determines its
+artifact (request, backend identity, format version); files count by their content-addressed names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import replace
+from pathlib import Path
+from typing import Mapping
+
+from stages.backends.base import ImageRequest, ShotRequest, SpeechRequest
+from stages.backends.registry import BackendSet, make_video_backend
+from stages.core.artifacts import file_digest, file_sha256, spec_hash
+from stages.core.errors import InputError
+from stages.core.media import wav_duration_s
+from stages.core.paths import BuildPaths
+from stages.generate_shot import placeholder_request, shot_request
+from stages.load_project import LoadedProject
+from stages.make_keyframe import keyframe_request
+from stages.make_references import sheet_requests
+from stages.mix_audio import Effect, MusicSpan, cue_spec, sound_cues, voice_treatment
+from stages.plan_shots import plan_shots
+from stages.plan_shots_llm import NotPlanned
+from stages.schema import Character, Planner, Project, ShotList
+from stages.synthesize_speech import speech_engine, speech_request
+from stages.time_shots import card_times, time_shots, timeline
+from stages.units import Clip, Cut, EpisodeWork, KeyframeUnit, LineUnit, SheetUnit, ShotUnit, TranslationUnit
+
+END_TEXT = {"en": ("To be continued", "The End"), "zh": ("未完待续", "全剧终")}
+_SPEECH_DEFAULTS = {f.name: f.default for f in dataclasses.fields(SpeechRequest)
+                    if f.default is not dataclasses.MISSING}
+
+
+# --- the plan ----------------------------------------------------------------------------------
+
+def plan_work(lp: LoadedProject, episode: int, backends: BackendSet, *,
+              placeholders: Mapping[str, str | None] | None = None, cached_only: bool = False) -> EpisodeWork:
+    """Every unit of episode `episode` as a render would make it now.
+
+    `placeholders`: shots the user accepted as a card -> the reason the card shows (the ledger's).
+    `cached_only`: an LLM planner is never asked; an episode it has not planned yet gets the rules
+    planner's shots, marked `provisional`.
+    """
+    project, root, paths = lp.project, lp.root, BuildPaths(lp.build)
+    ep = lp.script.episode(episode)
+    names = lp.script.characters
+
+    # 1. the shots, as the planner (and the user's edits) have them
+    try:
+        shotlist, provisional = plan_shots(ep, project, project_dir=root, characters=names,
+                                           cached_only=cached_only), False
+    except NotPlanned:
+        rules = project.model_copy(update={"planner": Planner(kind="rules")})
+        shotlist, provisional = plan_shots(ep, rules, project_dir=root, characters=names), True
+
+    # 2. every line: its voice and key; the shots timed from the speech already spoken
+    lines, measured = [], {}
+    for shot in shotlist.shots:
+        durations = []
+        for i, ln in enumerate(shot.lines):
+            engine = speech_engine(project, ln.character)
+            request = speech_request(ln.text, ln.character, project, root, parenthetical=ln.parenthetical,
+                                     extension=ln.extension)
+            key = speech_key(request, backends.speech(engine))
+            unit = LineUnit(f"{shot.id}-l{i + 1}", ep.number, shot.id, i, engine, request, key, paths.wav(key),
+                            f"episode {ep.number}, scene {shot.scene}, {ln.file}:{ln.line}")
+            lines.append(unit)
+            if unit.path.exists():
+                durations.append(wav_duration_s(unit.path))
+        if shot.lines and len(durations) == len(shot.lines):
+            measured[shot.id] = durations
+    timed = time_shots(shotlist, measured, project)
+
+    # 3. reference sheets (where a shot uses them, or where they are free), then every shot's
+    #    request, keyframe and key; a shot with an unspoken line has no key yet
+    video, image = backends.video, backends.image
+    sheets = {}
+    if wants_references(backends):
+        cast = {c.id: c for c in project.cast}
+        for cid in dict.fromkeys(c for s in timed.shots for c in s.characters if c in cast):
+            sheets[cid] = sheet_unit(cast[cid], ep.number, project, root, backends, paths)
+    shots = []
+    for s in timed.shots:
+        refs = {cid: list(sheets[cid].paths) for cid in s.characters if cid in sheets}
+        request = shot_request(s, project, root, names, refs)
+        keyframe = None
+        if "keyframe" in video.capabilities.uses:
+            kf = keyframe_request(request)
+            keyframe = KeyframeUnit(kf, paths.keyframe(keyframe_key(kf, image)))
+            request = replace(request, keyframe=keyframe.path)
+        key = shot_key(request, video) if s.id in measured or not s.lines else None
+        card = None
+        if placeholders and s.id in placeholders and key is not None:
+            card = clip(placeholder_request(request, placeholders[s.id]), paths)
+        shots.append(ShotUnit(s.id, ep.number, request, key, paths.clip(key) if key else None, keyframe, card))
+
+    # 4. the subtitle translation (the lines in order), and the cut once every line is spoken
+    translation = translation_unit([ln.text for s in timed.shots for ln in s.lines], project, backends, paths)
+    cut = None
+    final = ep.number == lp.script.episodes[-1].number
+    if all(ln.path.exists() for ln in lines):
+        spoken = {(ln.shot_id, ln.index): (ln.key, ln.path) for ln in lines}
+        made = [u.clip for u in shots]
+        cut = plan_cut(timed, [k for k, _ in made], [p for _, p in made], spoken, project, root, paths=paths,
+                       series=lp.script.title or project.title, episode_title=ep.title, final=final)
+    return EpisodeWork(ep.number, ep.title, timed, tuple(lines), tuple(sheets.values()), tuple(shots),
+                       translation, cut, paths.episode_mp4(ep.id), final, provisional)
+
+
+def wants_references(backends: BackendSet) -> bool:
+    """Sheets are made when a shot uses them (directly or through its keyframe), or when they are free."""
+    return bool({"references", "keyframe"} & backends.video.capabilities.uses) or backends.image.capabilities.free
+
+
+def sheet_unit(character: Character, episode: int, project: Project, project_dir: Path, backends: BackendSet,
+               paths: BuildPaths) -> SheetUnit:
+    """The sheet for `episode`'s look: the user's images (by content), or views the image backend makes."""
+    _, own = character.look(episode)
+    if own:
+        sources = tuple(project_dir / p for p in own)
+        out = []
+        for p, src in zip(own, sources):
+            try:
+                digest = file_digest(src)
+            except OSError as exc:
+                raise InputError(f"cast {character.id}: reference image not found: {p}",
+                                 hint="paths are relative to the project folder") from exc
+            out.append(paths.own_reference(character.id, digest[:16], src.suffix.lower() or ".png"))
+        return SheetUnit(character.id, episode, tuple(out), sources=sources)
+    requests = tuple(sheet_requests(character, episode, project, project_dir))
+    identity = backends.image.identity()
+    keys = [spec_hash("reference", {"request": _image_spec(r), "backend": identity})[:20] for r in requests]
+    return SheetUnit(character.id, episode, tuple(paths.sheet(character.id, r.view, k) for r, k in zip(requests, keys)),
+                     requests)
+
+
+def translation_unit(texts: list[str], project: Project, backends: BackendSet,
+                     paths: BuildPaths) -> TranslationUnit | None:
+    options = project.subtitles.translation
+    if options is None:
+        return None
+    backend = backends.translation
+    key = translation_key(texts, project.language, options.language, backend.identity())
+    return TranslationUnit(key, paths.translation(key), tuple(texts), project.language, options.language,
+                           backend.calls(len(texts)))
+
+
+def clip(request: ShotRequest, paths: BuildPaths) -> Clip:
+    """A card or placeholder drawn by the animatic (offline, free)."""
+    key = shot_key(request, make_video_backend(None, "animatic"))
+    return Clip(request, key, paths.clip(key))
+
+
+# --- keys: what determines each artifact -------------------------------------------------------
+
+def speech_key(request: SpeechRequest, backend) -> str:
+    # Fields at their defaults are left out (keys made before they existed stay valid), and a
+    # voice file counts by content, not by where the project happens to live.
+    fields = {k: v for k, v in request.__dict__.items() if k not in _SPEECH_DEFAULTS or v != _SPEECH_DEFAULTS[k]}
+    if request.voice_sha:
+        fields.pop("voice", None)
+    return spec_hash("speech", {"request": fields, "backend": backend.identity()})
+
+
+def shot_key(request: ShotRequest, backend) -> str:
+    """Everything that determines the clip. Fields the backend ignores are left out (the animatic
+    draws no negative prompt), and files count by their content-addressed names, not their paths."""
+    ignored = backend.capabilities.ignores
+    spec = {k: v for k, v in request.__dict__.items() if k != "figures" and k not in ignored}
+    if "keyframe" in spec:
+        spec["keyframe"] = request.keyframe.name if request.keyframe else None
+    figures = []
+    for f in request.figures:
+        fig = {"id": f.id, "name": f.name, "description": f.description, "speaking": f.speaking,
+               "reference_sha256": file_sha256(f.reference_image) if f.reference_image
+               and f.reference_image.exists() else None}
+        if "references" not in ignored:
+            fig["references"] = [p.name for p in f.references]
+        figures.append(fig)
+    spec["figures"] = figures
+    return spec_hash("shot", {"request": spec, "backend": backend.identity()})
+
+
+def keyframe_key(request: ImageRequest, backend) -> str:
+    """A keyframe by its request (references by their own content names) and the image backend."""
+    spec = _image_spec(request)
+    spec["references"] = [p.name for p in request.references]  # content-addressed names under build/characters
+    return spec_hash("keyframe", {"request": spec, "backend": backend.identity()})
+
+
+def translation_key(lines: list[str], source: str, target: str, identity: dict) -> str:
+    return spec_hash("translation", {"lines": list(lines), "source": source, "target": target, "backend": identity})
+
+
+def _image_spec(request: ImageRequest) -> dict:
+    spec = {k: v for k, v in request.__dict__.items() if k not in ("figures", "references")}
+    spec["figures"] = [[f.id, f.description] for f in request.figures]
+    return spec
+
+
+# --- the cut -----------------------------------------------------------------------------------
+
+def plan_cut(timed: ShotList, clip_keys: list[str], clips: list[Path], speech: dict[tuple[str, int], tuple[str, Path]],
+             project: Project, project_dir: Path, *, paths: BuildPaths, series: str = "", episode_title: str = "",
+             final: bool = False) -> Cut:
+    """The cut of a timed shot list: `speech` maps (shot id, line index) to (speech key, wav).
+
+    Adds the opening card (series title, episode number and title) and the end card, whose drawn
+    backgrounds are clips under `paths`.
+    """
+    c = project.cards
+    lead = c.opening_s if c.opening and timed.shots else 0.0
+    tail = c.end_s if c.end and timed.shots else 0.0
+    story = timed.duration_s
+    lines = [replace(ln, start_s=round(ln.start_s + lead, 4), end_s=round(ln.end_s + lead, 4))
+             for ln in timeline(timed, project)]
+    spans, effects = sound_cues(timed, project, project_dir)
+    # the music runs under the cards too when the story starts or ends on it
+    spans = [MusicSpan(0.0 if sp.start_s == 0 else sp.start_s + lead,
+                       sp.end_s + lead + (tail if abs(sp.end_s - story) < 1e-6 else 0.0), sp.file) for sp in spans]
+    effects = [Effect(e.start_s + lead, e.file) for e in effects]
+    cards = [(round(a + lead, 4), round(b + lead, 4), t) for a, b, t in card_times(timed)]
+    opening = ending = None
+    first, last = (timed.shots[0], timed.shots[-1]) if timed.shots else (None, None)
+    if lead:
+        label = f"Episode {timed.episode}" if not project.language.lower().startswith("zh") else f"第{timed.episode}集"
+        cards.insert(0, (0.0, lead, "\n".join(t for t in (series, label, episode_title) if t)))
+        opening = clip(_card_background(f"ep{timed.episode:02d}-opening", first, lead, project), paths)
+    if tail:
+        words = END_TEXT.get(project.language.lower()[:2], END_TEXT["en"])
+        cards.append((round(lead + story, 4), round(lead + story + tail, 4), c.end_text or words[1 if final else 0]))
+        ending = clip(_card_background(f"ep{timed.episode:02d}-end", last, tail, project), paths)
+    total = round(lead + story + tail, 6)
+    e = project.encoding
+    key = spec_hash("episode", {
+        "clips": clip_keys, "duration_s": total, "cards": [list(x) for x in cards],
+        "transitions": [s.transition for s in timed.shots],
+        "lines": [[ln.start_s, speech[ln.shot_id, ln.index][0], ln.text, ln.character,
+                   voice_treatment(ln.extension, project)] for ln in lines],
+        "sound": cue_spec(spans, effects, project.audio.music),
+        "picture": {"width": project.width, "height": project.height, "fps": project.fps,
+                    "crf": e.crf, "preset": e.x264_preset, "audio_kbps": e.audio_kbps},
+        "card_backgrounds": [r.request.location if r else None for r in (opening, ending)],
+        "subtitles": project.subtitles.model_dump(mode="json"),
+        "loudness": list(project.audio.target), "voice_over": project.audio.voice_over})
+    return Cut(key, total, list(clips), [s.duration_s for s in timed.shots], [s.transition for s in timed.shots],
+               lines, [speech[ln.shot_id, ln.index][1] for ln in lines], cards, spans, effects, opening, ending)
+
+
+def _card_background(shot_id: str, near, duration_s: float, project: Project) -> ShotRequest:
+    """A plain, drawn background for a title or end card: the place of the shot beside it."""
+    return ShotRequest(shot_id=shot_id, prompt="", size="wide", camera="static", location=near.location,
+                       time=near.time, action="", caption="", figures=(), duration_s=duration_s,
+                       width=project.width, height=project.height, fps=project.fps, seed=0,
+                       extra={"under_card": True})
+

@@ -1,0 +1,133 @@
+"""The units of work a render makes, as the work plan (`plan_work`) describes them: data only.
+
+Each unit carries its content key, the path of the artifact it makes, and what its backend is asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from stages.backends.base import ImageRequest, ShotRequest, SpeechRequest
+from stages.mix_audio import Effect, MusicSpan
+from stages.schema import ShotList
+from stages.time_shots import TimedLine
+
+
+@dataclass(frozen=True)
+class LineUnit:
+    """One spoken line: its voice request, and the WAV it makes."""
+
+    id: str  # epNN-scNN-shNNN-lK, as in the ledger
+    episode: int
+    shot_id: str
+    index: int  # its place in the shot
+    engine: str  # the speech backend that voices it
+    request: SpeechRequest
+    key: str
+    path: Path
+    where: str  # episode, scene and script file:line, for every message about it
+
+
+@dataclass(frozen=True)
+class SheetUnit:
+    """One character's reference sheet for an episode's look: generated views, or the user's images."""
+
+    character: str
+    episode: int
+    paths: tuple[Path, ...]
+    requests: tuple[ImageRequest, ...] = ()  # views for the image backend to make (none: the user's own)
+    sources: tuple[Path, ...] = ()  # the user's own images, copied in under `paths`
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A clip a video backend makes: what it is asked, its key, and where it lives."""
+
+    request: ShotRequest
+    key: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class KeyframeUnit:
+    """The first frame an image-to-video backend starts a shot from."""
+
+    request: ImageRequest
+    path: Path
+
+
+@dataclass(frozen=True)
+class ShotUnit:
+    id: str
+    episode: int
+    request: ShotRequest  # keyframe and reference sheets filled in for a backend that uses them
+    key: str | None  # None while a line of it is unspoken: its length is not known yet
+    path: Path | None
+    keyframe: KeyframeUnit | None = None
+    placeholder: Clip | None = None  # the card the user accepted in its place
+
+    @property
+    def clip(self) -> tuple[str, Path] | None:
+        """(key, path) of the clip its episode uses: the placeholder card, else the shot."""
+        if self.placeholder is not None:
+            return self.placeholder.key, self.placeholder.path
+        return (self.key, self.path) if self.key is not None else None
+
+
+@dataclass(frozen=True)
+class TranslationUnit:
+    """The episode's subtitle lines in a second language (one cached answer for exactly these lines)."""
+
+    key: str
+    path: Path
+    lines: tuple[str, ...]
+    source: str
+    target: str
+    calls: int  # requests translating them takes (batches of the backend's size)
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Everything one finished episode is made of, with its content address `key`.
+
+    Times (lines, cards, music, effects) are on the episode's clock, after the opening card.
+    """
+
+    key: str
+    duration_s: float  # the whole episode, cards included
+    clips: list[Path]  # the story's shots, in order
+    durations: list[float]  # each shot's planned length
+    transitions: list[str]  # into each shot: cut, dissolve, dip
+    lines: list[TimedLine]
+    speech: list[Path]  # one WAV per entry of `lines`
+    cards: list[tuple[float, float, str]]
+    music: list[MusicSpan]
+    effects: list[Effect]
+    opening: Clip | None = None  # the drawn backgrounds of the title and end cards
+    ending: Clip | None = None
+
+
+@dataclass(frozen=True)
+class EpisodeWork:
+    """Every unit of one episode, in the order a render makes them."""
+
+    number: int
+    title: str
+    plan: ShotList  # timed from the speech on disk (estimates where a line is unspoken)
+    lines: tuple[LineUnit, ...]
+    sheets: tuple[SheetUnit, ...]
+    shots: tuple[ShotUnit, ...]
+    translation: TranslationUnit | None
+    cut: Cut | None  # None until every line is spoken: the timing is not known before
+    mp4: Path
+    final: bool  # the series' last episode (its end card says so)
+    provisional: bool = False  # an LLM planner has not planned it yet: the rules planner's shots stand in
+
+    @property
+    def id(self) -> str:
+        return f"ep{self.number:02d}"
+
+    @property
+    def unspoken(self) -> list[LineUnit]:
+        return [ln for ln in self.lines if not ln.path.exists()]

@@ -1,0 +1,146 @@
+"""The work plan: every unit of an episode with its key, its artifact path and its request.
+
+`render`, `status`, `estimate` and the review site read this one plan, so they agree by
+construction; these tests hold the plan itself to what the render then makes and records.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import COUNTING, SMALL, TINY_YAML, TWO_EPISODES, chaos_calls, run_cli
+from stages.backends.registry import backends_for
+from stages.core.ledger import Ledger
+from stages.core.paths import BuildPaths
+from stages.load_project import load_project
+from stages.plan_work import plan_work
+
+
+def _project(tmp_path: Path, extra: str = "") -> Path:
+    root = tmp_path / "two"
+    root.mkdir()
+    (root / "project.yaml").write_text(TINY_YAML + SMALL + COUNTING + extra, encoding="utf-8")
+    (root / "script.fountain").write_text(TWO_EPISODES, encoding="utf-8")
+    return root
+
+
+def _plan(root: Path, episode: int = 1, **kw):
+    lp = load_project(root)
+    return plan_work(lp, episode, backends_for(lp.project, lp.root), **kw)
+
+
+def _files(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_plan_names_every_unit_and_writes_nothing(tmp_path):
+    root = _project(tmp_path)
+    before = _files(root)
+    work = _plan(root)
+    paths = BuildPaths(root / "build")
+    assert _files(root) == before and not (root / "build").exists()  # planning makes no file or folder
+    assert [ln.id for ln in work.lines] == [f"{s.id}-l1" for s in work.plan.shots if s.lines]  # one line each
+    assert [ln.request.text for ln in work.lines] == ["Is it ready?", "Almost."]
+    assert all(ln.path == paths.wav(ln.key) for ln in work.lines)
+    assert work.lines[0].where.startswith("episode 1, scene 1, ") and work.lines[0].engine == "espeak"
+    # a shot with a line has no key until the line is spoken (its length comes from the speech)
+    assert [u.key is None for u in work.shots] == [bool(s.lines) for s in work.plan.shots]
+    assert all(u.path == paths.clip(u.key) for u in work.shots if u.key)
+    assert work.cut is None and work.translation is None and work.mp4 == paths.episode_mp4("ep01")
+    # the animatic's sheets are free, so the cast on screen gets one each (drawn for the review site)
+    assert {s.character: [p.parent for p in s.paths] for s in work.sheets} == \
+        {"ann": [paths.characters / "ann"] * 2, "bo": [paths.characters / "bo"] * 2}
+    assert not any(u.keyframe for u in work.shots)  # the animatic starts from no keyframe
+
+
+def test_the_render_makes_and_records_exactly_the_planned_units(tmp_path):
+    root = _project(tmp_path)
+    proc = run_cli("render", str(root), "--episodes", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    work = _plan(root)
+    rows = {r.id: r for r in Ledger(root / "build" / "ledger.sqlite").rows()}
+    for ln in work.lines:
+        assert ln.path.exists() and rows[ln.id].spec_hash == ln.key
+    for u in work.shots:
+        assert u.path.exists() and rows[u.id].spec_hash == u.key and rows[u.id].state == "done"
+    assert work.cut is not None and rows["ep01"].spec_hash == work.cut.key and work.mp4.exists()
+    assert all(p.exists() for s in work.sheets for p in s.paths)
+    assert {c["shot"] for c in chaos_calls(root)} == {u.id for u in work.shots}  # and nothing else was made
+    assert _plan(root, 2).cut is None  # episode 2 was not asked for: its lines are unspoken
+
+
+def test_keys_follow_exactly_their_inputs(tmp_path):
+    root = _project(tmp_path)
+    assert run_cli("render", str(root), "--episodes", "1").returncode == 0
+    base = _plan(root)
+    keys = {u.id: u.key for u in base.shots}
+    script = root / "script.fountain"
+    script.write_text(script.read_text().replace("Almost.", "Nearly."), encoding="utf-8")
+    edited = _plan(root)
+    changed = [ln for ln, old in zip(edited.lines, base.lines) if ln.key != old.key]
+    assert [ln.request.text for ln in changed] == ["Nearly."]
+    assert [u.id for u in edited.shots if u.key != keys[u.id]] == [changed[0].shot_id]  # unspoken now: no key
+    assert edited.cut is None  # the cut waits for that line's speech
+
+    yaml = root / "project.yaml"
+    yaml.write_text(yaml.read_text() + "style: ink wash\n", encoding="utf-8")
+    styled = _plan(root)
+    assert all(a.key == b.key for a, b in zip(styled.lines, edited.lines))  # the voice does not see the style
+    assert all(u.key != keys[u.id] for u in styled.shots if u.key)  # every prompt carries it
+
+
+def test_a_keyframe_backend_gets_a_keyframe_unit_per_shot(tmp_path):
+    root = _project(tmp_path, "  openai_videos: {base_url: 'http://127.0.0.1:9/v1'}\n")  # inside `backends:`
+    yaml = root / "project.yaml"
+    yaml.write_text(yaml.read_text().replace("video: chaos", "video: openai-videos"), encoding="utf-8")
+    work = _plan(root)
+    paths = BuildPaths(root / "build")
+    assert all(u.keyframe is not None and u.request.keyframe == u.keyframe.path
+               and u.keyframe.path.parent == paths.keyframes for u in work.shots)
+    with_cast = [u for u in work.shots if u.request.figures]
+    # each keyframe is drawn from exactly its characters' sheets
+    sheets = {s.character: s.paths for s in work.sheets}
+    for u in with_cast:
+        assert u.keyframe.request.references == tuple(p for f in u.request.figures for p in sheets[f.id])
+
+
+def test_an_accepted_placeholder_is_planned_as_its_card(tmp_path):
+    root = _project(tmp_path)
+    assert run_cli("render", str(root), "--episodes", "1").returncode == 0
+    first = _plan(root)
+    shot = first.shots[0]
+    work = _plan(root, placeholders={shot.id: "the model keeps refusing"})
+    card = work.shots[0].placeholder
+    assert card is not None and card.key != shot.key and "the model keeps refusing" in card.request.action
+    assert work.shots[0].clip == (card.key, card.path)
+    assert work.cut.clips[0] == card.path and work.cut.key != first.cut.key
+
+
+def test_a_translated_project_plans_its_translation(tmp_path):
+    root = _project(tmp_path, "subtitles:\n  translation: {language: fr, base_url: 'http://127.0.0.1:9/v1'}\n")
+    work = _plan(root)
+    t = work.translation
+    assert t is not None and t.lines == ("Is it ready?", "Almost.") and (t.source, t.target) == ("en", "fr")
+    assert t.path == BuildPaths(root / "build").translation(t.key) and t.calls == 1
+    assert _plan(root).translation.key == t.key  # stable, and planned without an API key or a call
+
+
+@pytest.mark.parametrize("episode", [1, 2])
+def test_status_and_estimate_read_the_plan(tmp_path, episode):
+    """status and estimate carry the plan's keys, not their own."""
+    from stages.estimate_render import estimate_render
+    from stages.project_status import project_status
+
+    root = _project(tmp_path)
+    assert run_cli("render", str(root), "--episodes", "1").returncode == 0
+    lp = load_project(root)
+    backends = backends_for(lp.project, lp.root)
+    (status,) = project_status(lp, [episode], backends=backends)
+    work = plan_work(lp, episode, backends)
+    assert [s.key for s in status.shots] == [u.key for u in work.shots]
+    assert [ln.done for ln in status.speech] == [ln.path.exists() for ln in work.lines]
+    est = estimate_render([status], lp.project, backends, ledger=None)
+    made = [u.id for u in work.shots if not (u.path and u.path.exists())]
+    assert est.shots.get(episode, []) == (made if episode == 2 else [])
