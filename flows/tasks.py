@@ -267,11 +267,14 @@ def _cut_step(work: EpisodeWork, paths: BuildPaths, make: Callable[[], R], *, be
 @task(name="make_subtitles", **_common)
 def subtitle_episode(work: EpisodeWork, project: Project, paths: BuildPaths, translated: list[str] | None) -> None:
     """SRT, WebVTT and ASS from the cut's lines and cards (a second language under them if asked)."""
-    cut = work.cut
+    cut, lang = work.cut, work.translation.target if work.translation else None
     _cut_step(work, paths, lambda: make_subtitles(
         [Cue(ln.start_s, ln.end_s, ln.text, ln.character) for ln in cut.lines], project.subtitles,
         width=project.width, height=project.height, out_srt=paths.episode_srt(work.id),
-        out_ass=paths.episode_ass(work.id), cards=cut.cards, translated=translated), begins=True)
+        out_vtt=paths.episode_vtt(work.id), out_ass=paths.episode_ass(work.id), cards=cut.cards,
+        translated=translated, out_translated=(paths.episode_subtitles(work.id, lang, ".srt"),
+                                               paths.episode_subtitles(work.id, lang, ".vtt")) if lang else None),
+        begins=True)
 
 
 @task(name="mix_audio", **_common)

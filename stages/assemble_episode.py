@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 from stages.backends.registry import make_video_backend
 from stages.conform_shot import conform_clip, conform_ops
-from stages.core.artifacts import atomic_path
+from stages.core.artifacts import atomic_path, partial_file
 from stages.core.fonts import fonts_dir
 from stages.core.media import escape_filter_value, run_ffmpeg, video_validator
 from stages.core.paths import BuildPaths
@@ -39,7 +38,8 @@ def assemble_episode(shot_clips: list[Path], subtitles_ass: Path, audio_wav: Pat
                      project: Project, out_mp4: Path) -> None:
     """Write the finished episode; validated (size, duration ±1 frame, audio) before it is moved in."""
     # Named like every partial file, so a restart after kill -9 sweeps it too.
-    fd, list_name = tempfile.mkstemp(prefix=f".{out_mp4.stem}.concat.", suffix=".part.txt", dir=out_mp4.parent)
+    fd, concat = partial_file(out_mp4.parent, out_mp4.stem, ".txt", tag="concat")
+    list_name = str(concat)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         for clip in shot_clips:
             f.write("file '" + str(clip.resolve()).replace("'", "'\\''") + "'\n")

@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from stages.core.errors import InputError
+from stages.core.paths import BuildPaths
 from stages.schema import Project, Script, Warning_, normalize_name
 
 
@@ -23,7 +24,7 @@ class LoadedProject:
 
     @property
     def build(self) -> Path:
-        return self.root / "build"
+        return BuildPaths.of(self.root).root
 
     @property
     def warnings(self) -> list[Warning_]:

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
-from stages.core.artifacts import atomic_path
+from stages.core.artifacts import atomic_path, partial_file
 from stages.schema import ShotList
 
 JPEG_QUALITY = 88
@@ -59,7 +58,8 @@ def make_poster(mp4: Path, at_s: float, title: str, episode_label: str, out_jpg:
     at_s = min(max(0.0, at_s), last)
     out_jpg.parent.mkdir(parents=True, exist_ok=True)
     # Named like every partial file, so a restart after kill -9 sweeps it too.
-    fd, frame_name = tempfile.mkstemp(prefix=f".{out_jpg.stem}.frame.", suffix=".part.png", dir=out_jpg.parent)
+    fd, frame = partial_file(out_jpg.parent, out_jpg.stem, ".png", tag="frame")
+    frame_name = str(frame)
     os.close(fd)
     try:
         # -ss before -i: a keyframe seek then an exact decode to the time, not a decode from 0

@@ -22,13 +22,14 @@ class Cue:
 
 
 def make_subtitles(cues: list[Cue], style: SubtitleStyle, *, width: int, height: int, out_srt: Path, out_ass: Path,
-                   cards: list[tuple[float, float, str]] = (), translated: list[str] | None = None) -> None:
-    """Write SRT and WebVTT (UTF-8, next to the SRT) and ASS (PlayRes = the video size, so libass
-    places text in pixels).
+                   cards: list[tuple[float, float, str]] = (), translated: list[str] | None = None,
+                   out_vtt: Path | None = None, out_translated: tuple[Path, Path] | None = None) -> None:
+    """Write SRT and WebVTT (UTF-8; the WebVTT beside the SRT unless `out_vtt`) and ASS (PlayRes =
+    the video size, so libass places text in pixels).
 
     `cards` (start, end, text) are on-screen text: burned in mid-frame, larger, never in the SRT.
     `translated` (one per cue) is a second language: under each cue (`second_line`) or only in
-    its own `epNN.<lang>.srt/.vtt` (`separate`); both modes write the separate files.
+    its own `epNN.<lang>.srt/.vtt` (`separate`; or `out_translated`); both modes write the separate files.
     """
     import pysubs2
 
@@ -79,17 +80,18 @@ def make_subtitles(cues: list[Cue], style: SubtitleStyle, *, width: int, height:
                                             style="Card", text=r"\N".join(_ass_escape(ln) for ln in lines)))
     write_text_atomic(out_ass, subs.to_string("ass"))
     write_text_atomic(out_srt, srt.to_string("srt"))
-    write_text_atomic(out_srt.with_suffix(".vtt"), srt.to_string("vtt"))
+    write_text_atomic(out_vtt or out_srt.with_suffix(".vtt"), srt.to_string("vtt"))
     if translated is not None and style.translation is not None:
         other = pysubs2.SSAFile()
         for (start, end), text in zip(timed, translated):
             if text.strip():
                 other.events.append(pysubs2.SSAEvent(start=start, end=end, text=r"\N".join(
                     wrap_text(text, small, max_w))))
-        base = out_srt.with_suffix("")
-        lang = style.translation.language
-        write_text_atomic(base.with_name(f"{base.name}.{lang}.srt"), other.to_string("srt"))
-        write_text_atomic(base.with_name(f"{base.name}.{lang}.vtt"), other.to_string("vtt"))
+        base, lang = out_srt.with_suffix(""), style.translation.language
+        srt_path, vtt_path = out_translated or (base.with_name(f"{base.name}.{lang}.srt"),
+                                                base.with_name(f"{base.name}.{lang}.vtt"))
+        write_text_atomic(srt_path, other.to_string("srt"))
+        write_text_atomic(vtt_path, other.to_string("vtt"))
 
 
 def _color(hex_rgb: str):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from stages.core.paths import BuildPaths
 from stages.core.text import estimate_speech_s, frames_ceil
 from stages.plan_shots_llm import plan_shots_llm
 from stages.schema import Element, Episode, Project, Scene, Shot, ShotLine, ShotList
@@ -34,7 +35,7 @@ def plan_shots(episode: Episode, project: Project, *, project_dir: Path | None =
     names = characters or {}
     if project.planner.kind == "llm":
         plan = plan_shots_llm(episode, project, project_dir=project_dir, names=names,
-                              cache_dir=project_dir / "build" / "plans" if project_dir is not None else None,
+                              paths=BuildPaths.of(project_dir) if project_dir is not None else None,
                               cached_only=cached_only)
     else:
         plan = _plan_rules(episode, project, project_dir, names)
@@ -43,7 +44,7 @@ def plan_shots(episode: Episode, project: Project, *, project_dir: Path | None =
         return plan
     from stages.write_shotlist import apply_edits
 
-    path = project_dir / "build" / "shotlists" / f"ep{episode.number:02d}.yaml"
+    path = BuildPaths.of(project_dir).shotlist(episode.id)
     return apply_edits(plan, path, lambda s: shot_prompt(s, project, project_dir, names))
 
 

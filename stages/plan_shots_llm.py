@@ -17,6 +17,7 @@ from pathlib import Path
 
 from stages.core.artifacts import spec_hash, write_text_atomic
 from stages.core.errors import RenderError
+from stages.core.paths import BuildPaths
 from stages.core.prompts import render_template, template_source
 from stages.core.text import estimate_speech_s, frames_ceil
 from stages.schema import CameraMove, Episode, Project, Shot, ShotLine, ShotList, ShotSize
@@ -161,7 +162,7 @@ class NotPlanned(Exception):
 
 
 def plan_shots_llm(episode: Episode, project: Project, *, project_dir: Path | None, names: dict[str, str],
-                   cache_dir: Path | None = None, client=None, cached_only: bool = False) -> ShotList:
+                   paths: BuildPaths | None = None, client=None, cached_only: bool = False) -> ShotList:
     """Plan with the LLM (or reuse the cached answer for exactly this request); `cached_only` raises
     NotPlanned instead of asking."""
     cast = [{"id": c.id, "description": c.description} for c in project.cast]
@@ -175,7 +176,7 @@ def plan_shots_llm(episode: Episode, project: Project, *, project_dir: Path | No
                                  "schema": RESPONSE_SCHEMA,
                                  "templates": [template_source(n, project_dir) for n in
                                                ("plan_shots.system.j2", "plan_shots.user.j2")]})
-    cached = cache_dir / f"{key}.json" if cache_dir is not None else None
+    cached = paths.plan(key) if paths is not None else None
     if cached is not None and cached.exists():
         answer = json.loads(cached.read_text(encoding="utf-8"))
         if not validate(answer, episode, project, cast_ids):

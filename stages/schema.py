@@ -99,9 +99,10 @@ def _backends_model() -> type[Model]:
     """`backends:` from the registry: which video and speech backend, the image backend, and one
     section of options per backend that takes them (default: its options' defaults, where it has any)."""
     fields: dict = {
-        "video": (VideoBackendName, Field("animatic", description="the video backend: " + ", ".join(registry.VIDEO))),
-        "speech": (SpeechBackendName, Field("espeak", description="the default speech engine; a character's "
-                                                                  "voice.backend overrides it")),
+        "video": (_literal(registry.VIDEO), Field("animatic", description="the video backend: "
+                                                  + ", ".join(registry.VIDEO))),
+        "speech": (_literal(registry.SPEECH), Field("espeak", description="the default speech engine; a "
+                                                    "character's voice.backend overrides it")),
         "image": (ImageSettings, Field(default_factory=ImageSettings)),
     }
     for kind in ("video", "speech"):

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.core.artifacts import atomic_path, is_done, spec_hash, sweep_partials, write_text_atomic
+from stages.core.artifacts import atomic_path, is_done, partial_file, spec_hash, sweep_partials, write_text_atomic
 
 
 def test_spec_hash_is_stable_and_sensitive():
@@ -54,8 +54,17 @@ def test_is_done_removes_invalid_and_reports_why(tmp_path, caplog):
     assert not done and "wrong content" in done.reason and not p.exists()
 
 
-def test_sweep_partials(tmp_path):
-    (tmp_path / ".abc.123.part.mp4").write_bytes(b"x")
+def test_sweep_partials_removes_only_what_a_gone_process_left(tmp_path):
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)  # that process has exited
+    (tmp_path / ".abc.123.part.mp4").write_bytes(b"x")  # named before the writer's pid was in the name
+    (tmp_path / f".abc.pid{dead_pid}-x1.part.mp4").write_bytes(b"x")
+    fd, mine = partial_file(tmp_path, "abc", ".mp4")  # this process is still writing it
+    os.close(fd)
     (tmp_path / "keep.mp4").write_bytes(b"x")
-    assert sweep_partials(tmp_path) == 1
-    assert os.listdir(tmp_path) == ["keep.mp4"]
+    assert sweep_partials(tmp_path) == 2
+    assert sorted(os.listdir(tmp_path)) == sorted([mine.name, "keep.mp4"])
+    assert mine.name.startswith(f".abc.pid{os.getpid()}-") and mine.name.endswith(".part.mp4")

@@ -144,3 +144,31 @@ def test_status_and_estimate_read_the_plan(tmp_path, episode):
     est = estimate_render([status], lp.project, backends, ledger=None)
     made = [u.id for u in work.shots if not (u.path and u.path.exists())]
     assert est.shots.get(episode, []) == (made if episode == 2 else [])
+
+
+# Keys computed by the release before the work plan existed (643f161), for the two-episode project
+# at SMALL size: a refactor that changes any of them would make every user's render redo (and, on a
+# hosted backend, re-bill) that unit. Change them only on purpose, with FORMAT_VERSION or a backend's
+# own version.
+EARLIER = {
+    "speech": ["84e546f3281d52d61e2a", "e604ae2b8dcbb3af31da"],
+    "silent shots": {"ep01-sc01-sh001": "846174bc5b3bc46a75dc", "ep01-sc01-sh003": "750a9ece817b459191e5"},
+    "sheets": ["ann/front-d061e37b8f3d9725ae7f.png", "ann/three-quarter-27966acbef04fbeee2a8.png",
+               "bo/front-252e014c86e1d247eb93.png", "bo/three-quarter-1d1f7019c62554a3cade.png"],
+    "keyframes (openai-videos, openai images)": ["13bb192afe82db5c670e.png", "ec2270eaee849480914e.png",
+                                                 "59bff3bfc221ca94d1f3.png", "d4e5434c014457431545.png"],
+}
+
+
+def test_keys_are_the_ones_earlier_releases_computed(tmp_path):
+    root = _project(tmp_path)
+    work = _plan(root)
+    assert [ln.key for ln in work.lines] == EARLIER["speech"]
+    assert {u.id: u.key for u in work.shots if u.key} == EARLIER["silent shots"]
+    characters = BuildPaths(root / "build").characters
+    assert sorted(str(p.relative_to(characters)) for s in work.sheets for p in s.paths) == EARLIER["sheets"]
+    yaml = root / "project.yaml"
+    yaml.write_text(yaml.read_text().replace("video: chaos", "video: openai-videos")
+                    + "  openai_videos: {base_url: 'http://127.0.0.1:9/v1', size: 144x256}\n"
+                    + "  image: {kind: openai, base_url: 'http://127.0.0.1:9/v1', model: img-test}\n", encoding="utf-8")
+    assert [u.keyframe.path.name for u in _plan(root).shots] == EARLIER["keyframes (openai-videos, openai images)"]

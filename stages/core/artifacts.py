@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,9 +71,8 @@ def atomic_path(final: Path, validate: Callable[[Path], None] | None = None) -> 
     process and call, so parallel renders never collide.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".part{final.suffix}", dir=final.parent)
+    fd, tmp = partial_file(final.parent, final.stem, final.suffix)
     os.close(fd)
-    tmp = Path(tmp_name)
     try:
         yield tmp
         if validate is not None:
@@ -132,12 +132,40 @@ def is_done(path: Path, validate: Callable[[Path], None] | None = None) -> Done:
     return Done(True)
 
 
+_OWNER = re.compile(r"\.pid(\d+)-")
+
+
+def partial_file(folder: Path, stem: str, suffix: str, tag: str = "") -> tuple[int, Path]:
+    """A new temp file in `folder` (fd, path), named for the process writing it: `.stem.[tag.]pidN-XXXX.part.ext`.
+    A sweep removes it only once that process is gone."""
+    fd, name = tempfile.mkstemp(prefix=f".{stem}.{tag + '.' if tag else ''}pid{os.getpid()}-",
+                                suffix=f".part{suffix}", dir=folder)
+    return fd, Path(name)
+
+
 def sweep_partials(folder: Path) -> int:
-    """Remove temp files left by a killed process (`.name.XXXX.part.ext`)."""
+    """Remove temp files left by processes that no longer run (a killed render's); a live
+    render's files in progress stay, so two renders of one project can start side by side."""
     n = 0
     if folder.is_dir():
         for p in folder.rglob(".*.part*"):
+            owner = _OWNER.search(p.name)
+            if owner and alive(int(owner.group(1))):
+                continue
             with contextlib.suppress(OSError):
                 p.unlink()
                 n += 1
     return n
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists (this one always does)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

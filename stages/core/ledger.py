@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from stages.core.artifacts import alive
+
 
 class State(StrEnum):
     """Where a unit stands. `stale` (made under other inputs) is never stored: status derives it."""
@@ -197,7 +199,7 @@ class Ledger:
         """Rows left 'running' by a process that no longer exists become 'interrupted'."""
         with self._db() as db:
             rows = db.execute("SELECT id, pid FROM units WHERE state='running'").fetchall()
-            dead = [uid for uid, pid in rows if pid is None or not _alive(pid)]
+            dead = [uid for uid, pid in rows if pid is None or not alive(pid)]
             db.executemany("UPDATE units SET state='interrupted', pid=NULL, message='the rendering process "
                            "stopped before this finished' WHERE id=?", [(u,) for u in dead])
         return len(dead)
@@ -281,18 +283,6 @@ def _wal(db: sqlite3.Connection) -> None:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(random.uniform(0.02, 0.1))
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class LedgerJobs:

@@ -11,6 +11,11 @@ from pathlib import Path
 class BuildPaths:
     root: Path
 
+    @classmethod
+    def of(cls, project_dir: Path) -> "BuildPaths":
+        """A project's build folder: PROJECT/build/."""
+        return cls(Path(project_dir) / "build")
+
     # --- folders -------------------------------------------------------------------------------
 
     @property
