@@ -6,6 +6,7 @@ construction; these tests hold the plan itself to what the render then makes and
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,20 @@ def _project(tmp_path: Path, extra: str = "") -> Path:
     (root / "project.yaml").write_text(TINY_YAML + SMALL + COUNTING + extra, encoding="utf-8")
     (root / "script.fountain").write_text(TWO_EPISODES, encoding="utf-8")
     return root
+
+
+@pytest.fixture(scope="module")
+def _rendered(tmp_path_factory) -> Path:
+    """The two-episode project with episode 1 rendered (once for this module; each test gets a copy)."""
+    root = _project(tmp_path_factory.mktemp("rendered"))
+    proc = run_cli("render", str(root), "--episodes", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return root
+
+
+@pytest.fixture
+def rendered(_rendered, tmp_path) -> Path:
+    return Path(shutil.copytree(_rendered, tmp_path / "two"))
 
 
 def _plan(root: Path, episode: int = 1, **kw):
@@ -55,10 +70,8 @@ def test_a_plan_names_every_unit_and_writes_nothing(tmp_path):
     assert not any(u.keyframe for u in work.shots)  # the animatic starts from no keyframe
 
 
-def test_the_render_makes_and_records_exactly_the_planned_units(tmp_path):
-    root = _project(tmp_path)
-    proc = run_cli("render", str(root), "--episodes", "1")
-    assert proc.returncode == 0, proc.stderr[-2000:]
+def test_the_render_makes_and_records_exactly_the_planned_units(rendered):
+    root = rendered
     work = _plan(root)
     rows = {r.id: r for r in Ledger(root / "build" / "ledger.sqlite").rows()}
     for ln in work.lines:
@@ -71,9 +84,8 @@ def test_the_render_makes_and_records_exactly_the_planned_units(tmp_path):
     assert _plan(root, 2).cut is None  # episode 2 was not asked for: its lines are unspoken
 
 
-def test_keys_follow_exactly_their_inputs(tmp_path):
-    root = _project(tmp_path)
-    assert run_cli("render", str(root), "--episodes", "1").returncode == 0
+def test_keys_follow_exactly_their_inputs(rendered):
+    root = rendered
     base = _plan(root)
     keys = {u.id: u.key for u in base.shots}
     script = root / "script.fountain"
@@ -106,9 +118,8 @@ def test_a_keyframe_backend_gets_a_keyframe_unit_per_shot(tmp_path):
         assert u.keyframe.request.references == tuple(p for f in u.request.figures for p in sheets[f.id])
 
 
-def test_an_accepted_placeholder_is_planned_as_its_card(tmp_path):
-    root = _project(tmp_path)
-    assert run_cli("render", str(root), "--episodes", "1").returncode == 0
+def test_an_accepted_placeholder_is_planned_as_its_card(rendered):
+    root = rendered
     first = _plan(root)
     shot = first.shots[0]
     work = _plan(root, placeholders={shot.id: "the model keeps refusing"})
@@ -128,14 +139,12 @@ def test_a_translated_project_plans_its_translation(tmp_path):
 
 
 @pytest.mark.parametrize("episode", [1, 2])
-def test_status_and_estimate_read_the_plan(tmp_path, episode):
+def test_status_and_estimate_read_the_plan(rendered, episode):
     """status and estimate carry the plan's keys, not their own."""
     from stages.estimate_render import estimate_render
     from stages.project_status import project_status
 
-    root = _project(tmp_path)
-    assert run_cli("render", str(root), "--episodes", "1").returncode == 0
-    lp = load_project(root)
+    lp = load_project(rendered)
     backends = backends_for(lp.project, lp.root)
     (status,) = project_status(lp, [episode], backends=backends)
     work = plan_work(lp, episode, backends)
