@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from stages.backends.base import BackendError
 from stages.core.errors import DramaforgeError, InputError
 
 app = typer.Typer(
@@ -99,7 +100,7 @@ def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = 
     (or unknown).
     """
     from flows import run
-    from flows.guards import deliver, delivered
+    from flows.guards import deliver, delivered, start_render
     from stages.core.ledger import REUSED
 
     console = _console()
@@ -108,13 +109,15 @@ def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = 
     started = time.monotonic()
     checked = run.prepare(lp, numbers, dask=None if dry_run else dask, max_cost=None if dry_run else max_cost,
                           force=force, dry_run=dry_run)
-    if dry_run:
-        _print_estimate(checked.estimate, lp)
-        return
     if not numbers:
         console.print("nothing to render")
         return
+    if dry_run:
+        _print_estimate(checked.estimate, lp)
+        return
     current, todo = checked.current, checked.todo
+    if not todo:  # no flow will run: recover from a killed render here
+        _resumed(console, start_render(lp, checked))
     if current:
         console.print(f"{len(current)} episode(s) up to date: {_ranges([e.number for e in current])}")
     kept = [{"episode": e.number, "mp4": e.mp4, "reused": True, "failed": [], "stopped": []} for e in current]
@@ -124,7 +127,7 @@ def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = 
             deliver(lp)
         console.print(f"[green]nothing to do[/] ({time.monotonic() - started:.1f}s)")
         return
-    totals = {"episodes": len(todo), "shots": sum(len(e.shots) for e in todo), "lines": sum(e.lines for e in todo)}
+    totals = {"lines": sum(e.lines for e in todo), "shots": sum(len(e.shots) for e in todo), "episodes": len(todo)}
     to_make = sum(1 for e in todo for s in e.shots if s.state not in REUSED or s.id in force)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -142,7 +145,7 @@ def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = 
             def note(self, message: str) -> None:
                 console.print(_esc(message))
 
-        outcomes = run.render(lp, checked, max_cost=max_cost, dask=dask, reporter=_Bars())
+        outcomes = run.render(lp, checked, dask=dask, reporter=_Bars())
     failed = _report_outputs(console, sorted(outcomes + kept, key=lambda o: o["episode"]))
     console.print(f"  review: {_esc(str(run.review_index(lp)))}")
     if any(o.get("blocked") for o in outcomes):
@@ -154,6 +157,12 @@ def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = 
                       f"then `dramaforge rerun {_esc(str(lp.root))} --failed`")
         raise typer.Exit(1)
     console.print(f"[green]done[/] in {time.monotonic() - started:.1f}s")
+
+
+def _resumed(console, recovered: tuple[int, int]) -> None:
+    interrupted, swept = recovered
+    if interrupted or swept:
+        console.print(f"resuming: {interrupted} interrupted unit(s), {swept} partial file(s) removed")
 
 
 def _print_estimate(est, lp) -> None:
@@ -246,10 +255,10 @@ def estimate(project: ProjectArg, episodes: EpisodesOpt = None,
 
     lp = load_project(project)
     numbers = parse_episode_spec(episodes, [e.number for e in lp.script.episodes])
-    if as_json:
-        from flows.run import prepare
+    if as_json:  # what the numbers are, even for a project a render would refuse
+        from flows.guards import estimate as plan_estimate
 
-        print(json.dumps(prepare(lp, numbers, dry_run=True).estimate.to_dict(), ensure_ascii=False, indent=1))
+        print(json.dumps(plan_estimate(lp, numbers).estimate.to_dict(), ensure_ascii=False, indent=1))
         return
     _render(lp, numbers, dry_run=True)
 
@@ -430,6 +439,13 @@ def main() -> None:
         for problem in (exc, *exc.more):  # a check that found several problems names each
             _console().print(f"[red]error[/] {escape(str(problem))}", highlight=False)
         sys.exit(exc.exit_code)
+    except BackendError as exc:  # a provider failed outside any shot (the subtitle translation, say)
+        from rich.markup import escape
+
+        _console().print(f"[red]error[/] {escape(str(exc))}", highlight=False)
+        _console().print("  the ledger has the reason (`dramaforge status`); what was made is kept: run the "
+                         "same command again to retry")
+        sys.exit(1)
     except KeyboardInterrupt:
         _console().print("interrupted: finished shots are kept; run the same command to resume")
         sys.exit(130)

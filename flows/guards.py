@@ -50,15 +50,26 @@ def check_render(lp: LoadedProject, numbers: list[int], *, max_cost: float | Non
         first, *more = missing
         raise InputError(first.message, file=first.file, line=first.line, text=first.text, hint=first.hint,
                          more=more)
-    backends = backends or backends_for(lp.project, lp.root)
-    statuses = project_status(lp, numbers, backends=backends, verify=True, cached_only=True)
-    estimate = estimate_render(statuses, lp.project, backends, ledger=_ledger(lp), force=set(force))
+    checked = estimate(lp, numbers, force=force, backends=backends)
     if max_cost is not None:
-        check_cost(estimate, max_cost)
-    if not dry_run and any(e.provisional for e in statuses):  # the LLM plans those now, as the render would
-        statuses = project_status(lp, numbers, backends=backends, verify=True)
-        estimate = estimate_render(statuses, lp.project, backends, ledger=_ledger(lp), force=set(force))
-    return Checked(statuses, estimate, set(force))
+        check_cost(checked.estimate, max_cost)
+    if not dry_run and any(e.provisional for e in checked.statuses):  # the LLM plans those now, as the render would
+        checked = estimate(lp, numbers, force=force, backends=backends, cached_only=False)
+    return checked
+
+
+def estimate(lp: LoadedProject, numbers: list[int], *, force: set[str] = frozenset(),
+             backends: BackendSet | None = None, cached_only: bool = True) -> Checked:
+    """The episodes as they stand and what rendering them would make and cost (never asking an LLM
+    planner unless `cached_only` is off)."""
+    backends = backends or backends_for(lp.project, lp.root)
+    statuses = project_status(lp, numbers, backends=backends, verify=True, cached_only=cached_only)
+    known = {s.id for e in statuses for s in e.shots}
+    if set(force) - known:
+        raise InputError(f"no shot {', '.join(sorted(set(force) - known))} in episode(s) {numbers} of this project",
+                         hint=f"see the ids with `dramaforge status {lp.root}`")
+    return Checked(statuses, estimate_render(statuses, lp.project, backends, ledger=_ledger(lp), force=set(force)),
+                   set(force))
 
 
 def check_cost(est: Estimate, max_cost: float) -> None:
@@ -94,15 +105,17 @@ def start_render(lp: LoadedProject, checked: Checked) -> tuple[int, int]:
     return interrupted, swept
 
 
-def deliver(lp: LoadedProject) -> Path:
-    """build/series.json and the review site, from one look at the project; returns review/index.html."""
+def deliver(lp: LoadedProject, command_root: str | None = None) -> Path:
+    """build/series.json and the review site, from one look at the project (an episode an LLM has not
+    planned yet shows the rules planner's shots: delivering never pays for planning); returns
+    review/index.html. The pages' commands name the project as `command_root` (as the user typed it)."""
     from stages.write_review import write_review
     from stages.write_series import write_series
 
     paths = BuildPaths(lp.build)
-    statuses = project_status(lp)
+    statuses = project_status(lp, cached_only=True)
     write_series(lp, statuses, paths)
-    return write_review(lp, statuses, paths, command_root=str(lp.root))
+    return write_review(lp, statuses, paths, command_root=command_root or str(lp.root))
 
 
 def delivered(lp: LoadedProject) -> bool:

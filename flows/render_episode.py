@@ -36,15 +36,15 @@ def render_episode(project_dir: str, episode: int) -> dict:
     ledger = Ledger(paths.ledger)
     work = plan_work(lp, episode, backends, placeholders=ledger.placeholders())
     outcome = {"episode": episode, "mp4": None, "reused": False, "failed": [], "stopped": [], "shots": [],
-               "blocked": [], "duration_s": None, "speech": [], "sheets_made": 0}
+               "duration_s": None, "speech": [], "sheets_made": 0}
 
     # 2. speech for every line, before any video is paid for: the shots are timed from it
     voiced = _results(speak_line.map(work.lines, unmapped(backends), unmapped(paths)))
     outcome["speech"] = [{"engine": ln.engine, "chars": len(ln.request.text), "reused": r.reused,
                           "seconds": r.duration_s} for ln, r in zip(work.lines, voiced) if not _failed(r)]
-    outcome["blocked"] = [str(r) for r in voiced if _failed(r)]
-    if outcome["blocked"]:  # each reason is in the ledger too
-        return outcome
+    unspoken = [str(r) for r in voiced if _failed(r)]
+    if unspoken:  # each reason is in the ledger too
+        return {**outcome, "blocked": unspoken}
 
     # 3. the plan again, now timed from the measured speech: every shot's length and key, the cut's
     work = plan_work(lp, episode, backends, placeholders=ledger.placeholders())
@@ -54,10 +54,9 @@ def render_episode(project_dir: str, episode: int) -> dict:
     # 4. the reference sheet of everyone on screen (made once, reused by every shot)
     sheets = _results(make_sheet.map(work.sheets, unmapped(backends), unmapped(paths)))
     outcome["sheets_made"] = sum(r[1] for r in sheets if not _failed(r))
-    outcome["blocked"] = [f"reference sheet: {r}" for r in sheets if _failed(r)]
-    if outcome["blocked"]:
-        outcome["duration_s"] = None
-        return outcome
+    missing = [f"reference sheet: {r}" for r in sheets if _failed(r)]
+    if missing:
+        return {**outcome, "blocked": missing, "duration_s": None}
 
     # 5. every shot (its keyframe first, when it starts from one) within its backend's limits
     clips = _results(make_shot.map(work.shots, unmapped(backends), unmapped(lp.project.limits), unmapped(paths),
@@ -76,7 +75,7 @@ def render_episode(project_dir: str, episode: int) -> dict:
         outcome["reused"] = True
         return outcome
     series = lp.script.title or lp.project.title
-    translated = translate_episode(work, backends, series) if work.translation is not None else None
+    translated = translate_episode(work, backends, paths, series) if work.translation is not None else None
     subtitle_episode(work, lp.project, paths, translated)
     mix_episode(work, lp.project, paths)
     pictures = conform_episode(work, lp.project, paths)

@@ -1,8 +1,9 @@
 """A series: the guards, every episode that is not up to date (one `render_episode` subflow each),
 the series files and a run report.
 
-Self-sufficient: run on its own (as a Prefect deployment runs it) it refuses, skips, recovers and
-delivers exactly as `dramaforge render` does, because both run the same guards (`flows/guards.py`).
+Self-sufficient: run on its own (as a Prefect deployment runs it) it refuses what lacks an extra, a
+voice or a sound file or is over `max_cost`, skips what is up to date, recovers from a killed render
+and delivers the series files, as `dramaforge render` does: both run the same guards (`flows/guards.py`).
 """
 
 from __future__ import annotations
@@ -27,14 +28,15 @@ from stages.run_report import made_work, report_json, shot_table, summary_markdo
 @flow(name="render_series", log_prints=False)
 def render_series(project_dir: str, episodes: list[int] | None = None, max_cost: float | None = None,
                   force: list[str] | None = None, skipped: list[int] | None = None,
-                  dask_address: str | None = None) -> list[dict]:
+                  dask_address: str | None = None, command_root: str | None = None) -> list[dict]:
     """Render the episodes (default: all) whose cut is not up to date; one outcome per episode
     rendered (see `render_episode`).
 
-    `max_cost` refuses the whole render when its estimate is over it or cannot be priced; `force`
-    names shots to make anew (`rerun --shot`); `skipped` lists episodes the caller already found up
-    to date (the report mentions them); `dask_address` sends each episode's tasks to that Dask
-    scheduler instead of local threads.
+    `max_cost` refuses the whole render when its estimate is over it or cannot be priced (the CLI
+    checks before it starts the flow, and passes none); `force` names shots to make anew (`rerun
+    --shot`); `skipped` lists episodes the caller already found up to date (the report mentions
+    them); `dask_address` sends each episode's tasks to that Dask scheduler instead of local threads;
+    `command_root` is the project as the user typed it, for the commands on the review pages.
     """
     started = time.monotonic()
     # 1. refuse what cannot work or costs too much, before anything is made; find what is up to date
@@ -54,10 +56,11 @@ def render_series(project_dir: str, episodes: list[int] | None = None, max_cost:
     outcomes = []
     for e in checked.todo:
         outcomes.append(episode_flow(project_dir, e.number))
-        progress.advance("episodes")
+        if outcomes[-1]["mp4"]:
+            progress.advance("episodes")
 
     # 4. the series files: build/series.json and the review site
-    deliver(lp)
+    deliver(lp, command_root)
 
     # 5. the run report: in Prefect (markdown + a table of shots) and in build/reports/ (.md and .json)
     project, paths = lp.project, BuildPaths(lp.build)

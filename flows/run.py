@@ -44,17 +44,18 @@ def prepare(lp: LoadedProject, numbers: list[int], *, dask: str | None = None, m
     return check_render(lp, numbers, max_cost=max_cost, force=force, dry_run=dry_run)
 
 
-def render(lp: LoadedProject, checked: Checked, *, max_cost: float | None = None, dask: str | None = None,
+def render(lp: LoadedProject, checked: Checked, *, dask: str | None = None,
            reporter: progress.Reporter | None = None) -> list[dict]:
-    """Start Prefect and run `render_series` over the episodes `checked` found not up to date."""
+    """Start Prefect and run `render_series` over the episodes `checked` found not up to date (its
+    spend guard passed already: checking again after the LLM planned would refuse what was paid for)."""
     prefect_environment()
     from flows.render_series import render_series
 
     progress.install(reporter)
     try:
-        return render_series(str(lp.root.resolve()), [e.number for e in checked.todo], max_cost=max_cost,
+        return render_series(str(lp.root.resolve()), [e.number for e in checked.todo],
                              force=sorted(checked.force), skipped=[e.number for e in checked.current],
-                             dask_address=dask)
+                             dask_address=dask, command_root=str(lp.root))
     finally:
         progress.install(None)
 
@@ -67,7 +68,7 @@ def rerun_selection(lp: LoadedProject, *, failed: bool = False, shots: list[str]
                          hint="e.g. `dramaforge rerun PROJECT --failed`")
     if episode is not None:  # checked against the script by the caller
         return [episode], set()
-    by_id = {s.id: (e.number, s) for e in project_status(lp) for s in e.shots}
+    by_id = {s.id: (e.number, s) for e in project_status(lp, cached_only=True) for s in e.shots}
     if shots:
         unknown = [i for i in shots if i not in by_id]
         if unknown:

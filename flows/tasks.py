@@ -3,7 +3,8 @@
 Prefect's own result cache is off (`NONE`): a re-run is a new flow run, and the content-addressed
 artifact, checked by `artifacts.is_done`, is the cache. That keys on what determines a unit (its
 key in the work plan), never on the run id or the task's source, and it validates the file on
-every hit. Every unit is recorded in the ledger by one wrapper, `_recorded`.
+every hit. Every shot, line and cut is recorded in the ledger by one wrapper, `_recorded` (sheets and
+accepted placeholder cards have no row of their own).
 
 No `timeout_seconds`: these tasks run in worker threads, where Prefect cannot interrupt them.
 Waits are bounded where they happen instead (ffmpeg calls, locks, Retry-After, provider polling).
@@ -254,9 +255,11 @@ def _animatic():
 
 @task(name="translate_subtitles", retries=SPEECH_RETRIES,
       retry_delay_seconds=exponential_backoff(backoff_factor=SPEECH_BACKOFF_S)(SPEECH_RETRIES), **_retried)
-def translate_episode(work: EpisodeWork, backends: BackendSet, series: str) -> list[str]:
-    """The episode's subtitle lines in the second language (cached per exact lines)."""
-    return translate_subtitles(work.translation, _shared(backends).translation, f"{series}, episode {work.number}")
+def translate_episode(work: EpisodeWork, backends: BackendSet, paths: BuildPaths, series: str) -> list[str]:
+    """The episode's subtitle lines in the second language (cached per exact lines): the cut's first step."""
+    translator = _shared(backends).translation
+    return _cut_step(work, paths, lambda: translate_subtitles(work.translation, translator,
+                                                              f"{series}, episode {work.number}"), begins=True)
 
 
 def _cut_step(work: EpisodeWork, paths: BuildPaths, make: Callable[[], R], *, begins=False, ends=False) -> R:
@@ -274,7 +277,7 @@ def subtitle_episode(work: EpisodeWork, project: Project, paths: BuildPaths, tra
         out_vtt=paths.episode_vtt(work.id), out_ass=paths.episode_ass(work.id), cards=cut.cards,
         translated=translated, out_translated=(paths.episode_subtitles(work.id, lang, ".srt"),
                                                paths.episode_subtitles(work.id, lang, ".vtt")) if lang else None),
-        begins=True)
+        begins=work.translation is None)  # else the translation began the cut
 
 
 @task(name="mix_audio", **_common)

@@ -111,7 +111,7 @@ def plan_work(lp: LoadedProject, episode: int, backends: BackendSet, *,
         cut = plan_cut(timed, [k for k, _ in made], [p for _, p in made], spoken, project, root, paths=paths,
                        series=lp.script.title or project.title, episode_title=ep.title, final=final)
     return EpisodeWork(ep.number, ep.title, timed, tuple(lines), tuple(sheets.values()), tuple(shots),
-                       translation, cut, paths.episode_mp4(ep.id), final, provisional)
+                       translation, cut, paths.episode_mp4(ep.id), provisional)
 
 
 def wants_references(backends: BackendSet) -> bool:

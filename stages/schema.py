@@ -97,7 +97,7 @@ class _BackendsBase(Model):
 
 def _backends_model() -> type[Model]:
     """`backends:` from the registry: which video and speech backend, the image backend, and one
-    section of options per backend that takes them (default: its options' defaults, where it has any)."""
+    section of options per backend that takes them (its options' defaults where it needs nothing)."""
     fields: dict = {
         "video": (_literal(registry.VIDEO), Field("animatic", description="the video backend: "
                                                   + ", ".join(registry.VIDEO))),
@@ -109,8 +109,9 @@ def _backends_model() -> type[Model]:
         for section, options in registry.sections(kind).items():
             required = any(f.is_required() for f in options.model_fields.values())
             doc = (options.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
-            default = {"default": None} if required else {"default_factory": options}
-            fields[section] = (options | None, Field(**default, description=doc))
+            # required settings (a model's path): absent until given; else the defaults, never null
+            fields[section] = (options | None, Field(None, description=doc)) if required else \
+                (options, Field(default_factory=options, description=doc))
     return create_model("Backends", __base__=_BackendsBase, __module__=__name__, **fields)
 
 

@@ -29,11 +29,15 @@ def shot_prompt(shot: Shot, project: Project, project_dir: Path | None, names: d
                            words=" ".join(ln.text for ln in shot.lines), style=project.style)
 
 
+RATIOS = ((9, 16), (2, 3), (3, 4), (4, 5), (1, 1), (5, 4), (4, 3), (3, 2), (16, 9), (21, 9))
+
+
 def frame(width: int, height: int) -> str:
-    """The output's shape in words: "Vertical 9:16", "Square 1:1", "Landscape 16:9"."""
-    g = math.gcd(width, height)
-    shape = "Vertical" if height > width else "Landscape" if width > height else "Square"
-    return f"{shape} {width // g}:{height // g}"
+    """The output's shape in words, as the nearest usual ratio: "Vertical 9:16" (also for a model's
+    480x832), "Square 1:1", "Landscape 16:9"."""
+    w, h = min(RATIOS, key=lambda r: abs(math.log(width / height) - math.log(r[0] / r[1])))
+    shape = "Vertical" if h > w else "Landscape" if w > h else "Square"
+    return f"{shape} {w}:{h}"
 
 
 def negative_prompt(project: Project, project_dir: Path | None) -> str:

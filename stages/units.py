@@ -121,13 +121,8 @@ class EpisodeWork:
     translation: TranslationUnit | None
     cut: Cut | None  # None until every line is spoken: the timing is not known before
     mp4: Path
-    final: bool  # the series' last episode (its end card says so)
     provisional: bool = False  # an LLM planner has not planned it yet: the rules planner's shots stand in
 
     @property
     def id(self) -> str:
         return f"ep{self.number:02d}"
-
-    @property
-    def unspoken(self) -> list[LineUnit]:
-        return [ln for ln in self.lines if not ln.path.exists()]

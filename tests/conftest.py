@@ -132,7 +132,7 @@ def assemble_cut(cut, timed, project, paths, unit: str = "ep01", *, finish: bool
     from stages.units import EpisodeWork
 
     number = int(unit[2:])
-    work = EpisodeWork(number, "", timed, (), (), (), None, cut, paths.episode_mp4(unit), False)
+    work = EpisodeWork(number, "", timed, (), (), (), None, cut, paths.episode_mp4(unit))
     paths.make_dirs()
     t.subtitle_episode.fn(work, project, paths, None)
     t.mix_episode.fn(work, project, paths)

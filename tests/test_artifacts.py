@@ -57,14 +57,24 @@ def test_is_done_removes_invalid_and_reports_why(tmp_path, caplog):
 def test_sweep_partials_removes_only_what_a_gone_process_left(tmp_path):
     import subprocess
     import sys
+    import time
+
+    from stages.core.artifacts import _owner
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(gone.stdout)  # that process has exited
-    (tmp_path / ".abc.123.part.mp4").write_bytes(b"x")  # named before the writer's pid was in the name
-    (tmp_path / f".abc.pid{dead_pid}-x1.part.mp4").write_bytes(b"x")
+    host, pid, start = _owner().split("-")
+    (tmp_path / ".abc.123.part.mp4").write_bytes(b"x")  # named before the writer was in the name
+    (tmp_path / f".abc.by-{host}-{int(gone.stdout)}-1-x1.part.mp4").write_bytes(b"x")  # that process has exited
+    (tmp_path / f".abc.by-{host}-{pid}-{int(start) + 1}-x2.part.mp4").write_bytes(b"x")  # this pid, an earlier life
+    fresh = tmp_path / ".abc.by-otherhost-77-5-x3.part.mp4"  # another machine on a shared build folder
+    stale = tmp_path / ".abc.by-otherhost-78-5-x4.part.mp4"
+    fresh.write_bytes(b"x")
+    stale.write_bytes(b"x")
+    old = time.time() - 2 * 24 * 3600
+    os.utime(stale, (old, old))
     fd, mine = partial_file(tmp_path, "abc", ".mp4")  # this process is still writing it
     os.close(fd)
     (tmp_path / "keep.mp4").write_bytes(b"x")
-    assert sweep_partials(tmp_path) == 2
-    assert sorted(os.listdir(tmp_path)) == sorted([mine.name, "keep.mp4"])
-    assert mine.name.startswith(f".abc.pid{os.getpid()}-") and mine.name.endswith(".part.mp4")
+    assert sweep_partials(tmp_path) == 4
+    assert sorted(os.listdir(tmp_path)) == sorted([mine.name, fresh.name, "keep.mp4"])
+    assert mine.name.startswith(f".abc.by-{_owner()}-") and mine.name.endswith(".part.mp4")

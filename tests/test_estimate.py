@@ -119,6 +119,16 @@ def test_max_cost_refuses_before_anything_is_made(tiny_project):
     assert not (root / "build").exists()  # no folder, no ledger, no call
 
 
+def test_estimate_json_answers_for_a_project_a_render_would_refuse(tiny_project):
+    root = tiny_project
+    (root / "project.yaml").write_text(TINY_YAML + SMALL + "audio:\n  music: {file: missing.ogg}\n", encoding="utf-8")
+    est = run_cli("estimate", str(root), "--json")
+    assert est.returncode == 0, est.stderr
+    assert json.loads(est.stdout)["episodes"] == [1]  # the numbers, whatever blocks the render
+    render = run_cli("render", str(root))
+    assert render.returncode == 2 and "music file not found: missing.ogg" in render.stderr
+
+
 def test_a_billed_backend_without_a_rate_cannot_pass_max_cost(tiny_project, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     root = tiny_project

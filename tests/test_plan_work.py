@@ -31,7 +31,7 @@ def _project(tmp_path: Path, extra: str = "") -> Path:
 def _rendered(tmp_path_factory) -> Path:
     """The two-episode project with episode 1 rendered (once for this module; each test gets a copy)."""
     root = _project(tmp_path_factory.mktemp("rendered"))
-    proc = run_cli("render", str(root), "--episodes", "1")
+    proc = run_cli("render", root.name, "--episodes", "1", cwd=root.parent)  # typed as a relative path
     assert proc.returncode == 0, proc.stderr[-2000:]
     return root
 
@@ -82,6 +82,8 @@ def test_the_render_makes_and_records_exactly_the_planned_units(rendered):
     assert all(p.exists() for s in work.sheets for p in s.paths)
     assert {c["shot"] for c in chaos_calls(root)} == {u.id for u in work.shots}  # and nothing else was made
     assert _plan(root, 2).cut is None  # episode 2 was not asked for: its lines are unspoken
+    # the review site written at the end of that render names the project as it was typed
+    assert "dramaforge render two --episodes 2" in (root / "build" / "review" / "ep02.html").read_text("utf-8")
 
 
 def test_keys_follow_exactly_their_inputs(rendered):

@@ -71,6 +71,7 @@ def test_the_flow_on_its_own_renders_what_the_cli_renders(tmp_path):
     assert _made(alone) == _made(cli)  # the same shots, lines, sheets, episodes and shot lists, by key
     assert _series(alone) == _series(cli)
     reports = [_report(alone), _report(cli)]
+    assert all(o["blocked"] is None for o in reports[1]["episodes"])  # only a blocked episode names problems
     for report in reports:
         for o in report["episodes"]:
             o["mp4"] = Path(o["mp4"]).name

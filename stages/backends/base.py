@@ -2,8 +2,10 @@
 three error classes they raise.
 
 Flows decide what to retry from the class alone: TransientError is retried with backoff,
-RejectedError and PermanentError are recorded and never looped. Planners, estimates, limits and
-checks learn what a backend can do from its `capabilities` alone.
+RejectedError and PermanentError are recorded and never looped. What a backend can do is declared
+once, in its `capabilities`: the plan reads `uses` and `ignores`, estimates `billed`, the shot gate
+`concurrency`, generation `resumable`, `check` `extra`/`requires`; the video fields (modes, reference
+limits, durations, ratios, audio) and `pool` are declared for fitting requests and routing work.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 A backend's own file holds its class, its options model (`Options`, read from `backends.<section>`
 of project.yaml) and its declared `capabilities`. Adding one is that file, one line here and its
-test: project.yaml's schema, `rates`, `check` and the estimates learn it from this table. Classes
-are imported on first use, so the default never loads what it does not use.
+test: project.yaml's schema, `rates`, `check` and the estimates learn it from this table. A class
+is imported when first named (project.yaml's schema names every video and speech backend); the
+libraries behind it (torch, diffusers, openai, piper) load only when it first does work.
 """
 
 from __future__ import annotations

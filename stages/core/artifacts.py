@@ -132,30 +132,59 @@ def is_done(path: Path, validate: Callable[[Path], None] | None = None) -> Done:
     return Done(True)
 
 
-_OWNER = re.compile(r"\.pid(\d+)-")
+_OWNER = re.compile(r"\.by-([A-Za-z0-9_-]+)-(\d+)-(\d+)-")
 
 
 def partial_file(folder: Path, stem: str, suffix: str, tag: str = "") -> tuple[int, Path]:
-    """A new temp file in `folder` (fd, path), named for the process writing it: `.stem.[tag.]pidN-XXXX.part.ext`.
-    A sweep removes it only once that process is gone."""
-    fd, name = tempfile.mkstemp(prefix=f".{stem}.{tag + '.' if tag else ''}pid{os.getpid()}-",
+    """A new temp file in `folder` (fd, path), named for the process writing it:
+    `.stem.[tag.]by-HOST-PID-START-XXXX.part.ext`. A sweep removes it only once that process is gone."""
+    fd, name = tempfile.mkstemp(prefix=f".{stem}.{tag + '.' if tag else ''}by-{_owner()}-",
                                 suffix=f".part{suffix}", dir=folder)
     return fd, Path(name)
 
 
-def sweep_partials(folder: Path) -> int:
-    """Remove temp files left by processes that no longer run (a killed render's); a live
-    render's files in progress stay, so two renders of one project can start side by side."""
+def sweep_partials(folder: Path, *, foreign_after_s: float = 24 * 3600) -> int:
+    """Remove temp files left by processes that no longer run (a killed render's). A live render's
+    files in progress stay, so two renders of one project can start side by side; a file another
+    machine is writing (a shared build folder) stays until it has not changed for `foreign_after_s`."""
+    import time
+
     n = 0
     if folder.is_dir():
+        host = _owner().split("-")[0]
         for p in folder.rglob(".*.part*"):
             owner = _OWNER.search(p.name)
-            if owner and alive(int(owner.group(1))):
+            if owner and owner.group(1) == host and _running(int(owner.group(2)), int(owner.group(3))):
                 continue
             with contextlib.suppress(OSError):
+                if owner and owner.group(1) != host and time.time() - p.stat().st_mtime < foreign_after_s:
+                    continue
                 p.unlink()
                 n += 1
     return n
+
+
+@functools.cache
+def _owner() -> str:
+    """This process as a file-name part: host, pid and start time (a reused pid starts later)."""
+    host = re.sub(r"[^A-Za-z0-9_]", "_", os.uname().nodename)[:40] or "host"
+    return f"{host}-{os.getpid()}-{_start_ticks(os.getpid())}"
+
+
+def _start_ticks(pid: int) -> int:
+    """When process `pid` started, in clock ticks since boot (0 where /proc cannot tell)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _running(pid: int, start: int) -> bool:
+    """Whether the process that wrote a partial file is still running (same pid, same start)."""
+    if not alive(pid):
+        return False
+    return start == 0 or _start_ticks(pid) in (0, start)
 
 
 def alive(pid: int) -> bool:
