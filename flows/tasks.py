@@ -28,7 +28,7 @@ from prefect.tasks import exponential_backoff
 from flows import progress
 from stages.assemble_episode import assemble_episode, episode_clips
 from stages.backends.base import BackendError, RejectedError, TransientError
-from stages.backends.registry import BackendSet
+from stages.backends.registry import BackendSet, make_video_backend
 from stages.core.ledger import Kind, Ledger, LedgerJobs, State
 from stages.core.paths import BuildPaths
 from stages.generate_shot import ShotResult, generate_shot
@@ -217,7 +217,7 @@ def make_shot(shot: ShotUnit, backends: BackendSet, limits: Limits, paths: Build
     backends = _shared(backends)
     if shot.placeholder is not None:  # accepted by the user: a card, not a generation
         card = shot.placeholder
-        made = generate_shot(card.request, _animatic(), card.path)
+        made = generate_shot(card.request, make_video_backend(None, "animatic"), card.path)
         return dataclasses.replace(made, placeholder=True)
     ledger, video = Ledger(paths.ledger), backends.video
     try:
@@ -243,12 +243,6 @@ def make_shot(shot: ShotUnit, backends: BackendSet, limits: Limits, paths: Build
         ledger.fail(shot.id, state=State.FAILED, error_class="Timeout",
                     message=f"another render held this shot's lock for over {LOCK_WAIT_S} s")
         raise TransientError("shot locked by another render") from exc
-
-
-def _animatic():
-    from stages.backends.registry import make_video_backend
-
-    return make_video_backend(None, "animatic")
 
 
 # The cut: each step a task, recorded as one unit (the episode) from its first step to its last.
