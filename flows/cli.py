@@ -91,7 +91,7 @@ def render(project: ProjectArg, episodes: EpisodesOpt = None, dask: DaskOpt = No
 
 
 def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = False,
-            max_cost: float | None = None, force: set[str] = frozenset()) -> None:
+            max_cost: float | None = None, force: set[str] = frozenset(), new_job: bool = False) -> None:
     """Render the episodes in `numbers` that are not up to date; exit 1 if shots failed.
 
     The guards run before Prefect starts: an episode whose exact cut exists (same clips, speech,
@@ -115,6 +115,9 @@ def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = 
     if dry_run:
         _print_estimate(checked.estimate, lp)
         return
+    if new_job:  # after the spend guard: the user chose to pay again for these shots
+        for line in run.new_jobs(lp, sorted(force)):
+            console.print(_esc(line))
     current, todo = checked.current, checked.todo
     if not todo:  # no flow will run: recover from a killed render here
         _resumed(console, start_render(lp, checked))
@@ -198,6 +201,14 @@ def _print_estimate(est, lp) -> None:
             timing += f", {est.concurrency} at once"
         print(f"  {w.kind:<8} {w.backend:<13} {amount:<52} {money(w.cost) if w.todo else '':>12}  {timing}")
     print(f"  total: {money(est.cost)}, {hms(est.time_s)} of rendering")
+    video = next((w for w in est.work if w.kind == "video" and w.todo), None)
+    if video is not None and est.hosted:
+        if est.recreate:
+            print(f"  worst case: {money(est.worst_cost)} if every shot's paid job fails at the provider and is "
+                  f"re-created {est.recreate} time(s) (limits.recreate_failed_jobs)")
+        else:
+            print(f"  worst case: {money(est.worst_cost)}: one paid job per shot; a poll or download that fails is "
+                  "retried free, a job the provider fails is not re-created (limits.recreate_failed_jobs = 0)")
     for w in est.unpriced:
         print(f"  cost unknown: {w.backend} may charge and has no rate; set {rate_hint(w)}")
     untimed = [f"{w.kind} on {w.backend}" for w in est.work if w.todo and w.time_s is None]
@@ -303,7 +314,8 @@ def status(project: ProjectArg, episodes: EpisodesOpt = None,
         for s in e.shots:
             if s.state in NEEDS_RERUN:
                 print(f"{s.id}  {s.state} after {s.attempts} attempt(s): {s.reason}")
-                print(f"    re-run: dramaforge rerun {root} --shot {s.id}")
+                new = " --new-job  (pays for a new job: check the provider first)" if s.state == "unknown-job" else ""
+                print(f"    re-run: dramaforge rerun {root} --shot {s.id}{new}")
 
 
 @app.command()
@@ -312,16 +324,25 @@ def rerun(project: ProjectArg,
           shot: Annotated[Optional[list[str]], typer.Option("--shot", metavar="ID", help="these shots, made anew")] = None,
           stale: Annotated[bool, typer.Option("--stale", help="shots whose inputs changed")] = False,
           episode: Annotated[Optional[int], typer.Option("--episode", metavar="N", help="one whole episode")] = None,
+          new_job: Annotated[bool, typer.Option(
+              "--new-job", help="with --shot: give up on the shot's open or unknown paid job (cancelled at the "
+                                "provider where it can be) and pay for a new one")] = False,
           dask: DaskOpt = None, dry_run: DryRunOpt = False, max_cost: MaxCostOpt = None) -> None:
-    """Re-run failed, stale or chosen shots (and re-assemble their episodes); nothing else is redone."""
+    """Re-run failed, stale or chosen shots (and re-assemble their episodes); nothing else is redone.
+
+    A shot whose paid job is unknown (its request's answer was lost) is never paid for again
+    silently: check the provider's dashboard first, then `--shot ID --new-job`."""
     from flows.run import rerun_selection
     from stages.load_project import load_project
 
     lp = load_project(project)
     if episode is not None:
         parse_episode_spec(str(episode), [e.number for e in lp.script.episodes])
+    if new_job and not shot:
+        raise InputError("--new-job needs --shot ID: it pays again for the shots you name",
+                         hint="e.g. `dramaforge rerun PROJECT --shot e1s3 --new-job`")
     numbers, force = rerun_selection(lp, failed=failed, shots=shot, stale=stale, episode=episode)
-    _render(lp, numbers, dask, dry_run=dry_run, max_cost=max_cost, force=force)
+    _render(lp, numbers, dask, dry_run=dry_run, max_cost=max_cost, force=force, new_job=new_job)
 
 
 @app.command()

@@ -96,12 +96,9 @@ def start_render(lp: LoadedProject, checked: Checked) -> tuple[int, int]:
     ledger = Ledger(paths.ledger)
     interrupted = ledger.reconcile()
     shots = {s.id: s for e in checked.statuses for s in e.shots}
-    for shot_id in sorted(checked.force):  # made anew: its file goes, so the "already done?" check cannot reuse it
+    for shot_id in sorted(checked.force):  # made anew: its clip is dropped under the shot's lock (make_shot)
         if shots[shot_id].state == State.PLACEHOLDER:
             ledger.set_state(shot_id, State.PENDING)
-        artifact = shots[shot_id].artifact
-        if artifact and Path(artifact).exists():
-            Path(artifact).unlink()
     return interrupted, swept
 
 

@@ -19,8 +19,10 @@ from stages.write_shotlist import write_shotlist
 
 
 @flow(name="render_episode", flow_run_name="{project_dir}:ep{episode}", log_prints=False)
-def render_episode(project_dir: str, episode: int) -> dict:
-    """Voice, time, generate, subtitle, mix and assemble one episode.
+def render_episode(project_dir: str, episode: int, remake: list[str] | None = None,
+                   command_root: str | None = None) -> dict:
+    """Voice, time, generate, subtitle, mix and assemble one episode; `remake` names shots to make
+    anew (`rerun --shot`), `command_root` the project as the user typed it (for messages).
 
     Returns {"episode", "mp4" (None if shots failed), "reused" (the cut was already made),
     "failed": [shot ids], "stopped": [shot ids not attempted after the failed-shot limit],
@@ -59,8 +61,9 @@ def render_episode(project_dir: str, episode: int) -> dict:
         return {**outcome, "blocked": missing, "duration_s": None}
 
     # 5. every shot (its keyframe first, when it starts from one) within its backend's limits
+    remade = frozenset(remake or ())
     clips = _results(make_shot.map(work.shots, unmapped(backends), unmapped(lp.project.limits), unmapped(paths),
-                                   started))
+                                   started, unmapped(remade), unmapped(command_root or project_dir)))
     outcome["shots"] = [{"id": u.id, "outcome": _shot_outcome(c), "duration_s": u.request.duration_s,
                          "images": 0 if _failed(c) else c.images_made} for u, c in zip(work.shots, clips)]
     outcome["stopped"] = [u.id for u, c in zip(work.shots, clips) if isinstance(c, EpisodeStopped)]
@@ -71,7 +74,8 @@ def render_episode(project_dir: str, episode: int) -> dict:
     # 6. the cut, unless this exact one exists: subtitles (translated if asked), the sound mix, the
     #    shots conformed where needed, one ffmpeg pass, then the editor's timeline and the poster
     outcome["mp4"] = str(work.mp4)
-    if cut_made(work, ledger.get(work.id), lp.project):
+    new_take = any(u.id in remade and not c.reused for u, c in zip(work.shots, clips))  # same key, a new clip
+    if not new_take and cut_made(work, ledger.get(work.id), lp.project):
         outcome["reused"] = True
         return outcome
     series = lp.script.title or lp.project.title

@@ -19,6 +19,7 @@ from flows.guards import check_render, deliver, start_render
 from flows.render_episode import render_episode
 from flows.tasks import dask_runner
 from stages.backends.registry import backends_for
+from stages.core.jobs import Journal
 from stages.core.ledger import Ledger
 from stages.core.paths import BuildPaths
 from stages.load_project import load_project
@@ -38,7 +39,7 @@ def render_series(project_dir: str, episodes: list[int] | None = None, max_cost:
     them); `dask_address` sends each episode's tasks to that Dask scheduler instead of local threads;
     `command_root` is the project as the user typed it, for the commands on the review pages.
     """
-    started = time.monotonic()
+    started, run_started = time.monotonic(), time.time()
     # 1. refuse what cannot work or costs too much, before anything is made; find what is up to date
     lp = load_project(Path(project_dir))
     numbers = episodes if episodes is not None else [e.number for e in lp.script.episodes]
@@ -55,7 +56,8 @@ def render_series(project_dir: str, episodes: list[int] | None = None, max_cost:
         task_runner=dask_runner(dask_address))
     outcomes = []
     for e in checked.todo:
-        outcomes.append(episode_flow(project_dir, e.number))
+        remake = sorted(checked.force & {s.id for s in e.shots})
+        outcomes.append(episode_flow(project_dir, e.number, remake, command_root))
         if outcomes[-1]["mp4"]:
             progress.advance("episodes")
 
@@ -65,7 +67,9 @@ def render_series(project_dir: str, episodes: list[int] | None = None, max_cost:
     # 5. the run report: in Prefect (markdown + a table of shots) and in build/reports/ (.md and .json)
     project, paths = lp.project, BuildPaths(lp.build)
     table = shot_table(outcomes, Ledger(paths.ledger))
-    work = made_work(outcomes, project, backends_for(project, lp.root))
+    backends = backends_for(project, lp.root)
+    jobs = Journal(Ledger(paths.ledger)).since(run_started, backend=backends.video.name)
+    work = made_work(outcomes, project, backends, jobs)
     report = (project.title, project_dir, outcomes, table, time.monotonic() - started, skipped, work,
               project.rates.currency)
     markdown = summary_markdown(*report)

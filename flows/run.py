@@ -79,6 +79,34 @@ def rerun_selection(lp: LoadedProject, *, failed: bool = False, shots: list[str]
     return sorted({n for n, s in by_id.values() if s.state in wanted}), set()
 
 
+def new_jobs(lp: LoadedProject, shots: list[str]) -> list[str]:
+    """`rerun --shot ID --new-job`: each shot's open or unknown paid jobs are given up on (kept in the
+    journal, billed in reports; a running one is cancelled at the provider where it can be), so the
+    render pays for a new one. Returns what was done, for the user."""
+    import getpass
+    import time
+
+    from stages.backends.registry import backends_for
+    from stages.core.jobs import JobState, Journal
+
+    journal = Journal(Ledger(BuildPaths(lp.build).ledger))
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    said, video = [], None
+    for shot_id in shots:
+        for job in journal.abandon(shot_id, f"given up by `rerun --shot {shot_id} --new-job` ({getpass.getuser()}, "
+                                            f"{when})"):
+            said.append(f"{shot_id}: gave up on job {job.job_id or job.client_key} ({job.state} on {job.provider})")
+            if job.state == JobState.SUBMITTED and job.job_id:
+                video = video or backends_for(lp.project, lp.root).video
+                try:
+                    video.cancel(job.job_id)
+                    said[-1] += "; cancelled at the provider"
+                except Exception as exc:  # best effort: it stays billed in the journal either way
+                    said[-1] += f"; could not cancel it ({exc})"
+        said.append(f"{shot_id}: a new paid job will be made")
+    return said
+
+
 def accept_placeholders(lp: LoadedProject, shots: list[str]) -> None:
     """The user accepts a card in place of each of these shots (each keeps its last error as the reason)."""
     known = {s.id: e.number for e in project_status(lp) for s in e.shots}

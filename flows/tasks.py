@@ -27,9 +27,11 @@ from prefect.tasks import exponential_backoff
 
 from flows import progress
 from stages.assemble_episode import assemble_episode, episode_clips
+from stages.backends._jobs import ShotJobs, UnknownJob
 from stages.backends.base import BackendError, RejectedError, TransientError
 from stages.backends.registry import BackendSet, make_video_backend
-from stages.core.ledger import Kind, Ledger, LedgerJobs, State
+from stages.core.jobs import Journal
+from stages.core.ledger import Kind, Ledger, State
 from stages.core.paths import BuildPaths
 from stages.generate_shot import ShotResult, generate_shot
 from stages.make_keyframe import make_keyframe
@@ -172,7 +174,9 @@ def _recorded(ledger_path: Path, unit_id: str, make: Callable[[], R], *, kind: K
         result = make()
     except Exception as exc:  # backend, ffmpeg or validation: recorded, then Prefect fails the task
         message = explain(exc) if explain else str(exc)
-        ledger.fail(unit_id, state=State.REJECTED if isinstance(exc, RejectedError) else State.FAILED,
+        state = State.REJECTED if isinstance(exc, RejectedError) else \
+            State.UNKNOWN_JOB if isinstance(exc, UnknownJob) else State.FAILED
+        ledger.fail(unit_id, state=state,
                     error_class=type(exc).__name__, message=message)
         if explain and isinstance(exc, BackendError):
             raise type(exc)(message, retry_after_s=exc.retry_after_s) from exc
@@ -208,11 +212,15 @@ def make_sheet(sheet: SheetUnit, backends: BackendSet, paths: BuildPaths) -> tup
 @task(name="generate_shot", retries=SHOT_RETRIES,
       retry_delay_seconds=exponential_backoff(backoff_factor=SHOT_BACKOFF_S)(SHOT_RETRIES),
       on_completion=[_advance("shots")], on_failure=[_advance("shots")], **_retried)
-def make_shot(shot: ShotUnit, backends: BackendSet, limits: Limits, paths: BuildPaths, since: float) -> ShotResult:
+def make_shot(shot: ShotUnit, backends: BackendSet, limits: Limits, paths: BuildPaths, since: float,
+              remake: frozenset[str] = frozenset(), project: str = "PROJECT") -> ShotResult:
     """One shot: the accepted placeholder card, or its keyframe then its clip (reused when made),
     one process at a time per shot, within the backend's concurrency, rate and failure limits.
 
-    `since` is when this episode's render started: failures after it count against the limit.
+    `since` is when this episode's render started: failures after it count against the limit, and
+    paid jobs made after it against `limits.recreate_failed_jobs`. A shot in `remake` (`rerun
+    --shot`) drops its clip, unless another render made it after `since`; `project` is the
+    folder as the user names it, for the commands in messages.
     """
     backends = _shared(backends)
     if shot.placeholder is not None:  # accepted by the user: a card, not a generation
@@ -232,9 +240,14 @@ def make_shot(shot: ShotUnit, backends: BackendSet, limits: Limits, paths: Build
                             message=reason)
                 raise EpisodeStopped(reason)
 
+            if shot.id in remake and shot.path.exists() and shot.path.stat().st_mtime < since:
+                shot.path.unlink()  # made anew; a clip newer than this run is a concurrent rerun's: reused
+            jobs = ShotJobs(Journal(ledger), shot.id, shot.key, since=since, recreate=limits.recreate_failed_jobs,
+                            project=project)
+
             def make() -> ShotResult:  # the keyframe first (image-to-video), then the motion
                 drawn = shot.keyframe is not None and make_keyframe(shot.keyframe, backends.image)
-                made = generate_shot(shot.request, video, shot.path, jobs=LedgerJobs(ledger, shot.id))
+                made = generate_shot(shot.request, video, shot.path, jobs=jobs)
                 return dataclasses.replace(made, images_made=int(drawn))
 
             return _recorded(paths.ledger, shot.id, make, kind=Kind.SHOT, episode=shot.episode, key=shot.key,

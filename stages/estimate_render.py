@@ -14,6 +14,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from stages.backends.base import images_sent, requested_seconds
 from stages.backends.registry import BackendSet
 from stages.core.ledger import REUSED, Kind, Ledger, State
 from stages.project_status import EpisodeStatus
@@ -31,7 +32,10 @@ class Work:
     backend: str
     todo: int = 0
     cached: int = 0
-    todo_s: float = 0.0  # seconds of media to make (video; speech estimated from its text)
+    todo_s: float = 0.0  # seconds of media to make (video: as asked of the backend; speech estimated from its text)
+    images: int = 0  # video: images the requests send (keyframes, reference sheets)
+    jobs: int = 0  # video on a hosted backend: paid jobs (a run report counts them from the job journal)
+    unknown: int = 0  # of those, jobs whose request's answer was lost: maybe made, maybe billed
     chars: int = 0  # speech: characters of text to speak
     cost: float | None = 0.0  # None: a billed backend with no rate in project.yaml
     time_s: float | None = 0.0  # None: no rate and nothing measured yet
@@ -48,6 +52,16 @@ class Estimate:
     concurrency: int  # shots made at once
     shots: dict[int, list[str]] = field(default_factory=dict)  # episode -> shot ids to make
     provisional: list[str] = field(default_factory=list)  # episodes counted from a stand-in plan
+    recreate: int = 0  # paid jobs a shot may re-create in one run (`limits.recreate_failed_jobs`)
+    hosted: bool = False  # shots are paid jobs of a hosted provider (the job protocol)
+
+    @property
+    def worst_cost(self) -> float | None:
+        """The cost if every shot's paid job is re-created as often as the project allows."""
+        if self.cost is None:
+            return None
+        video = sum(w.cost for w in self.work if w.kind == "video" and w.todo and w.cost)
+        return round(self.cost + video * self.recreate, 4)
 
     @property
     def cost(self) -> float | None:
@@ -67,7 +81,8 @@ class Estimate:
 
     def to_dict(self) -> dict:
         return {"currency": self.currency, "episodes": self.episodes, "up_to_date": self.up_to_date,
-                "cost": self.cost, "time_s": None if self.time_s is None else round(self.time_s, 1),
+                "cost": self.cost, "worst_cost": self.worst_cost, "recreate": self.recreate,
+                "hosted": self.hosted, "time_s": None if self.time_s is None else round(self.time_s, 1),
                 "concurrency": self.concurrency, "work": [asdict(w) for w in self.work],
                 "shots": {f"ep{n:02d}": ids for n, ids in self.shots.items()}, "provisional": self.provisional}
 
@@ -90,13 +105,16 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, backends: B
     per_episode: dict[int, list[str]] = {}
     sheets: dict[str, bool] = {}
     keyframes: dict[str, bool] = {}
+    caps = backends.video.capabilities
     for e in todo:
-        lengths = {s.id: s.duration_s for s in e.plan.shots}
+        units = {u.id: u for u in e.work.shots}
         made = [s for s in e.shots if s.state not in REUSED or s.id in force]
         per_episode[e.number] = [s.id for s in made]
         shots.todo += len(made)
         shots.cached += len(e.shots) - len(made)
-        shots.todo_s += sum(lengths[s.id] for s in made)
+        # what the backend is asked for (a hosted model's 5 or 10 s clip for a 3.2 s shot), as it bills
+        shots.todo_s += sum(requested_seconds(caps, units[s.id].request.duration_s, project.fps) for s in made)
+        shots.images += sum(images_sent(caps, units[s.id].request) for s in made)
         shots.ids += [s.id for s in made]
         for ln in e.speech:
             w = lines.setdefault(ln.engine, Work("speech", ln.engine))
@@ -140,28 +158,31 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, backends: B
     concurrency = project.limits.video_concurrency or video.capabilities.concurrency
     return Estimate(rates.currency, [e.number for e in todo], [e.number for e in statuses if e not in todo],
                     [shots, *lines.values(), images, cuts, plans, words], concurrency, per_episode,
-                    provisional=plans.ids)
+                    provisional=plans.ids, recreate=project.limits.recreate_failed_jobs if caps.resumable else 0,
+                    hosted=caps.resumable)
 
 
 def total_cost(work: list[Work]) -> float | None:
     """The sum of what is to be made; None when any of it cannot be priced."""
-    costs = [w.cost for w in work if w.todo]
+    costs = [w.cost for w in work if w.todo or w.jobs]
     return None if None in costs else round(sum(costs), 4)
 
 
 def price_work(w: Work, rates: Rates, is_billed: bool) -> float | None:
-    """`price` of a Work row: its units, seconds of media and characters."""
+    """`price` of a Work row: its units (paid jobs, where counted), seconds of media, images and characters."""
     kind = "text" if w.kind in ("planning", "translation") else w.kind
-    return price(kind, rates, w.backend, is_billed, count=w.todo, seconds=w.todo_s, chars=w.chars)
+    return price(kind, rates, w.backend, is_billed, count=w.jobs or w.todo, seconds=w.todo_s, chars=w.chars,
+                 images=w.images)
 
 
 def price(kind: str, rates: Rates, backend: str, is_billed: bool, *, count: int, seconds: float = 0.0,
-          chars: int = 0) -> float | None:
+          chars: int = 0, images: int = 0) -> float | None:
     """What `count` units of `kind` by `backend` cost; None when a billed backend has no rate."""
     if not count:
         return 0.0
     if kind == "video" and (video := rates.video.get(backend)) is not None:
-        return round(video.cost_per_second * seconds + video.cost_per_shot * count, 4)
+        return round(video.cost_per_second * seconds + video.cost_per_shot * count
+                     + video.cost_per_reference * images, 4)
     if kind == "speech" and (speech := rates.speech.get(backend)) is not None:
         return round(speech.cost_per_1k_chars * chars / 1000 + speech.cost_per_minute * seconds / 60
                      + speech.cost_per_line * count, 4)

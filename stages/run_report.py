@@ -35,9 +35,11 @@ def shot_table(outcomes: list[dict], ledger: Ledger) -> list[dict]:
     return rows
 
 
-def made_work(outcomes: list[dict], project: Project, backends: BackendSet) -> list[Work]:
+def made_work(outcomes: list[dict], project: Project, backends: BackendSet, jobs: list | None = None) -> list[Work]:
     """What this run made and reused, by backend, priced with the project's rates (the backends'
-    capabilities say which may charge)."""
+    capabilities say which may charge). On a hosted video backend the bill is every paid job the
+    run created (`jobs`, from the job journal: retries, re-creations and unknown ones included), each
+    at the seconds and images it asked for."""
     rates = project.rates
     shots = Work("video", project.backends.video)
     images = Work("image", project.backends.image.kind)
@@ -60,6 +62,11 @@ def made_work(outcomes: list[dict], project: Project, backends: BackendSet) -> l
                 w.todo += 1
                 w.chars += ln["chars"]
                 w.todo_s += ln["seconds"]
+    if backends.video.capabilities.resumable and jobs is not None:
+        billed = [j for j in jobs if j.created]
+        shots.jobs, shots.unknown = len(billed), sum(1 for j in billed if j.state == "unknown")
+        shots.todo_s = sum(j.billed_s for j in billed)
+        shots.images = sum(j.images for j in billed)
     shots.cost = price_work(shots, rates, backends.video.capabilities.billed)
     images.cost = price_work(images, rates, backends.image.capabilities.billed)
     for w in lines.values():
@@ -101,15 +108,18 @@ def summary_markdown(title: str, project_dir: str, outcomes: list[dict], table: 
 def _made_lines(work: list[Work], currency: str) -> list[str]:
     made, kept = [], []
     for w in work:
-        size = f", {w.todo_s:.1f} s of video" if w.kind == "video" and w.todo else \
+        size = f", {w.todo_s:.1f} s of video" if w.kind == "video" and (w.todo or w.jobs) else \
             f", {w.chars} chars" if w.kind == "speech" and w.todo else ""
-        if w.todo:
+        if w.jobs:
+            size += f"; {w.jobs} paid job(s)" + (f", {w.unknown} of them unknown (maybe billed: see `dramaforge "
+                                                 f"status`)" if w.unknown else "")
+        if w.todo or w.jobs:
             made.append(f"{w.todo} {UNIT[w.kind]}(s) on {w.backend}{size}")
         if w.cached:
             kept.append(f"{w.cached} {UNIT[w.kind]}(s)")
     cost = total_cost(work)
-    priced = [f"{w.kind} {w.cost:,.2f}" for w in work if w.todo and w.cost is not None]
-    unknown = [w.backend for w in work if w.todo and w.cost is None]
+    priced = [f"{w.kind} {w.cost:,.2f}" for w in work if (w.todo or w.jobs) and w.cost is not None]
+    unknown = [w.backend for w in work if (w.todo or w.jobs) and w.cost is None]
     if cost is not None:
         spent = f"{currency} {cost:,.2f}" + (f" ({', '.join(priced)})" if priced else "")
     else:

@@ -141,13 +141,19 @@ class Limits(Model):
                                                                   "(a hosted API's rate limit)")
     failed_shots_per_episode: int = Field(10, ge=1, description="after this many failed shots an episode "
                                                                 "stops starting new ones")
+    recreate_failed_jobs: int = Field(0, ge=0, le=5, description="paid jobs a hosted video backend may "
+                                      "re-create per shot in one run after the provider failed, cancelled, "
+                                      "expired or lost one (each is billed again); 0: the shot fails instead")
 
 
 class VideoRate(Model):
     """What one video backend costs and how long it takes (for estimates; never part of a key)."""
 
-    cost_per_second: float = Field(0, ge=0, description="price per second of video made")
-    cost_per_shot: float = Field(0, ge=0, description="price per shot (per request), on top")
+    cost_per_second: float = Field(0, ge=0, description="price per second of video the backend asks for (after "
+                                                         "its rounding to the clip lengths it offers)")
+    cost_per_shot: float = Field(0, ge=0, description="price per request (per paid job), on top")
+    cost_per_reference: float = Field(0, ge=0, description="price per image a request sends (keyframe, "
+                                                           "reference sheets), on top")
     seconds_per_shot: float | None = Field(None, ge=0, description="wall time to make one shot")
     seconds_per_second: float | None = Field(None, ge=0, description="wall time per second of video made "
                                                                       "(instead of seconds_per_shot)")

@@ -84,7 +84,7 @@ def _shot_view(s: ShotStatus, shot, episode: int, lp: LoadedProject, paths: Buil
     thumb = _thumb(keyframe or clip, paths) if (keyframe or clip) else None
     names = lp.script.characters
     if s.state in (*NEEDS_RERUN, State.PLACEHOLDER):
-        command = f"dramaforge rerun {root} --shot {s.id}"
+        command = f"dramaforge rerun {root} --shot {s.id}" + (" --new-job" if s.state == State.UNKNOWN_JOB else "")
     elif s.state in (State.PENDING, State.STALE):
         command = f"dramaforge render {root} --episodes {episode}"
     else:

@@ -40,6 +40,8 @@ class FakeService:
         self.mp4 = mp4
         self.plans: list[Plan] = []  # one per create, in order; default: the happy path
         self.create_errors: list[tuple[int, dict, dict]] = []  # answers to the next creates, before any job
+        self.lost_creates = 0  # the next creates make their job, then answer 500 (the answer is lost)
+        self.create_headers: list[dict] = []
         self.image_replies: list = []
         self.jobs: dict[str, dict] = {}
         self.events: list[tuple[str, str]] = []  # ("create" | "get" | "content", job id)
@@ -58,6 +60,7 @@ class FakeService:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 form = parse_body(self.headers.get("Content-Type", ""), body)
                 if self.path == "/v1/videos":
+                    outer.create_headers.append(dict(self.headers))
                     self.reply(*outer.create(form))
                 elif self.path in ("/v1/images/generations", "/v1/images/edits"):
                     outer.image_requests.append({"path": self.path, "form": form})
@@ -103,6 +106,9 @@ class FakeService:
             self.jobs[job_id] = {"plan": plan, "gets": 0, "downloads": 0, "status": "queued", "form": form}
             self.creates.append(form)
             self.events.append(("create", job_id))
+            if self.lost_creates:
+                self.lost_creates -= 1
+                return 500, error("server_error", "upstream timed out")
             return 200, self.video(job_id)
 
     def get(self, job_id: str):

@@ -82,6 +82,27 @@ class VideoCapabilities(Capabilities):
     native_audio: bool = False  # its clips carry sound of their own (dropped: dramaforge mixes the episode)
 
 
+def requested_seconds(caps: VideoCapabilities, duration_s: float, fps: int) -> float:
+    """Seconds of video a backend is asked for (and a billed one charges) for a shot of `duration_s`:
+    the shortest clip length it offers that covers the shot (within a frame: the last frame is held),
+    else its longest; a billed backend that lists none makes whole seconds; a local one, the shot."""
+    import math
+
+    if caps.durations_s:
+        choices = sorted(set(caps.durations_s))
+        return next((s for s in choices if s + 1.0 / fps >= duration_s), choices[-1])
+    return float(max(1, math.ceil(duration_s - 1.0 / fps))) if caps.billed else duration_s
+
+
+def images_sent(caps: VideoCapabilities, request: "ShotRequest") -> int:
+    """Images one request carries: its keyframe, and the figures' reference sheets up to the limit."""
+    keyframe = int("keyframe" in caps.uses and request.keyframe is not None)
+    if "references" not in caps.uses:
+        return keyframe
+    refs = {p for fig in request.figures for p in fig.references}
+    return keyframe + min(len(refs), caps.max_references)
+
+
 class ImageOptions(Model):
     """`backends.image`: the image backend for reference sheets and keyframes and its settings (one
     section for the family: each backend reads its own fields)."""

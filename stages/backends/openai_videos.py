@@ -1,27 +1,25 @@
-"""Hosted video through the `/v1/videos` protocol: create a job, poll it, download the mp4.
+"""Hosted video through the `/v1/videos` protocol (create, retrieve, download), on the job protocol.
 
 OpenAI retired Sora 2 and this API on 2026-09-24; gateways keep serving the same protocol for
-other models. A job costs money, so its id is recorded in the JobStore (the ledger) the moment
-`create` returns, before the first poll: a render that is killed resumes the same job instead of
-paying for a new one. The provider's clip is never trusted to match the request: it is conformed
-with ffmpeg to the request's exact size (scaled and centre-cropped), fps and duration.
+other models. The job driver (`_jobs.py`) pays for each shot once: the create carries our client
+key as an `Idempotency-Key` header (OpenAI's SDKs send one; whether a gateway honours it is up to
+the gateway), the protocol offers no way to find a job by what was sent, so a create whose answer
+was lost stops the shot as `unknown-job`. The provider's clip is conformed to the request.
 """
-
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 
 from pydantic import Field
 
+from stages.backends._http import AnswerLost, NotFound
+from stages.backends._jobs import HostedVideoBackend, Poll
 from stages.backends._openai import LazyClient, map_openai_error, provider_message, retry_after_s
-from stages.backends.base import (BackendError, JobStore, PermanentError, RejectedError, ShotRequest,
-                                  TransientError, VideoCapabilities, is_refusal)
+from stages.backends.base import (BackendError, PermanentError, RejectedError, ShotRequest, TransientError,
+                                  VideoCapabilities, images_sent, is_refusal, requested_seconds)
 from stages.core.model import Model
 
 log = logging.getLogger(__name__)
@@ -46,29 +44,13 @@ class OpenAIVideosOptions(Model):
     timeout_s: float = Field(1800, gt=0, description="give up on one job after this long")
 
 
-class _Expired(Exception):
-    """The job's assets are gone (expired, or the provider no longer knows the id)."""
-
-
-class _MemoryJobs:
-    """The JobStore used when the caller passes none: resumes nothing across processes."""
-
-    def __init__(self):
-        self.job_id: str | None = None
-
-    def get(self) -> str | None:
-        return self.job_id
-
-    def put(self, job_id: str | None) -> None:
-        self.job_id = job_id
-
-
-class OpenAIVideosBackend:
+class OpenAIVideosBackend(HostedVideoBackend):
     """VideoBackend (resumable): text-to-video, or image-to-video from the shot's keyframe."""
 
     name = "openai-videos"
     section = "openai_videos"
     Options = OpenAIVideosOptions
+    lookup_hint = "the gateway's job list (GET /v1/videos)"
 
     def __init__(self, options: OpenAIVideosOptions):
         self.options = options
@@ -76,7 +58,7 @@ class OpenAIVideosBackend:
         self.capabilities = VideoCapabilities(
             uses=frozenset({"keyframe"}), ignores=frozenset({"references"}),  # the sheets reach it through the keyframe
             billed=True, resumable=True, concurrency=4, pool="api",  # 4 jobs in flight per process
-            modes=frozenset({"text", "image"}), max_references=1,  # one input_reference: the keyframe
+            modes=frozenset({"text", "image"}), max_references=0,  # one input_reference: the keyframe
             durations_s=tuple(float(s) for s in sorted(set(options.seconds))), aspect_ratios=(_ratio(w, h),))
         import warnings
 
@@ -94,81 +76,63 @@ class OpenAIVideosBackend:
     def what(self) -> str:
         return f"openai-videos ({self.options.model} at {self.options.base_url or 'api.openai.com'})"
 
-    def generate(self, request: ShotRequest, out_mp4: Path, jobs: JobStore | None = None) -> None:
-        """Resume the stored job, or create one; wait for it; download and conform it to the request."""
-        jobs = jobs if jobs is not None else _MemoryJobs()
-        deadline = time.monotonic() + self.options.timeout_s
-        expired_once = False
-        while True:
-            video = self._resume(jobs)
-            if video is None:
-                video = self._create(request)
-                jobs.put(video.id)  # before the first poll: a killed render resumes this job
-            try:
-                video = self._wait(video, deadline, jobs)
-                self._download_and_conform(video, request, out_mp4)
-            except _Expired as exc:
-                jobs.put(None)
-                if expired_once:
-                    raise TransientError(f"{self.what}: job {video.id} expired again ({exc}); "
-                                         f"a retry creates a new one") from None
-                log.warning("%s: job %s expired (%s); creating a new one", self.what, video.id, exc)
-                expired_once = True
-                continue
-            jobs.put(None)  # done: the artifact is the record now, and a changed request never reuses it
-            return
+    def provider(self) -> str:
+        return f"{self.options.model} at {self.options.base_url or 'api.openai.com'}"
 
-    # --- the job ----------------------------------------------------------------------------------
+    def billed_seconds(self, request: ShotRequest) -> float:
+        return requested_seconds(self.capabilities, request.duration_s, request.fps)
 
-    def _resume(self, jobs: JobStore):
-        """The stored job if it can still deliver; clears the store (returns None) if not."""
-        job_id = jobs.get()
-        if not job_id:
-            return None
-        try:
-            video = self._call(lambda c: c.videos.retrieve(job_id), f"checking job {job_id}")
-        except _Expired:
-            video = None
-        if video is None or video.status == "failed" or _is_expired(video) or video.status == "cancelled":
-            why = "unknown to the provider" if video is None else video.status
-            log.warning("%s: stored job %s is %s; creating a new one", self.what, job_id, why)
-            jobs.put(None)
-            return None
-        log.info("%s: resuming job %s (%s)", self.what, job_id, video.status)
-        return video
+    def images_sent(self, request: ShotRequest) -> int:
+        return images_sent(self.capabilities, request)
 
-    def _create(self, request: ShotRequest):
+    # --- the job protocol -------------------------------------------------------------------------
+
+    def submit(self, request: ShotRequest, client_key: str) -> str:
         o = self.options
-        seconds = pick_seconds(o.seconds, request.duration_s, request.fps)
         prompt = request.prompt
-        args = dict(model=o.model, seconds=str(seconds), size=o.size)
+        args = dict(model=o.model, seconds=str(int(self.billed_seconds(request))), size=o.size)
         if request.keyframe is not None:
             prompt = request.motion_prompt or request.prompt
             args["input_reference"] = (f"{request.shot_id}.png", reference_png(request.keyframe, o.size), "image/png")
         if request.negative_prompt:
             prompt = f"{prompt}\nAvoid: {request.negative_prompt}"
-        return self._call(lambda c: c.videos.create(prompt=prompt, **args), "creating a job", expire=False)
+        video = self._call(lambda c: c.videos.create(prompt=prompt, extra_headers={"Idempotency-Key": client_key},
+                                                     **args), "creating a job", sending=True)
+        if not getattr(video, "id", None):
+            raise AnswerLost(f"{self.what} creating a job: the answer names no job id ({str(video)[:120]})")
+        return video.id
 
-    def _wait(self, video, deadline: float, jobs: JobStore):
-        """Poll until the job leaves queued/in_progress; the completed video, or an error."""
-        o = self.options
-        while video.status not in ("completed", "failed", "expired", "cancelled"):
-            left = deadline - time.monotonic()
-            if left <= 0:  # the job id stays stored: the next run picks the same job up
-                raise TransientError(f"{self.what}: job {video.id} still running after {o.timeout_s:g} s "
-                                     f"({video.progress or 0}% done); resume with rerun",
-                                     retry_after_s=o.poll_s)
-            time.sleep(min(o.poll_s, left))
-            video = self._call(lambda c: c.videos.retrieve(video.id), f"polling job {video.id}")
-        if video.status == "failed":
-            jobs.put(None)  # a retry must create a new job, not re-read this failure
-            raise self._failure(video)
-        if video.status == "cancelled":
-            jobs.put(None)
-            raise TransientError(f"{self.what}: job {video.id} was cancelled; a retry creates a new one")
-        if _is_expired(video):
-            raise _Expired(f"status {video.status}")
-        return video
+    def poll(self, job_id: str) -> Poll:
+        video = self._call(lambda c: c.videos.retrieve(job_id), f"polling job {job_id}")
+        status = video.status
+        if status in _RUNNING:
+            return Poll("queued" if status == "queued" else "running", progress=video.progress)
+        if status == "completed":
+            if video.expires_at is not None and video.expires_at <= time.time():
+                return Poll("gone", detail="its clip expired before it was downloaded")
+            return Poll("done")
+        if status == "failed":
+            return Poll("failed", error=self._failure(video))
+        return Poll("gone", detail=f"status {status}")  # cancelled, expired
+
+    def fetch(self, job_id: str, poll: Poll, out: Path) -> None:
+        import httpx2
+        import openai
+
+        try:
+            with self.client().videos.with_streaming_response.download_content(
+                    job_id, variant="video", timeout=_DOWNLOAD_TIMEOUT_S) as resp:
+                resp.stream_to_file(out)
+        except openai.APIStatusError as exc:
+            if exc.status_code in (404, 410):
+                raise NotFound(f"{self.what}: downloading job {job_id} answered {exc.status_code}") from exc
+            raise map_openai_error(exc, f"{self.what} downloading job {job_id}") from exc
+        except (openai.OpenAIError, httpx2.HTTPError, OSError) as exc:
+            raise TransientError(f"{self.what}: downloading job {job_id} failed: {exc}") from exc
+
+    def cancel(self, job_id: str) -> None:
+        """The protocol has no cancel: deleting the job is what stops it."""
+        self._call(lambda c: c.videos.delete(job_id), f"deleting job {job_id}")
 
     def _failure(self, video) -> BackendError:
         err = video.error
@@ -182,48 +146,29 @@ class OpenAIVideosBackend:
             return TransientError(text, retry_after_s=retry_after_s({k.lower(): v for k, v in headers.items()}))
         return PermanentError(text)
 
-    def _download_and_conform(self, video, request: ShotRequest, out_mp4: Path) -> None:
-        """Download the clip beside `out_mp4`, then conform it; failures keep the job for a re-download."""
-        import httpx2
-        import openai
-
-        from stages.core.errors import RenderError
-
-        fd, name = tempfile.mkstemp(prefix=f".{out_mp4.stem}.", suffix=".download.mp4", dir=out_mp4.parent)
-        os.close(fd)
-        src = Path(name)
-        try:
-            try:
-                with self.client().videos.with_streaming_response.download_content(
-                        video.id, variant="video", timeout=_DOWNLOAD_TIMEOUT_S) as resp:
-                    resp.stream_to_file(src)
-            except openai.APIStatusError as exc:
-                if exc.status_code in (404, 410):
-                    raise _Expired(f"download answered {exc.status_code}") from exc
-                raise map_openai_error(exc, f"{self.what} downloading job {video.id}") from exc
-            except (openai.OpenAIError, httpx2.HTTPError, OSError) as exc:
-                raise TransientError(f"{self.what}: downloading job {video.id} failed: {exc}") from exc
-            if src.stat().st_size == 0:
-                raise TransientError(f"{self.what}: job {video.id} downloaded an empty file")
-            try:
-                conform(src, out_mp4, request)
-            except RenderError as exc:
-                raise TransientError(f"{self.what}: the clip of job {video.id} cannot be decoded "
-                                     f"({src.stat().st_size} bytes): {exc.message}") from exc
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                src.unlink()
-
-    def _call(self, fn, doing: str, *, expire: bool = True):
-        """Run one SDK call; map its errors (a 404 on a job is `_Expired` when `expire`)."""
+    def _call(self, fn, doing: str, *, sending: bool = False):
+        """Run one SDK call; its errors as the job driver's classes (`sending`: a create, where a lost
+        answer may have made a job)."""
         import openai
 
         try:
             return fn(self.client())
         except openai.APIStatusError as exc:
-            if expire and exc.status_code in (404, 410):
-                raise _Expired(f"{doing} answered {exc.status_code}: {provider_message(exc)}") from exc
+            if exc.status_code in (404, 410) and not sending:
+                raise NotFound(f"{self.what} {doing} answered {exc.status_code}: {provider_message(exc)}") from exc
+            if exc.status_code >= 500:
+                raise AnswerLost(f"{self.what} {doing} answered {exc.status_code}: {provider_message(exc)}",
+                                 retry_after_s=retry_after_s(exc.response.headers)) from exc
             raise map_openai_error(exc, f"{self.what} {doing}") from exc
+        except openai.APIConnectionError as exc:
+            import httpx2
+
+            cause = exc.__cause__
+            if isinstance(cause, (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)):
+                raise TransientError(f"{self.what} {doing}: cannot connect ({cause})") from exc
+            raise AnswerLost(f"{self.what} {doing}: no answer ({exc.message})") from exc
+        except ValueError as exc:  # a 2xx body that is not JSON (a proxy's page)
+            raise AnswerLost(f"{self.what} {doing}: the answer is not JSON ({exc})") from exc
         except openai.OpenAIError as exc:
             raise map_openai_error(exc, f"{self.what} {doing}") from exc
 
@@ -235,18 +180,11 @@ def _ratio(w: int, h: int) -> str:
     return f"{w // g}:{h // g}"
 
 
-def _is_expired(video) -> bool:
-    if video.status == "expired":
-        return True
-    return video.status == "completed" and video.expires_at is not None and video.expires_at <= time.time()
-
-
 def pick_seconds(allowed: list[int], duration_s: float, fps: int = 24) -> int:
     """The shortest clip length that covers `duration_s` (within a frame), else the longest."""
-    choices = sorted(set(allowed))
-    if not choices:
+    if not allowed:
         raise PermanentError("backends.openai_videos.seconds is empty: list the clip lengths the model offers")
-    return next((s for s in choices if s + 1.0 / fps >= duration_s), choices[-1])
+    return int(requested_seconds(VideoCapabilities(durations_s=tuple(allowed), billed=True), duration_s, fps))
 
 
 def reference_png(path: Path, size: str) -> bytes:
@@ -262,18 +200,3 @@ def reference_png(path: Path, size: str) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
-
-
-def conform(src: Path, out_mp4: Path, request: ShotRequest) -> None:
-    """Re-encode `src` to exactly the request: size (scale to cover, centre crop), fps, frame count
-    (trimmed, or the last frame held), H.264 yuv420p, no audio."""
-    from stages.core.media import run_ffmpeg
-
-    w, h, fps = request.width, request.height, request.fps
-    frames = max(1, round(request.duration_s * fps))
-    vf = (f"scale={w}:{h}:force_original_aspect_ratio=increase:flags=lanczos,crop={w}:{h},setsar=1,"
-          f"fps={fps},tpad=stop_mode=clone:stop_duration={frames / fps + 1:.3f}")
-    run_ffmpeg(["-i", str(src), "-map", "0:v:0", "-vf", vf, "-frames:v", str(frames), "-r", str(fps),
-                "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
-                "-movflags", "+faststart", "-an", "-f", "mp4", str(out_mp4)],
-               what="conforming the downloaded clip", timeout_s=max(120.0, 30 * request.duration_s))

@@ -17,6 +17,8 @@ VIDEO = {
     "animatic": "stages.backends.animatic:AnimaticBackend",
     "chaos": "stages.backends.chaos:ChaosBackend",
     "diffusers": "stages.backends.diffusers_video:DiffusersVideoBackend",
+    "fal": "stages.backends.fal:FalBackend",
+    "replicate": "stages.backends.replicate:ReplicateBackend",
     "openai-videos": "stages.backends.openai_videos:OpenAIVideosBackend",
 }
 IMAGE = {

@@ -29,13 +29,15 @@ class State(StrEnum):
     INTERRUPTED = "interrupted"
     STALE = "stale"
     PLACEHOLDER = "placeholder"
+    UNKNOWN_JOB = "unknown-job"  # a paid request's answer was lost and its job not found: the user decides
 
 
 STATES = tuple(State)
 SHOWN = (State.DONE, State.PENDING, State.STALE, State.FAILED, State.REJECTED, State.INTERRUPTED,
-         State.PLACEHOLDER)  # the order `status` and the review site count shots in
+         State.UNKNOWN_JOB, State.PLACEHOLDER)  # the order `status` and the review site count shots in
 REUSED = (State.DONE, State.PLACEHOLDER)  # a render keeps these shots; it makes every other one
-NEEDS_RERUN = (State.FAILED, State.REJECTED, State.INTERRUPTED)  # what `rerun --failed` takes
+NEEDS_RERUN = (State.FAILED, State.REJECTED, State.INTERRUPTED, State.UNKNOWN_JOB)  # what `rerun --failed` takes
+# (an unknown job is looked up again, never paid for again: only `rerun --shot ID --new-job` does that)
 
 
 class Kind(StrEnum):
@@ -65,6 +67,29 @@ CREATE TABLE IF NOT EXISTS units (
     backend     TEXT
 );
 CREATE INDEX IF NOT EXISTS units_episode ON units(episode, kind);
+"""
+
+
+_JOBS = """  -- the paid-job journal (stages/core/jobs.py)
+
+CREATE TABLE IF NOT EXISTS jobs (
+    client_key   TEXT PRIMARY KEY,
+    unit_id      TEXT NOT NULL,
+    spec_hash    TEXT NOT NULL,
+    backend      TEXT NOT NULL,
+    provider     TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    why          TEXT NOT NULL,
+    job_id       TEXT,
+    billed_s     REAL NOT NULL DEFAULT 0,
+    images       INTEGER NOT NULL DEFAULT 0,
+    created_at   REAL NOT NULL,
+    answered_at  REAL,
+    finished_at  REAL,
+    message      TEXT,
+    pid          INTEGER
+);
+CREATE INDEX IF NOT EXISTS jobs_unit ON jobs(unit_id, created_at);
 """
 
 
@@ -164,7 +189,7 @@ class Ledger:
                 (unit_id, kind, episode, spec_hash, str(artifact), sha256, now, int(reused)))
 
     def fail(self, unit_id: str, *, state: str, error_class: str, message: str) -> None:
-        if state not in (State.FAILED, State.REJECTED):
+        if state not in (State.FAILED, State.REJECTED, State.UNKNOWN_JOB):
             raise ValueError(f"not a failure state: {state}")
         with self._db() as db:
             db.execute("UPDATE units SET state=?, error_class=?, message=?, pid=NULL, finished_at=? WHERE id=?",
@@ -258,7 +283,7 @@ class _Reused:
 def _prepare(db: sqlite3.Connection) -> None:
     """WAL, the table, and columns added since a ledger was first made."""
     _wal(db)
-    db.executescript(_SCHEMA)
+    db.executescript(_SCHEMA + _JOBS)
     columns = {r[1] for r in db.execute("PRAGMA table_info(units)")}
     if "backend" not in columns:
         try:
@@ -283,18 +308,3 @@ def _wal(db: sqlite3.Connection) -> None:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(random.uniform(0.02, 0.1))
-
-
-class LedgerJobs:
-    """A JobStore on one ledger row: the provider job id survives a killed render."""
-
-    def __init__(self, ledger: Ledger, unit_id: str):
-        self.ledger, self.unit_id = ledger, unit_id
-
-    def get(self) -> str | None:
-        row = self.ledger.get(self.unit_id)
-        return row.job_id if row is not None else None
-
-    def put(self, job_id: str | None) -> None:
-        self.ledger.set_job_id(self.unit_id, job_id)
-

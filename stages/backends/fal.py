@@ -1,0 +1,170 @@
+"""fal's queue API: one backend for every video model fal hosts (Kling, Veo 3.1, Wan, Seedance,
+Hailuo, PixVerse, LTX); the model id and its input fields come from project.yaml.
+
+Protocol (fal's docs, docs.fal.ai/model-endpoints/queue): `POST {queue}/{model_id}` with the model's
+input as the body -> `request_id`; `GET {queue}/{app}/requests/{id}/status` -> IN_QUEUE, IN_PROGRESS,
+COMPLETED (a failed request is COMPLETED with `error` and `error_type`); `GET {queue}/{app}/requests/{id}`
+-> the model's output (`video.url`); `PUT .../cancel`. `{app}` is the model id without its subpath
+(`fal-ai/kling-video/v2.1/standard/image-to-video` -> `fal-ai/kling-video`). Auth: `Authorization: Key
+$FAL_KEY`. The queue documents no idempotency key; a request whose answer was lost is looked up in the
+Platform API's request list (`GET {api}/models/requests/by-endpoint`, matched by its exact input).
+Images go as `data:` URLs inside the input (fal's docs: models accept data URIs or URLs).
+
+Not fal's Python client: fal-client 1.0.3 re-sends a submit after a read timeout or a dropped
+connection (up to 10 times), which can make a second paid job; 0.5.9 has no base URL (tests) and
+cannot take a custom header. Both pin `httpx<1` beside our httpx2.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.parse
+from pathlib import Path
+
+from pydantic import Field
+
+from stages.backends import _hosted_model as hosted
+from stages.backends._http import Http
+from stages.backends._jobs import HostedVideoBackend, LookupUnsupported, Poll, data_url
+from stages.backends.base import (BackendError, PermanentError, RejectedError, ShotRequest, TransientError,
+                                  images_sent, is_refusal, requested_seconds)
+
+# fal's infrastructure error types (docs: model-apis/request-errors): the job, not the request, failed
+_INFRA = {"request_timeout", "startup_timeout", "runner_scheduling_failure", "runner_connection_timeout",
+          "runner_disconnected", "runner_connection_refused", "runner_connection_error", "runner_server_error",
+          "internal_error", "server_error"}
+
+
+class FalOptions(hosted.ModelOptions):
+    """`backends.fal`: a video model on fal's queue, e.g. `fal-ai/kling-video/v2.1/standard/image-to-video`."""
+
+    model: str | None = Field(None, pattern=r"^[\w.-]+/[\w.-]+(/[\w.\-]+)*$", description="the model id on fal")
+    queue_url: str = "https://queue.fal.run"
+    api_url: str = Field("https://api.fal.ai/v1", description="fal's Platform API (finds a request whose "
+                                                               "answer was lost)")
+    api_key_env: str = "FAL_KEY"
+
+
+class FalBackend(HostedVideoBackend):
+    """VideoBackend (resumable, billed) on fal's queue."""
+
+    name = "fal"
+    section = "fal"
+    Options = FalOptions
+    lookup_hint = "https://fal.ai/dashboard/requests"
+
+    def __init__(self, options: FalOptions):
+        self.options = options
+        self.capabilities = hosted.capabilities(options)
+        self._http: Http | None = None
+
+    def identity(self) -> dict:
+        o = self.options
+        return {"engine": "fal", "model": o.model, "inputs": o.inputs, "fields": o.fields.model_dump(),
+                "duration_as": o.duration_as, "aspect_ratio": o.aspect_ratio}
+
+    @property
+    def what(self) -> str:
+        return f"fal ({self.options.model})"
+
+    def provider(self) -> str:
+        return f"{self.options.model} on fal"
+
+    def billed_seconds(self, request: ShotRequest) -> float:
+        return requested_seconds(self.capabilities, request.duration_s, request.fps)
+
+    def images_sent(self, request: ShotRequest) -> int:
+        return images_sent(self.capabilities, request)
+
+    def http(self) -> Http:
+        if self._http is None:
+            o = self.options
+            if not o.model:
+                raise PermanentError("backends.fal.model is not set: name the model id on fal, e.g. "
+                                     "fal-ai/kling-video/v2.1/standard/image-to-video")
+            key = os.environ.get(o.api_key_env)
+            if not key:
+                raise PermanentError(f"fal needs an API key in ${o.api_key_env}: export {o.api_key_env}=... "
+                                     "(https://fal.ai/dashboard/keys)")
+            self._http = Http({"Authorization": f"Key {key}"}, what=self.what, key_env=o.api_key_env,
+                              timeout_s=o.request_timeout_s)
+        return self._http
+
+    def model_input(self, request: ShotRequest) -> dict:
+        return hosted.model_input(self.options, request, self.billed_seconds(request), data_url)
+
+    def _app(self) -> str:
+        """The model id without its subpath: fal's status, result and cancel URLs use only owner/app."""
+        parts = self.options.model.split("/")
+        keep = 3 if parts[0] in ("workflows", "comfy") else 2
+        return "/".join(parts[:keep])
+
+    def _request_url(self, job_id: str, tail: str = "") -> str:
+        return f"{self.options.queue_url.rstrip('/')}/{self._app()}/requests/{job_id}{tail}"
+
+    # --- the job protocol -------------------------------------------------------------------------
+
+    def submit(self, request: ShotRequest, client_key: str) -> str:
+        body = self.model_input(request)
+        http = self.http()
+        answer = http.call("POST", f"{self.options.queue_url.rstrip('/')}/{self.options.model}", "submitting a job",
+                           body=body)
+        job_id = answer.get("request_id")
+        if not isinstance(job_id, str) or not job_id:
+            from stages.backends._http import AnswerLost
+
+            raise AnswerLost(f"{self.what} submitting a job: the answer names no request_id ({str(answer)[:120]})")
+        return job_id
+
+    def poll(self, job_id: str) -> Poll:
+        http = self.http()
+        status = http.call("GET", self._request_url(job_id, "/status"), f"polling request {job_id}")
+        state = status.get("status")
+        if state == "IN_QUEUE":
+            return Poll("queued", detail=f"queue position {status.get('queue_position')}")
+        if state == "IN_PROGRESS":
+            return Poll("running")
+        if state != "COMPLETED":
+            raise TransientError(f"{self.what}: request {job_id} has a status this backend does not know: {state!r}")
+        if status.get("error") and "cancel" in str(status.get("error_type") or "").lower():
+            return Poll("gone", detail=f"cancelled: {status.get('error')}")  # fal lists no CANCELED state
+        if status.get("error"):
+            return Poll("failed", error=self._failure(job_id, status.get("error"), status.get("error_type")))
+        result = http.call("GET", self._request_url(job_id), f"fetching the result of request {job_id}")
+        video = result.get("video")
+        url = video.get("url") if isinstance(video, dict) else None
+        if not isinstance(url, str) or not url:
+            return Poll("failed", error=PermanentError(f"{self.what}: request {job_id} finished without a video "
+                                                       f"(its output: {str(result)[:200]})"))
+        return Poll("done", result=url)
+
+    def _failure(self, job_id: str, error, error_type) -> BackendError:
+        text = f"{self.what}: request {job_id} failed: {error}" + (f" ({error_type})" if error_type else "")
+        if is_refusal(error_type, str(error)):
+            return RejectedError(text)
+        if (error_type or "").lower() in _INFRA:
+            return TransientError(text)  # fal's side: re-created only as limits.recreate_failed_jobs allows
+        return PermanentError(text)
+
+    def fetch(self, job_id: str, poll: Poll, out: Path) -> None:
+        self.http().download(poll.result, out, f"downloading the video of request {job_id}")
+
+    def cancel(self, job_id: str) -> None:
+        self.http().call("PUT", self._request_url(job_id, "/cancel"), f"cancelling request {job_id}")
+
+    def lookup(self, client_key: str, request: ShotRequest, sent_at: float) -> str | None:
+        """The request fal logged with exactly this input since just before it was sent."""
+        body = self.model_input(request)
+        start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sent_at - 120))
+        query = urllib.parse.urlencode({"endpoint_id": self.options.model, "start": start, "limit": 100})
+        try:
+            listing = self.http().call("GET", f"{self.options.api_url.rstrip('/')}/models/requests/by-endpoint?{query}",
+                                       "listing recent requests")
+        except PermanentError as exc:  # e.g. a key without Platform API access
+            raise LookupUnsupported(str(exc)) from exc
+        for item in listing.get("items") or []:
+            if isinstance(item, dict) and hosted.same_input(self.options, body, item.get("json_input")) \
+                    and item.get("request_id"):
+                return str(item["request_id"])
+        return None

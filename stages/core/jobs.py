@@ -1,0 +1,123 @@
+"""The paid-job journal: one row per job a hosted provider was (or may have been) asked to make.
+
+A row is committed *before* the paid request goes out (state `intent`, with our client key), so
+no answer that is lost, no crash and no retry can make a second job unseen: a shot whose last row
+is still open is resumed or looked up, never submitted again. Rows live in the ledger's database
+(table `jobs`) and are what the run report bills, retries and re-creations included.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+
+from stages.core.ledger import Ledger  # its database holds the `jobs` table (schema there)
+
+
+class JobState(StrEnum):
+    INTENT = "intent"  # committed before the request; the provider's answer not (yet) seen
+    SUBMITTED = "submitted"  # the provider gave its job id: poll it, never submit again
+    DONE = "done"  # its clip was downloaded, checked and made the shot's file
+    FAILED = "failed"  # the provider says the job failed (its reason in `message`)
+    GONE = "gone"  # the provider cancelled, expired or no longer knows the job
+    UNKNOWN = "unknown"  # a request whose answer was lost and that no lookup found: maybe billed
+    REFUSED = "refused"  # the provider answered the request with an error: no job was made
+    ABANDONED = "abandoned"  # the user chose to pay for a new job instead (`rerun --new-job`)
+
+
+OPEN = (JobState.INTENT, JobState.SUBMITTED, JobState.UNKNOWN)  # a new job for the shot would be a second bill
+CREATED = (JobState.SUBMITTED, JobState.DONE, JobState.FAILED, JobState.GONE)  # the provider holds (held) it
+
+@dataclass(frozen=True)
+class Job:
+    client_key: str
+    unit_id: str
+    spec_hash: str
+    backend: str
+    provider: str
+    state: str
+    why: str  # first, recreate (the project allows it), new-job (the user asked), new-run
+    job_id: str | None
+    billed_s: float  # seconds of video the request asks for, after the provider's rounding
+    images: int  # reference images and keyframes the request sends
+    created_at: float
+    answered_at: float | None
+    finished_at: float | None
+    message: str | None
+    pid: int | None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", JobState(self.state))
+
+    @property
+    def created(self) -> bool:
+        """The provider made (or may have made) it: it is billed."""
+        return self.state in CREATED or self.state == JobState.UNKNOWN or (
+            self.state == JobState.ABANDONED and self.job_id is not None)
+
+
+class Journal:
+    """The `jobs` table of one ledger."""
+
+    def __init__(self, ledger: Ledger):
+        self.ledger = ledger
+
+    def _db(self):
+        return self.ledger._db()
+
+    def intend(self, unit_id: str, *, spec_hash: str, backend: str, provider: str, why: str, billed_s: float,
+               images: int) -> Job:
+        """Commit a new job's row before its request is sent; returns it (its client key is new)."""
+        key = f"df-{secrets.token_hex(10)}"
+        with self._db() as db:
+            db.execute("INSERT INTO jobs(client_key, unit_id, spec_hash, backend, provider, state, why, billed_s, "
+                       "images, created_at, pid) VALUES(?, ?, ?, ?, ?, 'intent', ?, ?, ?, ?, ?)",
+                       (key, unit_id, spec_hash, backend, provider, why, billed_s, images, time.time(), os.getpid()))
+        return self.get(key)
+
+    def update(self, key: str, state: JobState, *, job_id: str | None = None, message: str | None = None) -> Job:
+        now = time.time()
+        with self._db() as db:
+            db.execute("UPDATE jobs SET state=?, job_id=COALESCE(?, job_id), message=COALESCE(?, message), "
+                       "answered_at=CASE WHEN ? IS NOT NULL AND answered_at IS NULL THEN ? ELSE answered_at END, "
+                       "finished_at=CASE WHEN ? IN ('done', 'failed', 'gone', 'refused', 'abandoned') THEN ? "
+                       "ELSE finished_at END WHERE client_key=?",
+                       (state, job_id, message and message[:2000], job_id, now, state, now, key))
+        return self.get(key)
+
+    def get(self, key: str) -> Job:
+        with self._db() as db:
+            return Job(*db.execute("SELECT * FROM jobs WHERE client_key=?", (key,)).fetchone())
+
+    def of(self, unit_id: str, spec_hash: str | None = None) -> list[Job]:
+        """The unit's jobs (for one spec), oldest first."""
+        q, args = "SELECT * FROM jobs WHERE unit_id=?", [unit_id]
+        if spec_hash is not None:
+            q += " AND spec_hash=?"
+            args.append(spec_hash)
+        with self._db() as db:
+            return [Job(*r) for r in db.execute(q + " ORDER BY created_at, rowid", args).fetchall()]
+
+    def since(self, at: float, backend: str | None = None) -> list[Job]:
+        """Jobs created at or after `at` (a run's start): what that run asked the providers for."""
+        q, args = "SELECT * FROM jobs WHERE created_at >= ?", [at]
+        if backend is not None:
+            q += " AND backend=?"
+            args.append(backend)
+        with self._db() as db:
+            return [Job(*r) for r in db.execute(q + " ORDER BY created_at, rowid", args).fetchall()]
+
+    def claimed(self, job_id: str) -> bool:
+        """Whether another row already holds this provider job id (a lookup must not take it twice)."""
+        with self._db() as db:
+            return db.execute("SELECT 1 FROM jobs WHERE job_id=?", (job_id,)).fetchone() is not None
+
+    def abandon(self, unit_id: str, message: str) -> list[Job]:
+        """`rerun --new-job`: the unit's open jobs are given up on (kept, and billed if made)."""
+        open_jobs = [j for j in self.of(unit_id) if j.state in OPEN]
+        for j in open_jobs:
+            self.update(j.client_key, JobState.ABANDONED, message=message)
+        return open_jobs
