@@ -103,6 +103,7 @@ def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = 
     from flows.guards import deliver, delivered, start_render
     from stages.core.ledger import REUSED
 
+    asked = time.time()  # a clip made after this by another rerun of the same shot is kept
     console = _console()
     for w in lp.warnings:
         console.print(f"[yellow]warning[/] {_esc(f'{w.file}:{w.line}: {w.message}')}")
@@ -148,7 +149,7 @@ def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = 
             def note(self, message: str) -> None:
                 console.print(_esc(message))
 
-        outcomes = run.render(lp, checked, dask=dask, reporter=_Bars())
+        outcomes = run.render(lp, checked, dask=dask, reporter=_Bars(), requested_at=asked)
     failed = _report_outputs(console, sorted(outcomes + kept, key=lambda o: o["episode"]))
     console.print(f"  review: {_esc(str(run.review_index(lp)))}")
     if any(o.get("blocked") for o in outcomes):

@@ -45,7 +45,7 @@ def check_render(lp: LoadedProject, numbers: list[int], *, max_cost: float | Non
     """Refuse (InputError; nothing made, no folder, no call) a render that lacks what it needs or is
     over `max_cost`; else what it would make. An LLM planner is asked only after the spend guard,
     for the episodes it has not planned yet, and never for a `dry_run`."""
-    missing = blockers(lp)
+    missing = blockers(lp, keys=not dry_run)
     if missing:
         first, *more = missing
         raise InputError(first.message, file=first.file, line=first.line, text=first.text, hint=first.hint,

@@ -20,9 +20,10 @@ from stages.write_shotlist import write_shotlist
 
 @flow(name="render_episode", flow_run_name="{project_dir}:ep{episode}", log_prints=False)
 def render_episode(project_dir: str, episode: int, remake: list[str] | None = None,
-                   command_root: str | None = None) -> dict:
+                   command_root: str | None = None, requested_at: float | None = None) -> dict:
     """Voice, time, generate, subtitle, mix and assemble one episode; `remake` names shots to make
-    anew (`rerun --shot`), `command_root` the project as the user typed it (for messages).
+    anew (`rerun --shot`) unless their clip is newer than `requested_at`, `command_root` is the project
+    as the user typed it (for messages).
 
     Returns {"episode", "mp4" (None if shots failed), "reused" (the cut was already made),
     "failed": [shot ids], "stopped": [shot ids not attempted after the failed-shot limit],
@@ -63,7 +64,8 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
     # 5. every shot (its keyframe first, when it starts from one) within its backend's limits
     remade = frozenset(remake or ())
     clips = _results(make_shot.map(work.shots, unmapped(backends), unmapped(lp.project.limits), unmapped(paths),
-                                   started, unmapped(remade), unmapped(command_root or project_dir)))
+                                   started, unmapped(remade), unmapped(command_root or project_dir),
+                                   unmapped(requested_at or started)))
     outcome["shots"] = [{"id": u.id, "outcome": _shot_outcome(c), "duration_s": u.request.duration_s,
                          "images": 0 if _failed(c) else c.images_made} for u, c in zip(work.shots, clips)]
     outcome["stopped"] = [u.id for u, c in zip(work.shots, clips) if isinstance(c, EpisodeStopped)]

@@ -29,7 +29,8 @@ from stages.run_report import made_work, report_json, shot_table, summary_markdo
 @flow(name="render_series", log_prints=False)
 def render_series(project_dir: str, episodes: list[int] | None = None, max_cost: float | None = None,
                   force: list[str] | None = None, skipped: list[int] | None = None,
-                  dask_address: str | None = None, command_root: str | None = None) -> list[dict]:
+                  dask_address: str | None = None, command_root: str | None = None,
+                  requested_at: float | None = None) -> list[dict]:
     """Render the episodes (default: all) whose cut is not up to date; one outcome per episode
     rendered (see `render_episode`).
 
@@ -37,9 +38,12 @@ def render_series(project_dir: str, episodes: list[int] | None = None, max_cost:
     checks before it starts the flow, and passes none); `force` names shots to make anew (`rerun
     --shot`); `skipped` lists episodes the caller already found up to date (the report mentions
     them); `dask_address` sends each episode's tasks to that Dask scheduler instead of local threads;
-    `command_root` is the project as the user typed it, for the commands on the review pages.
+    `command_root` is the project as the user typed it, for the commands on the review pages;
+    `requested_at` is when the user asked (default: now): a forced shot whose clip was made after it
+    (by a `rerun --shot` of the same shot running beside this one) is kept, not paid for twice.
     """
-    started, run_started = time.monotonic(), time.time()
+    started = time.monotonic()
+    requested_at = requested_at or time.time()
     # 1. refuse what cannot work or costs too much, before anything is made; find what is up to date
     lp = load_project(Path(project_dir))
     numbers = episodes if episodes is not None else [e.number for e in lp.script.episodes]
@@ -57,7 +61,7 @@ def render_series(project_dir: str, episodes: list[int] | None = None, max_cost:
     outcomes = []
     for e in checked.todo:
         remake = sorted(checked.force & {s.id for s in e.shots})
-        outcomes.append(episode_flow(project_dir, e.number, remake, command_root))
+        outcomes.append(episode_flow(project_dir, e.number, remake, command_root, requested_at))
         if outcomes[-1]["mp4"]:
             progress.advance("episodes")
 
@@ -68,7 +72,7 @@ def render_series(project_dir: str, episodes: list[int] | None = None, max_cost:
     project, paths = lp.project, BuildPaths(lp.build)
     table = shot_table(outcomes, Ledger(paths.ledger))
     backends = backends_for(project, lp.root)
-    jobs = Journal(Ledger(paths.ledger)).since(run_started, backend=backends.video.name)
+    jobs = Journal(Ledger(paths.ledger)).unreported(backends.video.name)  # every paid job, billed once
     work = made_work(outcomes, project, backends, jobs)
     report = (project.title, project_dir, outcomes, table, time.monotonic() - started, skipped, work,
               project.rates.currency)

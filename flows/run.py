@@ -45,7 +45,7 @@ def prepare(lp: LoadedProject, numbers: list[int], *, dask: str | None = None, m
 
 
 def render(lp: LoadedProject, checked: Checked, *, dask: str | None = None,
-           reporter: progress.Reporter | None = None) -> list[dict]:
+           reporter: progress.Reporter | None = None, requested_at: float | None = None) -> list[dict]:
     """Start Prefect and run `render_series` over the episodes `checked` found not up to date (its
     spend guard passed already: checking again after the LLM planned would refuse what was paid for)."""
     prefect_environment()
@@ -55,7 +55,7 @@ def render(lp: LoadedProject, checked: Checked, *, dask: str | None = None,
     try:
         return render_series(str(lp.root.resolve()), [e.number for e in checked.todo],
                              force=sorted(checked.force), skipped=[e.number for e in checked.current],
-                             dask_address=dask, command_root=str(lp.root))
+                             dask_address=dask, command_root=str(lp.root), requested_at=requested_at)
     finally:
         progress.install(None)
 

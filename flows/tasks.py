@@ -213,14 +213,15 @@ def make_sheet(sheet: SheetUnit, backends: BackendSet, paths: BuildPaths) -> tup
       retry_delay_seconds=exponential_backoff(backoff_factor=SHOT_BACKOFF_S)(SHOT_RETRIES),
       on_completion=[_advance("shots")], on_failure=[_advance("shots")], **_retried)
 def make_shot(shot: ShotUnit, backends: BackendSet, limits: Limits, paths: BuildPaths, since: float,
-              remake: frozenset[str] = frozenset(), project: str = "PROJECT") -> ShotResult:
+              remake: frozenset[str] = frozenset(), project: str = "PROJECT",
+              requested_at: float | None = None) -> ShotResult:
     """One shot: the accepted placeholder card, or its keyframe then its clip (reused when made),
     one process at a time per shot, within the backend's concurrency, rate and failure limits.
 
     `since` is when this episode's render started: failures after it count against the limit, and
     paid jobs made after it against `limits.recreate_failed_jobs`. A shot in `remake` (`rerun
-    --shot`) drops its clip, unless another render made it after `since`; `project` is the
-    folder as the user names it, for the commands in messages.
+    --shot`) drops its clip, unless another render made it after the user asked (`requested_at`);
+    `project` is the folder as the user names it, for the commands in messages.
     """
     backends = _shared(backends)
     if shot.placeholder is not None:  # accepted by the user: a card, not a generation
@@ -240,7 +241,7 @@ def make_shot(shot: ShotUnit, backends: BackendSet, limits: Limits, paths: Build
                             message=reason)
                 raise EpisodeStopped(reason)
 
-            if shot.id in remake and shot.path.exists() and shot.path.stat().st_mtime < since:
+            if shot.id in remake and shot.path.exists() and shot.path.stat().st_mtime < (requested_at or since):
                 shot.path.unlink()  # made anew; a clip newer than this run is a concurrent rerun's: reused
             jobs = ShotJobs(Journal(ledger), shot.id, shot.key, since=since, recreate=limits.recreate_failed_jobs,
                             project=project)

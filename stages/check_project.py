@@ -64,7 +64,11 @@ def check_project(root: Path) -> CheckReport:
         if engine == "espeak" and c.voice.language.lower() not in languages:
             report.warnings.append(Warning_(file=yaml_file, line=1, message=(
                 f"cast {c.id}: eSpeak NG has no language {c.voice.language!r} (try en-us, en-gb, cmn, yue)")))
-    report.errors.extend(e.to_dict() for e in blockers(lp))
+    report.errors.extend(e.to_dict() for e in blockers(lp, keys=False))
+    shown = {e["message"] for e in report.errors}
+    for e in blockers(lp, keys=True):  # an API key: a render refuses without it; checking needs none
+        if e.message not in shown:
+            report.warnings.append(Warning_(file=yaml_file, line=1, message=f"{e.message}: {e.hint}"))
     sub = project.subtitles
     if sub.margin_bottom_px < 192:  # 10% of 1920: where the platforms put caption, music and progress bar
         report.warnings.append(Warning_(file=yaml_file, line=1, message=(
@@ -97,8 +101,9 @@ def check_project(root: Path) -> CheckReport:
     return report
 
 
-def blockers(lp) -> list[InputError]:
-    """What a render needs and lacks (an extra, Piper voices, music, effects): refused before any work."""
+def blockers(lp, *, keys: bool = True) -> list[InputError]:
+    """What a render needs and lacks (an extra, Piper voices, music, effects, a hosted model and its
+    API key): refused before any work. `keys`: check API keys too (a dry run needs none)."""
     out: list[InputError] = []
     project, root = lp.project, lp.root
     yaml_file = str(root / "project.yaml")
@@ -120,6 +125,11 @@ def blockers(lp) -> list[InputError]:
     needs: dict[str, str | None] = {}  # module -> the extra that brings it, from each backend's capabilities
     for backend in (backends.video, backends.image, *(backends.speech(e) for e in engines)):
         needs.update(dict.fromkeys(backend.capabilities.requires, backend.capabilities.extra))
+    from stages.backends._jobs import HostedVideoBackend
+
+    if isinstance(backends.video, HostedVideoBackend):
+        for problem, fix in backends.video.missing(keys=keys):
+            out.append(InputError(problem, file=yaml_file, hint=fix))
     for module, extra in needs.items():
         if importlib.util.find_spec(module) is None:
             out.append(InputError(f"this project uses {module}, which is not installed", file=yaml_file,

@@ -37,9 +37,9 @@ def shot_table(outcomes: list[dict], ledger: Ledger) -> list[dict]:
 
 def made_work(outcomes: list[dict], project: Project, backends: BackendSet, jobs: list | None = None) -> list[Work]:
     """What this run made and reused, by backend, priced with the project's rates (the backends'
-    capabilities say which may charge). On a hosted video backend the bill is every paid job the
-    run created (`jobs`, from the job journal: retries, re-creations and unknown ones included), each
-    at the seconds and images it asked for."""
+    capabilities say which may charge). On a hosted video backend the bill is every paid job no
+    report billed yet (`jobs`, from the job journal: this run's retries, re-creations and unknown
+    ones, and those of a render killed before its report), each at the seconds and images it asked for."""
     rates = project.rates
     shots = Work("video", project.backends.video)
     images = Work("image", project.backends.image.kind)

@@ -81,7 +81,7 @@ class ShotJobs:
     def recreated(self) -> int:
         """Jobs re-created for this shot in this run."""
         return sum(1 for j in self.journal.of(self.unit_id, self.spec_hash)
-                   if j.created_at >= self.since and j.why == "recreate")
+                   if j.created_at >= self.since and j.why == "recreate" and j.created)
 
 
 class HostedVideoBackend:
@@ -103,6 +103,11 @@ class HostedVideoBackend:
     def images_sent(self, request: ShotRequest) -> int:
         """Reference images and keyframes one request carries."""
         raise NotImplementedError
+
+    def missing(self, *, keys: bool = True) -> list[tuple[str, str]]:
+        """What project.yaml or the environment lacks for this backend to make a job: (problem, how to
+        fix it) each; `keys`: the API key too (a dry run needs none)."""
+        return []
 
     def submit(self, request: ShotRequest, client_key: str) -> str:
         """Send the paid request; the provider's job id. `AnswerLost`: it may have been made."""

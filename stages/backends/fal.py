@@ -77,17 +77,22 @@ class FalBackend(HostedVideoBackend):
     def images_sent(self, request: ShotRequest) -> int:
         return images_sent(self.capabilities, request)
 
+    def missing(self, *, keys: bool = True) -> list[tuple[str, str]]:
+        o, out = self.options, []
+        if not o.model:
+            out.append(("backends.fal.model is not set", "name the model id on fal, e.g. "
+                                                         "fal-ai/kling-video/v2.1/standard/image-to-video"))
+        if keys and not os.environ.get(o.api_key_env):
+            out.append((f"fal needs an API key in ${o.api_key_env}",
+                        f"export {o.api_key_env}=... (https://fal.ai/dashboard/keys)"))
+        return out
+
     def http(self) -> Http:
         if self._http is None:
             o = self.options
-            if not o.model:
-                raise PermanentError("backends.fal.model is not set: name the model id on fal, e.g. "
-                                     "fal-ai/kling-video/v2.1/standard/image-to-video")
-            key = os.environ.get(o.api_key_env)
-            if not key:
-                raise PermanentError(f"fal needs an API key in ${o.api_key_env}: export {o.api_key_env}=... "
-                                     "(https://fal.ai/dashboard/keys)")
-            self._http = Http({"Authorization": f"Key {key}"}, what=self.what, key_env=o.api_key_env,
+            for problem, fix in self.missing():
+                raise PermanentError(f"{problem}: {fix}")
+            self._http = Http({"Authorization": f"Key {os.environ[o.api_key_env]}"}, what=self.what, key_env=o.api_key_env,
                               timeout_s=o.request_timeout_s)
         return self._http
 

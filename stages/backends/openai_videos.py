@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -75,6 +76,13 @@ class OpenAIVideosBackend(HostedVideoBackend):
     @property
     def what(self) -> str:
         return f"openai-videos ({self.options.model} at {self.options.base_url or 'api.openai.com'})"
+
+    def missing(self, *, keys: bool = True) -> list[tuple[str, str]]:
+        o = self.options
+        if keys and o.base_url is None and not os.environ.get(o.api_key_env):
+            return [(f"openai-videos needs an API key in ${o.api_key_env}",
+                     f"export {o.api_key_env}=..., or set backends.openai_videos.base_url to a gateway")]
+        return []
 
     def provider(self) -> str:
         return f"{self.options.model} at {self.options.base_url or 'api.openai.com'}"

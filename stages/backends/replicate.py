@@ -90,16 +90,21 @@ class ReplicateBackend(HostedVideoBackend):
     def images_sent(self, request: ShotRequest) -> int:
         return images_sent(self.capabilities, request)
 
+    def missing(self, *, keys: bool = True) -> list[tuple[str, str]]:
+        o, out = self.options, []
+        if self._target() is None:
+            out.append(("backends.replicate names no model", "set model (owner/name), version or deployment"))
+        if keys and not os.environ.get(o.api_key_env):
+            out.append((f"Replicate needs an API token in ${o.api_key_env}",
+                        f"export {o.api_key_env}=... (https://replicate.com/account/api-tokens)"))
+        return out
+
     def http(self) -> Http:
         if self._http is None:
             o = self.options
-            if self._target() is None:
-                raise PermanentError("backends.replicate needs model (owner/name), version or deployment")
-            key = os.environ.get(o.api_key_env)
-            if not key:
-                raise PermanentError(f"Replicate needs an API token in ${o.api_key_env}: export {o.api_key_env}=... "
-                                     "(https://replicate.com/account/api-tokens)")
-            self._http = Http({"Authorization": f"Bearer {key}"}, what=self.what, key_env=o.api_key_env,
+            for problem, fix in self.missing():
+                raise PermanentError(f"{problem}: {fix}")
+            self._http = Http({"Authorization": f"Bearer {os.environ[o.api_key_env]}"}, what=self.what, key_env=o.api_key_env,
                               timeout_s=o.request_timeout_s)
         return self._http
 

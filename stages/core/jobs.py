@@ -48,6 +48,7 @@ class Job:
     finished_at: float | None
     message: str | None
     pid: int | None
+    reported_at: float | None = None  # when a run report billed it
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", JobState(self.state))
@@ -101,14 +102,21 @@ class Journal:
         with self._db() as db:
             return [Job(*r) for r in db.execute(q + " ORDER BY created_at, rowid", args).fetchall()]
 
-    def since(self, at: float, backend: str | None = None) -> list[Job]:
-        """Jobs created at or after `at` (a run's start): what that run asked the providers for."""
-        q, args = "SELECT * FROM jobs WHERE created_at >= ?", [at]
-        if backend is not None:
-            q += " AND backend=?"
-            args.append(backend)
+    def unreported(self, backend: str) -> list[Job]:
+        """Jobs no run report has billed yet (this run's, and those of a render killed before its
+        report), marked as reported now: each job is billed in exactly one report."""
+        now = time.time()
         with self._db() as db:
-            return [Job(*r) for r in db.execute(q + " ORDER BY created_at, rowid", args).fetchall()]
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = [Job(*r) for r in db.execute("SELECT * FROM jobs WHERE backend=? AND reported_at IS NULL "
+                                                    "ORDER BY created_at, rowid", (backend,)).fetchall()]
+                db.execute("UPDATE jobs SET reported_at=? WHERE backend=? AND reported_at IS NULL", (now, backend))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return rows
 
     def claimed(self, job_id: str) -> bool:
         """Whether another row already holds this provider job id (a lookup must not take it twice)."""

@@ -87,7 +87,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     answered_at  REAL,
     finished_at  REAL,
     message      TEXT,
-    pid          INTEGER
+    pid          INTEGER,
+    reported_at  REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_unit ON jobs(unit_id, created_at);
 """
@@ -230,10 +231,10 @@ class Ledger:
         return len(dead)
 
     def failures_since(self, episode: int, since: float) -> list[str]:
-        """Shots of `episode` that failed or were rejected at or after `since` (a run's start)."""
+        """Shots of `episode` that failed, were rejected or lost a paid job at or after `since` (a run's start)."""
         with self._db() as db:
             return [r[0] for r in db.execute(
-                "SELECT id FROM units WHERE episode=? AND kind='shot' AND state IN ('failed', 'rejected') "
+                "SELECT id FROM units WHERE episode=? AND kind='shot' AND state IN ('failed', 'rejected', 'unknown-job') "
                 "AND finished_at >= ? ORDER BY id", (episode, since)).fetchall()]
 
     def measured_seconds(self, kind: str, backend: str | None = None, *, last: int = 50) -> list[float]:
