@@ -194,7 +194,8 @@ def _print_estimate(est, lp) -> None:
         if not (w.todo or w.cached):
             continue
         noun, (verb, kept) = UNIT[w.kind], verbs[w.kind]
-        size = f" ({w.todo_s:.1f} s of video)" if w.kind == "video" and w.todo else \
+        asked = " asked for" if est.hosted else ""
+        size = f" ({w.todo_s:.1f} s of video{asked})" if w.kind == "video" and w.todo else \
             f" ({w.chars} chars)" if w.kind == "speech" and w.todo else ""
         amount = f"{w.todo} {noun}(s) {verb}{size}, {w.cached} {kept}"
         timing = hms(w.time_s) + (f" ({w.basis})" if w.basis else "") if w.todo else ""

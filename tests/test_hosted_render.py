@@ -85,7 +85,7 @@ def per_shot(server: FakeHosted) -> dict[str, int]:
     return out
 
 
-@pytest.mark.parametrize("which", ["fal", pytest.param("replicate", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("which", ["fal", "replicate"])
 def test_a_render_through_the_gateway_pays_once_per_shot_and_reports_what_was_billed(server, tmp_path, which):
     root = project(tmp_path, server, which)
     proc = run_cli("render", str(root))
@@ -101,14 +101,20 @@ def test_a_render_through_the_gateway_pays_once_per_shot_and_reports_what_was_bi
     assert again.returncode == 0 and len(server.created()) == len(ids)
 
 
-def test_max_cost_prices_the_clip_lengths_the_provider_bills(server, tmp_path):
-    """The demo on Kling through fal: 5 or 10 s clips for shots of a few seconds."""
+@pytest.mark.parametrize("which,clips", [("fal", [5, 10]), ("replicate", [6, 10]), ("openai-videos", [4, 8, 12])])
+def test_max_cost_prices_the_clip_lengths_the_provider_bills(server, tmp_path, which, clips):
+    """The demo on Kling through fal, Hailuo through Replicate, a /v1/videos gateway: each asks for its
+    model's clip lengths, whatever the shots' lengths."""
     root = copy_demo(tmp_path / "demo")
     yaml = (root / "project.yaml").read_text(encoding="utf-8")
-    yaml = yaml.replace("  video: animatic\n", "  video: fal\n  fal: {model: fal-ai/kling-video/v2.1/standard/"
-                        f"image-to-video, durations: [5, 10], fields: {{aspect_ratio: null, seed: null}}, "
-                        f"queue_url: '{server.fal_queue}', api_url: '{server.fal_api}', api_key_env: {FAL_KEY_ENV}}}\n")
-    yaml = yaml.replace("rates:\n  currency: USD", "rates:\n  currency: USD\n  video:\n    fal: {cost_per_second: 0.056}")
+    section = {"fal": f"fal: {{model: fal-ai/kling-video/v2.1/standard/image-to-video, durations: {clips}, "
+                      f"queue_url: '{server.fal_queue}', api_url: '{server.fal_api}', api_key_env: {FAL_KEY_ENV}}}",
+               "replicate": f"replicate: {{model: minimax/hailuo-02, durations: {clips}, base_url: "
+                            f"'{server.replicate_url}', api_key_env: {REPLICATE_KEY_ENV}}}",
+               "openai-videos": f"openai_videos: {{seconds: {clips}, base_url: '{server.base}/v1'}}"}[which]
+    yaml = yaml.replace("  video: animatic\n", f"  video: {which}\n  {section}\n")
+    yaml = yaml.replace("rates:\n  currency: USD",
+                        f"rates:\n  currency: USD\n  video:\n    {which}: {{cost_per_second: 0.056}}")
     (root / "project.yaml").write_text(yaml, encoding="utf-8")
     proc = run_cli("estimate", str(root), "--json")
     assert proc.returncode == 0, proc.stderr
@@ -116,9 +122,10 @@ def test_max_cost_prices_the_clip_lengths_the_provider_bills(server, tmp_path):
     (video,) = [w for w in est["work"] if w["kind"] == "video"]
     plan = run_cli("plan", str(root), "--json")
     lengths = [s["duration_s"] for e in json.loads(plan.stdout) for s in e["shots"]]
-    asked = sum(5 if d <= 5 + 1 / 30 else 10 for d in lengths)
+    asked = sum(next((c for c in clips if c + 1 / 30 >= d), clips[-1]) for d in lengths)
     assert video["todo_s"] == pytest.approx(asked) and asked > sum(lengths) * 1.3
     assert video["cost"] == pytest.approx(asked * 0.056)
+    print(f"{which}: {len(lengths)} shots, {sum(lengths):.1f} s planned, {asked} s asked for")
     budget = (sum(lengths) * 0.056 + video["cost"]) / 2  # enough for the planned seconds, not the billed ones
     proc = run_cli("render", str(root), "--max-cost", f"{budget:.2f}")
     assert proc.returncode == 2 and "over --max-cost" in proc.stderr + proc.stdout

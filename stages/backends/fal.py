@@ -92,8 +92,8 @@ class FalBackend(HostedVideoBackend):
             o = self.options
             for problem, fix in self.missing():
                 raise PermanentError(f"{problem}: {fix}")
-            self._http = Http({"Authorization": f"Key {os.environ[o.api_key_env]}"}, what=self.what, key_env=o.api_key_env,
-                              timeout_s=o.request_timeout_s)
+            self._http = Http({"Authorization": f"Key {os.environ[o.api_key_env]}"}, what=self.what,
+                              key_env=o.api_key_env, timeout_s=o.request_timeout_s)
         return self._http
 
     def model_input(self, request: ShotRequest) -> dict:

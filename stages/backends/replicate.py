@@ -104,8 +104,8 @@ class ReplicateBackend(HostedVideoBackend):
             o = self.options
             for problem, fix in self.missing():
                 raise PermanentError(f"{problem}: {fix}")
-            self._http = Http({"Authorization": f"Bearer {os.environ[o.api_key_env]}"}, what=self.what, key_env=o.api_key_env,
-                              timeout_s=o.request_timeout_s)
+            self._http = Http({"Authorization": f"Bearer {os.environ[o.api_key_env]}"}, what=self.what,
+                              key_env=o.api_key_env, timeout_s=o.request_timeout_s)
         return self._http
 
     def _url(self, path: str) -> str:

@@ -234,7 +234,8 @@ class Ledger:
         """Shots of `episode` that failed, were rejected or lost a paid job at or after `since` (a run's start)."""
         with self._db() as db:
             return [r[0] for r in db.execute(
-                "SELECT id FROM units WHERE episode=? AND kind='shot' AND state IN ('failed', 'rejected', 'unknown-job') "
+                "SELECT id FROM units WHERE episode=? AND kind='shot' "
+                "AND state IN ('failed', 'rejected', 'unknown-job') "
                 "AND finished_at >= ? ORDER BY id", (episode, since)).fetchall()]
 
     def measured_seconds(self, kind: str, backend: str | None = None, *, last: int = 50) -> list[float]:
