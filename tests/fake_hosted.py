@@ -9,7 +9,7 @@ dramaforge reports. Faults are consumed in order per endpoint:
 - submit: "429", "500" (refused before anything is made), "500-after" (made, then 500), "html-after"
   (made, then a 200 HTML page), "drop-after" (made, then the connection closes), "hang-after" (made,
   then no answer for `hang_s`), "hold-after" (made, then no answer until `release` is set)
-- status / result / listing: "429", "500", "html", "drop", "hang"
+- status / result / listing: "429", "500", "403", "html", "drop", "hang"
 - download: "500", "404", "garbage" (a body that is not a video)
 A job's `outcome` (from `outcomes`, in creation order): "ok", "fail-infra", "fail-model", "refuse",
 "cancel", "vanish", "expire" (its file answers 404), "hold" (runs until `release` is set).
@@ -183,6 +183,8 @@ class FakeHosted:
             _json(h, 429, {"detail": "Request was throttled. Your rate limit resets in ~1s."}, {"Retry-After": "0"})
         elif kind == "500":
             _json(h, 500, {"detail": "Internal server error"})
+        elif kind == "403":
+            _json(h, 403, {"detail": "This key cannot use the Platform API"})
         elif kind == "html":
             _raw(h, 200, b"<html><body><h1>502 Bad Gateway</h1>nginx</body></html>", "text/html")
         elif kind == "drop":

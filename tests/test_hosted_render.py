@@ -57,10 +57,11 @@ def backend_yaml(server: FakeHosted, which: str, **extra) -> str:
             f"rates:\n  video:\n    {which}: {{cost_per_second: {PRICE}}}\n")
 
 
-def project(tmp_path: Path, server: FakeHosted, which: str, name: str = "p", **extra) -> Path:
+def project(tmp_path: Path, server: FakeHosted, which: str, name: str = "p", more: str = "", **extra) -> Path:
     root = tmp_path / name
     root.mkdir()
-    (root / "project.yaml").write_text(TINY_YAML + SMALL + backend_yaml(server, which, **extra), encoding="utf-8")
+    (root / "project.yaml").write_text(TINY_YAML + SMALL + backend_yaml(server, which, **extra) + more,
+                                       encoding="utf-8")
     (root / "script.fountain").write_text(ONE_EPISODE, encoding="utf-8")
     return root
 
@@ -180,9 +181,14 @@ def _until(cond, proc: subprocess.Popen, log: Path, timeout: float = 120) -> Non
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("where", ["mid-submit", pytest.param("mid-poll", marks=pytest.mark.slow)])
-def test_a_render_killed_while_a_job_is_out_resumes_it_without_paying_twice(server, tmp_path, where):
-    root = project(tmp_path, server, "fal")
+@pytest.mark.parametrize("which,where", [("fal", "mid-submit"), ("replicate", "mid-submit"),
+                                         pytest.param("fal", "mid-poll", marks=pytest.mark.slow)])
+def test_a_render_killed_while_a_job_is_out_resumes_it_without_paying_twice(server, tmp_path, which, where):
+    """On Replicate the other shots' requests, sent at the same moment, are looked up and, where its
+    complete list shows none, asked again; on fal (whose list is not known to be complete) they would
+    be unknown jobs, so that render sends one request at a time."""
+    one_at_a_time = "limits: {video_concurrency: 1}\n" if which == "fal" else ""
+    root = project(tmp_path, server, which, more=one_at_a_time)
     if where == "mid-submit":
         server.faults.submit = ["hold-after"]  # the provider made the job; its answer never arrives
     else:

@@ -167,10 +167,22 @@ def test_a_lost_submit_answer_is_looked_up_never_re_sent(server, tmp_path, which
     check_clip(tmp_path / "shot.mp4", shot())
 
 
-@pytest.mark.parametrize("which", BACKENDS)
+def test_a_lost_answer_replicate_does_not_list_once_settled_made_nothing_and_is_asked_again(server, tmp_path):
+    server.faults.submit = ["500"]  # the provider may or may not have made it: here it did not
+    jobs, b = shot_jobs(tmp_path), make(server, "replicate")
+    assert b.lookup_complete and b.settle_s == pytest.approx(0.6)
+    with pytest.raises(TransientError, match="made no job, so a retry asks again"):
+        b.generate(shot(), tmp_path / "shot.mp4", jobs)  # looked up, waited until settled, looked again
+    assert server.count("list") >= 2 and states(jobs) == ["refused"]
+    b.generate(shot(), tmp_path / "shot.mp4", jobs)  # the shot's retry
+    assert server.count("submit") == 2 and len(server.created()) == 1 and states(jobs) == ["refused", "done"]
+
+
+@pytest.mark.parametrize("which", ["fal"])
 def test_a_lost_answer_that_no_lookup_finds_stops_as_unknown_until_the_user_pays_again(server, tmp_path, which):
     server.faults.submit = ["500"]  # the provider may or may not have made it: here it did not
     jobs, b = shot_jobs(tmp_path), make(server, which)
+    assert not b.lookup_complete  # fal's request list is not documented as complete: never trusted for "none"
     for _ in range(2):  # a retry (or `rerun --failed`) looks again; it never re-sends
         with pytest.raises(UnknownJob) as info:
             b.generate(shot(), tmp_path / "shot.mp4", jobs)
@@ -193,6 +205,17 @@ def test_fal_without_its_request_list_surfaces_the_unknown_job(server, tmp_path)
     assert len(server.created()) == 1 and server.count("submit") == 1  # made once, never again
     row = jobs.journal.of("e1s1")[0]
     assert row.state == "unknown" and row.created  # billed in the report as maybe-made
+
+
+def test_a_request_list_the_key_may_not_read_leaves_the_job_unknown(server, tmp_path):
+    server.faults.submit = ["drop-after"]
+    server.faults.listing = ["403"]
+    jobs = shot_jobs(tmp_path)
+    with pytest.raises(UnknownJob, match="cannot use the Platform API"):
+        make(server, "fal").generate(shot(), tmp_path / "shot.mp4", jobs)
+    assert len(server.created()) == 1 and states(jobs) == ["unknown"]
+    make(server, "fal").generate(shot(), tmp_path / "shot.mp4", jobs)  # `rerun --failed`: found this time
+    assert len(server.created()) == 1 and states(jobs) == ["done"]
 
 
 # --- poll, result, download -----------------------------------------------------------------

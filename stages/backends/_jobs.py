@@ -8,8 +8,10 @@ it bills (`billed_seconds`, `images_sent`); `HostedVideoBackend.generate` runs t
    (`core/jobs.py`); the key goes to the provider where its protocol carries one.
 2. A request the provider answered with an error made no job: the row says `refused`. A request
    whose answer was lost (a timeout after sending, a 5xx, a body that is not JSON, a killed render)
-   is never sent again: it is looked up where the provider allows, and where it cannot be found the
-   shot stops as `unknown-job`; only `rerun --shot ID --new-job` pays for another.
+   is never sent again blindly: it is looked up where the provider allows. A provider whose list is
+   complete (Replicate's predictions) that shows no such job once the request must have ended made
+   none, and is asked again; otherwise the shot stops as `unknown-job`, and only `rerun --shot ID
+   --new-job` pays for another.
 3. Poll errors (429, 5xx, timeouts, bodies that are not JSON) are retried inside the poll loop with
    backoff and Retry-After; they never use up the shot's retries, and never make a new job.
 4. A job that failed at the provider with a server error, was cancelled, expired or vanished is
@@ -91,6 +93,9 @@ class HostedVideoBackend:
     what: str
     options: object
     lookup_hint = "the provider's dashboard"  # where a user checks for a job whose answer was lost
+    # Its `lookup` sees every job the account made (a complete list, not a best effort): a request
+    # that it does not find once the request must have ended (`settle_s` after it was sent) made none.
+    lookup_complete = False
 
     def provider(self) -> str:
         """Where the jobs go (for the journal and messages), e.g. `fal-ai/kling-video/... on fal`."""
@@ -135,6 +140,11 @@ class HostedVideoBackend:
     def poll_s(self) -> float:
         return self.options.poll_s
 
+    @property
+    def settle_s(self) -> float:
+        """How long after sending a request its job, if any, is surely in the provider's list."""
+        return 3 * self.options.request_timeout_s  # the longest a request is out, and as long again twice
+
     def generate(self, request: ShotRequest, out_mp4: Path, jobs: ShotJobs) -> None:
         run_job(self, request, out_mp4, jobs)
 
@@ -178,7 +188,10 @@ def _job_for(backend: HostedVideoBackend, request: ShotRequest, jobs: ShotJobs) 
         log.info("%s: resuming job %s of shot %s", backend.what, last.job_id, jobs.unit_id)
         return last
     if last is not None and last.state in (JobState.INTENT, JobState.UNKNOWN):
-        return _find_lost(backend, request, jobs, last)
+        found = _find_lost(backend, request, jobs, last)
+        if found is not None:
+            return found
+        last = journal.get(last.client_key)  # refused: the provider's complete list shows it made nothing
     if last is None:
         why = "first"
     elif last.state == JobState.ABANDONED:
@@ -203,7 +216,10 @@ def _job_for(backend: HostedVideoBackend, request: ShotRequest, jobs: ShotJobs) 
         job_id = backend.submit(request, job.client_key)
     except AnswerLost as exc:
         journal.update(job.client_key, JobState.INTENT, message=str(exc))
-        return _find_lost(backend, request, jobs, journal.get(job.client_key))
+        found = _find_lost(backend, request, jobs, journal.get(job.client_key))
+        if found is None:  # checked against the provider's complete list: nothing was made
+            raise TransientError(f"{exc}; the provider made no job, so a retry asks again") from None
+        return found
     except BackendError as exc:  # answered with an error, or never reached it: no job was made
         journal.update(job.client_key, JobState.REFUSED, message=str(exc))
         raise
@@ -213,21 +229,44 @@ def _job_for(backend: HostedVideoBackend, request: ShotRequest, jobs: ShotJobs) 
     return journal.update(job.client_key, JobState.SUBMITTED, job_id=job_id)
 
 
-def _find_lost(backend: HostedVideoBackend, request: ShotRequest, jobs: ShotJobs, job: Job) -> Job:
-    """A request whose answer never came: the job it made if the provider can find it, else stop."""
+_LOOKED = "; looking it up failed: "
+
+
+def _find_lost(backend: HostedVideoBackend, request: ShotRequest, jobs: ShotJobs, job: Job) -> Job | None:
+    """A request whose answer never came: the job it made if the provider can find it; None (the row
+    now `refused`) when the provider's complete list shows none once the request must have ended;
+    else the shot stops as `unknown-job`."""
     journal = jobs.journal
-    why = job.message or "the render stopped while the request was out"
-    for attempt in range(LOOKUP_TRIES):
+    lost = (job.message or "the render stopped while the request was out").split(_LOOKED)[0]
+    why = lost
+    listed = False  # the last look got the provider's list (and the job was not in it)
+    for attempt in range(LOOKUP_TRIES + 1):
+        if attempt == LOOKUP_TRIES:  # a complete list, not yet settled: wait until it is, look once more
+            wait = job.created_at + backend.settle_s - time.time()
+            if not (listed and backend.lookup_complete):
+                break
+            if wait > 0:
+                log.info("%s: shot %s: waiting %.0f s for its lost request to settle", backend.what,
+                         jobs.unit_id, wait)
+                time.sleep(wait)
         try:
-            found = backend.lookup(job.client_key, request, job.created_at)
+            found, listed = backend.lookup(job.client_key, request, job.created_at), True
         except LookupUnsupported:
             break
         except TransientError as exc:
-            why = f"{why}; looking it up failed: {exc}"
-            found = None
+            why, found, listed = f"{lost}{_LOOKED}{exc}", None, False
+        except BackendError as exc:  # the listing refused us (a key without access to it): cannot look
+            why, listed = f"{lost}{_LOOKED}{exc}", False
+            break
         if found and not journal.claimed(found):
             log.warning("%s: found job %s for shot %s (its create answer was lost)", backend.what, found, jobs.unit_id)
             return journal.update(job.client_key, JobState.SUBMITTED, job_id=found)
+        if listed and backend.lookup_complete and time.time() >= job.created_at + backend.settle_s:
+            log.warning("%s: shot %s: the provider made no job for its lost request; asking again", backend.what,
+                        jobs.unit_id)
+            journal.update(job.client_key, JobState.REFUSED, message=f"{lost}; not made: {backend.provider()} "
+                                                                     f"lists no such job {backend.settle_s:.0f} s on")
+            return None
         if attempt < LOOKUP_TRIES - 1:
             time.sleep(min(backend.poll_s, 2.0))
     journal.update(job.client_key, JobState.UNKNOWN, message=why)

@@ -26,7 +26,7 @@ from pydantic import Field
 
 from stages.backends import _hosted_model as hosted
 from stages.backends._http import Http
-from stages.backends._jobs import HostedVideoBackend, LookupUnsupported, Poll, data_url
+from stages.backends._jobs import HostedVideoBackend, Poll, data_url
 from stages.backends.base import (BackendError, PermanentError, RejectedError, ShotRequest, TransientError,
                                   images_sent, is_refusal, requested_seconds)
 
@@ -163,11 +163,8 @@ class FalBackend(HostedVideoBackend):
         body = self.model_input(request)
         start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sent_at - 120))
         query = urllib.parse.urlencode({"endpoint_id": self.options.model, "start": start, "limit": 100})
-        try:
-            listing = self.http().call("GET", f"{self.options.api_url.rstrip('/')}/models/requests/by-endpoint?{query}",
-                                       "listing recent requests")
-        except PermanentError as exc:  # e.g. a key without Platform API access
-            raise LookupUnsupported(str(exc)) from exc
+        listing = self.http().call("GET", f"{self.options.api_url.rstrip('/')}/models/requests/by-endpoint?{query}",
+                                   "listing recent requests")
         for item in listing.get("items") or []:
             if isinstance(item, dict) and hosted.same_input(self.options, body, item.get("json_input")) \
                     and item.get("request_id"):

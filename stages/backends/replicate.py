@@ -61,6 +61,7 @@ class ReplicateBackend(HostedVideoBackend):
     section = "replicate"
     Options = ReplicateOptions
     lookup_hint = "https://replicate.com/predictions"
+    lookup_complete = True  # the spec: the list holds every prediction of the account, API and web
 
     def __init__(self, options: ReplicateOptions):
         self.options = options
