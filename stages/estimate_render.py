@@ -36,6 +36,8 @@ class Work:
     images: int = 0  # video: images the requests send (keyframes, reference sheets)
     jobs: int = 0  # video on a hosted backend: paid jobs (a run report counts them from the job journal)
     unknown: int = 0  # of those, jobs whose request's answer was lost: maybe made, maybe billed
+    resolution: str | None = None  # video: what the backend makes, as billed
+    audio: bool = False  # video: the model makes sound too (billed so)
     chars: int = 0  # speech: characters of text to speak
     cost: float | None = 0.0  # None: a billed backend with no rate in project.yaml
     time_s: float | None = 0.0  # None: no rate and nothing measured yet
@@ -106,6 +108,7 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, backends: B
     sheets: dict[str, bool] = {}
     keyframes: dict[str, bool] = {}
     caps = backends.video.capabilities
+    shots.resolution, shots.audio = caps.resolution, caps.native_audio
     for e in todo:
         units = {u.id: u for u in e.work.shots}
         made = [s for s in e.shots if s.state not in REUSED or s.id in force]
@@ -172,17 +175,21 @@ def price_work(w: Work, rates: Rates, is_billed: bool) -> float | None:
     """`price` of a Work row: its units (paid jobs, where counted), seconds of media, images and characters."""
     kind = "text" if w.kind in ("planning", "translation") else w.kind
     return price(kind, rates, w.backend, is_billed, count=w.jobs or w.todo, seconds=w.todo_s, chars=w.chars,
-                 images=w.images)
+                 images=w.images, resolution=w.resolution, audio=w.audio)
 
 
 def price(kind: str, rates: Rates, backend: str, is_billed: bool, *, count: int, seconds: float = 0.0,
-          chars: int = 0, images: int = 0) -> float | None:
-    """What `count` units of `kind` by `backend` cost; None when a billed backend has no rate."""
+          chars: int = 0, images: int = 0, resolution: str | None = None, audio: bool = False) -> float | None:
+    """What `count` units of `kind` by `backend` cost; None when a billed backend has no rate. Video
+    is priced as hosted models bill: per second asked for (at its resolution, with or without sound),
+    per request and per image sent."""
     if not count:
         return 0.0
     if kind == "video" and (video := rates.video.get(backend)) is not None:
-        return round(video.cost_per_second * seconds + video.cost_per_shot * count
-                     + video.cost_per_reference * images, 4)
+        per_second = video.cost_per_second_at.get(resolution, video.cost_per_second) if resolution else \
+            video.cost_per_second
+        per_second += video.audio_cost_per_second if audio else 0.0
+        return round(per_second * seconds + video.cost_per_shot * count + video.cost_per_reference * images, 4)
     if kind == "speech" and (speech := rates.speech.get(backend)) is not None:
         return round(speech.cost_per_1k_chars * chars / 1000 + speech.cost_per_minute * seconds / 60
                      + speech.cost_per_line * count, 4)

@@ -62,6 +62,7 @@ def made_work(outcomes: list[dict], project: Project, backends: BackendSet, jobs
                 w.todo += 1
                 w.chars += ln["chars"]
                 w.todo_s += ln["seconds"]
+    shots.resolution, shots.audio = backends.video.capabilities.resolution, backends.video.capabilities.native_audio
     if backends.video.capabilities.resumable and jobs is not None:
         billed = [j for j in jobs if j.created]
         shots.jobs, shots.unknown = len(billed), sum(1 for j in billed if j.state == "unknown")

@@ -154,6 +154,11 @@ class VideoRate(Model):
     cost_per_shot: float = Field(0, ge=0, description="price per request (per paid job), on top")
     cost_per_reference: float = Field(0, ge=0, description="price per image a request sends (keyframe, "
                                                            "reference sheets), on top")
+    cost_per_second_at: dict[str, float] = Field(
+        default_factory=dict, description="per-second price by the resolution the backend makes (its "
+        "`resolution`), instead of cost_per_second, e.g. {720p: 0.20, 4k: 0.40}")
+    audio_cost_per_second: float = Field(0, ge=0, description="added per second when the model makes sound too "
+                                                              "(the backend's with_audio)")
     seconds_per_shot: float | None = Field(None, ge=0, description="wall time to make one shot")
     seconds_per_second: float | None = Field(None, ge=0, description="wall time per second of video made "
                                                                       "(instead of seconds_per_shot)")

@@ -71,6 +71,7 @@ class FakeHosted:
         self.release = threading.Event()
         self.lock = threading.Lock()
         self.list_has_payloads = True  # fal's request list carries json_input
+        self.status_hides_errors = False  # a fal app whose status says COMPLETED, its error only in the result
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -233,7 +234,7 @@ class FakeHosted:
                 if job.state == "running":
                     return _json(h, 202, {"status": "IN_PROGRESS", "logs": [], "request_id": job.id})
                 done = {"status": "COMPLETED", "logs": [], "metrics": {"inference_time": 1.0}, "request_id": job.id}
-                if job.state == "failed":
+                if job.state == "failed" and not self.status_hides_errors:
                     done.update(_FAL_ERRORS[job.outcome])
                 if job.state == "cancelled":  # fal has no CANCELED state: a cancelled request completes with an error
                     done.update({"error": "Request was cancelled", "error_type": "request_cancelled"})

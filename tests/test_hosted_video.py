@@ -141,6 +141,24 @@ def test_a_missing_key_is_a_clear_permanent_error_and_sends_nothing(server, tmp_
     assert server.calls == []
 
 
+def test_a_veo_job_is_priced_by_resolution_and_sound_as_fal_bills_it(server):
+    from stages.estimate_render import price
+    from stages.schema import Rates
+
+    rates = Rates(video={"fal": {"cost_per_second": 0.20, "cost_per_second_at": {"4k": 0.40},
+                                 "audio_cost_per_second": 0.20}})
+    b = make(server, "fal", model="fal-ai/veo3.1/reference-to-video", durations=[8], duration_as="seconds",
+             resolution="4k", with_audio=True, fields={"image": None, "references": "image_urls"})
+    caps = b.capabilities
+    assert (caps.resolution, caps.native_audio, b.billed_seconds(shot(3.0))) == ("4k", True, 8)
+    body = b.model_input(shot(3.0))
+    assert (body["resolution"], body["duration"]) == ("4k", "8s")
+    one = dict(count=1, seconds=8)
+    assert price("video", rates, "fal", True, **one, resolution="4k", audio=True) == pytest.approx(4.80)  # $0.60/s
+    assert price("video", rates, "fal", True, **one, resolution="720p", audio=False) == pytest.approx(1.60)
+    assert price("video", rates, "fal", True, **one, resolution="1080p", audio=True) == pytest.approx(3.20)
+
+
 # --- submit ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("which", BACKENDS)
@@ -258,6 +276,16 @@ def test_a_job_that_ends_without_a_clip_is_not_paid_for_again(server, tmp_path, 
     with pytest.raises((error, JobFailed)):  # the shot's retry in the same run: still one job
         b.generate(shot(), tmp_path / "shot.mp4", jobs)
     assert len(server.created()) == 1 and not (tmp_path / "shot.mp4").exists()
+
+
+@pytest.mark.parametrize("outcome,error", [("fail-model", PermanentError), ("fail-infra", JobFailed)])
+def test_a_fal_error_found_only_in_the_result_fails_the_job(server, tmp_path, outcome, error):
+    server.status_hides_errors = True  # the status says COMPLETED; the result answers 422, or 500 marked by fal
+    server.outcomes = [outcome]
+    jobs = shot_jobs(tmp_path)
+    with pytest.raises(error, match="duration must be one of" if outcome == "fail-model" else "runner_disconnected"):
+        make(server, "fal").generate(shot(), tmp_path / "shot.mp4", jobs)
+    assert states(jobs) == ["failed"] and len(server.created()) == 1
 
 
 @pytest.mark.parametrize("which", BACKENDS)

@@ -28,6 +28,7 @@ class Fields(Model):
     aspect_ratio: str | None = "aspect_ratio"
     negative_prompt: str | None = "negative_prompt"
     seed: str | None = "seed"
+    resolution: str | None = "resolution"
 
 
 class ModelOptions(Model):
@@ -41,6 +42,8 @@ class ModelOptions(Model):
     duration_as: Literal["string", "seconds", "integer"] = Field(
         "string", description='how the model takes a length: "5", "5s" or 5')
     aspect_ratio: str = Field("9:16", pattern=r"^\d+:\d+$")
+    resolution: str | None = Field(None, description='what the model makes, e.g. "720p" (sent in fields.resolution; '
+                                                     'rates may price it: rates.video.<backend>.cost_per_second_at)')
     max_references: int = Field(4, ge=0, le=9, description="reference images one request may carry")
     with_audio: bool = Field(False, description="the model makes sound too (billed as such; dramaforge mixes "
                                                 "its own, so the clip's sound is dropped)")
@@ -67,7 +70,7 @@ def capabilities(o: ModelOptions) -> VideoCapabilities:
                              billed=True, resumable=True, concurrency=4, pool="api", modes=frozenset(modes),
                              max_references=o.max_references if f.references else 0,
                              durations_s=tuple(sorted(set(o.durations))), aspect_ratios=(o.aspect_ratio,),
-                             native_audio=o.with_audio)
+                             native_audio=o.with_audio, resolution=o.resolution)
 
 
 def model_input(o: ModelOptions, request: ShotRequest, seconds: float, image_url) -> dict:
@@ -90,6 +93,8 @@ def model_input(o: ModelOptions, request: ShotRequest, seconds: float, image_url
         body[f.negative_prompt] = request.negative_prompt
     if f.seed:
         body[f.seed] = request.seed
+    if f.resolution and o.resolution:
+        body[f.resolution] = o.resolution
     return body
 
 

@@ -77,16 +77,19 @@ class Http:
             return data
         message = f"{self.what} {doing} answered {status}: {provider_detail(text)}"
         if status == 429 or status == 408 or status == 409:
-            raise TransientError(message, retry_after_s=retry_after_s(resp.headers))
-        if status >= 500:
-            raise AnswerLost(message, retry_after_s=retry_after_s(resp.headers))
-        if status in (401, 403):
-            raise PermanentError(f"{message} (check the key in ${self.key_env})")
-        if status in (404, 410):
-            raise NotFound(message)
-        if is_refusal(None, text):
-            raise RejectedError(message)
-        raise PermanentError(message)
+            exc = TransientError(message, retry_after_s=retry_after_s(resp.headers))
+        elif status >= 500:
+            exc = AnswerLost(message, retry_after_s=retry_after_s(resp.headers))
+        elif status in (401, 403):
+            exc = PermanentError(f"{message} (check the key in ${self.key_env})")
+        elif status in (404, 410):
+            exc = NotFound(message)
+        elif is_refusal(None, text):
+            exc = RejectedError(message)
+        else:
+            exc = PermanentError(message)
+        exc.status, exc.headers = status, {k.lower(): v for k, v in resp.headers.items()}  # for a provider's own hints
+        raise exc
 
     def upload(self, url: str, name: str, data: bytes, content_type: str, doing: str) -> dict:
         """A multipart upload (`content` field), its JSON answer."""

@@ -80,6 +80,7 @@ class VideoCapabilities(Capabilities):
     durations_s: tuple[float, ...] | None = None  # clip lengths it makes (None: any length)
     aspect_ratios: tuple[str, ...] | None = None  # e.g. ("9:16", "16:9"); None: any size
     native_audio: bool = False  # its clips carry sound of their own (dropped: dramaforge mixes the episode)
+    resolution: str | None = None  # what it is asked to make, as its provider bills it (e.g. "720p", "4k")
 
 
 def requested_seconds(caps: VideoCapabilities, duration_s: float, fps: int) -> float:

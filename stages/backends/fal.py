@@ -25,7 +25,7 @@ from pathlib import Path
 from pydantic import Field
 
 from stages.backends import _hosted_model as hosted
-from stages.backends._http import Http
+from stages.backends._http import AnswerLost, Http, NotFound
 from stages.backends._jobs import HostedVideoBackend, Poll, data_url
 from stages.backends.base import (BackendError, PermanentError, RejectedError, ShotRequest, TransientError,
                                   images_sent, is_refusal, requested_seconds)
@@ -62,7 +62,7 @@ class FalBackend(HostedVideoBackend):
     def identity(self) -> dict:
         o = self.options
         return {"engine": "fal", "model": o.model, "inputs": o.inputs, "fields": o.fields.model_dump(),
-                "duration_as": o.duration_as, "aspect_ratio": o.aspect_ratio}
+                "duration_as": o.duration_as, "aspect_ratio": o.aspect_ratio, "resolution": o.resolution}
 
     @property
     def what(self) -> str:
@@ -117,8 +117,6 @@ class FalBackend(HostedVideoBackend):
                            body=body)
         job_id = answer.get("request_id")
         if not isinstance(job_id, str) or not job_id:
-            from stages.backends._http import AnswerLost
-
             raise AnswerLost(f"{self.what} submitting a job: the answer names no request_id ({str(answer)[:120]})")
         return job_id
 
@@ -130,13 +128,28 @@ class FalBackend(HostedVideoBackend):
             return Poll("queued", detail=f"queue position {status.get('queue_position')}")
         if state == "IN_PROGRESS":
             return Poll("running")
+        if state in ("CANCELED", "CANCELLED"):  # not in fal's docs; seen in schemas elsewhere
+            return Poll("gone", detail=f"request {state.lower()}")
+        if state == "FAILED":
+            why = status.get("error") or "failed"
+            return Poll("failed", error=self._failure(job_id, why, status.get("error_type")))
         if state != "COMPLETED":
             raise TransientError(f"{self.what}: request {job_id} has a status this backend does not know: {state!r}")
         if status.get("error") and "cancel" in str(status.get("error_type") or "").lower():
             return Poll("gone", detail=f"cancelled: {status.get('error')}")  # fal lists no CANCELED state
         if status.get("error"):
             return Poll("failed", error=self._failure(job_id, status.get("error"), status.get("error_type")))
-        result = http.call("GET", self._request_url(job_id), f"fetching the result of request {job_id}")
+        try:
+            result = http.call("GET", self._request_url(job_id), f"fetching the result of request {job_id}")
+        except (RejectedError, PermanentError) as exc:  # the model's own error, answered as the result (its docs)
+            if isinstance(exc, NotFound):
+                raise
+            return Poll("failed", error=exc)
+        except AnswerLost as exc:  # a 5xx: fal's proxy (retried), or the request's own failure (marked by fal)
+            kind = getattr(exc, "headers", {}).get("x-fal-error-type")
+            if kind:
+                return Poll("failed", error=self._failure(job_id, str(exc), kind))
+            raise
         video = result.get("video")
         url = video.get("url") if isinstance(video, dict) else None
         if not isinstance(url, str) or not url:

@@ -72,7 +72,7 @@ class ReplicateBackend(HostedVideoBackend):
     def identity(self) -> dict:
         o = self.options
         return {"engine": "replicate", "target": self._target(), "inputs": o.inputs, "fields": o.fields.model_dump(),
-                "duration_as": o.duration_as, "aspect_ratio": o.aspect_ratio}
+                "duration_as": o.duration_as, "aspect_ratio": o.aspect_ratio, "resolution": o.resolution}
 
     def _target(self) -> str | None:
         o = self.options
