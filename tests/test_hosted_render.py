@@ -1,5 +1,7 @@
 """`dramaforge render` through the hosted gateways, end to end (CLI, Prefect, assembly) against the
-local fal / Replicate server: one paid job per shot, the report's cost equal to what the provider
+local fal / Replicate server (the Replicate render, the other kills and the unknown-job and
+concurrent-rerun flows are in `make test-slow`; every step of them is also tested at the backend
+in test_hosted_video.py): one paid job per shot, the report's cost equal to what the provider
 billed, `--max-cost` refusing what the providers' clip lengths really cost, an unknown job surfaced
 and paid again only by `rerun --new-job`, a killed render resumed without a second job, and two
 `rerun --shot` of one shot at once paying once."""
@@ -86,7 +88,7 @@ def per_shot(server: FakeHosted) -> dict[str, int]:
     return out
 
 
-@pytest.mark.parametrize("which", ["fal", "replicate"])
+@pytest.mark.parametrize("which", ["fal", pytest.param("replicate", marks=pytest.mark.slow)])
 def test_a_render_through_the_gateway_pays_once_per_shot_and_reports_what_was_billed(server, tmp_path, which):
     root = project(tmp_path, server, which)
     proc = run_cli("render", str(root))
@@ -181,7 +183,8 @@ def _until(cond, proc: subprocess.Popen, log: Path, timeout: float = 120) -> Non
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("which,where", [("fal", "mid-submit"), ("replicate", "mid-submit"),
+@pytest.mark.parametrize("which,where", [("fal", "mid-submit"),
+                                         pytest.param("replicate", "mid-submit", marks=pytest.mark.slow),
                                          pytest.param("fal", "mid-poll", marks=pytest.mark.slow)])
 def test_a_render_killed_while_a_job_is_out_resumes_it_without_paying_twice(server, tmp_path, which, where):
     """On Replicate the other shots' requests, sent at the same moment, are looked up and, where its
