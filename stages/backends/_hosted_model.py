@@ -14,7 +14,12 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from stages.backends.base import ShotRequest, VideoCapabilities
+import os
+from pathlib import Path
+
+from stages.backends._http import Http
+from stages.backends._jobs import HostedVideoBackend, data_url
+from stages.backends.base import PermanentError, ShotRequest, VideoCapabilities
 from stages.core.model import Model
 
 
@@ -115,3 +120,59 @@ def same_input(o: ModelOptions, ours: dict, theirs) -> bool:
         return False
     files = {o.fields.image, o.fields.references} - {None}
     return {k: v for k, v in ours.items() if k not in files} == {k: v for k, v in theirs.items() if k not in files}
+
+
+class GatewayBackend(HostedVideoBackend):
+    """A gateway hosting many models (fal, Replicate): one of them, named in project.yaml, its key
+    from the environment; the provider file adds its protocol's five calls."""
+
+    label: str  # the provider as people name it
+    auth: str  # the Authorization scheme: "Key" or "Bearer"
+    keys_at: str  # where a user makes a key
+    target_hint: str  # how to name the model in project.yaml
+
+    def __init__(self, options: ModelOptions):
+        self.options = options
+        self.capabilities = capabilities(options)
+        self._http: Http | None = None
+
+    def target(self) -> str | None:
+        """The model (or version, or deployment) the jobs go to."""
+        return self.options.model
+
+    def identity(self) -> dict:
+        o = self.options
+        return {"engine": self.name, "target": self.target(), "inputs": o.inputs, "fields": o.fields.model_dump(),
+                "duration_as": o.duration_as, "aspect_ratio": o.aspect_ratio, "resolution": o.resolution}
+
+    @property
+    def what(self) -> str:
+        return f"{self.name} ({self.target()})"
+
+    def provider(self) -> str:
+        return f"{self.target()} on {self.label}"
+
+    def missing(self, *, keys: bool = True) -> list[tuple[str, str]]:
+        env, out = self.options.api_key_env, []
+        if self.target() is None:
+            out.append((f"backends.{self.section} names no model", self.target_hint))
+        if keys and not os.environ.get(env):
+            out.append((f"{self.label} needs an API key in ${env}", f"export {env}=... ({self.keys_at})"))
+        return out
+
+    def http(self) -> Http:
+        if self._http is None:
+            o = self.options
+            for problem, fix in self.missing():
+                raise PermanentError(f"{problem}: {fix}")
+            self._http = Http({"Authorization": f"{self.auth} {os.environ[o.api_key_env]}"}, what=self.what,
+                              key_env=o.api_key_env, timeout_s=o.request_timeout_s)
+        return self._http
+
+    def model_input(self, request: ShotRequest) -> dict:
+        """The model's input for one shot, the same every time it is built (a lookup compares it)."""
+        return model_input(self.options, request, self.billed_seconds(request), self.image_url)
+
+    def image_url(self, path: Path) -> str:
+        """An image as the provider takes it in an input: a `data:` URL."""
+        return data_url(path)

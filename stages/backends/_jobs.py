@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Literal
 
 from stages.backends._http import AnswerLost, NotFound
-from stages.backends.base import BackendError, PermanentError, RejectedError, ShotRequest, TransientError
+from stages.backends.base import (BackendError, PermanentError, RejectedError, ShotRequest, TransientError,
+                                  VideoCapabilities, images_sent, requested_seconds)
 from stages.core.jobs import Job, JobState, Journal
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class HostedVideoBackend:
     name: str
     what: str
     options: object
+    capabilities: VideoCapabilities
     lookup_hint = "the provider's dashboard"  # where a user checks for a job whose answer was lost
     # Its `lookup` sees every job the account made (a complete list, not a best effort): a request
     # that it does not find once the request must have ended (`settle_s` after it was sent) made none.
@@ -103,11 +105,11 @@ class HostedVideoBackend:
 
     def billed_seconds(self, request: ShotRequest) -> float:
         """Seconds of video the request asks for, after the provider's rounding (what it bills)."""
-        raise NotImplementedError
+        return requested_seconds(self.capabilities, request.duration_s, request.fps)
 
     def images_sent(self, request: ShotRequest) -> int:
         """Reference images and keyframes one request carries."""
-        raise NotImplementedError
+        return images_sent(self.capabilities, request)
 
     def missing(self, *, keys: bool = True) -> list[tuple[str, str]]:
         """What project.yaml or the environment lacks for this backend to make a job: (problem, how to

@@ -17,7 +17,6 @@ cannot take a custom header. Both pin `httpx<1` beside our httpx2.
 
 from __future__ import annotations
 
-import os
 import time
 import urllib.parse
 from pathlib import Path
@@ -25,10 +24,9 @@ from pathlib import Path
 from pydantic import Field
 
 from stages.backends import _hosted_model as hosted
-from stages.backends._http import AnswerLost, Http, NotFound
-from stages.backends._jobs import HostedVideoBackend, Poll, data_url
-from stages.backends.base import (BackendError, PermanentError, RejectedError, ShotRequest, TransientError,
-                                  images_sent, is_refusal, requested_seconds)
+from stages.backends._http import AnswerLost, NotFound
+from stages.backends._jobs import Poll
+from stages.backends.base import BackendError, PermanentError, RejectedError, ShotRequest, TransientError, is_refusal
 
 # fal's infrastructure error types (docs: model-apis/request-errors): the job, not the request, failed
 _INFRA = {"request_timeout", "startup_timeout", "runner_scheduling_failure", "runner_connection_timeout",
@@ -46,58 +44,15 @@ class FalOptions(hosted.ModelOptions):
     api_key_env: str = "FAL_KEY"
 
 
-class FalBackend(HostedVideoBackend):
+class FalBackend(hosted.GatewayBackend):
     """VideoBackend (resumable, billed) on fal's queue."""
 
     name = "fal"
     section = "fal"
     Options = FalOptions
     lookup_hint = "https://fal.ai/dashboard/requests"
-
-    def __init__(self, options: FalOptions):
-        self.options = options
-        self.capabilities = hosted.capabilities(options)
-        self._http: Http | None = None
-
-    def identity(self) -> dict:
-        o = self.options
-        return {"engine": "fal", "model": o.model, "inputs": o.inputs, "fields": o.fields.model_dump(),
-                "duration_as": o.duration_as, "aspect_ratio": o.aspect_ratio, "resolution": o.resolution}
-
-    @property
-    def what(self) -> str:
-        return f"fal ({self.options.model})"
-
-    def provider(self) -> str:
-        return f"{self.options.model} on fal"
-
-    def billed_seconds(self, request: ShotRequest) -> float:
-        return requested_seconds(self.capabilities, request.duration_s, request.fps)
-
-    def images_sent(self, request: ShotRequest) -> int:
-        return images_sent(self.capabilities, request)
-
-    def missing(self, *, keys: bool = True) -> list[tuple[str, str]]:
-        o, out = self.options, []
-        if not o.model:
-            out.append(("backends.fal.model is not set", "name the model id on fal, e.g. "
-                                                         "fal-ai/kling-video/v2.1/standard/image-to-video"))
-        if keys and not os.environ.get(o.api_key_env):
-            out.append((f"fal needs an API key in ${o.api_key_env}",
-                        f"export {o.api_key_env}=... (https://fal.ai/dashboard/keys)"))
-        return out
-
-    def http(self) -> Http:
-        if self._http is None:
-            o = self.options
-            for problem, fix in self.missing():
-                raise PermanentError(f"{problem}: {fix}")
-            self._http = Http({"Authorization": f"Key {os.environ[o.api_key_env]}"}, what=self.what,
-                              key_env=o.api_key_env, timeout_s=o.request_timeout_s)
-        return self._http
-
-    def model_input(self, request: ShotRequest) -> dict:
-        return hosted.model_input(self.options, request, self.billed_seconds(request), data_url)
+    label, auth, keys_at = "fal", "Key", "https://fal.ai/dashboard/keys"
+    target_hint = "set model to the model id on fal, e.g. fal-ai/kling-video/v2.1/standard/image-to-video"
 
     def _app(self) -> str:
         """The model id without its subpath: fal's status, result and cancel URLs use only owner/app."""

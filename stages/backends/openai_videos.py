@@ -20,7 +20,7 @@ from stages.backends._http import AnswerLost, NotFound
 from stages.backends._jobs import HostedVideoBackend, Poll
 from stages.backends._openai import LazyClient, map_openai_error, provider_message, retry_after_s
 from stages.backends.base import (BackendError, PermanentError, RejectedError, ShotRequest, TransientError,
-                                  VideoCapabilities, images_sent, is_refusal, requested_seconds)
+                                  VideoCapabilities, is_refusal, requested_seconds)
 from stages.core.model import Model
 
 log = logging.getLogger(__name__)
@@ -86,12 +86,6 @@ class OpenAIVideosBackend(HostedVideoBackend):
 
     def provider(self) -> str:
         return f"{self.options.model} at {self.options.base_url or 'api.openai.com'}"
-
-    def billed_seconds(self, request: ShotRequest) -> float:
-        return requested_seconds(self.capabilities, request.duration_s, request.fps)
-
-    def images_sent(self, request: ShotRequest) -> int:
-        return images_sent(self.capabilities, request)
 
     # --- the job protocol -------------------------------------------------------------------------
 

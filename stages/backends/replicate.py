@@ -20,7 +20,6 @@ re-sends a POST, so it would be safe, but the plain protocol is as short and cov
 from __future__ import annotations
 
 import base64
-import os
 import time
 import urllib.parse
 from pathlib import Path
@@ -28,10 +27,9 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from stages.backends import _hosted_model as hosted
-from stages.backends._http import AnswerLost, Http
-from stages.backends._jobs import HostedVideoBackend, Poll, data_url
-from stages.backends.base import (BackendError, PermanentError, RejectedError, ShotRequest, TransientError,
-                                  images_sent, is_refusal, requested_seconds)
+from stages.backends._http import AnswerLost
+from stages.backends._jobs import Poll, data_url
+from stages.backends.base import BackendError, PermanentError, RejectedError, ShotRequest, TransientError, is_refusal
 
 DATA_URL_LIMIT = 256 * 1024  # the spec: data URLs for files up to 256 KB, else an uploaded file's URL
 _LOOKUP_PAGES = 5
@@ -54,7 +52,7 @@ class ReplicateOptions(hosted.ModelOptions):
         return self
 
 
-class ReplicateBackend(HostedVideoBackend):
+class ReplicateBackend(hosted.GatewayBackend):
     """VideoBackend (resumable, billed) on Replicate's predictions."""
 
     name = "replicate"
@@ -62,60 +60,22 @@ class ReplicateBackend(HostedVideoBackend):
     Options = ReplicateOptions
     lookup_hint = "https://replicate.com/predictions"
     lookup_complete = True  # the spec: the list holds every prediction of the account, API and web
+    label, auth, keys_at = "Replicate", "Bearer", "https://replicate.com/account/api-tokens"
+    target_hint = "set model (owner/name), version or deployment"
 
     def __init__(self, options: ReplicateOptions):
-        self.options = options
-        self.capabilities = hosted.capabilities(options)
-        self._http: Http | None = None
+        super().__init__(options)
         self._uploads: dict[str, str] = {}  # image digest -> its uploaded URL (good for 24 h)
 
-    def identity(self) -> dict:
-        o = self.options
-        return {"engine": "replicate", "target": self._target(), "inputs": o.inputs, "fields": o.fields.model_dump(),
-                "duration_as": o.duration_as, "aspect_ratio": o.aspect_ratio, "resolution": o.resolution}
-
-    def _target(self) -> str | None:
+    def target(self) -> str | None:
         o = self.options
         return o.model or o.version or (f"deployment {o.deployment}" if o.deployment else None)
-
-    @property
-    def what(self) -> str:
-        return f"replicate ({self._target()})"
-
-    def provider(self) -> str:
-        return f"{self._target()} on Replicate"
-
-    def billed_seconds(self, request: ShotRequest) -> float:
-        return requested_seconds(self.capabilities, request.duration_s, request.fps)
-
-    def images_sent(self, request: ShotRequest) -> int:
-        return images_sent(self.capabilities, request)
-
-    def missing(self, *, keys: bool = True) -> list[tuple[str, str]]:
-        o, out = self.options, []
-        if self._target() is None:
-            out.append(("backends.replicate names no model", "set model (owner/name), version or deployment"))
-        if keys and not os.environ.get(o.api_key_env):
-            out.append((f"Replicate needs an API token in ${o.api_key_env}",
-                        f"export {o.api_key_env}=... (https://replicate.com/account/api-tokens)"))
-        return out
-
-    def http(self) -> Http:
-        if self._http is None:
-            o = self.options
-            for problem, fix in self.missing():
-                raise PermanentError(f"{problem}: {fix}")
-            self._http = Http({"Authorization": f"Bearer {os.environ[o.api_key_env]}"}, what=self.what,
-                              key_env=o.api_key_env, timeout_s=o.request_timeout_s)
-        return self._http
 
     def _url(self, path: str) -> str:
         return f"{self.options.base_url.rstrip('/')}/{path.lstrip('/')}"
 
-    def model_input(self, request: ShotRequest) -> dict:
-        return hosted.model_input(self.options, request, self.billed_seconds(request), self._image_url)
-
-    def _image_url(self, path: Path) -> str:
+    def image_url(self, path: Path) -> str:
+        """A `data:` URL up to 256 KB, else the URL of the file uploaded to Replicate."""
         url = data_url(path)
         if len(url) <= DATA_URL_LIMIT:
             return url
