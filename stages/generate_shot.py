@@ -67,7 +67,7 @@ def _extra(shot: Shot, project: Project) -> dict:
 def generate_shot(request: ShotRequest, backend: VideoBackend, out_mp4: Path, jobs=None) -> ShotResult:
     """Make the shot's clip at `out_mp4` (its content-addressed path), or reuse the valid one there.
 
-    `jobs` (a JobStore) lets a resumable hosted backend pick its provider job up after a crash.
+    `jobs` (a `ShotJobs`, the shot's paid-job journal) lets a hosted backend resume its provider job.
     """
     check = video_validator(width=request.width, height=request.height,
                             min_duration_s=request.duration_s - 1.5 / request.fps)

@@ -47,7 +47,7 @@ class FakeService:
         self.events: list[tuple[str, str]] = []  # ("create" | "get" | "content", job id)
         self.creates: list[dict] = []  # the form (or JSON) of each successful create
         self.image_requests: list[dict] = []
-        self.probe = None  # called on each GET of a job: what the client's JobStore held then
+        self.probe = None  # called on each GET of a job: what the client's job journal held then
         self.seen_on_get: list = []
         self.lock = threading.Lock()
         outer = self

@@ -70,7 +70,7 @@ class Poll:
 
 class ShotJobs:
     """The job journal as one shot sees it: its id, key, this run's start and the project's
-    re-creation allowance. The `JobStore` a hosted backend gets from `generate_shot`."""
+    re-creation allowance: what a hosted backend gets as `jobs` from `generate_shot`."""
 
     def __init__(self, journal: Journal, unit_id: str, spec_hash: str, *, since: float, recreate: int = 0,
                  project: str = "PROJECT"):

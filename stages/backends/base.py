@@ -63,7 +63,7 @@ class Capabilities:
     uses: frozenset[str] = frozenset()
     ignores: frozenset[str] = frozenset()
     billed: bool = False  # calls a server that may charge: unknown cost until the project's `rates` price it
-    resumable: bool = False  # takes `jobs: JobStore` and resumes a provider job after a crash
+    resumable: bool = False  # takes `jobs` (its shot's paid-job journal) and resumes a provider job after a crash
     concurrency: int = 1  # shots the render makes on it at once in one process (a local GPU model: 1)
     pool: Literal["cpu", "gpu", "api"] = "cpu"  # the kind of worker its units need
     extra: str | None = None  # the pip extra it needs (`pip install 'dramaforge[extra]'`)
@@ -202,15 +202,6 @@ class ImageRequest:
     view: str = ""  # "front" / "three-quarter", for references
 
 
-class JobStore(Protocol):
-    """Where a hosted backend records its provider job id before polling, so a restarted render
-    resumes the same job instead of paying for a new one (backed by the ledger)."""
-
-    def get(self) -> str | None: ...
-
-    def put(self, job_id: str | None) -> None: ...
-
-
 @runtime_checkable
 class ImageBackend(Protocol):
     name: str
@@ -261,6 +252,6 @@ class VideoBackend(Protocol):
     def generate(self, request: ShotRequest, out_mp4: Path) -> None:
         """Write an H.264 mp4 of exactly `request.duration_s` at the request's size and fps.
 
-        A backend whose capabilities say `resumable` takes `jobs: JobStore` as a keyword argument too;
+        A backend whose capabilities say `resumable` takes `jobs` (a `_jobs.ShotJobs`) as a keyword too;
         one that `uses` "keyframe" or "references" gets those filled in the request.
         """

@@ -2,7 +2,8 @@
 
 One row per unit of work (a shot, a spoken line, an episode assembly), keyed by its id. The
 artifact on disk stays the truth for "already done?" (`artifacts.is_done`); the ledger tells the
-user what happened, counts attempts, and remembers provider job ids across crashes.
+user what happened and counts attempts; its `jobs` table (stages/core/jobs.py) remembers every paid
+provider job across crashes.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ CREATE TABLE IF NOT EXISTS units (
     attempts    INTEGER NOT NULL DEFAULT 0,
     error_class TEXT,
     message     TEXT,
-    job_id      TEXT,
+    job_id      TEXT,  -- unused since the job journal (kept: old ledgers have it)
     artifact    TEXT,
     sha256      TEXT,
     pid         INTEGER,
@@ -170,7 +171,6 @@ class Ledger:
                 "ON CONFLICT(id) DO UPDATE SET kind=excluded.kind, episode=excluded.episode, "
                 "backend=COALESCE(excluded.backend, units.backend), "
                 "attempts=CASE WHEN units.spec_hash=excluded.spec_hash THEN units.attempts + 1 ELSE 1 END, "
-                "job_id=CASE WHEN units.spec_hash=excluded.spec_hash THEN units.job_id ELSE NULL END, "
                 "spec_hash=excluded.spec_hash, state='running', pid=excluded.pid, "
                 "started_at=excluded.started_at, error_class=NULL, message=NULL",
                 (unit_id, kind, episode, spec_hash, os.getpid(), now, backend))
@@ -216,10 +216,6 @@ class Ledger:
         with self._db() as db:
             db.execute("INSERT INTO units(id, kind, episode, spec_hash, state) VALUES(?, 'shot', ?, '', 'placeholder') "
                        "ON CONFLICT(id) DO UPDATE SET state='placeholder', pid=NULL", (unit_id, episode))
-
-    def set_job_id(self, unit_id: str, job_id: str | None) -> None:
-        with self._db() as db:
-            db.execute("UPDATE units SET job_id=? WHERE id=?", (job_id, unit_id))
 
     def reconcile(self) -> int:
         """Rows left 'running' by a process that no longer exists become 'interrupted'."""
