@@ -56,6 +56,21 @@ def parse_episode_spec(spec: str | None, available: list[int]) -> list[int]:
     return out
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"dramaforge {version('dramaforge')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[Optional[bool], typer.Option(
+        "--version", callback=_version, is_eager=True, help="print the version and exit")] = None) -> None:
+    # the app's help is the Typer(help=...) above; this callback only adds --version
+    return None
+
+
 def _ranges(nums: list[int]) -> str:
     if not nums:
         return "none"
@@ -296,7 +311,7 @@ def status(project: ProjectArg, episodes: EpisodesOpt = None,
     """Per-episode shot counts by state, and every failed shot with its reason and the command to re-run it."""
     import shlex
 
-    from stages.core.ledger import NEEDS_RERUN, SHOWN
+    from stages.core.ledger import NEEDS_RERUN, SHOWN, State
     from stages.load_project import load_project
     from stages.project_status import project_status
 
@@ -318,6 +333,11 @@ def status(project: ProjectArg, episodes: EpisodesOpt = None,
                 print(f"{s.id}  {s.state} after {s.attempts} attempt(s): {s.reason}")
                 new = " --new-job  (pays for a new job: check the provider first)" if s.state == "unknown-job" else ""
                 print(f"    re-run: dramaforge rerun {root} --shot {s.id}{new}")
+    for state, what in ((State.STALE, "inputs changed since it was made"), (State.PLACEHOLDER, "a card stands in")):
+        ids = [s.id for e in eps for s in e.shots if s.state == state]
+        if ids:
+            fix = "--stale" if state == State.STALE else " ".join(f"--shot {i}" for i in ids)
+            print(f"{state}: {' '.join(ids)}  ({what}; `dramaforge rerun {root} {fix}`)")
 
 
 @app.command()
@@ -385,6 +405,7 @@ def plan(project: ProjectArg, episodes: EpisodesOpt = None,
 def accept(project: ProjectArg,
            shot: Annotated[list[str], typer.Option("--shot", metavar="ID", help="the shot(s) to accept")],
            placeholder: Annotated[bool, typer.Option("--placeholder", help="use a titled card in its place")] = False,
+           force: Annotated[bool, typer.Option("--force", help="also replace a shot that is already made")] = False,
            ) -> None:
     """Let an episode assemble without a shot that keeps failing: a placeholder card stands in for it."""
     from flows.run import accept_placeholders
@@ -392,7 +413,7 @@ def accept(project: ProjectArg,
 
     if not placeholder:
         raise InputError("accept needs --placeholder", hint=f"dramaforge accept {project} --shot ID --placeholder")
-    accept_placeholders(load_project(project), shot)
+    accept_placeholders(load_project(project), shot, force=force)
     print(f"accepted {len(shot)} placeholder(s); `dramaforge rerun {project} --episode N` assembles the episode, "
           f"`dramaforge rerun {project} --shot ID` tries the shot again")
 
@@ -428,13 +449,35 @@ def check(project: ProjectArg,
 @app.command()
 def new(folder: Annotated[Path, typer.Argument(help="folder to create", show_default=False)],
         from_script: Annotated[Optional[Path], typer.Option("--from-script", metavar="FILE",
-                                                            help="start from this script (Fountain or 中文短剧 layout)")] = None
+                                                            help="start from this script (Fountain or 中文短剧 layout)")] = None,
+        llm: Annotated[Optional[str], typer.Option(
+            "--llm", metavar="MODEL", help="read the cast with this chat model (any OpenAI-compatible server; key in "
+            "$OPENAI_API_KEY) and plan shots with it too (planner: llm); default: the script's own words, offline")] = None,
+        base_url: Annotated[Optional[str], typer.Option(
+            "--base-url", metavar="URL", help="with --llm: the server, e.g. http://localhost:8000/v1")] = None,
         ) -> None:
-    """Scaffold a project: project.yaml with the cast inferred from the script, folders, a README."""
-    from stages.scaffold_project import scaffold_project
+    """Scaffold a project from a script: project.yaml with each character's look and voice read from the script
+    (their introduction, age, gender words, pronouns), an original music bed, folders, a README. Prints what it read
+    for each character, what it could not tell, and every warning `check` would give."""
+    from stages.cast_characters import casting_report
+    from stages.check_project import check_project
+    from stages.scaffold_project import LLMCasting, scaffold_project
 
-    made = scaffold_project(folder, from_script)
-    print(f"created {made}/project.yaml; next: fill in each DESCRIBE ME, then `dramaforge check {made}`")
+    if base_url and not llm:
+        raise InputError("--base-url needs --llm MODEL", hint="e.g. --llm qwen2.5-7b --base-url http://localhost:8000/v1")
+    made = scaffold_project(folder, from_script, llm=LLMCasting(llm, base_url) if llm else None)
+    console = _console()
+    console.print(f"created {_esc(str(made.folder))}/project.yaml with {len(made.cast)} character(s):")
+    for line in casting_report(made.cast):
+        console.print(f"  {_esc(line)}")
+    report = check_project(made.folder)
+    for w in report.warnings:
+        console.print(f"[yellow]warning[/] {_esc(f'{w.file}:{w.line}: {w.message}')}")
+    for e in report.errors:
+        console.print(f"[red]error[/] {_esc(e['message'])}")
+    todo = "fill in each DESCRIBE ME and check the voices, then " if any(
+        c.description == "" or c.unknown() for c in made.cast) else "review the cast, then "
+    console.print(f"next: {todo}`dramaforge check {_esc(str(made.folder))}`")
 
 
 @app.command()

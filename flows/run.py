@@ -107,12 +107,19 @@ def new_jobs(lp: LoadedProject, shots: list[str]) -> list[str]:
     return said
 
 
-def accept_placeholders(lp: LoadedProject, shots: list[str]) -> None:
-    """The user accepts a card in place of each of these shots (each keeps its last error as the reason)."""
-    known = {s.id: e.number for e in project_status(lp) for s in e.shots}
+def accept_placeholders(lp: LoadedProject, shots: list[str], *, force: bool = False) -> None:
+    """The user accepts a card in place of each of these shots (each keeps its last error as the reason).
+    A shot that is made (done) is not replaced by a card unless `force`: its clip would leave the cut."""
+    states = {s.id: (e.number, s.state) for e in project_status(lp) for s in e.shots}
+    known = {i: n for i, (n, _) in states.items()}
     unknown = [i for i in shots if i not in known]
     if unknown:
         raise InputError(f"no shot {', '.join(unknown)} in this project", hint=f"see `dramaforge status {lp.root}`")
+    done = [i for i in shots if states[i][1] == State.DONE]
+    if done and not force:
+        raise InputError(f"shot {', '.join(done)} is made and would be replaced by a placeholder card",
+                         hint="a placeholder stands in for a shot that keeps failing; to replace a finished shot "
+                              "anyway, add --force")
     ledger = Ledger(BuildPaths(lp.build).ledger)
     for i in shots:
         ledger.accept_placeholder(i, episode=known[i])

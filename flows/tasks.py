@@ -284,7 +284,9 @@ def subtitle_episode(work: EpisodeWork, project: Project, paths: BuildPaths, tra
         width=project.width, height=project.height, out_srt=paths.episode_srt(work.id),
         out_vtt=paths.episode_vtt(work.id), out_ass=paths.episode_ass(work.id), cards=cut.cards,
         translated=translated, out_translated=(paths.episode_subtitles(work.id, lang, ".srt"),
-                                               paths.episode_subtitles(work.id, lang, ".vtt")) if lang else None),
+                                               paths.episode_subtitles(work.id, lang, ".vtt")) if lang else None,
+        faces=cut.faces, names=sorted({*(n for c in project.cast for n in (c.name, *c.aliases)),
+                                       *(ln.character for ln in cut.lines)})),
         begins=work.translation is None)  # else the translation began the cut
 
 

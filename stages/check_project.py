@@ -32,8 +32,9 @@ class CheckReport:
 
 def check_project(root: Path) -> CheckReport:
     """Everything `render` would refuse (errors) or regret (warnings), found in about a second."""
+    from stages.cast_characters import DESCRIBE, voice_gender
+    from stages.core.people import read_gender
     from stages.load_project import load_project
-    from stages.scaffold_project import DESCRIBE
 
     report = CheckReport()
     try:
@@ -47,23 +48,27 @@ def check_project(root: Path) -> CheckReport:
     report.scenes = sum(len(ep.scenes) for ep in script.episodes)
     yaml_file = str(lp.root / "project.yaml")
     spoken: dict[str, int] = {}
-    from stages.backends.espeak import available_languages
-
-    languages = set(available_languages())
     for c in project.cast:
         if c.description.startswith(DESCRIBE):
-            report.warnings.append(Warning_(file=yaml_file, line=1, message=(
+            report.warnings.append(Warning_(file=yaml_file, line=lp.cast_line(c.id, "description"), message=(
                 f"cast {c.id}: the description is still a placeholder; describe their look "
                 "(it is used verbatim in every prompt that shows them)")))
         engine = c.voice.backend or project.backends.speech
         if engine == "openai" and project.backends.openai.base_url is None \
                 and not os.environ.get(project.backends.openai.api_key_env):
-            report.warnings.append(Warning_(file=yaml_file, line=1, message=(
+            report.warnings.append(Warning_(file=yaml_file, line=lp.cast_line(c.id, "voice"), message=(
                 f"cast {c.id}: the openai speech backend needs ${project.backends.openai.api_key_env} "
                 "(or backends.openai.base_url for a local server)")))
-        if engine == "espeak" and c.voice.language.lower() not in languages:
-            report.warnings.append(Warning_(file=yaml_file, line=1, message=(
-                f"cast {c.id}: eSpeak NG has no language {c.voice.language!r} (try en-us, en-gb, cmn, yue)")))
+        said, _ = read_gender([c.description], name=c.name)
+        sounds = voice_gender(c.voice.model_copy(update={"backend": engine}))
+        if said and sounds and said != sounds:
+            fix = {"female": "f2", "male": "m3"}[said]
+            report.warnings.append(Warning_(file=yaml_file, line=lp.cast_line(c.id, "voice"), message=(
+                f"cast {c.id}: the description says a {'woman' if said == 'female' else 'man'}, but the voice "
+                f"({engine} {c.voice.variant or c.voice.voice or 'default'}) is a "
+                f"{'woman' if sounds == 'female' else 'man'}'s; "
+                + (f"set voice.variant to {fix} (or another {said} voice)" if engine == "espeak"
+                   else "choose another voice"))))
     report.errors.extend(e.to_dict() for e in blockers(lp, keys=False))
     shown = {e["message"] for e in report.errors}
     for e in blockers(lp, keys=True):  # an API key: a render refuses without it; checking needs none
@@ -107,7 +112,19 @@ def blockers(lp, *, keys: bool = True) -> list[InputError]:
     out: list[InputError] = []
     project, root = lp.project, lp.root
     yaml_file = str(root / "project.yaml")
+    from stages.backends.espeak import available_languages
+
+    languages = None
     for c in project.cast:
+        if (c.voice.backend or project.backends.speech) == "espeak":
+            languages = languages or set(available_languages())
+            if c.voice.language.lower() not in languages:  # eSpeak would speak it in some other voice
+                line = lp.cast_line(c.id, "voice", "language")
+                near = sorted(n for n in languages if n[:2] == c.voice.language.lower()[:2])[:6]
+                out.append(InputError(
+                    f"cast {c.id}: eSpeak NG has no language {c.voice.language!r}", file=yaml_file, line=line,
+                    text=_yaml_text(root, line), hint="use a language eSpeak NG speaks, e.g. "
+                    + ", ".join(near or ["en-us", "en-gb", "cmn", "yue", "es", "ja"])))
         if (c.voice.backend or project.backends.speech) != "piper":
             continue
         for need in ([c.voice.voice, c.voice.voice + ".json"] if c.voice.voice else [None]):
@@ -148,3 +165,8 @@ def blockers(lp, *, keys: bool = True) -> list[InputError]:
                         f"sound file not found: {cue.group('file')}", file=el.file, line=el.line, text=el.text,
                         hint="the path is relative to the project folder; add the file or fix the note"))
     return out
+
+
+def _yaml_text(root: Path, line: int) -> str:
+    lines = (root / "project.yaml").read_text(encoding="utf-8-sig").splitlines()
+    return lines[line - 1] if 0 < line <= len(lines) else ""

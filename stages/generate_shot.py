@@ -41,7 +41,7 @@ def shot_request(shot: Shot, project: Project, project_dir: Path, names: dict[st
                        location=shot.location, time=shot.time, action=shot.action,
                        caption=f"{shot.id} · {shot.size} · {shot.camera}", figures=tuple(figures),
                        duration_s=shot.duration_s, width=project.width, height=project.height,
-                       fps=project.fps, seed=seed, style=project.style,
+                       fps=project.fps, seed=seed, style=project.style.prompt,
                        extra=_extra(shot, project),
                        negative_prompt=negative_prompt(project, project_dir),
                        motion_prompt=motion_prompt(shot, project, project_dir, names), keyframe=keyframe)
@@ -51,14 +51,14 @@ def _extra(shot: Shot, project: Project) -> dict:
     """Hints for drawing backends: a clean picture under a text card; when lips move on screen."""
     if shot.card and not shot.lines and not shot.characters:
         return {"under_card": True}  # the text is burned in by the assembly
+    from stages.presence import lips_move
     from stages.time_shots import GAP_S
 
     spans, at = [], project.timing.lead_in_s
     for ln in shot.lines:
         if ln.speech_s is None:
             break
-        off_screen = (ln.extension or "").upper().replace(" ", "") in ("V.O.", "VO", "O.S.", "O.C.", "OS")
-        if not off_screen and ln.character in shot.characters:
+        if lips_move(ln.extension) and ln.character in shot.characters:
             spans.append([round(at, 3), round(at + ln.speech_s, 3)])
         at += ln.speech_s + GAP_S
     return {"speaking": spans} if spans else {}

@@ -30,6 +30,20 @@ class LoadedProject:
     def warnings(self) -> list[Warning_]:
         return self.script.warnings
 
+    @property
+    def yaml_file(self) -> str:
+        return str(self.root / "project.yaml")
+
+    def line_of(self, *loc) -> int:
+        """The line of project.yaml that sets `loc` (`"cast", 2, "voice", "language"`), else its nearest parent's."""
+        text = (self.root / "project.yaml").read_text(encoding="utf-8-sig")
+        return _line_of(yaml.compose(text), tuple(loc)) or 1
+
+    def cast_line(self, char_id: str, *loc) -> int:
+        """The line of project.yaml that sets `loc` of the cast member `char_id`."""
+        index = next((i for i, c in enumerate(self.project.cast) if c.id == char_id), None)
+        return self.line_of("cast", index, *loc) if index is not None else self.line_of("cast")
+
 
 def load_project(root: Path) -> LoadedProject:
     """Read and validate `root/project.yaml` and the script it names."""

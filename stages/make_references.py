@@ -32,7 +32,7 @@ def sheet_requests(character: Character, episode: int, project: Project, project
     return [ImageRequest(purpose="reference", view=view, width=SHEET_W, height=SHEET_H, seed=seed,
                          figures=(figure,), prompt=render_template(
                              "reference_sheet.j2", project_dir, who=character.name, description=description,
-                             view=view, style=project.style))
+                             view=view, style=project.style.prompt))
             for view in VIEWS]
 
 

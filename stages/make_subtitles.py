@@ -1,11 +1,14 @@
-"""Timed cues -> SRT and ASS files, wrapped by measuring with the real font.
+"""Timed cues -> SRT and ASS files, wrapped by measuring with the real font, placed clear of faces.
 
-Chinese and Japanese break between any two characters, English at spaces; no line may start
-with closing punctuation (kinsoku), and a lone last character is pulled down with a partner.
+Lines break as a subtitler would (`core.text.wrap_text`: fewest lines, balanced, no lone word or
+character, Chinese between words). A cue sits in the band above `margin_bottom_px`; where the video
+backend says a face is there while it shows (the animatic does), it moves up to the lowest place in
+the safe area (`margin_top_px` to `margin_bottom_px`, `safe_width` wide) that covers no face.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,13 +26,16 @@ class Cue:
 
 def make_subtitles(cues: list[Cue], style: SubtitleStyle, *, width: int, height: int, out_srt: Path, out_ass: Path,
                    cards: list[tuple[float, float, str]] = (), translated: list[str] | None = None,
-                   out_vtt: Path | None = None, out_translated: tuple[Path, Path] | None = None) -> None:
+                   out_vtt: Path | None = None, out_translated: tuple[Path, Path] | None = None,
+                   faces: list = (), names: list[str] = ()) -> None:
     """Write SRT and WebVTT (UTF-8; the WebVTT beside the SRT unless `out_vtt`) and ASS (PlayRes =
     the video size, so libass places text in pixels).
 
     `cards` (start, end, text) are on-screen text: burned in mid-frame, larger, never in the SRT.
     `translated` (one per cue) is a second language: under each cue (`second_line`) or only in
     its own `epNN.<lang>.srt/.vtt` (`separate`; or `out_translated`); both modes write the separate files.
+    `faces` (start, end, [box, ...]) are where the picture shows faces; `names` are words the Chinese
+    line breaker keeps whole.
     """
     import pysubs2
 
@@ -58,6 +64,9 @@ def make_subtitles(cues: list[Cue], style: SubtitleStyle, *, width: int, height:
     if translated is not None and len(translated) != len(cues):
         raise ValueError(f"{len(translated)} translations for {len(cues)} subtitle cues")
     second = translated is not None and style.translation is not None and style.translation.mode == "second_line"
+    # the safe area: between the platform's top bar and the caption band, inside safe_width
+    top, floor = style.margin_top_px * kv, height - style.margin_bottom_px * kv
+    line_h = size_px * LINE_HEIGHT + 2 * style.outline_px * k
     prev_end = 0
     timed = []
     for i, cue in enumerate(cues):
@@ -65,10 +74,18 @@ def make_subtitles(cues: list[Cue], style: SubtitleStyle, *, width: int, height:
         end = max(int(round(cue.end_s * 1000)), start + 1)
         prev_end = end
         timed.append((start, end))
-        text = r"\N".join(_ass_escape(ln) for ln in wrap_text(cue.text, font, max_w))
+        wrapped = wrap_text(clean_markup(cue.text), font, max_w, words=names)
+        text = r"\N".join(_ass_escape(ln) for ln in wrapped)
+        box_w = max((font.getlength(ln) for ln in wrapped), default=0.0)
+        box_h = len(wrapped) * line_h
         if second and translated[i].strip():
-            extra = r"\N".join(_ass_escape(ln) for ln in wrap_text(translated[i], small, max_w))
-            text += r"\N{\fs%d}" % int(size_px * 0.75) + extra
+            more = wrap_text(translated[i], small, max_w)
+            text += r"\N{\fs%d}" % int(size_px * 0.75) + r"\N".join(_ass_escape(ln) for ln in more)
+            box_w = max([box_w, *(small.getlength(ln) for ln in more)])
+            box_h += len(more) * line_h * 0.75
+        bottom = place(start / 1000, end / 1000, box_w, box_h, faces, width=width, top=top, floor=floor)
+        if bottom != floor:  # moved off a face: pinned where it is clear
+            text = r"{\an2\pos(%d,%d)}" % (width // 2, round(bottom)) + text
         subs.events.append(pysubs2.SSAEvent(start=start, end=end, text=text))
     srt = pysubs2.SSAFile()
     for ev in subs.events:
@@ -92,6 +109,38 @@ def make_subtitles(cues: list[Cue], style: SubtitleStyle, *, width: int, height:
                                                 base.with_name(f"{base.name}.{lang}.vtt"))
         write_text_atomic(srt_path, other.to_string("srt"))
         write_text_atomic(vtt_path, other.to_string("vtt"))
+
+
+LAYOUT = 2  # how cues are wrapped and placed: part of every cut's key (2: balanced, Chinese by words, off faces)
+LINE_HEIGHT = 1.0  # libass scales a font so its ascent and descent span `fontsize`: a line is one size tall
+_PAD = 0.25  # of a line: air kept between a subtitle and a face
+
+
+def place(start_s: float, end_s: float, box_w: float, box_h: float, faces, *, width: int, top: float,
+          floor: float) -> float:
+    """The bottom edge (y, pixels) of a subtitle block `box_w` x `box_h`, centred: at `floor` unless a
+    face shown between `start_s` and `end_s` is there, else the lowest clear place between `top` and
+    `floor`; if none is clear, `floor` (the face and the words share the frame)."""
+    pad = _PAD * box_h
+    x0, x1 = (width - box_w) / 2 - pad, (width + box_w) / 2 + pad
+    blocked = sorted((y0, y1) for a, b, boxes in faces if a < end_s and b > start_s
+                     for fx0, y0, fx1, y1 in boxes if fx0 < x1 and fx1 > x0)
+    bottom = floor
+    for y0, y1 in sorted(blocked, key=lambda r: -r[1]):  # from the lowest face up
+        if bottom - box_h - pad < y1 and bottom + pad > y0:  # the block overlaps this face: go above it
+            bottom = y0 - pad
+    if bottom - box_h < top:
+        return floor
+    return bottom
+
+
+_MARKUP = re.compile(r"(?<!\w)[*_]{1,3}(?=\S)|(?<=\S)[*_]{1,3}(?!\w)|^\s*[\^~>!@]\s*|\s*[\^<]\s*$|\[\[.*?\]\]")
+
+
+def clean_markup(text: str) -> str:
+    """Whatever Fountain markup survived (a caret, emphasis stars, a forced-element mark, a note) never
+    reaches a subtitle."""
+    return " ".join(_MARKUP.sub("", line).strip() for line in text.split("\n") if _MARKUP.sub("", line).strip())
 
 
 def _color(hex_rgb: str):

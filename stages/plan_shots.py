@@ -14,6 +14,8 @@ from pathlib import Path
 from stages.core.paths import BuildPaths
 from stages.core.text import estimate_speech_s, frames_ceil
 from stages.plan_shots_llm import plan_shots_llm
+from stages.parse_script.chinese import listed_names
+from stages.presence import Presence, presence, spellings
 from stages.schema import Element, Episode, Project, Scene, Shot, ShotLine, ShotList
 from stages.shot_prompts import shot_prompt
 
@@ -65,7 +67,8 @@ def attach_cues(plan: ShotList, episode: Episode) -> ShotList:
                 for s in own:
                     s.music = m.group("file")
             elif el.kind == "note" and (m := SFX_NOTE.match(el.text)):
-                nxt = next((e for e in scene.elements[i + 1:] if e.kind in ("action", "dialogue", "centered")), None)
+                nxt = next((e for e in scene.elements[i + 1:]
+                            if e.kind in ("action", "dialogue", "centered", "reaction")), None)
                 (_shot_at(own, nxt.line) if nxt else own[-1]).sfx.append(m.group("file"))
             elif el.kind == "centered":
                 shot = _shot_at(own, el.line)
@@ -98,8 +101,10 @@ def _shot_at(shots: list[Shot], line: int) -> Shot:
 def _plan_rules(episode: Episode, project: Project, project_dir: Path | None, names: dict[str, str]) -> ShotList:
     shots: list[Shot] = []
     last_location = None
+    spelled = spellings(names, project.cast)
     for scene in episode.scenes:
-        shots.extend(_plan_scene(episode, scene, project, new_location=scene.location != last_location))
+        shots.extend(_plan_scene(episode, scene, project, presence(scene, spelled),
+                                 new_location=scene.location != last_location))
         last_location = scene.location
     if shots:
         last = shots[-1]
@@ -109,12 +114,12 @@ def _plan_rules(episode: Episode, project: Project, project_dir: Path | None, na
     return ShotList(episode=episode.number, title=episode.title, shots=shots)
 
 
-def _plan_scene(episode: Episode, scene: Scene, project: Project, *, new_location: bool) -> list[Shot]:
+def _plan_scene(episode: Episode, scene: Scene, project: Project, seen: Presence, *, new_location: bool) -> list[Shot]:
+    """The scene's shots; who is in each comes from `seen` (entrances, exits, voices heard off screen)."""
     t = project.timing
     fps = project.fps
-    present = _speakers(scene)
     out: list[Shot] = []
-    pending_action: list[Element] = []
+    pending: list[int] = []  # action beats not filmed yet, by element index
 
     def add(**kw) -> None:
         n = len(out) + 1
@@ -122,48 +127,86 @@ def _plan_scene(episode: Episode, scene: Scene, project: Project, *, new_locatio
                         scene=scene.number, location=scene.location, time=scene.time, **kw))
 
     elements = list(scene.elements)
-    # 1. establishing shot, carrying the scene's opening action as its description
-    opening = ""
-    while elements and elements[0].kind == "action" and len(opening) < 160:
-        opening = (opening + " " + elements.pop(0).text).strip()
+    # 1. establishing shot, carrying the scene's opening action as its description; an action that
+    #    brings someone on or takes them off gets a shot of its own
+    opening, i = "", 0
+    while i < len(elements) and len(opening) < 160 and (
+            elements[i].kind == "action" and not _moves(seen, i)
+            or elements[i].kind == "note" and listed_names(elements[i].text) is not None):  # 人物：… says who
+        opening = (opening + " " + elements[i].text).strip() if elements[i].kind == "action" else opening
+        i += 1
+    first = _ordered(seen.before[0], scene) if elements else ()
     add(size="establishing" if new_location else "wide", camera="pan-right" if scene.number % 2 else "pan-left",
-        characters=present[:3], action=opening,
+        characters=list(first[:3]), action=opening,
         duration_s=frames_ceil(max(t.establishing_s, _action_s(opening, t.action_s)), fps),
         file=scene.file, line=scene.line)
     previous_speaker = None
-    for el in elements:
+    for k in range(i, len(elements)):
+        el = elements[k]
         if el.kind == "action":
-            pending_action.append(el)
+            if pending and (_moves(seen, k) or _moves(seen, pending[-1])):  # an entrance or exit: its own shot
+                _add_action(add, [elements[j] for j in pending], _anyone(seen, pending, scene), t.action_s, fps, out)
+                pending = []
+            pending.append(k)
             continue
-        if pending_action:
-            _add_action(add, pending_action, present, t.action_s, fps, out)
-            pending_action = []
+        if pending:
+            _add_action(add, [elements[j] for j in pending], _anyone(seen, pending, scene), t.action_s, fps, out)
+            pending = []
+        here = _ordered(seen.during[k], scene)
         if el.kind == "dialogue":
             speaker = el.character or "unknown"
-            others = [c for c in present if c != speaker]
+            others = [c for c in here if c != speaker]
+            est = estimate_speech_s(el.text)
+            line = [ShotLine(character=speaker, text=el.text, parenthetical=el.parenthetical,
+                             extension=el.extension, file=el.file, line=el.line)]
+            duration = frames_ceil(t.lead_in_s + est + t.lead_out_s, fps)
+            if speaker not in here:  # heard, not seen (V.O., a phone, off screen): the listeners hear it
+                add(size="two-shot" if len(others) > 1 else "medium" if others else "wide", camera="static",
+                    characters=others[:2], lines=line, duration_s=duration, file=el.file, line=el.line)
+                continue
             n_said = sum(1 for s in out if s.lines)
             size, camera = _dialogue_coverage(n_said, el, others, previous_speaker)
             chars = [speaker] + (others[:1] if size in ("over-shoulder", "two-shot") else [])
-            est = estimate_speech_s(el.text)
-            add(size=size, camera=camera, characters=chars,
-                lines=[ShotLine(character=speaker, text=el.text, parenthetical=el.parenthetical,
-                                extension=el.extension, file=el.file, line=el.line)],
-                duration_s=frames_ceil(t.lead_in_s + est + t.lead_out_s, fps), file=el.file, line=el.line)
+            add(size=size, camera=camera, characters=chars, lines=line, duration_s=duration,
+                file=el.file, line=el.line)
             previous_speaker = speaker
-            # A question or an outburst lands on the listener: a short reaction close-up.
+            # A question or an outburst lands on the listener: a short reaction close-up (unless the
+            # script writes the reaction itself next).
+            scripted = next((e.kind == "reaction" for e in elements[k + 1:] if e.kind != "note"), False)
             if others and el.text.rstrip().endswith(("?", "!", "？", "！")) and len(out) > 1 \
-                    and out[-2].size != "close-up":
+                    and out[-2].size != "close-up" and not scripted:
                 add(size="close-up", camera="static", characters=[others[0]], action="",
                     duration_s=frames_ceil(REACTION_S, fps), file=el.file, line=el.line)
+        elif el.kind == "reaction":  # 林晓：（怔住）: a close-up of the face, no words
+            add(size="close-up", camera="push-in", characters=[el.character], action=el.text,
+                duration_s=frames_ceil(max(REACTION_S, _action_s(el.text, REACTION_S) * 0.8), fps),
+                file=el.file, line=el.line)
         elif el.kind == "note" and INSERT_NOTE.match(el.text):
             add(size="insert", camera="push-in", characters=[], action=el.text,
                 duration_s=frames_ceil(INSERT_S, fps), file=el.file, line=el.line)
         elif el.kind == "centered":  # an on-screen text card: the words are burned in, the picture is the place
             add(size="wide", camera="static", action="",
                 duration_s=frames_ceil(_action_s(el.text, t.action_s), fps), file=el.file, line=el.line)
-    if pending_action:
-        _add_action(add, pending_action, present, t.action_s, fps, out)
+    if pending:
+        _add_action(add, [elements[j] for j in pending], _anyone(seen, pending, scene), t.action_s, fps, out)
     return out
+
+
+def _moves(seen: Presence, k: int) -> bool:
+    """Someone enters or leaves during element k."""
+    return seen.during[k] != seen.before[k] or (k + 1 < len(seen.before) and seen.before[k + 1] != seen.during[k])
+
+
+def _anyone(seen: Presence, indices: list[int], scene: Scene) -> list[str]:
+    """Everyone on screen at some moment of these elements (those entering and leaving included)."""
+    return _ordered(dict.fromkeys(c for k in indices for c in seen.during[k]), scene)
+
+
+def _ordered(characters, scene: Scene) -> list[str]:
+    """Those who speak in the scene first, in the order they first speak; then the others as they come."""
+    speaking = list(dict.fromkeys(el.character for el in scene.elements if el.kind == "dialogue" and el.character))
+    chars = list(characters)
+    return sorted(chars, key=lambda c: (speaking.index(c), 0) if c in speaking else (len(speaking), chars.index(c)))
 
 
 def _add_action(add, beats: list[Element], present: list[str], action_s: float, fps: int, out: list[Shot]) -> None:
@@ -190,11 +233,3 @@ def _dialogue_coverage(n_said: int, el: Element, others: list[str], previous_spe
 
 def _action_s(text: str, base: float) -> float:
     return min(base + estimate_speech_s(text) * 0.4, 8.0) if text else base
-
-
-def _speakers(scene: Scene) -> list[str]:
-    seen: list[str] = []
-    for el in scene.elements:
-        if el.kind == "dialogue" and el.character and el.character not in seen:
-            seen.append(el.character)
-    return seen

@@ -21,6 +21,7 @@ from stages.core.paths import BuildPaths
 from stages.core.prompts import render_template, template_source
 from stages.core.text import estimate_speech_s, frames_ceil
 from stages.schema import CameraMove, Episode, Project, Shot, ShotLine, ShotList, ShotSize
+from stages.presence import presence, spellings
 from stages.shot_prompts import shot_prompt
 
 SIZES = list(typing.get_args(ShotSize))
@@ -44,40 +45,49 @@ class PlanningError(RenderError):
     """The planner could not produce a valid shot list (after its repair rounds)."""
 
 
-def _items(episode: Episode) -> tuple[list[dict], dict[str, tuple]]:
-    """Scenes as numbered items for the prompt, and line id -> (scene number, Element)."""
+def _items(episode: Episode, project: Project, names: dict[str, str] | None) -> tuple[list[dict], dict[str, tuple]]:
+    """Scenes as numbered items for the prompt, each with who is on screen then, and line id ->
+    (scene number, Element, who may be in its shot)."""
     scenes, lines, counters = [], {}, {"L": 0, "A": 0, "N": 0}
+    spelled = spellings(names or {}, project.cast)
     for sc in episode.scenes:
+        seen = presence(sc, spelled)
         items = []
-        for el in sc.elements:
-            prefix = {"dialogue": "L", "action": "A", "centered": "A", "note": "N"}.get(el.kind)
+        for el, here in zip(sc.elements, seen.during):
+            prefix = {"dialogue": "L", "action": "A", "centered": "A", "reaction": "A", "note": "N"}.get(el.kind)
             if prefix is None:
                 continue
             counters[prefix] += 1
             item_id = f"{prefix}{counters[prefix]}"
-            items.append({"id": item_id, "kind": {"L": "line", "A": "action", "N": "note"}[prefix],
-                          "character": el.character if prefix == "L" else None,
-                          "parenthetical": el.parenthetical if prefix == "L" else None, "text": el.text})
+            said = el.kind in ("dialogue", "reaction")
+            items.append({"id": item_id, "kind": {"L": "line", "A": "action", "N": "note"}[prefix]
+                          if el.kind != "reaction" else "reaction",
+                          "character": el.character if said else None,
+                          "parenthetical": el.parenthetical if prefix == "L" else None, "text": el.text,
+                          "on_screen": list(here), "heard": prefix == "L" and el.character not in here})
             if prefix == "L":
-                lines[item_id] = (sc.number, el)
+                lines[item_id] = (sc.number, el, here)
         scenes.append({"number": sc.number, "heading": sc.heading or "(opening)", "location": sc.location,
-                       "time": sc.time, "items": items})
+                       "time": sc.time, "items": items, "anyone": list(seen.anywhere())})
     return scenes, lines
 
 
-def messages(episode: Episode, project: Project, project_dir: Path | None, cast: list[dict]) -> list[dict]:
-    scenes, _ = _items(episode)
+def messages(episode: Episode, project: Project, project_dir: Path | None, cast: list[dict],
+             names: dict[str, str] | None = None) -> list[dict]:
+    scenes, _ = _items(episode, project, names)
     system = render_template("plan_shots.system.j2", project_dir, keep_lines=True, sizes=SIZES, cameras=CAMERAS,
                              max_shot_s=project.planner.max_shot_s)
-    user = render_template("plan_shots.user.j2", project_dir, keep_lines=True, style=project.style, cast=cast,
+    user = render_template("plan_shots.user.j2", project_dir, keep_lines=True, style=project.style.prompt, cast=cast,
                            episode=episode.number, title=episode.title, scenes=scenes,
                            target_s=project.target_episode_s)
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-def validate(answer: dict, episode: Episode, project: Project, cast_ids: set[str]) -> list[str]:
+def validate(answer: dict, episode: Episode, project: Project, cast_ids: set[str],
+             names: dict[str, str] | None = None) -> list[str]:
     """Everything wrong with a parsed answer, as sentences the model can act on."""
-    _, lines = _items(episode)
+    scenes, lines = _items(episode, project, names)
+    anyone = {sc["number"]: set(sc["anyone"]) for sc in scenes}
     errors: list[str] = []
     shots = answer.get("shots")
     if not isinstance(shots, list) or not shots:
@@ -101,6 +111,7 @@ def validate(answer: dict, episode: Episode, project: Project, cast_ids: set[str
         for c in shot.get("characters") or []:
             if c not in cast_ids:
                 errors.append(f"{where}: character {c!r} is not in the cast ({sorted(cast_ids)})")
+        here: set[str] = set()
         for lid in shot.get("lines") or []:
             if lid not in lines:
                 errors.append(f"{where}: {lid!r} is not a dialogue line id")
@@ -108,6 +119,13 @@ def validate(answer: dict, episode: Episode, project: Project, cast_ids: set[str
             if lines[lid][0] != sc:
                 errors.append(f"{where}: line {lid} belongs to scene {lines[lid][0]}, not scene {sc}")
             seen.append(lid)
+            here |= set(lines[lid][2])
+        if not shot.get("lines"):
+            here = anyone.get(sc, set())
+        absent = [c for c in shot.get("characters") or [] if c in cast_ids and c not in here]
+        if absent and sc in anyone:
+            errors.append(f"{where}: {', '.join(absent)} not on screen then (a voice heard off screen, or not yet "
+                          f"entered, or gone); show only who is on screen: {sorted(here) or 'nobody'}")
         said = [lines[lid][1] for lid in shot.get("lines") or [] if lid in lines]
         spoken = project.timing.lead_in_s + sum(estimate_speech_s(el.text) for el in said) + project.timing.lead_out_s
         if len(said) > 1 and spoken > project.planner.max_shot_s:
@@ -132,7 +150,7 @@ def validate(answer: dict, episode: Episode, project: Project, cast_ids: set[str
 def to_shotlist(answer: dict, episode: Episode, project: Project, project_dir: Path | None,
                 names: dict[str, str]) -> ShotList:
     """The validated answer as a ShotList with the same stable ids as the rule planner's."""
-    _, lines = _items(episode)
+    _, lines = _items(episode, project, names)
     t, fps = project.timing, project.fps
     scenes = {sc.number: sc for sc in episode.scenes}
     shots: list[Shot] = []
@@ -170,7 +188,7 @@ def plan_shots_llm(episode: Episode, project: Project, *, project_dir: Path | No
     for cid in names:
         if cid not in {c["id"] for c in cast}:
             cast.append({"id": cid, "description": names[cid]})
-    msgs = messages(episode, project, project_dir, cast)
+    msgs = messages(episode, project, project_dir, cast, names)
     cfg = project.planner
     key = spec_hash("llm-plan", {"messages": msgs, "model": cfg.model, "base_url": cfg.base_url,
                                  "schema": RESPONSE_SCHEMA,
@@ -179,11 +197,11 @@ def plan_shots_llm(episode: Episode, project: Project, *, project_dir: Path | No
     cached = paths.plan(key) if paths is not None else None
     if cached is not None and cached.exists():
         answer = json.loads(cached.read_text(encoding="utf-8"))
-        if not validate(answer, episode, project, cast_ids):
+        if not validate(answer, episode, project, cast_ids, names):
             return to_shotlist(answer, episode, project, project_dir, names)
     if cached_only:
         raise NotPlanned(f"episode {episode.number} has no LLM plan yet")
-    answer = _ask(msgs, episode, project, cast_ids, client)
+    answer = _ask(msgs, episode, project, cast_ids, client, names)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(cached, json.dumps(answer, ensure_ascii=False, indent=1))
@@ -203,41 +221,12 @@ def _client(project: Project):
     return openai.OpenAI(api_key=key or "not-needed", base_url=cfg.base_url, timeout=cfg.timeout_s, max_retries=3)
 
 
-def _ask(msgs: list[dict], episode: Episode, project: Project, cast_ids: set[str], client) -> dict:
-    import openai
+def _ask(msgs: list[dict], episode: Episode, project: Project, cast_ids: set[str], client,
+         names: dict[str, str]) -> dict:
+    from stages.backends._openai import ask_json
 
-    client = client or _client(project)
     cfg = project.planner
-    history = list(msgs)
-    problems: list[str] = []
-    for attempt in range(cfg.max_repairs + 1):
-        try:
-            resp = client.chat.completions.create(
-                model=cfg.model, messages=history, temperature=0.2,
-                response_format={"type": "json_schema",
-                                 "json_schema": {"name": "shot_list", "schema": RESPONSE_SCHEMA, "strict": True}})
-        except openai.APIStatusError as exc:
-            raise PlanningError(f"the LLM planner's server answered {exc.status_code}: {exc.message}",
-                                hint="check planner.model, planner.base_url and the API key") from exc
-        except openai.APIConnectionError as exc:
-            raise PlanningError(f"cannot reach the LLM planner at {cfg.base_url or 'api.openai.com'}: {exc}",
-                                hint="start the server or fix planner.base_url") from exc
-        msg = resp.choices[0].message
-        if getattr(msg, "refusal", None):
-            raise PlanningError(f"the model refused to plan episode {episode.number}: {msg.refusal}",
-                                hint="use `planner: {kind: rules}` for this episode, or another model")
-        content = msg.content or ""
-        try:
-            answer = json.loads(content)
-            problems = validate(answer, episode, project, cast_ids) if isinstance(answer, dict) \
-                else ["the answer must be a JSON object with `shots`"]
-        except json.JSONDecodeError as exc:
-            answer, problems = None, [f"the answer is not valid JSON ({exc.msg} at character {exc.pos})"]
-        if not problems:
-            return answer
-        history += [{"role": "assistant", "content": content},
-                    {"role": "user", "content": "Your shot list has these problems:\n- " + "\n- ".join(problems)
-                     + "\nAnswer again with the whole corrected shot list as JSON."}]
-    raise PlanningError(f"the LLM planner gave no valid shot list for episode {episode.number} after "
-                        f"{cfg.max_repairs} repair round(s): " + "; ".join(problems[:5]),
-                        hint="try another model, raise planner.max_repairs, or use `planner: {kind: rules}`")
+    return ask_json(client or _client(project), model=cfg.model, messages=msgs, schema=RESPONSE_SCHEMA,
+                    name="shot_list", validate=lambda a: validate(a, episode, project, cast_ids, names),
+                    max_repairs=cfg.max_repairs, error=PlanningError, what=f"the LLM planner (episode {episode.number})",
+                    fix="try another model, raise planner.max_repairs, or use `planner: {kind: rules}`")

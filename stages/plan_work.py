@@ -25,6 +25,7 @@ from stages.generate_shot import placeholder_request, shot_request
 from stages.load_project import LoadedProject
 from stages.make_keyframe import keyframe_request
 from stages.make_references import sheet_requests
+from stages.make_subtitles import LAYOUT as SUBTITLE_LAYOUT
 from stages.mix_audio import Effect, MusicSpan, cue_spec, sound_cues, voice_treatment
 from stages.plan_shots import plan_shots
 from stages.plan_shots_llm import NotPlanned
@@ -87,9 +88,12 @@ def plan_work(lp: LoadedProject, episode: int, backends: BackendSet, *,
         for cid in dict.fromkeys(c for s in timed.shots for c in s.characters if c in cast):
             sheets[cid] = sheet_unit(cast[cid], ep.number, project, root, backends, paths)
     shots = []
+    scenes = {sc.number: sc for sc in ep.scenes}
     for s in timed.shots:
         refs = {cid: list(sheets[cid].paths) for cid in s.characters if cid in sheets}
         request = shot_request(s, project, root, names, refs)
+        if "staging" in video.capabilities.uses:  # a drawing backend: INT./EXT. and its overlays
+            request = replace(request, extra={**request.extra, **staging(scenes[s.scene].interior, project)})
         keyframe = None
         if "keyframe" in video.capabilities.uses:
             kf = keyframe_request(request)
@@ -108,10 +112,19 @@ def plan_work(lp: LoadedProject, episode: int, backends: BackendSet, *,
     if all(ln.path.exists() for ln in lines):
         spoken = {(ln.shot_id, ln.index): (ln.key, ln.path) for ln in lines}
         made = [u.clip for u in shots]
+        faces = [video.faces(u.request) if video.capabilities.faces and u.placeholder is None else []
+                 for u in shots]
         cut = plan_cut(timed, [k for k, _ in made], [p for _, p in made], spoken, project, root, paths=paths,
-                       series=lp.script.title or project.title, episode_title=ep.title, final=final)
+                       series=lp.script.title or project.title, episode_title=ep.title, final=final,
+                       end_text=ep.end_text, faces=faces)
     return EpisodeWork(ep.number, ep.title, timed, tuple(lines), tuple(sheets.values()), tuple(shots),
                        translation, cut, paths.episode_mp4(ep.id), provisional)
+
+
+def staging(interior: str, project: Project) -> dict:
+    """Drawing hints for a backend that draws the set and labels its shots (the animatic)."""
+    return {**({"interior": interior} if interior else {}),
+            **({"overlays": "clean"} if project.overlays == "clean" else {})}
 
 
 def wants_references(backends: BackendSet) -> bool:
@@ -209,22 +222,24 @@ def _image_spec(request: ImageRequest) -> dict:
 
 def plan_cut(timed: ShotList, clip_keys: list[str], clips: list[Path], speech: dict[tuple[str, int], tuple[str, Path]],
              project: Project, project_dir: Path, *, paths: BuildPaths, series: str = "", episode_title: str = "",
-             final: bool = False) -> Cut:
+             final: bool = False, end_text: str | None = None, faces: list[list] | None = None) -> Cut:
     """The cut of a timed shot list: `speech` maps (shot id, line index) to (speech key, wav).
 
     Adds the opening card (series title, episode number and title) and the end card, whose drawn
-    backgrounds are clips under `paths`.
+    backgrounds are clips under `paths`. The end card says the script's own `end_text` when it has one
+    (then it is shown even with `cards.end: false`: the writer wrote it). `faces`: per shot, the
+    (character, box) of each face its backend drew, for subtitles to keep clear of.
     """
     c = project.cards
     lead = c.opening_s if c.opening and timed.shots else 0.0
-    tail = c.end_s if c.end and timed.shots else 0.0
+    tail = c.end_s if (c.end or end_text) and timed.shots else 0.0
     story = timed.duration_s
     lines = [replace(ln, start_s=round(ln.start_s + lead, 4), end_s=round(ln.end_s + lead, 4))
              for ln in timeline(timed, project)]
-    spans, effects = sound_cues(timed, project, project_dir)
+    music, effects = sound_cues(timed, project, project_dir)
     # the music runs under the cards too when the story starts or ends on it
-    spans = [MusicSpan(0.0 if sp.start_s == 0 else sp.start_s + lead,
-                       sp.end_s + lead + (tail if abs(sp.end_s - story) < 1e-6 else 0.0), sp.file) for sp in spans]
+    music = [MusicSpan(0.0 if sp.start_s == 0 else sp.start_s + lead,
+                       sp.end_s + lead + (tail if abs(sp.end_s - story) < 1e-6 else 0.0), sp.file) for sp in music]
     effects = [Effect(e.start_s + lead, e.file) for e in effects]
     cards = [(round(a + lead, 4), round(b + lead, 4), t) for a, b, t in card_times(timed)]
     opening = ending = None
@@ -235,23 +250,31 @@ def plan_cut(timed: ShotList, clip_keys: list[str], clips: list[Path], speech: d
         opening = clip(_card_background(f"ep{timed.episode:02d}-opening", first, lead, project), paths)
     if tail:
         words = END_TEXT.get(project.language.lower()[:2], END_TEXT["en"])
-        cards.append((round(lead + story, 4), round(lead + story + tail, 4), c.end_text or words[1 if final else 0]))
+        cards.append((round(lead + story, 4), round(lead + story + tail, 4),
+                      end_text or c.end_text or words[1 if final else 0]))
         ending = clip(_card_background(f"ep{timed.episode:02d}-end", last, tail, project), paths)
     total = round(lead + story + tail, 6)
+    spans, at = [], lead  # each shot's faces, on the episode's clock
+    for shot, boxes in zip(timed.shots, faces or [[] for _ in timed.shots]):
+        if boxes:
+            spans.append((round(at, 4), round(at + shot.duration_s, 4),
+                          [[round(v, 1) for v in box] for _, box in boxes]))
+        at += shot.duration_s
     e = project.encoding
     key = spec_hash("episode", {
         "clips": clip_keys, "duration_s": total, "cards": [list(x) for x in cards],
         "transitions": [s.transition for s in timed.shots],
         "lines": [[ln.start_s, speech[ln.shot_id, ln.index][0], ln.text, ln.character,
                    voice_treatment(ln.extension, project)] for ln in lines],
-        "sound": cue_spec(spans, effects, project.audio.music),
+        "sound": cue_spec(music, effects, project.audio.music),
         "picture": {"width": project.width, "height": project.height, "fps": project.fps,
                     "crf": e.crf, "preset": e.x264_preset, "audio_kbps": e.audio_kbps},
         "card_backgrounds": [r.request.location if r else None for r in (opening, ending)],
-        "subtitles": project.subtitles.model_dump(mode="json"),
+        "subtitles": project.subtitles.model_dump(mode="json"), "faces": spans, "layout": SUBTITLE_LAYOUT,
         "loudness": list(project.audio.target), "voice_over": project.audio.voice_over})
     return Cut(key, total, list(clips), [s.duration_s for s in timed.shots], [s.transition for s in timed.shots],
-               lines, [speech[ln.shot_id, ln.index][1] for ln in lines], cards, spans, effects, opening, ending)
+               lines, [speech[ln.shot_id, ln.index][1] for ln in lines], cards, music, effects, opening, ending,
+               faces=spans)
 
 
 def _card_background(shot_id: str, near, duration_s: float, project: Project) -> ShotRequest:

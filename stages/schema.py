@@ -277,7 +277,10 @@ class SubtitleStyle(Model):
     outline_px: int = Field(4, ge=0, le=20)
     color: str = Field("#FFFFFF", pattern=r"^#[0-9A-Fa-f]{6}$", description="text colour")
     outline_color: str = Field("#000000", pattern=r"^#[0-9A-Fa-f]{6}$")
-    margin_bottom_px: int = Field(360, ge=0, le=1900, description="from the bottom edge; keeps clear of platform UI")
+    margin_bottom_px: int = Field(360, ge=0, le=1900, description="from the bottom edge to the subtitles' band; keeps "
+                                  "clear of the platform's caption and buttons")
+    margin_top_px: int = Field(240, ge=0, le=1900, description="from the top edge: a subtitle moved up off a face "
+                               "(the animatic says where faces are) stays below this (the platform's top bar)")
     safe_width: float = Field(0.8, gt=0.3, le=1.0, description="fraction of the frame width text may use")
     translation: Translation | None = Field(None, description="an optional second language")
 
@@ -310,10 +313,21 @@ class Cards(Model):
     end_s: float = Field(2.0, ge=0.5, le=10)
 
 
+class Style(Model):
+    """The look of the series: words for every prompt, and what the animatic draws over its pictures."""
+
+    prompt: str = Field("", description="visual style appended to every prompt")
+    overlays: Literal["storyboard", "clean"] | None = Field(
+        None, description="storyboard: the animatic labels each shot (id, size, camera) and boxes its action text; "
+                          "clean: the picture only, for a cut to show. Default: storyboard on the animatic; model "
+                          "backends never draw them")
+
+
 class Project(Model):
     title: str = Field(..., min_length=1)
     language: str = Field("en", description="the script's language: en, zh, ...")
-    style: str = Field("", description="visual style appended to every prompt")
+    style: Style | str = Field(default_factory=Style, description="the visual style appended to every prompt (a "
+                               "string), or {prompt: ..., overlays: storyboard | clean}")
     script: str = Field("script.fountain", description="script file, relative to the project folder")
     preset: Literal["vertical-1080", "vertical-720", "square-1080", "landscape-1080"] = Field(
         "vertical-1080", description="output size and frame rate; width/height/fps override it")
@@ -342,6 +356,16 @@ class Project(Model):
             w, h, fps = PRESETS.get(data.get("preset") or "vertical-1080", PRESETS["vertical-1080"])
             data = {"width": w, "height": h, "fps": fps, **data}
         return data
+
+    @field_validator("style")
+    @classmethod
+    def _style(cls, v: Style | str) -> Style:
+        return Style(prompt=v) if isinstance(v, str) else v
+
+    @property
+    def overlays(self) -> Literal["storyboard", "clean"]:
+        """The animatic's overlays: as set, else storyboard (the animatic is a storyboard)."""
+        return self.style.overlays or "storyboard"
 
     @field_validator("width", "height")
     @classmethod
@@ -397,6 +421,7 @@ ElementKind = Literal[
     "centered",  # Fountain >text< and 【字幕：…】: on-screen text, never spoken
     "lyrics",
     "note",  # [[...]]: shot hints, never spoken
+    "reaction",  # a cue with only a parenthetical (`林晓：（怔住）`): a wordless reaction shot
     "section",
     "synopsis",
     "page_break",
@@ -433,6 +458,8 @@ class Episode(Model):
     file: str
     line: int
     scenes: list[Scene] = Field(default_factory=list)
+    end_text: str | None = Field(None, description="the script's own closing words (TO BE CONTINUED, 未完待续): "
+                                                   "the episode's end card, instead of the automatic one")
 
     @property
     def id(self) -> str:
@@ -450,6 +477,8 @@ class Script(Model):
     title_page: dict[str, str] = Field(default_factory=dict)
     episodes: list[Episode] = Field(default_factory=list)
     characters: dict[str, str] = Field(default_factory=dict, description="character id -> display name")
+    front_matter: list[Element] = Field(default_factory=list, description="text before the first scene that "
+                                        "is never filmed (a synopsis, a cast list with each character's bio)")
     warnings: list[Warning_] = Field(default_factory=list)
 
     def episode(self, number: int) -> Episode:

@@ -5,7 +5,7 @@ Each unit carries its content key, the path of the artifact it makes, and what i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from stages.backends.base import ImageRequest, ShotRequest, SpeechRequest
@@ -106,6 +106,7 @@ class Cut:
     effects: list[Effect]
     opening: Clip | None = None  # the drawn backgrounds of the title and end cards
     ending: Clip | None = None
+    faces: list = field(default_factory=list)  # (start, end, [box, ...]) where the backend drew faces
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from stages.backends.animatic import AnimaticBackend, draw_still, look_for
+from stages.backends.animatic import AnimaticBackend, draw_still, layout, look_for
 from stages.backends.base import Figure, ShotRequest
 from stages.core.media import probe, video_validator
 
@@ -73,8 +73,11 @@ def test_lips_move_only_while_the_line_is_spoken(tmp_path):
                                     extra={"speaking": [[0.5, 1.3]]}), out)
     frames = _frames(out)
     assert len(frames) == 48
-    # pixels of the mouth's colour: many when it is open, a sliver when closed
-    face = slice(int(384 * 0.6), int(384 * 0.7))  # the lower face, above the (red) coat, in a medium shot
+    # pixels of the mouth's colour: many when it is open, a sliver when closed; where the face is, the
+    # animatic's layout says (its box holds hair above the brow too: the mouth is in its lower half)
+    (placed,) = layout(_req(camera="static", figures=(talker,), duration_s=2.0)).placed
+    x0, y0, x1, y1 = placed.face
+    face = (slice(int((y0 + y1) / 2), int(y1)), slice(int(x0), int(x1)))
     mouth = [int((np.abs(f[face] - (120, 40, 40)).max(axis=2) < 30).sum()) for f in frames]
     wide = 0.75 * max(mouth)
     open_at = [i / 24 for i, m in enumerate(mouth) if m > wide]
@@ -94,6 +97,21 @@ def test_figures_move_against_the_set(tmp_path):
         return best
 
     set_rows = slice(10, 60)  # sky and wall: the set only
-    fig_rows = slice(250, 300)  # the figure's torso
+    fig_rows = slice(250, 300)  # the figure's torso (its head is at about 0.42 of the height)
     assert abs(shift(first, last, fig_rows)) > abs(shift(first, last, set_rows)), \
         (shift(first, last, fig_rows), shift(first, last, set_rows))
+
+
+def test_clean_overlays_and_one_set_per_place():
+    from stages.backends.animatic import layout, scenery
+
+    labelled = np.asarray(draw_still(_req(action="She waits.", size="wide", camera="static")))
+    clean = np.asarray(draw_still(_req(action="She waits.", size="wide", camera="static",
+                                       extra={"overlays": "clean"})))
+    bare = np.asarray(draw_still(_req(action="", caption="", size="wide", camera="static")))
+    assert (clean == bare).all() and (labelled != bare).any()  # no label, no action box: the picture only
+    # one set per place whatever its spelling; the time of day lights it; EXT. is drawn outdoors
+    a, b = layout(_req(location="Rosa's Diner", time="DAY")), layout(_req(location="ROSA'S  DINER", time="NIGHT"))
+    assert a.set == b.set and scenery(a).top != scenery(b).top
+    assert layout(_req(location="DINER", extra={"interior": "EXT"})).set.exterior
+    assert not layout(_req(location="ROOFTOP", extra={"interior": "INT"})).set.exterior

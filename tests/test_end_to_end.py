@@ -102,7 +102,7 @@ def test_subtitles_are_burned_in(rendered):
 
     during = white((cues[0][0] + cues[0][1]) / 2)
     before = white(0.5)
-    assert during > 2000 and before < 200, (during, before)
+    assert during > 800 and before < 200, (during, before)  # "Is it ready?" is about 1,400 white pixels
 
 
 def test_second_render_reuses_everything(rendered):

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import COUNTING, SMALL, TINY_YAML, TWO_EPISODES, run_cli
 from conftest import chaos_calls as _calls
-from stages.estimate_render import duration, price
+from stages.estimate_render import BUILTIN, duration, price
 from stages.core.ledger import Ledger
 from stages.schema import Rates
 
@@ -176,6 +176,21 @@ def test_price_and_duration_rules(tmp_path):
     ledger.start("other", kind="shot", episode=1, spec_hash="k", backend="diffusers")
     assert duration("video", rates, "animatic", ledger, count=4) == (12.0, "measured here, median of 3")
     assert duration("video", Rates(), "chaos", ledger, count=4) == (None, "no rate")
+    # Nothing measured yet: a local backend's built-in speed (per second of video), said to be that.
+    assert duration("video", Rates(), "animatic", None, count=2, seconds=10, builtin=1.1) == (11.0, BUILTIN)
+    assert duration("speech", Rates(), "espeak", None, count=4, builtin=0.05) == (0.2, BUILTIN)
+    assert duration("video", Rates(), "animatic", ledger, count=4, builtin=1.1)[1].startswith("measured here")
+
+
+def test_a_new_project_is_estimated_from_built_in_speeds(tmp_path):
+    src = tmp_path / "s.fountain"
+    src.write_text("INT. A - DAY\n\nANN (30s) waits.\n\nANN\nIs it ready?\n", encoding="utf-8")
+    assert run_cli("new", str(tmp_path / "p"), "--from-script", str(src)).returncode == 0
+    text = run_cli("estimate", str(tmp_path / "p")).stdout
+    assert "time unknown" not in text and "built-in, measured on a 2-core laptop CPU" in text, text
+    est = json.loads(run_cli("estimate", str(tmp_path / "p"), "--json").stdout)
+    video = next(w for w in est["work"] if w["kind"] == "video")
+    assert video["time_s"] == pytest.approx(1.1 * video["todo_s"]) and est["time_s"] > 0
 
 
 def test_rates_are_validated_with_file_and_line(tiny_project):

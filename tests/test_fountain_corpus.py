@@ -84,6 +84,8 @@ def _tokens(script: Script, *, skip_first_heading: bool) -> list[tuple]:
                     out.append(("transition", el.text.casefold()))
                 else:
                     out.append((el.kind, "\n".join(line.rstrip() for line in el.text.split("\n"))))
+        if ep.end_text:  # `> THE END <` closing the script: read, and kept as the episode's end card
+            out.append(("centered", ep.end_text))
     if skip_first_heading:
         assert out[0] == ("heading", PLACE, None)
         out = out[1:]
@@ -386,7 +388,8 @@ def test_big_fish_parses_with_an_opening_scene(rel: str) -> None:
 def test_the_last_birthday_card_sections_are_kept_inside_scenes() -> None:
     script = parse_script(CORPUS / "screenplain/examples/The-Last-Birthday-Card.fountain")
     kinds = {el.kind for ep in script.episodes for sc in ep.scenes for el in sc.elements}
-    assert {"section", "synopsis", "transition", "centered", "dialogue", "action"} <= kinds
+    assert {"section", "synopsis", "transition", "dialogue", "action"} <= kinds
+    assert script.episodes[-1].end_text == "THE END"  # its closing `> THE END <` is the end card
 
 
 # --- afterwriting kitchen-sink scripts: a note across a blank line -----------------------------
@@ -453,7 +456,9 @@ def test_chinese_localised_fountain_sample() -> None:
     scenes = script.episodes[0].scenes
     assert script.title == "宣传作家"
     assert len(scenes) == 6
-    assert scenes[1].interior == "INT" and scenes[1].location == "地下室" and scenes[1].time == "连续"
+    # 连续 (continuous) takes the time of day of the scene before it; the heading keeps the word
+    assert scenes[1].interior == "INT" and scenes[1].location == "地下室" and "连续" in scenes[1].heading
+    assert scenes[1].time == scenes[0].time == "黎明"
     dialogue = [el for sc in scenes for el in sc.elements if el.kind == "dialogue"]
     assert len(dialogue) == 30
     assert {"陈大富", "王小明", "李记者"} <= set(script.characters)

@@ -121,11 +121,19 @@ def test_parenthetical_mid_dialogue_starts_a_new_line_element() -> None:
         (None, "They're coming!", 4), ("pause", "No, everybody!", 6), ("pause beat", "Sniper?", 9)]
 
 
-def test_dangling_parenthetical_is_dropped_with_a_warning() -> None:
-    s = parse(f"{HEAD}EVE\nOh, Adam.\n(kissing him)\n")
+def test_a_parenthetical_with_no_words_after_it_is_a_reaction_never_spoken() -> None:
+    s = parse(f"{HEAD}EVE\nOh, Adam.\n(kissing him)\n\nADAM\n(stunned)\n")
     assert [e.text for e in only(s, "dialogue")] == ["Oh, Adam."]
-    (w,) = s.warnings
-    assert w.line == 5 and "kissing him" in w.message and "never spoken" in w.message
+    assert [(e.character, e.text, e.line) for e in only(s, "reaction")] == [("eve", "kissing him", 5),
+                                                                             ("adam", "stunned", 8)]
+    assert s.warnings == [] and set(s.characters) == {"eve", "adam"}
+
+
+def test_a_dual_dialogue_caret_on_its_own_line_is_never_said() -> None:
+    s = parse(f"{HEAD}BRICK\nScrew retirement.\n\nSTEEL\n^\nScrew retirement.\n")
+    said = only(s, "dialogue")
+    assert [(e.character, e.text, e.dual) for e in said] == [("brick", "Screw retirement.", True),
+                                                             ("steel", "Screw retirement.", True)]
 
 
 def test_multiline_dialogue_and_two_space_line() -> None:
@@ -136,8 +144,8 @@ def test_multiline_dialogue_and_two_space_line() -> None:
 
 
 def test_cue_needs_a_blank_line_before_and_text_after() -> None:
-    s = parse(f"{HEAD}He shouts.\nSTOP\n\nTHE END\n")
-    assert [e.kind for e in elements(s)] == ["action", "action"]
+    s = parse(f"{HEAD}He shouts.\nSTOP\n\nTHE END\n\nTHE BEGINNING\n")
+    assert [e.kind for e in elements(s)] == ["action", "action", "action"]
 
 
 def test_forced_cue_mixed_case_and_cjk() -> None:

@@ -163,7 +163,12 @@ def test_status_and_estimate_read_the_plan(rendered, episode):
 # own version.
 EARLIER = {
     "speech": ["84e546f3281d52d61e2a", "e604ae2b8dcbb3af31da"],
-    "silent shots": {"ep01-sc01-sh001": "846174bc5b3bc46a75dc", "ep01-sc01-sh003": "750a9ece817b459191e5"},
+    # the animatic's drawing rules 3 (faces above the subtitles, one set per place, INT./EXT.) made new
+    # clips on purpose (its VERSION); before: 846174bc5b3bc46a75dc, 750a9ece817b459191e5
+    "silent shots": {"ep01-sc01-sh001": "060a262665d54c405ebe", "ep01-sc01-sh003": "ecc70ae49b3e4b6e793b"},
+    # a paid model's shots keep their keys (the image backend's keyframes and sheets draw as they did)
+    "shots (openai-videos, openai images)": {"ep01-sc01-sh001": "7de991d5bc2b40915246",
+                                             "ep01-sc01-sh003": "607b9c86b71f9b19c556"},
     "sheets": ["ann/front-d061e37b8f3d9725ae7f.png", "ann/three-quarter-27966acbef04fbeee2a8.png",
                "bo/front-252e014c86e1d247eb93.png", "bo/three-quarter-1d1f7019c62554a3cade.png"],
     "keyframes (openai-videos, openai images)": ["13bb192afe82db5c670e.png", "ec2270eaee849480914e.png",
@@ -182,4 +187,6 @@ def test_keys_are_the_ones_earlier_releases_computed(tmp_path):
     yaml.write_text(yaml.read_text().replace("video: chaos", "video: openai-videos")
                     + "  openai_videos: {base_url: 'http://127.0.0.1:9/v1', size: 144x256}\n"
                     + "  image: {kind: openai, base_url: 'http://127.0.0.1:9/v1', model: img-test}\n", encoding="utf-8")
-    assert [u.keyframe.path.name for u in _plan(root).shots] == EARLIER["keyframes (openai-videos, openai images)"]
+    hosted = _plan(root)
+    assert [u.keyframe.path.name for u in hosted.shots] == EARLIER["keyframes (openai-videos, openai images)"]
+    assert {u.id: u.key for u in hosted.shots if u.key} == EARLIER["shots (openai-videos, openai images)"]

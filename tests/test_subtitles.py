@@ -52,3 +52,49 @@ def test_srt_and_ass_written_with_play_res(tmp_path):
 def test_font_covers_cjk_and_names_missing():
     assert missing_glyphs("你好 hello 未完待续") == []
     assert missing_glyphs("ok 😀") == ["😀"]
+
+
+def test_english_wraps_balanced_with_no_word_alone():
+    text = "She will come. She always comes when her son is in trouble."
+    lines = wrap_text(text, FONT, SAFE)
+    assert len(lines) == 3 and all(len(ln.split()) >= 2 for ln in lines), lines
+    widths = [FONT.getlength(ln) for ln in lines]
+    assert max(widths) - min(widths) < 0.35 * SAFE  # balanced, not a full line and a stub
+
+
+@pytest.mark.parametrize("text", ["林晓端着汤走进来，看见母亲怔住了，手里的碗差点掉在地上。",
+                                  "他说有东西要还给你，今晚十二点在天台见面，千万别迟到。", "好。"])
+def test_chinese_breaks_between_words_and_keeps_names_whole(text):
+    from stages.core.text import segment
+
+    lines = wrap_text(text, FONT, SAFE * 0.6, words=["林晓"])
+    assert "".join(lines) == text
+    bounds = {sum(len(w) for w in segment(text, ["林晓"])[:k]) for k in range(len(text) + 1)}
+    at = 0
+    for ln in lines[:-1]:
+        at += len(ln)
+        assert at in bounds, (lines, segment(text, ["林晓"]))
+    assert all(len([c for c in ln if c.isalnum()]) >= 2 or len(lines) == 1 for ln in lines), lines
+    assert not any(ln[0] in NO_START for ln in lines), lines
+    assert "林晓" in segment(text, ["林晓"]) or "林晓" not in text  # the name is one word, never split
+
+
+def test_a_cue_moves_off_a_face_into_the_safe_area():
+    from stages.make_subtitles import place
+
+    face = (400, 1300, 700, 1600)  # a face low in the frame, behind the default band
+    args = dict(width=1080, top=240, floor=1560)
+    assert place(0, 1, 800, 130, [], **args) == 1560  # no face: the band
+    moved = place(0, 1, 800, 130, [(0.5, 2, [face])], **args)
+    assert moved - 130 > 240 and moved <= face[1] - 30  # above the face, inside the safe area
+    assert place(3, 4, 800, 130, [(0.5, 2, [face])], **args) == 1560  # the face is not shown then
+    assert place(0, 1, 200, 130, [(0.5, 2, [(0, 1300, 300, 1600)])], **args) == 1560  # beside, not under
+    assert place(0, 1, 800, 130, [(0, 2, [(0, 200, 1080, 1600)])], **args) == 1560  # no room: the band
+
+
+def test_markup_never_reaches_a_subtitle():
+    from stages.make_subtitles import clean_markup
+
+    assert clean_markup("^\nScrew retirement.") == "Screw retirement."
+    assert clean_markup("Did you *hear* that? [[beat]]") == "Did you hear that?"
+    assert clean_markup("...I don't know. f*ck.") == "...I don't know. f*ck."

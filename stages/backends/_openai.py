@@ -96,3 +96,43 @@ def retry_after_s(headers) -> float | None:
         return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError, IndexError):
         return None
+
+
+def ask_json(client, *, model: str, messages: list[dict], schema: dict, name: str, validate, max_repairs: int,
+             error: type, what: str, fix: str) -> dict:
+    """A chat answer as JSON matching `schema` (structured output), checked by `validate` (answer ->
+    problems, in sentences the model can act on); problems are sent back for up to `max_repairs`
+    rounds. Refusals, server errors and answers still wrong at the end raise `error` with `fix`."""
+    import json
+
+    import openai
+
+    history = list(messages)
+    problems: list[str] = []
+    for _ in range(max_repairs + 1):
+        try:
+            resp = client.chat.completions.create(
+                model=model, messages=history, temperature=0.2,
+                response_format={"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}})
+        except openai.APIStatusError as exc:
+            raise error(f"{what}'s server answered {exc.status_code}: {exc.message}",
+                        hint="check the model name, the base URL and the API key") from exc
+        except openai.APIConnectionError as exc:
+            raise error(f"cannot reach {what} at {client.base_url}: {exc}",
+                        hint="start the server or fix the base URL") from exc
+        msg = resp.choices[0].message
+        if getattr(msg, "refusal", None):
+            raise error(f"{what} refused: {msg.refusal}", hint=fix)
+        content = msg.content or ""
+        try:
+            answer = json.loads(content)
+            problems = validate(answer) if isinstance(answer, dict) else ["the answer must be a JSON object"]
+        except json.JSONDecodeError as exc:
+            answer, problems = None, [f"the answer is not valid JSON ({exc.msg} at character {exc.pos})"]
+        if not problems:
+            return answer
+        history += [{"role": "assistant", "content": content},
+                    {"role": "user", "content": "Your answer has these problems:\n- " + "\n- ".join(problems)
+                     + "\nAnswer again with the whole corrected answer as JSON."}]
+    raise error(f"{what} gave no valid answer after {max_repairs} repair round(s): " + "; ".join(problems[:5]),
+                hint=fix)

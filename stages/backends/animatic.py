@@ -1,9 +1,12 @@
 """The offline default video backend: a timed storyboard animatic.
 
-Each shot is one still drawn with Pillow (a background for the location and time of day, the
+Each shot is one still drawn with Pillow (a set for the location, lit for the time of day, the
 shot's characters as illustrated portraits, a caption), animated by ffmpeg's `zoompan` into a
 camera move. A character's look is derived only from their id and canonical description, so
-the same character looks the same in every shot, episode and run.
+the same character looks the same in every shot, episode and run; a location's set is derived
+only from its name and INT./EXT., so one place keeps one look across the series. `layout` says
+where everything is, in the picture's pixels, for the whole camera move: the subtitles keep
+clear of the faces it names.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from stages.backends.base import PermanentError, ShotRequest, TransientError, Vi
 # The still is drawn larger than the frame so camera moves never run out of picture.
 _OVERSCAN = 1.25
 _MAX_ZOOM = 1.35  # the tightest crop any camera move reaches; captions stay inside it
-VERSION = 2  # 2: set and figures on separate layers (parallax, breath, lip-flap)
+VERSION = 3  # 2: set and figures on separate layers (parallax, breath, lip-flap); 3: faces framed above the
+# subtitle band, one set per location lit by the time of day, INT./EXT. sets, clean overlays
 
 _COLOURS = {
     "red": (178, 34, 52), "crimson": (150, 20, 40), "scarlet": (200, 30, 30), "pink": (230, 130, 170),
@@ -39,6 +43,14 @@ _HAIR = {"black": (25, 22, 24), "brown": (90, 60, 35), "blond": (220, 190, 120),
 _SKIN = [(250, 220, 196), (238, 200, 170), (224, 178, 140), (198, 150, 112), (160, 112, 80), (120, 82, 58)]
 _CLOTHES = ["coat", "jacket", "dress", "shirt", "suit", "sweater", "hoodie", "uniform", "blouse", "qipao",
             "robe", "vest", "t-shirt", "apron", "外套", "衬衫", "西装", "裙", "旗袍"]
+# Read from drawing rules 3 on (the rules 2 tables above stay as they were: the image backend's keyframes
+# and sheets are drawn by rules 2, so a hosted model's paid shots keep their keys).
+_COLOURS_3 = {**_COLOURS, "棕": (110, 70, 40), "米": (215, 195, 160)}
+_CLOTHES_3 = _CLOTHES + ["blazer", "cardigan", "毛衣", "卫衣", "夹克", "大衣", "风衣", "校服", "T恤", "围裙", "制服",
+                         "睡衣", "马甲", "羽绒服"]
+_HAIR_ZH = {"灰白": (175, 175, 178), "花白": (175, 175, 178), "银": (200, 200, 205), "白": (225, 225, 225),
+            "灰": (150, 150, 150), "金": (220, 190, 120), "黄": (220, 190, 120), "棕": (90, 60, 35),
+            "红": (150, 60, 30), "黑": (25, 22, 24)}
 
 
 @dataclass(frozen=True)
@@ -55,46 +67,65 @@ class Look:
     build: float  # shoulder width factor
 
 
-def look_for(char_id: str, description: str) -> Look:
-    """Read colours and features from the description; fill the rest from a seeded RNG."""
+def look_for(char_id: str, description: str, rules: int = 3) -> Look:
+    """Read colours and features from the description; fill the rest from a seeded RNG. Rules 3 also
+    read Chinese hair colours and more clothes, and fill by gender where the description tells it (a
+    man is not given a bun he was never described with); rules 2 are the image backend's."""
+    from stages.core.people import read_gender
+
     d = description.lower()
+    new = rules >= 3
     rng = random.Random(hashlib.sha256(f"{char_id}|{description}".encode()).digest())
     hair = next((c for w, c in _HAIR.items() if re.search(rf"\b{w}\b[^.,;]*\bhair|{w}-haired", d)), None)
+    if hair is None and new:
+        hair = next((c for w, c in _HAIR_ZH.items() if re.search(rf"{w}[^，。、,;]{{0,3}}[发髮]", d)), None)
     if hair is None:
         hair = rng.choice(list(_HAIR.values())[:6])
     clothing = None
-    for w, c in _COLOURS.items():
-        if any(re.search(rf"{re.escape(w)}[^.,;]{{0,20}}{cl}", d) for cl in _CLOTHES):
-            clothing = c
-            break
+    if new:  # the colour word nearest before the first garment named: `red hair in a green coat` is green
+        worn = sorted((m.start(), cl) for cl in _CLOTHES_3 for m in re.finditer(re.escape(cl), d))
+        for at, _ in worn:
+            near = [(d.rfind(w, max(0, at - 20), at), c) for w, c in _COLOURS_3.items()]
+            near = [(i, c) for i, c in near if i >= 0 and not re.search(r"[.,;，。]", d[i:at])]
+            if near:
+                clothing = max(near, key=lambda t: t[0])[1]
+                break
+    else:
+        for w, c in _COLOURS.items():
+            if any(re.search(rf"{re.escape(w)}[^.,;]{{0,20}}{cl}", d) for cl in _CLOTHES):
+                clothing = c
+                break
     if clothing is None:
         clothing = rng.choice(list(_COLOURS.values())[:24])
-    if "bald" in d or "光头" in d:
+    if "bald" in d or "光头" in d or new and "秃" in d:
         style = "bald"
     elif "ponytail" in d or "马尾" in d:
         style = "ponytail"
-    elif "bun" in d or "发髻" in d:
+    elif (re.search(r"\bbun\b", d) or "盘发" in d if new else "bun" in d) or "发髻" in d:
         style = "bun"
     elif "long" in d and "hair" in d or "长发" in d:
         style = "long"
     elif "short" in d and "hair" in d or "短发" in d:
         style = "short"
     else:
-        style = rng.choice(["short", "long", "bun", "ponytail"])
-    elderly = re.search(r"\belderly\b|\bin (his|her|their) (sixties|seventies|eighties)\b|\bold (man|woman)\b|老人|老太", d)
-    if elderly and not re.search(r"\b(white|silver)\b[^.,;]*\bhair", d):
+        men = new and read_gender([description])[0] == "male"
+        style = rng.choice(["short"] if men else ["short", "long", "bun", "ponytail"])
+    elderly = re.search(r"\belderly\b|\bin (his|her|their) (sixties|seventies|eighties)\b|\bold (man|woman)\b|老人|老太"
+                        + (r"|\b[6-9]0s\b|[六七八九]十" if new else ""), d)
+    if elderly and not re.search(r"\b(white|silver)\b[^.,;]*\bhair" + ("|白发|银发" if new else ""), d):
         hair = _HAIR["grey"]
     skin_i = rng.randrange(len(_SKIN))
     for word, i in (("pale", 0), ("fair", 1), ("olive", 2), ("tan", 3), ("brown-skinned", 4), ("dark-skinned", 5)):
         if word in d:
             skin_i = i
+    thin = ("slight", "slender", "thin", "petite", "瘦") + (("skinny",) if new else ())
     return Look(
         skin=_SKIN[skin_i], hair=hair, hair_style=style, clothing=clothing,
         accent=rng.choice(list(_COLOURS.values())),
         glasses="glasses" in d or "spectacles" in d or "眼镜" in d,
         beard="beard" in d or "stubble" in d or "胡" in d,
         build=1.15 if any(w in d for w in ("broad", "burly", "heavy", "stocky", "魁梧")) else
-        (0.9 if any(w in d for w in ("slight", "slender", "thin", "petite", "瘦")) else 1.0),
+        (0.9 if any(w in d for w in thin) else 1.0),
     )
 
 
@@ -107,13 +138,20 @@ class AnimaticBackend:
     def __init__(self, *, preset: str = "veryfast", crf: int = 20):
         self.preset = preset
         self.crf = crf
-        # It draws from the descriptions (no keyframe, no sheets) and takes no negative or motion prompt.
+        # It draws from the descriptions (no keyframe, no sheets) and takes no negative or motion prompt;
+        # it reads the staging hints (INT./EXT., clean overlays) and knows where it put every face.
         self.capabilities = VideoCapabilities(
-            ignores=frozenset({"negative_prompt", "motion_prompt", "keyframe", "references"}),
-            concurrency=os.cpu_count() or 1)  # CPU-bound: one ffmpeg per core
+            uses=frozenset({"staging"}), ignores=frozenset({"negative_prompt", "motion_prompt", "keyframe",
+                                                            "references"}),
+            concurrency=os.cpu_count() or 1, faces=True,  # CPU-bound: one ffmpeg per core
+            seconds_each=1.1)  # wall s per second of 1080x1920 video, two at once on a 2-core laptop
 
     def identity(self) -> dict:
         return {"backend": "animatic", "version": VERSION, "crf": self.crf}
+
+    def faces(self, request: ShotRequest) -> list[tuple[str, tuple[float, float, float, float]]]:
+        """(character id, box) of every head in the clip, in its pixels, over the whole camera move."""
+        return [(p.figure.id, p.face) for p in layout(request).placed]
 
     def generate(self, request: ShotRequest, out_mp4: Path) -> None:
         import tempfile
@@ -121,8 +159,7 @@ class AnimaticBackend:
         from stages.core.media import ffmpeg_exe
 
         frames = max(1, round(request.duration_s * request.fps))
-        cam = dict(camera=request.camera, size=request.size, frames=frames, w=request.width, h=request.height,
-                   fps=request.fps)
+        cam = dict(camera=request.camera, frames=frames, w=request.width, h=request.height, fps=request.fps)
         layers = draw_layers(request)
         with tempfile.TemporaryDirectory(prefix=".animatic-", dir=out_mp4.parent) as tmp:
             inputs = []
@@ -174,68 +211,187 @@ def _layer_graph(n_layers: int, cam: dict, speaking: list[tuple[float, float]]) 
     return ";".join(parts)
 
 
-def _camera_filter(camera: str, size: str, frames: int, w: int, h: int, fps: int, strength: float = 1.0) -> str:
-    """A zoompan expression per camera move; `on` is the output frame number. `strength` scales the
-    move (the figures' layer moves more than the set: parallax)."""
-    n = max(frames - 1, 1)
-    p = f"(on/{n})"
-    k = strength
-    # The still is _OVERSCAN times the frame: zoom 1 shows all of it, 1.25 shows exactly one frame.
+def _move(camera: str, strength: float = 1.0) -> tuple[tuple[float, float], tuple | None, tuple | None]:
+    """A camera move as (zoom at start, at end) and the crop's x and y as a fraction of the room left
+    to pan, (start, end) (None: centred). Zoom 1 shows the whole still, _OVERSCAN exactly one frame."""
+    k, m = strength, min(strength, 1.0)
     base = 1.0 + (_OVERSCAN - 1.0) * 0.5
-    centre_x, centre_y = "iw/2-(iw/zoom/2)", "ih/2-(ih/zoom/2)"
-    if camera == "push-in":
-        z, x, y = f"{base}+{0.18 * k:.4f}*{p}", centre_x, centre_y
-    elif camera == "pull-out":
-        z, x, y = f"{base + 0.18 * k:.4f}-{0.18 * k:.4f}*{p}", centre_x, centre_y
-    elif camera == "pan-left":
-        z, x, y = f"{_OVERSCAN}", f"(iw-iw/zoom)*({0.5 + 0.3 * k:.4f}-{0.6 * k:.4f}*{p})", centre_y
-    elif camera == "pan-right":
-        z, x, y = f"{_OVERSCAN}", f"(iw-iw/zoom)*({0.5 - 0.3 * k:.4f}+{0.6 * k:.4f}*{p})", centre_y
-    elif camera == "tilt-up":
-        z, x, y = f"{_OVERSCAN}", centre_x, f"(ih-ih/zoom)*({0.5 + 0.5 * min(k, 1):.4f}-{min(k, 1):.4f}*{p})"
-    elif camera == "tilt-down":
-        z, x, y = f"{_OVERSCAN}", centre_x, f"(ih-ih/zoom)*({0.5 - 0.5 * min(k, 1):.4f}+{min(k, 1):.4f}*{p})"
-    else:  # static: a slow drift keeps a held frame alive
-        z, x, y = f"{base}+{0.02 * k:.4f}*{p}", centre_x, centre_y
-    return f"zoompan=z='{z}':x='{x}':y='{y}':d={frames}:s={w}x{h}:fps={fps},setsar=1,format=yuv420p"
+    return {
+        "push-in": ((base, base + 0.18 * k), None, None),
+        "pull-out": ((base + 0.18 * k, base), None, None),
+        "pan-left": ((_OVERSCAN, _OVERSCAN), (0.5 + 0.3 * k, 0.5 - 0.3 * k), None),
+        "pan-right": ((_OVERSCAN, _OVERSCAN), (0.5 - 0.3 * k, 0.5 + 0.3 * k), None),
+        "tilt-up": ((_OVERSCAN, _OVERSCAN), None, (0.5 + 0.5 * m, 0.5 - 0.5 * m)),
+        "tilt-down": ((_OVERSCAN, _OVERSCAN), None, (0.5 - 0.5 * m, 0.5 + 0.5 * m)),
+    }.get(camera, ((base, base + 0.02 * k), None, None))  # static: a slow drift keeps a held frame alive
+
+
+def _camera_filter(camera: str, frames: int, w: int, h: int, fps: int, strength: float = 1.0) -> str:
+    """`_move` as a zoompan expression; `on` is the output frame number."""
+    p = f"(on/{max(frames - 1, 1)})"
+    (z0, z1), xs, ys = _move(camera, strength)
+
+    def lerp(a: float, b: float) -> str:
+        return f"{a:.4f}{'+' if b >= a else '-'}{abs(b - a):.4f}*{p}"
+
+    x = f"(iw-iw/zoom)*({lerp(*xs)})" if xs else "iw/2-(iw/zoom/2)"
+    y = f"(ih-ih/zoom)*({lerp(*ys)})" if ys else "ih/2-(ih/zoom/2)"
+    return f"zoompan=z='{lerp(z0, z1)}':x='{x}':y='{y}':d={frames}:s={w}x{h}:fps={fps},setsar=1,format=yuv420p"
+
+
+def _to_frame(box, camera: str, strength: float, still: tuple[int, int], frame: tuple[int, int]):
+    """A box on the still -> the smallest box holding it in the output frame at every moment of the
+    camera move (the mapping is linear in the move's progress, so its two ends bound it)."""
+    (iw, ih), (w, h) = still, frame
+    (z0, z1), xs, ys = _move(camera, strength)
+    corners = []
+    for t in (0.0, 1.0):
+        z = z0 + (z1 - z0) * t
+        x = (iw - iw / z) * (xs[0] + (xs[1] - xs[0]) * t) if xs else iw / 2 - iw / z / 2
+        y = (ih - ih / z) * (ys[0] + (ys[1] - ys[0]) * t) if ys else ih / 2 - ih / z / 2
+        corners += [((box[0] - x) * z * w / iw, (box[1] - y) * z * h / ih),
+                    ((box[2] - x) * z * w / iw, (box[3] - y) * z * h / ih)]
+    xs_, ys_ = [c[0] for c in corners], [c[1] for c in corners]
+    return min(xs_), min(ys_), max(xs_), max(ys_)
+
+
+# --- layout: the set, and where each figure stands ---------------------------------------------
+
+# Per shot size: figure scale and where the head's centre sits in the frame (fraction of its height,
+# before the camera moves). Faces stay above the bottom fifth, where subtitles and the platform's
+# captions go.
+_FRAMING = {"establishing": (0.45, 0.60), "wide": (0.6, 0.56), "medium": (1.0, 0.42), "two-shot": (0.95, 0.42),
+            "over-shoulder": (1.05, 0.38), "close-up": (1.7, 0.40), "extreme-close-up": (2.6, 0.40)}
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A figure where the still puts it: chest line `base_y` at `cx`, head unit `u` (still pixels)."""
+
+    figure: object  # base.Figure
+    cx: float
+    base_y: float
+    u: float
+    back: bool = False  # seen from behind (the listener in an over-the-shoulder)
+    face: tuple[float, float, float, float] = (0, 0, 0, 0)  # the head, in the output frame, over the move
+
+
+@dataclass(frozen=True)
+class SetLook:
+    """A location's set: the same in every shot there (its name and INT./EXT. decide it)."""
+
+    name: str  # the location as one key: case, spacing and punctuation do not make a new set
+    hue: float
+    exterior: bool
+    props: int  # the seed of its furniture, windows or skyline
+
+
+@dataclass(frozen=True)
+class Layout:
+    set: SetLook
+    light: str  # day | dusk | night: how the set is lit
+    still: tuple[int, int]
+    placed: tuple[Placed, ...]
+
+
+def set_look(location: str, interior: str | None) -> SetLook:
+    name = re.sub(r"[\W_]+", " ", location.casefold()).strip()
+    seed = int(hashlib.sha256(name.encode()).hexdigest()[:12], 16)
+    if interior:
+        exterior = interior == "EXT"
+    else:  # no INT./EXT. given: read it from the place's name
+        exterior = bool(re.search(r"\b(street|park|roof|rooftop|garden|beach|road|market|dock|harbou?r|pier|field|"
+                                  r"forest|yard|ext)\b|街|外|公园|天台|门口|码头|广场", location, re.I))
+    return SetLook(name, (seed % 1000) / 1000, exterior, seed // 1000)
+
+
+def lighting(time: str) -> str:
+    if re.search(r"night|midnight|夜|凌晨|深夜", time, re.I):
+        return "night"
+    if re.search(r"evening|dusk|sunset|twilight|黄昏|黃昏|傍晚|晚", time, re.I):
+        return "dusk"
+    return "day"
+
+
+def layout(req: ShotRequest, rules: int = 3) -> Layout:
+    """Where the still puts the set and each figure, and each head's box in the output frame.
+    Rules 3 frame the faces above the subtitle band; rules 2 (the image backend's) as they were."""
+    W, H = _even(req.width * _OVERSCAN), _even(req.height * _OVERSCAN)
+    look = set_look(req.location, req.extra.get("interior"))
+    figures = list(req.figures)
+    if req.extra.get("under_card") or req.size == "insert" or not figures:
+        return Layout(look, lighting(req.time), (W, H), ())
+    s = req.width / 1080  # everything is designed at 1080 wide
+    scale, head_at = _FRAMING.get(req.size, (1.0, 0.42))
+    u = 100 * scale * s
+    base_zoom = 1.0 + (_OVERSCAN - 1.0) * 0.5
+
+    def chest(frac: float, unit: float) -> float:  # the chest line that puts the head at `frac` of the frame
+        return (H / 2 + (frac - 0.5) * H / base_zoom) + 1.5 * unit if rules >= 3 else H * frac
+
+    placed: list[Placed] = []
+    if req.size == "over-shoulder" and len(figures) >= 2:
+        placed.append(Placed(figures[0], W * 0.62, chest(head_at if rules >= 3 else 0.62, u), u))
+        placed.append(Placed(figures[1], W * 0.18, chest(0.52 if rules >= 3 else 0.78, u * 1.6), u * 1.6, back=True))
+    else:
+        if req.size in ("close-up", "extreme-close-up"):
+            figures = figures[:1]
+        old = 0.85 if req.size in ("establishing", "wide") else \
+            0.95 if req.size in ("close-up", "extreme-close-up") else 0.70
+        placed += [Placed(f, W * (i + 1) / (len(figures) + 1), chest(head_at if rules >= 3 else old, u), u)
+                   for i, f in enumerate(figures)]
+    bob = BOB_PX * req.width / 1080
+    out = []
+    for p in placed:
+        hy = p.base_y - 1.5 * p.u
+        head = (p.cx - 1.1 * p.u, hy - 1.6 * p.u, p.cx + 1.3 * p.u, hy + 1.1 * p.u)
+        x0, y0, x1, y1 = _to_frame(head, req.camera, PARALLAX, (W, H), (req.width, req.height))
+        out.append(Placed(p.figure, p.cx, p.base_y, p.u, p.back,
+                          (max(0.0, x0), max(0.0, y0 - bob), min(req.width, x1), min(req.height, y1 + bob))))
+    return Layout(look, lighting(req.time), (W, H), tuple(out))
 
 
 # --- drawing -----------------------------------------------------------------------------------
 
-def draw_still(req: ShotRequest):
+def draw_still(req: ShotRequest, rules: int = 3):
     """The shot's still at overscan size (RGB Pillow image): set, figures and labels in one."""
-    layers = draw_layers(req, talking=False)
+    layers = draw_layers(req, talking=False, rules=rules)
     img = layers[0]
     for layer in layers[1:]:
         img.paste(layer, (0, 0), layer)
     return img
 
 
-def draw_layers(req: ShotRequest, talking: bool = True) -> list:
+def draw_layers(req: ShotRequest, talking: bool = True, rules: int = 3) -> list:
     """[set (RGB), figures (RGBA)], plus figures mid-word (RGBA) when someone speaks: the set
     carries the place, cards and labels; the figures move on their own layer."""
     from PIL import Image, ImageDraw
 
-    W, H = _even(req.width * _OVERSCAN), _even(req.height * _OVERSCAN)
+    lay = layout(req, rules)
+    W, H = lay.still
     img = Image.new("RGB", (W, H))
-    _draw_background(img, req.location, req.time, req.width / 1080)
-    d = ImageDraw.Draw(img)
     s = req.width / 1080  # scale factor: everything is designed at 1080 wide
-    figures = list(req.figures)
+    _draw_background(img, scenery(lay) if rules >= 3 else _scenery_2(req.location, req.time), s)
+    d = ImageDraw.Draw(img)
+    clean = req.extra.get("overlays") == "clean"
     layers = [img]
     if req.extra.get("under_card"):
         pass  # the episode's text card is burned over this plain background
-    elif req.size == "insert" or not figures:
+    elif not lay.placed:
         _draw_card(d, W, H, s, req.action or req.location)
     else:
-        speaking = any(f.speaking for f in figures) and talking
+        speaking = any(p.figure.speaking for p in lay.placed) and talking
         for mouth in ((0.0, 1.0) if speaking else (None,)):
             layer = Image.new("RGBA", (W, H), (0, 0, 0, 0))
-            _draw_figures(layer, req.size, figures, s, mouth=mouth)
+            draw = ImageDraw.Draw(layer)
+            for p in lay.placed:
+                _draw_person(draw, p.cx, p.base_y, p.u / 100, p.figure, back=p.back,
+                             mouth=mouth if p.figure.speaking and not p.back else None, rules=rules,
+                             to_bottom=H if rules >= 3 and req.size not in ("establishing", "wide") else None)
             layers.append(layer)
-    if req.action and figures and req.size in ("establishing", "wide", "medium"):
+    if not clean and req.action and lay.placed and req.size in ("establishing", "wide", "medium"):
         _draw_action_box(d, W, H, s, req.action)
-    if req.caption:
+    if req.caption and not clean:
         _draw_caption(d, W, H, s, req.caption)
     return layers
 
@@ -244,87 +400,98 @@ def _even(v: float) -> int:
     return int(round(v / 2) * 2)
 
 
-def _palette(location: str, time: str) -> tuple[tuple, tuple, tuple]:
-    rng = random.Random(hashlib.sha256(location.encode()).digest())
-    night = bool(re.search(r"night|夜|evening|dusk|黄昏", time, re.I))
-    hue = rng.random()
+@dataclass(frozen=True)
+class Scenery:
+    """What the set's layer draws: wall gradient and floor, the skyline or the back wall, and their lights."""
+
+    top: tuple
+    bottom: tuple
+    floor: tuple
+    exterior: bool
+    props: random.Random
+    window: tuple  # an interior's window: the sky outside
+    shade: tuple  # an exterior's buildings
+    lit: tuple = (250, 220, 140)  # lit windows
+
+
+def _rgb(h: float, s: float, v: float) -> tuple:
     import colorsys
 
-    def rgb(h, s, v):
-        return tuple(int(c * 255) for c in colorsys.hsv_to_rgb(h % 1, s, v))
-
-    if night:
-        return rgb(0.62 + hue * 0.1, 0.55, 0.18), rgb(0.62 + hue * 0.1, 0.45, 0.35), rgb(hue, 0.3, 0.25)
-    return rgb(hue, 0.25, 0.92), rgb(hue + 0.05, 0.35, 0.75), rgb(hue + 0.5, 0.3, 0.55)
+    return tuple(int(c * 255) for c in colorsys.hsv_to_rgb(h % 1, s, v))
 
 
-def _draw_background(img, location: str, time: str, s: float) -> None:
+def scenery(lay: Layout) -> Scenery:
+    """The set of `lay`'s location in its own hue, lit for the time of day: the same room at night is
+    the same room, darker, its window dark."""
+    look, light = lay.set, lay.light
+    hue, rng = look.hue, random.Random(look.props)
+    if look.exterior:  # a sky over the street: blue by day, orange at dusk, dark blue at night
+        sky = {"day": (0.57, 0.35, 0.92), "dusk": (0.07, 0.55, 0.85), "night": (0.64, 0.6, 0.22)}[light]
+        ground = {"day": 0.55, "dusk": 0.45, "night": 0.16}[light]
+        top, bottom = _rgb(*sky), _rgb(sky[0] + 0.03, sky[1] * 0.8, sky[2] * 0.8)
+        shade = _rgb(hue, 0.3, {"day": 0.5, "dusk": 0.35, "night": 0.12}[light])
+        return Scenery(top, bottom, _rgb(hue, 0.2, ground), True, rng, top, shade)
+    value = {"day": 1.0, "dusk": 0.7, "night": 0.34}[light]
+    top, bottom = _rgb(hue, 0.25, 0.92 * value), _rgb(hue + 0.05, 0.35, 0.75 * value)
+    window = {"day": (190, 215, 240), "dusk": (235, 150, 90), "night": (20, 26, 52)}[light]
+    return Scenery(top, bottom, _rgb(hue + 0.5, 0.3, 0.55 * value), False, rng, window, bottom)
+
+
+def _scenery_2(location: str, time: str) -> Scenery:
+    """Drawing rules 2 (the image backend's keyframes): a hue per exact location name, night in blues."""
+    rng = random.Random(hashlib.sha256(location.encode()).digest())
+    hue = rng.random()
+    if re.search(r"night|夜|evening|dusk|黄昏", time, re.I):
+        top, bottom, floor = _rgb(0.62 + hue * 0.1, 0.55, 0.18), _rgb(0.62 + hue * 0.1, 0.45, 0.35), _rgb(hue, 0.3, 0.25)
+    else:
+        top, bottom, floor = _rgb(hue, 0.25, 0.92), _rgb(hue + 0.05, 0.35, 0.75), _rgb(hue + 0.5, 0.3, 0.55)
+    exterior = bool(re.search(r"\b(street|park|roof|garden|beach|road|market|ext)\b|街|外|公园|天台|门口", location, re.I))
+    return Scenery(top, bottom, floor, exterior, random.Random(hashlib.sha256(("props|" + location).encode()).digest()),
+                   tuple(min(255, c + 40) for c in top), tuple(max(0, c - 40) for c in bottom))
+
+
+def _draw_background(img, sc: Scenery, s: float) -> None:
     from PIL import ImageDraw
 
     W, H = img.size
-    top, bottom, floor = _palette(location, time)
     d = ImageDraw.Draw(img)
     horizon = int(H * 0.62)
     for yy in range(0, horizon, 4):  # vertical gradient in 4 px bands: cheap and smooth enough
         t = yy / horizon
-        c = tuple(int(a + (b - a) * t) for a, b in zip(top, bottom))
+        c = tuple(int(a + (b - a) * t) for a, b in zip(sc.top, sc.bottom))
         d.rectangle([0, yy, W, yy + 4], fill=c)
-    d.rectangle([0, horizon, W, H], fill=floor)
-    rng = random.Random(hashlib.sha256(("props|" + location).encode()).digest())
-    exterior = bool(re.search(r"\b(street|park|roof|garden|beach|road|market|ext)\b|街|外|公园|天台|门口", location, re.I))
-    if exterior:  # skyline silhouettes
+    d.rectangle([0, horizon, W, H], fill=sc.floor)
+    rng = sc.props
+    if sc.exterior:  # skyline silhouettes
         x = 0
         while x < W:
             bw = rng.randint(int(90 * s), int(240 * s))
             bh = rng.randint(int(200 * s), int(700 * s))
-            shade = tuple(max(0, c - 40) for c in bottom)
-            d.rectangle([x, horizon - bh, x + bw, horizon], fill=shade)
+            d.rectangle([x, horizon - bh, x + bw, horizon], fill=sc.shade)
             for wy in range(horizon - bh + 20, horizon - 20, int(60 * s)):
                 for wx in range(x + 15, x + bw - 20, int(45 * s)):
                     if rng.random() < 0.5:
-                        d.rectangle([wx, wy, wx + int(18 * s), wy + int(26 * s)], fill=(250, 220, 140))
+                        d.rectangle([wx, wy, wx + int(18 * s), wy + int(26 * s)], fill=sc.lit)
             x += bw + rng.randint(0, int(30 * s))
     else:  # a window and a door on the back wall
         wx = rng.randint(int(W * 0.1), int(W * 0.55))
-        d.rectangle([wx, int(H * 0.18), wx + int(W * 0.3), int(H * 0.42)], fill=tuple(min(255, c + 40) for c in top),
-                    outline=floor, width=int(12 * s))
+        d.rectangle([wx, int(H * 0.18), wx + int(W * 0.3), int(H * 0.42)], fill=sc.window, outline=sc.floor,
+                    width=int(12 * s))
         dx = rng.randint(int(W * 0.65), int(W * 0.8))
-        d.rectangle([dx, int(H * 0.3), dx + int(W * 0.16), horizon], fill=tuple(max(0, c - 50) for c in bottom))
-
-
-def _draw_figures(img, size: str, figures, s: float, mouth: float | None = None) -> None:
-    from PIL import ImageDraw
-
-    W, H = img.size
-    d = ImageDraw.Draw(img)
-    scale = {"establishing": 0.45, "wide": 0.6, "medium": 1.0, "two-shot": 0.95, "over-shoulder": 1.05,
-             "close-up": 1.7, "extreme-close-up": 2.6}.get(size, 1.0) * s
-    n = len(figures)
-    if size == "over-shoulder" and n >= 2:
-        speaker, listener = figures[0], figures[1]
-        _draw_person(d, W * 0.62, H * 0.62, scale, speaker, mouth=mouth if speaker.speaking else None)
-        _draw_person(d, W * 0.18, H * 0.78, scale * 1.6, listener, back=True)
-        return
-    if size in ("close-up", "extreme-close-up"):
-        figures = figures[:1]
-        n = 1
-    for i, fig in enumerate(figures):
-        cx = W * (i + 1) / (n + 1)
-        foot = H * (0.85 if size in ("establishing", "wide") else 0.70)
-        if size in ("close-up", "extreme-close-up"):
-            foot = H * 0.95
-        _draw_person(d, cx, foot, scale, fig, mouth=mouth if fig.speaking else None)
+        d.rectangle([dx, int(H * 0.3), dx + int(W * 0.16), horizon], fill=tuple(max(0, c - 50) for c in sc.bottom))
 
 
 def _draw_person(d, cx: float, base_y: float, scale: float, fig, back: bool = False, turn: bool = False,
-                 mouth: float | None = None) -> None:
+                 mouth: float | None = None, to_bottom: float | None = None, rules: int = 3) -> None:
     """A bust: shoulders, neck, head, hair, face. `base_y` is the chest line; `turn` draws the face
-    a three-quarter turn to the right; `mouth` (0 closed .. 1 open) overrides the speaking mouth."""
-    lk = look_for(fig.id, fig.description)
+    a three-quarter turn to the right; `mouth` (0 closed .. 1 open) overrides the speaking mouth;
+    `to_bottom` carries the shoulders down to that line (a figure framed at the chest)."""
+    lk = look_for(fig.id, fig.description, rules)
     u = 100 * scale  # head radius unit
     sw = u * 1.9 * lk.build
     # torso
-    d.rounded_rectangle([cx - sw, base_y - u * 0.4, cx + sw, base_y + u * 3.2], radius=int(u * 0.7), fill=lk.clothing)
+    bottom = max(base_y + u * 3.2, to_bottom or 0)
+    d.rounded_rectangle([cx - sw, base_y - u * 0.4, cx + sw, bottom], radius=int(u * 0.7), fill=lk.clothing)
     d.polygon([(cx - u * 0.35, base_y - u * 0.4), (cx + u * 0.35, base_y - u * 0.4), (cx, base_y + u * 0.6)],
               fill=lk.accent)
     # neck and head
@@ -333,8 +500,8 @@ def _draw_person(d, cx: float, base_y: float, scale: float, fig, back: bool = Fa
     if lk.hair_style == "long":
         d.rounded_rectangle([cx - u * 1.1, hy - u * 0.9, cx + u * 1.1, hy + u * 1.6], radius=int(u * 0.8), fill=lk.hair)
     d.ellipse([cx - u * 0.9, hy - u * 1.05, cx + u * 0.9, hy + u * 1.05], fill=lk.skin)
-    if back:
-        d.ellipse([cx - u * 0.95, hy - u * 1.1, cx + u * 0.95, hy + u * 1.0], fill=lk.hair)
+    if back:  # the back of the head: hair over all of it (rules 2 left a sliver of chin, like a smile)
+        d.ellipse([cx - u * 0.95, hy - u * 1.1, cx + u * 0.95, hy + u * (1.0 if rules < 3 else 1.12)], fill=lk.hair)
         return
     if lk.hair_style != "bald":
         d.chord([cx - u * 0.98, hy - u * 1.15, cx + u * 0.98, hy + u * 0.5], 180, 360, fill=lk.hair)

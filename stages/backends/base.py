@@ -56,7 +56,8 @@ def is_refusal(code: str | None, message: str | None) -> bool:
 class Capabilities:
     """What a backend declares about itself, once, in its own file.
 
-    `uses`: request fields filled in only for a backend that reads them ("keyframe", "references");
+    `uses`: request fields filled in only for a backend that reads them ("keyframe", "references";
+    "staging": the drawing hints in `extra`, INT./EXT. and clean overlays);
     `ignores`: request fields that do not change its output, so they stay out of its artifacts' keys.
     """
 
@@ -69,6 +70,10 @@ class Capabilities:
     extra: str | None = None  # the pip extra it needs (`pip install 'dramaforge[extra]'`)
     requires: tuple[str, ...] = ()  # modules that extra brings; a render is refused while one is missing
     free: bool = False  # offline and instant: its images are made even when no shot needs them (for review)
+    # Built-in speed for a first estimate, measured on a 2-core laptop CPU (the project's own ledger
+    # replaces it after a render): wall seconds per second of 1080x1920 video (video), per line
+    # (speech), per image (image).
+    seconds_each: float | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,7 @@ class VideoCapabilities(Capabilities):
     aspect_ratios: tuple[str, ...] | None = None  # e.g. ("9:16", "16:9"); None: any size
     native_audio: bool = False  # its clips carry sound of their own (dropped: dramaforge mixes the episode)
     resolution: str | None = None  # what it is asked to make, as its provider bills it (e.g. "720p", "4k")
+    faces: bool = False  # it can say where it drew each face (`faces(request)`): subtitles keep clear of them
 
 
 def requested_seconds(caps: VideoCapabilities, duration_s: float, fps: int) -> float:

@@ -55,6 +55,9 @@ class ChaosBackend:
         # The same pictures as the wrapped backend: switching chaos on or off re-renders nothing.
         return self.inner.identity()
 
+    def faces(self, request: ShotRequest) -> list:
+        return self.inner.faces(request)
+
     def generate(self, request: ShotRequest, out_mp4: Path) -> None:
         log = out_mp4.parent / "calls.jsonl"
         with open(log, "a+", encoding="utf-8") as f:

@@ -56,7 +56,7 @@ class EspeakBackend:
 
     name = "espeak"
     section = None  # each character's `voice` carries its settings
-    capabilities = Capabilities()
+    capabilities = Capabilities(seconds_each=0.05)  # measured: 0.04 s a line on a 2-core laptop
 
     def identity(self) -> dict:
         return {"engine": "espeak-ng", "loader": _loader_version()}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from stages.core.errors import InputError
 from stages.parse_script.cast import _check_cast
-from stages.parse_script.model import _CN_NUM, _Doc, _EpisodeMark, _Heading, _cn_number
+from stages.parse_script.model import _CN_NUM, CONTINUITY, _Doc, _EpisodeMark, _Heading, _cn_number, end_words
 from stages.schema import Episode, Scene, Script, Warning_
 
 OPENING_PLACE = "opening"  # the place of a scene written before any heading
@@ -22,7 +22,7 @@ FIX_SCENE = "add a scene heading such as `INT. PLACE - DAY` (or `1-1 日 内 客
 # --- step 4: episodes and scenes ---------------------------------------------------------------
 
 _SPOKEN_OR_SHOWN = {"action": "action", "dialogue": "dialogue", "centered": "on-screen text",
-                    "lyrics": "lyrics"}
+                    "lyrics": "lyrics", "reaction": "a reaction"}
 
 
 def _assemble(doc: _Doc, *, first_episode: int | None = 1) -> list[Episode]:
@@ -108,8 +108,11 @@ def _assemble(doc: _Doc, *, first_episode: int | None = 1) -> list[Episode]:
                                     f"`{marks[0].text}` is not filmed (a synopsis or cast list belongs "
                                     "there); move it under an episode to film it")
             dropped = True
-        # Sections, synopses, notes, transitions and page breaks before the first scene are dropped:
-        # they are never spoken or shown.
+            doc.front.append(item)
+        else:
+            # Sections, synopses, notes, transitions and page breaks before the first scene are never
+            # spoken or shown; casting reads them (a cast list says who everyone is).
+            doc.front.append(item)
     if not any(sc.heading for ep in episodes for sc in ep.scenes):
         # Not one heading: this is prose, not a screenplay (or its headings are not recognised).
         if headless is not None:
@@ -120,7 +123,26 @@ def _assemble(doc: _Doc, *, first_episode: int | None = 1) -> list[Episode]:
         if not ep.scenes:
             raise InputError(f"episode {ep.number} has no scenes", file=doc.file, line=ep.line,
                              hint="write its scenes under the episode heading, or remove the heading")
+        ep.end_text = _take_end_text(ep)
     return episodes
+
+
+_NOT_SHOWN = ("note", "page_break", "section", "synopsis", "transition")
+
+
+def _take_end_text(ep: Episode) -> str | None:
+    """The episode's closing words as the script writes them (`> TO BE CONTINUED <`, 【字幕：未完待续】,
+    （完）), taken out of the last scene: they become the end card, so the ending is said once."""
+    elements = ep.scenes[-1].elements
+    for i in range(len(elements) - 1, -1, -1):
+        el = elements[i]
+        if el.kind in ("centered", "action", "transition") and (words := end_words(el.text)):
+            if el.kind != "transition" or not any(e.kind == "transition" for e in elements[i + 1:]):
+                del elements[i]
+                return words
+        if el.kind not in _NOT_SHOWN:
+            return None
+    return None
 
 
 def _build_script(docs: list[_Doc], episodes_per_doc: list[list[Episode]],
@@ -130,8 +152,21 @@ def _build_script(docs: list[_Doc], episodes_per_doc: list[list[Episode]],
     characters, cast_warnings = _check_cast([c for d in docs for c in d.cues], aliases)
     warnings = [w for d in docs for w in d.warnings] + cast_warnings
     title = next((d.title for d in docs if d.title), "")
+    _inherit_times(episodes)
     return Script(title=title, title_page=dict(first.title_page), episodes=episodes,
-                  characters=characters, warnings=_dedupe(warnings))
+                  characters=characters, front_matter=[el for d in docs for el in d.front],
+                  warnings=_dedupe(warnings))
+
+
+def _inherit_times(episodes: list[Episode]) -> None:
+    """CONTINUOUS, LATER, MOMENTS LATER, 同上 take the time of day of the scene before, across episodes
+    too (an episode that opens CONTINUOUS goes on from the last one's night); the heading keeps the words."""
+    before = ""
+    for ep in episodes:
+        for sc in ep.scenes:
+            if CONTINUITY.match(sc.time.strip()):
+                sc.time = before
+            before = sc.time or before
 
 
 def _dedupe(warnings: Iterable[Warning_]) -> list[Warning_]:

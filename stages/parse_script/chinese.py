@@ -17,7 +17,7 @@ _ZH_EPISODE = re.compile(rf"^\s*第\s*(?P<n>[{_CN_NUM}]+)\s*集\s*(?:[:：\-–�
 _ZH_SCENE = re.compile(r"^\s*(?P<ep>[0-9０-９]+)\s*[-－—–]\s*(?P<sc>[0-9０-９]+)(?:\s+|[、.．:：]\s*)(?P<rest>\S.*)$")
 _ZH_SCENE_ALT = re.compile(rf"^\s*第\s*(?P<sc>[{_CN_NUM}]+)\s*[场場](?:\s+|[、.．:：]\s*)(?P<rest>\S.*)$")
 _ZH_TIMES = frozenset("日 夜 晨 昏 早 晚 午 黄昏 黃昏 傍晚 清晨 早晨 早上 晚上 夜晚 深夜 凌晨 白天 上午 中午 "
-                      "下午 黎明 日景 夜景".split())
+                      "下午 黎明 日景 夜景 同上 接上 同前 承上 连续".split())  # 同上: the scene before's time
 _ZH_PLACES = {"内": "INT", "外": "EXT", "内景": "INT", "外景": "EXT", "内/外": "INT/EXT",
               "外/内": "INT/EXT", "内外": "INT/EXT", "内外景": "INT/EXT",
               # traditional characters (Big5 scripts from Taiwan and Hong Kong)
@@ -35,7 +35,16 @@ _ZH_CAPTION = re.compile(r"^\s*【\s*(?:字幕|屏幕文字|文字)\s*[：:]?\s*
 _ZH_BRACKET = re.compile(r"^\s*【(?P<text>.*)】\s*$")
 _ZH_TITLE = re.compile(r"^\s*《(?P<t>[^》]+)》\s*$|^\s*(?:剧名|劇名|片名|标题|標題|[Tt]itle)\s*[：:]\s*(?P<t2>.+)$")
 _ZH_END = re.compile(r"^\s*[（(【\[]?\s*(?:完|本集完|全剧终|剧终|未完待续|待续)\s*[）)】\]]?\s*$")
-_ZH_NAME_SPLIT = re.compile(r"[、，,/\s]+")
+_ZH_LISTED = re.compile(r"(?P<name>[^、，,/\s（()）]+)\s*(?:[（(](?P<intro>[^（()）]*)[）)])?")
+
+
+def listed_names(text: str) -> list[tuple[str, str | None]] | None:
+    """`人物：林晓（25岁，短发）、王总` -> [('林晓', '25岁，短发'), ('王总', None)]; None if not such a line."""
+    m = _ZH_PRESENT.match(text)
+    if not m:
+        return None
+    return [(g.group("name"), (g.group("intro") or "").strip() or None)
+            for g in _ZH_LISTED.finditer(m.group("names").strip())]
 
 
 def _zh_place_time(token: str) -> list[tuple[str, str]] | None:
@@ -155,12 +164,14 @@ class _ChineseReader(_Reader):
                 # Before the first episode: title, outline and character bios, never filmed.
                 self.doc.title = (m.group("t") or m.group("t2")).strip()
                 self.doc.title_page["title"] = self.doc.title
+            else:  # an outline or a bio (`林晓：女，25岁`): kept as front matter, which casting reads
+                self.emit("synopsis", _clean(s), line.no)
         if self.waiting:
             self._no_words(self.waiting)
 
     def _words_for(self, waiting: _WaitingCue, line: _Line, s: str) -> bool:
         """Use `s` as the words of a waiting `林美：` line; False if `s` is something else."""
-        if (_ZH_EPISODE.match(s) or _zh_scene(s) or s[0] in "△▲" or _ZH_BRACKET.match(s)
+        if (_ZH_EPISODE.match(s) or _zh_scene(s) or s[0] in "△▲" or _ZH_BRACKET.match(s) or _ZH_END.match(s)
                 or _ZH_DIALOGUE.match(s) or _ZH_PRESENT.match(s) or _ZH_META.match(s)):
             self._no_words(waiting)
             return False
@@ -178,10 +189,15 @@ class _ChineseReader(_Reader):
 
     def _no_words(self, waiting: _WaitingCue) -> None:
         self.waiting = None
+        if waiting.parenthetical:  # 林晓：（怔住） with no words: a wordless reaction shot
+            self.reaction(waiting.cue, waiting.name, waiting.extension, waiting.parenthetical, waiting.no,
+                          waiting.no)
+            return
         self.doc.warn(waiting.no, f"{waiting.cue}： has no words after it; nothing was spoken")
 
     def _scene_line(self, line: _Line, s: str) -> None:
-        if _ZH_END.match(s):
+        if _ZH_END.match(s):  # （完）, 未完待续: the episode's own end card if it closes the episode
+            self.emit("centered", s.strip().strip("（()）【】[] "), line.no)
             return
         if s[0] in "△▲":
             self.emit("action", _clean(s[1:].strip()), line.no)
@@ -189,10 +205,9 @@ class _ChineseReader(_Reader):
             self.emit("centered", _clean(m.group("text")), line.no)
         elif m := _ZH_BRACKET.match(s):
             self.emit("note", m.group("text").strip(), line.no)  # 【闪回】, 【音效：…】: never spoken
-        elif m := _ZH_PRESENT.match(s):
-            for name in _ZH_NAME_SPLIT.split(m.group("names").strip()):
-                if name:
-                    self.register(name, line.no)
+        elif (listed := listed_names(s)) is not None:
+            for name, _ in listed:
+                self.register(name, line.no)
             self.emit("note", s, line.no)
         elif _ZH_META.match(s):
             self.emit("note", s, line.no)

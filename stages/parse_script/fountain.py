@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 
 from stages.core.errors import InputError
-from stages.parse_script.model import (_CJK, _CN_NUM, _INTERIORS, _SCENE_PREFIX, _EpisodeMark, _Heading, _Line,
-                                       _Reader, _clean, _cn_number, _is_blank)
+from stages.parse_script.model import (_CJK, _CN_NUM, _INTERIORS, _SCENE_PREFIX, CONTINUITY, _EpisodeMark, _Heading,
+                                       _Line, _Reader, _clean, _cn_number, _is_blank)
 from stages.schema import Element, ElementKind, normalize_name
 
 # Full-width `。` after INT and the Chinese 内景/外景 are not Fountain, but writers use them.
@@ -62,6 +62,8 @@ def _split_heading(heading: str) -> tuple[str, str, str]:
         rest = heading[m.end():]
     rest = rest.strip()
     parts = _TIME_SPLIT.split(rest)
+    if len(parts) > 2 and CONTINUITY.match(parts[-1].strip()) and parts[-2].strip().upper() in _EN_TIMES:
+        parts = parts[:-1]  # DINER - NIGHT - CONTINUOUS: the time is NIGHT
     if len(parts) > 1:
         return interior, " - ".join(parts[:-1]).strip(), parts[-1].strip()
     if _CJK.search(rest):
@@ -327,6 +329,10 @@ class _FountainReader(_Reader):
         while k < len(rest):
             line = rest[k]
             t = line.text.strip()
+            if t == "^":  # a dual-dialogue caret written on a line of its own, not words to say
+                dual = True
+                k += 1
+                continue
             if t.startswith(_PAREN_OPEN):
                 end = k
                 while end < len(rest) and not rest[end].text.rstrip().endswith(_PAREN_CLOSE):
@@ -345,9 +351,9 @@ class _FountainReader(_Reader):
                 text_lines.append(_clean(t))
             k += 1
         flush()
-        if paren is not None:
-            self.doc.warn(paren_no, f"parenthetical ({paren}) after {name}'s last line has no dialogue "
-                                    "after it; it was dropped (parentheticals are acting notes, never spoken)")
+        if paren is not None:  # `MARY / (stunned)` with no words: a reaction, filmed, never spoken
+            if (el := self.reaction(cue_text, name, extension, paren, paren_no, cue_line.no)) is not None:
+                block.append(el)
         if dual:
             for el in self.last_block:
                 el.dual = True

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from stages.core.errors import InputError
+from stages.core.text import cn_number as _cn_number
 from stages.schema import Element, ElementKind, Warning_, normalize_name
 
 
@@ -224,6 +225,7 @@ class _Doc:
     warnings: list[Warning_] = field(default_factory=list)
     cues: list[_Cue] = field(default_factory=list)
     body_start: int = 1  # first line after the title page
+    front: list[Element] = field(default_factory=list)  # never filmed: text before the first scene
 
     def warn(self, no: int, message: str) -> None:
         self.warnings.append(Warning_(file=self.file, line=no, message=message))
@@ -288,6 +290,14 @@ class _Reader:
     def register(self, name: str, no: int) -> None:
         self.doc.cues.append(_Cue(_character_id(name, self.aliases), name, no, self.file))
 
+    def reaction(self, cue: str, name: str, extension: str | None, paren: str, no: int,
+                 cue_no: int) -> Element | None:
+        """A cue with only a parenthetical (`林晓：（怔住）`, `MARY / (stunned)`): a wordless reaction."""
+        char_id = _character_id(name, self.aliases)
+        self.doc.cues.append(_Cue(char_id, name, cue_no, self.file))
+        return self.emit("reaction", paren, no, character=char_id, cue=cue, extension=extension,
+                         parenthetical=paren)
+
 
 # --- scene and episode headings, in both layouts -----------------------------------------------
 
@@ -297,21 +307,19 @@ _SCENE_PREFIX = re.compile(
 _CN_NUM = "0-9０-９〇零一二两三四五六七八九十百千"
 
 
-def _cn_number(s: str) -> int:
-    """'12', '１２', '十二', '一百零五' -> int."""
-    s = unicodedata.normalize("NFKC", s)
-    if s.isdigit():
-        return int(s)
-    digits = {"〇": 0, "零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6,
-              "七": 7, "八": 8, "九": 9}
-    units = {"十": 10, "百": 100, "千": 1000}
-    total, cur = 0, 0
-    for ch in s:
-        if ch in digits:
-            cur = digits[ch]
-        elif ch in units:
-            total += (cur or 1) * units[ch]
-            cur = 0
-        elif ch.isdigit():
-            cur = cur * 10 + int(ch)
-    return total + cur
+# --- what a heading's time or a closing line means, in both layouts -----------------------------
+
+# A scene that continues the one before takes its time of day (INT. DINER - CONTINUOUS, 2-1 同上 内 客厅).
+CONTINUITY = re.compile(r"^(?:CONTINUOUS|CONT'?D|CONTINUED|(?:A )?(?:MOMENTS?|MINUTES?|SECONDS?|LITTLE|FEW MINUTES) "
+                        r"LATER|LATER|SAME(?: TIME)?|同上|接上|同前|承上|连续|稍后|片刻后)$", re.IGNORECASE)
+# The writer's own last words for an episode: they become its end card (never a second one).
+END_TEXT = re.compile(r"^(?:TO BE CONTINUED|CONTINUED NEXT (?:TIME|EPISODE|WEEK)|THE END|END OF (?:EPISODE|PART|"
+                      r"SEASON|SERIES|SHOW)(?: [\w-]+)?|FIN|END|未完待续|待续|全剧终|全劇終|剧终|劇終|大结局完|本集完|完)$",
+                      re.IGNORECASE)
+
+
+def end_words(text: str) -> str | None:
+    """`> TO BE CONTINUED... <`, `（未完待续）`, `【本集完】` -> the words as written (no brackets); else None."""
+    words = text.strip().strip("()（）[]【】「」<>~*_ ").strip()
+    bare = re.sub(r"[\s.…!！。·・~\-—–]+$", "", words).strip()
+    return words if bare and "\n" not in bare and END_TEXT.match(re.sub(r"\s+", " ", bare)) else None
