@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -34,11 +34,10 @@ MUSIC = "music/bed.ogg"
 
 @dataclass
 class Scaffold:
-    """What `new` made and read: the folder, each character's casting, and the script's own notices."""
+    """What `new` made and read: the folder and each character's casting (`check` says the rest)."""
 
     folder: Path
     cast: list[Casting]
-    notices: list = field(default_factory=list)  # the script's warnings (its encoding converted, ...)
 
 
 @dataclass(frozen=True)
@@ -106,7 +105,7 @@ def scaffold_project(folder: Path, from_script: Path | None = None, *, llm: LLMC
                       "- `dramaforge plan .` — see the shot list\n"
                       "- `dramaforge render .` — render to build/episodes/\n\n"
                       "Put character reference images in `references/` and music in `music/`.\n")
-    return Scaffold(folder, cast, list(script.warnings))
+    return Scaffold(folder, cast)
 
 
 def _is_chinese(script) -> bool:

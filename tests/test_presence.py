@@ -4,8 +4,6 @@ the script's own ending are read; lint is strict where a render would be wrong."
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from conftest import run_cli
@@ -149,25 +147,6 @@ def test_an_unknown_voice_language_is_an_error_at_its_line(tiny_project):
         assert f"project.yaml:{line}: cast bo: eSpeak NG has no language 'klingon'" in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
     assert not (tiny_project / "build").exists()
-
-
-def test_accept_asks_for_force_before_replacing_a_made_shot(tmp_path):
-    from conftest import SMALL, TINY_SCRIPT, TINY_YAML
-
-    root = tmp_path / "p"
-    root.mkdir()
-    (root / "project.yaml").write_text(TINY_YAML + SMALL, encoding="utf-8")
-    (root / "script.fountain").write_text(TINY_SCRIPT, encoding="utf-8")
-    assert run_cli("render", str(root)).returncode == 0
-    proc = run_cli("accept", str(root), "--shot", "ep01-sc01-sh002", "--placeholder")
-    assert proc.returncode == 2 and "--force" in proc.stderr and "is made" in proc.stderr
-    assert run_cli("accept", str(root), "--shot", "ep01-sc01-sh002", "--placeholder", "--force").returncode == 0
-    script = root / "script.fountain"
-    script.write_text(script.read_text().replace("Then I am leaving.", "Then I am staying."), encoding="utf-8")
-    status = run_cli("status", str(root)).stdout
-    assert "placeholder: ep01-sc01-sh002" in status and f"rerun {root} --shot ep01-sc01-sh002" in status
-    assert "stale: ep01-sc02-sh002" in status and f"rerun {root} --stale" in status
-    assert json.loads(run_cli("status", str(root), "--json").stdout)
 
 
 def test_version():

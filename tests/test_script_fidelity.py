@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 import wave
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 import pysubs2
 import pytest
 
-from conftest import run_cli
+from conftest import REPO, run_cli
 from parse_helpers import FIXTURES
 from stages.backends.animatic import layout, look_for, scenery
 from stages.backends.registry import backends_for
@@ -42,6 +43,20 @@ SERIES = {
 }
 
 
+# `dramaforge render` for each project in turn, in one process (one Prefect start for both)
+RENDER_EACH = """
+import sys
+from flows.cli import main
+for root in sys.argv[1:]:
+    sys.argv = ["dramaforge", "render", root]
+    try:
+        main()
+    except SystemExit as exc:
+        if exc.code:
+            raise
+"""
+
+
 @pytest.fixture(scope="module")
 def series(tmp_path_factory) -> dict[str, Path]:
     """Both series scaffolded from their scripts and rendered, as a new user would (half-size frames)."""
@@ -56,9 +71,11 @@ def series(tmp_path_factory) -> dict[str, Path]:
         yaml.write_text(yaml.read_text(encoding="utf-8").replace("width: 1080\nheight: 1920\n",
                                                                  f"width: {W}\nheight: {H}\n")
                         + spec.get("yaml", ""), encoding="utf-8")
-        proc = run_cli("render", str(folder / "p"))
-        assert proc.returncode == 0, proc.stderr[-3000:]
         out[lang] = folder / "p"
+    proc = subprocess.run([sys.executable, "-c", RENDER_EACH, *map(str, out.values())], cwd=REPO,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("done in") == len(out), proc.stderr[-3000:]
     return out
 
 
@@ -242,3 +259,17 @@ def test_subtitles_clear_of_faces_inside_the_safe_area_and_broken_between_words(
     assert any("\n" in c.plaintext for c in said)  # some cues wrap: the line breaks were tested
     moved = [c for c in said if "\\pos(" in c.text]
     assert moved if "yaml" in SERIES[lang] else not moved  # the raised band met faces: those cues moved up
+
+
+def test_accept_asks_for_force_before_replacing_a_made_shot_and_status_names_shots(series, tmp_path):
+    root = Path(shutil.copytree(series["en"], tmp_path / "p"))
+    shot = "ep01-sc01-sh002"
+    proc = run_cli("accept", str(root), "--shot", shot, "--placeholder")
+    assert proc.returncode == 2 and "--force" in proc.stderr and "is made" in proc.stderr
+    assert run_cli("accept", str(root), "--shot", shot, "--placeholder", "--force").returncode == 0
+    script = root / "script.fountain"
+    script.write_text(script.read_text(encoding="utf-8").replace("She will come.", "She won't come."),
+                      encoding="utf-8")
+    status = run_cli("status", str(root)).stdout
+    assert f"placeholder: {shot}" in status and f"rerun {root} --shot {shot}" in status
+    assert "stale: ep02-sc02-sh002" in status and f"rerun {root} --stale" in status

@@ -377,9 +377,9 @@ def draw_layers(req: ShotRequest, talking: bool = True, rules: int = 3) -> list:
     layers = [img]
     if req.extra.get("under_card"):
         pass  # the episode's text card is burned over this plain background
-    elif not lay.placed:
+    elif req.size == "insert" or not lay.placed and rules < 3:
         _draw_card(d, W, H, s, req.action or req.location)
-    else:
+    elif lay.placed:  # (rules 3: a place with nobody in it is the empty set, its action in the box)
         speaking = any(p.figure.speaking for p in lay.placed) and talking
         for mouth in ((0.0, 1.0) if speaking else (None,)):
             layer = Image.new("RGBA", (W, H), (0, 0, 0, 0))
@@ -389,7 +389,8 @@ def draw_layers(req: ShotRequest, talking: bool = True, rules: int = 3) -> list:
                              mouth=mouth if p.figure.speaking and not p.back else None, rules=rules,
                              to_bottom=H if rules >= 3 and req.size not in ("establishing", "wide") else None)
             layers.append(layer)
-    if not clean and req.action and lay.placed and req.size in ("establishing", "wide", "medium"):
+    shown = lay.placed or rules >= 3 and req.size != "insert" and not req.extra.get("under_card")
+    if not clean and req.action and shown and req.size in ("establishing", "wide", "medium"):
         _draw_action_box(d, W, H, s, req.action)
     if req.caption and not clean:
         _draw_caption(d, W, H, s, req.caption)
