@@ -23,7 +23,7 @@ from stages.parse_script.chinese import listed_names
 from stages.schema import Scene, normalize_name
 
 # Extensions that mean the speaker is not in the picture (V.O. also covers a phone call: it is heard).
-_HEARD = re.compile(r"^(?:V\.?O\.?|O\.?S\.?|O\.?C\.?|OFF|OFF[- ]?SCREEN|PHONE|ON (?:THE )?PHONE|OVER (?:THE )?PHONE|"
+_HEARD = re.compile(r"^(?:V\.?O\.?|O\.S\.?|O\.?C\.?|OFF|OFF[- ]?SCREEN|PHONE|ON (?:THE )?PHONE|OVER (?:THE )?PHONE|"
                     r"FILTERED|RADIO|ON RADIO|INTERCOM|ON SPEAKER|SPEAKERPHONE|TV|ON TV|VOICEMAIL|PRE-?LAP|"
                     r"VOICE|画外|画外音|電話|电话|旁白|广播|廣播|录音|錄音|语音|語音|视频|視頻)$", re.IGNORECASE)
 # Chinese OS (内心, 心声) is the on-screen character's thoughts: it neither shows nor hides them.
@@ -50,10 +50,12 @@ _REMOTE = re.compile(
 _SENTENCE = re.compile(r"[^.!?。！？；;\n]+[.!?。！？；;]*")
 
 
-def heard_only(extension: str | None) -> bool:
-    """A line with this extension is heard, not seen: V.O., O.S., phone, 画外音 ..."""
+def heard_only(extension: str | None, cue: str | None = None) -> bool:
+    """A line with this extension is heard, not seen: V.O., O.S., phone, 画外音 ... A bare OS is
+    off screen under a Latin cue (`BOB (OS)`), a thought under a Chinese one (`陈大富（OS）`)."""
     parts = [p.strip() for p in re.split(r"[,，/]", extension or "") if p.strip()]
-    return any(_HEARD.match(p) for p in parts)
+    latin = not re.search(r"[\u3040-\u9fff]", cue or "")
+    return any(_HEARD.match(p) or latin and cue is not None and p.upper() == "OS" for p in parts)
 
 
 def lips_move(extension: str | None) -> bool:
@@ -68,7 +70,7 @@ def _thoughts(extension: str | None) -> bool:
 @dataclass(frozen=True)
 class Presence:
     """Per element of a scene: who is on screen as it starts, and anyone on screen during it (those
-    entering or leaving in it included). `heard` are speakers of lines nobody sees."""
+    entering or leaving in it included). `heard` are speakers only heard (V.O., a phone), never seen."""
 
     before: tuple[tuple[str, ...], ...]
     during: tuple[tuple[str, ...], ...]
@@ -119,9 +121,9 @@ def presence(scene: Scene, spelled: Mapping[str, set[str]]) -> Presence:
         if el.kind == "note" and (names := listed_names(el.text)):
             listed += [by_spelling.get(normalize_name(n), normalize_name(n)) for n, _ in names]
         elif el.kind in ("dialogue", "lyrics", "reaction") and el.character:
-            if heard_only(el.extension) or (el.kind != "reaction" and _thoughts(el.extension)):
+            if heard_only(el.extension, el.cue or ""):
                 heard.add(el.character)
-            else:
+            elif not _thoughts(el.extension):  # a thought (OS, 内心) neither shows nor hides its speaker
                 on_screen_lines.add(el.character)
 
     # What each element does to whom: "on" (there from here), "enter", "exit", or a mention.
@@ -129,7 +131,7 @@ def presence(scene: Scene, spelled: Mapping[str, set[str]]) -> Presence:
     for el in scene.elements:
         ev: list[tuple[str, str]] = []
         if el.kind in ("dialogue", "lyrics") and el.character and el.character in on_screen_lines \
-                and not heard_only(el.extension) and not _thoughts(el.extension):
+                and not heard_only(el.extension, el.cue or "") and not _thoughts(el.extension):
             ev.append((el.character, "on"))
         elif el.kind == "reaction" and el.character:
             ev.append((el.character, "on"))

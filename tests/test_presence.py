@@ -47,6 +47,13 @@ def test_a_listed_character_who_enters_later_is_not_there_before():
     assert [s.characters for s in shots] == [["林母"], ["林母"], ["林母", "林晓"], ["林晓", "林母"], ["林母"]]
 
 
+def test_a_listed_character_thinking_aloud_is_there():
+    script, shots = _shots("第1集\n\n1-1 夜 内 客厅\n人物：陈大富\n陈大富（OS）：怎么会是她？\n")
+    assert [s.characters for s in shots] == [["陈大富"], ["陈大富"]]
+    script, shots = _shots("第1集\n\n1-1 夜 内 客厅\n人物：林母、陈默\n林母：喂？\n陈默（电话）：是我。\n")
+    assert all("陈默" not in s.characters for s in shots)  # listed, but only ever on the phone
+
+
 def test_an_inner_voice_keeps_its_speaker_in_the_picture_lips_still():
     script, shots = _shots("第1集\n\n1-1 夜 内 客厅\n△陈大富坐在沙发上看新闻。\n陈大富（OS）：怎么会是她？\n")
     (_, said) = shots
