@@ -19,7 +19,7 @@ from pathlib import Path
 from stages.core.errors import RenderError
 from stages.core.people import Band, Gender, band, read_person
 from stages.parse_script.chinese import listed_names
-from stages.presence import spellings
+from stages.presence import name_pattern, spellings
 from stages.schema import Element, Script, normalize_name
 
 DESCRIBE = "DESCRIBE ME:"  # `check` warns while a description still starts with this
@@ -132,7 +132,6 @@ _ROLE_BEFORE_EN = re.compile(r"(?:\b(?:her|his|their|my|our|the|a|an)\s+)?((?:[a
 _ROLE_BEFORE_ZH = re.compile(r"(?:的)?([\u4e00-\u9fff]{1,4})$")
 _BIO = re.compile(r"^\s*(?P<name>[^\s:：,，（(—–-][^:：,，（(—–]{0,20}?)\s*(?:[（(](?P<paren>[^）)]*)[）)])?\s*"
                   r"(?:[:：,，]|\s[—–-]\s)\s*(?P<bio>.+)$")
-_SENTENCE = re.compile(r"[^.!?。！？\n]+[.!?。！？]*")
 
 
 def _introductions(script: Script, cid: str, spelled: dict[str, set[str]]
@@ -140,7 +139,8 @@ def _introductions(script: Script, cid: str, spelled: dict[str, set[str]]
     """(introductions, role words before the name, text after them for pronouns, the lines they came
     from) for one character."""
     names = {normalize_name(n) for n in spelled[cid]}
-    others = [n for other, ns in spelled.items() if other != cid for n in ns]
+    named = name_pattern(spelled[cid])
+    others = name_pattern([n for other, ns in spelled.items() if other != cid for n in ns])
     intros: list[str] = []
     roles: list[str] = []
     around: list[str] = []
@@ -166,7 +166,8 @@ def _introductions(script: Script, cid: str, spelled: dict[str, set[str]]
                             intros.append(intro)
                             note(el, el.text)
                 elif el.kind == "action" and seen_in_action < 3:
-                    for pos, end in _mentions(el.text, spelled[cid]):
+                    for m in named.finditer(el.text) if named else ():
+                        pos, end = m.span()
                         seen_in_action += 1
                         found = _intro_at(el.text, end)
                         role = _role_before(el.text, pos)
@@ -179,20 +180,6 @@ def _introductions(script: Script, cid: str, spelled: dict[str, set[str]]
                             around.append(_after(el.text, end, others))
                         break
     return intros, roles, around, read
-
-
-def _mentions(text: str, names: set[str]) -> list[tuple[int, int]]:
-    out = []
-    for n in names:
-        n = n.lstrip("@").strip()
-        if not n:
-            continue
-        if re.search(r"[\u3040-\u9fff]", n):
-            out += [(m.start(), m.end()) for m in re.finditer(re.escape(n), text)]
-        else:
-            for form in {n, n.upper(), n.title()}:
-                out += [(m.start(), m.end()) for m in re.finditer(rf"(?<![\w'-]){re.escape(form)}(?![\w-])", text)]
-    return sorted(out)
 
 
 def _intro_at(text: str, end: int) -> str | None:
@@ -221,15 +208,11 @@ def _role_before(text: str, pos: int) -> str | None:
     return words[-1] if words else None
 
 
-def _after(text: str, end: int, others: list[str]) -> str:
+def _after(text: str, end: int, others: re.Pattern | None) -> str:
     """The text after a name up to the next other character (what its pronouns refer to)."""
     rest = text[end:]
-    cut = len(rest)
-    for n in others:
-        for form in {n, n.upper(), n.title()}:
-            if form and (i := rest.find(form)) >= 0:
-                cut = min(cut, i)
-    return rest[:cut]
+    m = others.search(rest) if others else None
+    return rest[:m.start()] if m else rest
 
 
 def _describe(intros: list[str], gender: Gender | None, age_band: Band | None, chinese: bool) -> str:

@@ -93,21 +93,24 @@ def spellings(names: Mapping[str, str], cast: Iterable = ()) -> dict[str, set[st
     return out
 
 
+def name_pattern(names: Iterable[str]) -> re.Pattern | None:
+    """Where a character is named in action text: a CJK name anywhere, a Latin one as a word written
+    MAYA or Maya, never maya (a name that is also a common word: will, may, hope). Extensions and a
+    forcing `@` are not part of the name."""
+    forms: set[str] = set()
+    for n in names:
+        n = re.sub(r"\s*[(（][^)）]*[)）]\s*$", "", n.lstrip("@")).strip()
+        if not n:
+            continue
+        if re.search(r"[\u3040-\u9fff]", n):
+            forms.add(re.escape(n))
+        else:
+            forms.update(rf"(?<![\w'-]){re.escape(f)}(?![\w-])" for f in {n, n.upper(), n.title()})
+    return re.compile("|".join(sorted(forms, key=len, reverse=True))) if forms else None
+
+
 def _mention_patterns(spelled: Mapping[str, set[str]]) -> list[tuple[str, re.Pattern]]:
-    out = []
-    for cid, names in spelled.items():
-        forms: set[str] = set()
-        for n in names:
-            n = re.sub(r"\s*[(（][^)）]*[)）]\s*$", "", n.lstrip("@")).strip()
-            if not n:
-                continue
-            if re.search(r"[\u3040-\u9fff]", n):
-                forms.add(re.escape(n))
-            else:  # MAYA or Maya, never maya (a common word written lower case: will, may, hope)
-                forms.update(rf"(?<![\w'-]){re.escape(f)}(?![\w-])" for f in {n, n.upper(), n.title()})
-        if forms:
-            out.append((cid, re.compile("|".join(sorted(forms, key=len, reverse=True)))))
-    return out
+    return [(cid, rx) for cid, names in spelled.items() if (rx := name_pattern(names)) is not None]
 
 
 def presence(scene: Scene, spelled: Mapping[str, set[str]]) -> Presence:
