@@ -11,8 +11,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from stages.core.errors import InputError
+from stages.core.text import cn_number
 from stages.parse_script.cast import _check_cast
-from stages.parse_script.model import _CN_NUM, CONTINUITY, _Doc, _EpisodeMark, _Heading, _cn_number, end_words
+from stages.parse_script.model import _CN_NUM, CONTINUITY, _Doc, _EpisodeMark, _Heading, end_words
 from stages.schema import Episode, Scene, Script, Warning_
 
 OPENING_PLACE = "opening"  # the place of a scene written before any heading
@@ -198,7 +199,7 @@ def _number_from_name(stem: str) -> int | None:
     for rx in _NAME_PATTERNS:
         m = rx.search(stem)
         if m:
-            return _cn_number(m.group(1))
+            return cn_number(m.group(1))
     nums = re.findall(r"\d+", stem)
     return int(nums[-1]) if nums else None
 
@@ -208,8 +209,8 @@ def _episode_number(doc: _Doc, episode: Episode, path: Path) -> int:
     key = doc.title_page.get("episode") or doc.title_page.get("集数")
     if key:
         m = re.search(rf"[{_CN_NUM}]+", key)
-        if m and _cn_number(m.group(0)) >= 1:
-            return _cn_number(m.group(0))
+        if m and cn_number(m.group(0)) >= 1:
+            return cn_number(m.group(0))
         raise InputError(f"the title page's `Episode: {key}` has no episode number", file=str(path), line=1,
                          hint="write `Episode: 2`")
     if any(isinstance(it, _EpisodeMark) for it in doc.items):

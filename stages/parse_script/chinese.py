@@ -10,8 +10,9 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from stages.core.text import cn_number
 from stages.parse_script.model import (_CJK, _CN_NUM, _INTERIORS, _SCENE_PREFIX, _EpisodeMark, _Heading, _Line,
-                                       _Reader, _clean, _cn_number)
+                                       _Reader, _clean)
 
 _ZH_EPISODE = re.compile(rf"^\s*第\s*(?P<n>[{_CN_NUM}]+)\s*集\s*(?:[:：\-–—]\s*|\s+|$)(?P<title>.*)$")
 _ZH_SCENE = re.compile(r"^\s*(?P<ep>[0-9０-９]+)\s*[-－—–]\s*(?P<sc>[0-9０-９]+)(?:\s+|[、.．:：]\s*)(?P<rest>\S.*)$")
@@ -70,7 +71,7 @@ def _zh_scene(text: str) -> tuple[str, int | None, str, str, str] | None:
         episode: int | None = int(unicodedata.normalize("NFKC", m.group("ep")))
         number = f"{episode}-{int(unicodedata.normalize('NFKC', m.group('sc')))}"
     elif m := _ZH_SCENE_ALT.match(text):
-        episode, number = None, str(_cn_number(m.group("sc")))
+        episode, number = None, str(cn_number(m.group("sc")))
     else:
         return None
     time, interior, place = "", "", []
@@ -141,7 +142,7 @@ class _ChineseReader(_Reader):
             if self.waiting and self._words_for(self.waiting, line, s):
                 continue
             if m := _ZH_EPISODE.match(s):
-                episode, in_scene = _cn_number(m.group("n")), False
+                episode, in_scene = cn_number(m.group("n")), False
                 self.doc.items.append(_EpisodeMark(episode, _clean(m.group("title").strip()), line.no, s))
             elif sc := _zh_scene(s):
                 number, ep_of_scene, location, time, interior = sc

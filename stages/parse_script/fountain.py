@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 
 from stages.core.errors import InputError
+from stages.core.text import cn_number
 from stages.parse_script.model import (_CJK, _CN_NUM, _INTERIORS, _SCENE_PREFIX, CONTINUITY, _EpisodeMark, _Heading,
-                                       _Line, _Reader, _clean, _cn_number, _is_blank)
+                                       _Line, _Reader, _clean, _is_blank)
 from stages.schema import Element, ElementKind, normalize_name
 
 # Full-width `。` after INT and the Chinese 内景/外景 are not Fountain, but writers use them.
@@ -247,7 +248,7 @@ class _FountainReader(_Reader):
         s = line.text.strip()
         m = _EPISODE_SECTION.match(s) or _EPISODE_SECTION_ZH.match(s)
         if m:
-            self.doc.items.append(_EpisodeMark(_cn_number(m.group("n")), _clean(m.group("title").strip()),
+            self.doc.items.append(_EpisodeMark(cn_number(m.group("n")), _clean(m.group("title").strip()),
                                                line.no, s))
             self.last_block = []
             return

@@ -8,13 +8,11 @@ inline emphasis cleaning; the flat stream both readers write (`_Heading`, `_Epis
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from stages.core.errors import InputError
-from stages.core.text import cn_number as _cn_number
 from stages.schema import Element, ElementKind, Warning_, normalize_name
 
 
