@@ -474,7 +474,8 @@ def new(folder: Annotated[Path, typer.Argument(help="folder to create", show_def
     for w in report.warnings:
         console.print(f"[yellow]warning[/] {_esc(f'{w.file}:{w.line}: {w.message}')}")
     for e in report.errors:
-        console.print(f"[red]error[/] {_esc(e['message'])}")
+        where = f"{e['file']}:{e['line']}: " if e.get("line") else ""
+        console.print(f"[red]error[/] {_esc(where + e['message'])}")
     todo = "fill in each DESCRIBE ME and check the voices, then " if any(
         c.description == "" or c.unknown() for c in made.cast) else "review the cast, then "
     console.print(f"next: {todo}`dramaforge check {_esc(str(made.folder))}`")

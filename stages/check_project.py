@@ -123,7 +123,7 @@ def blockers(lp, *, keys: bool = True) -> list[InputError]:
                 near = sorted(n for n in languages if n[:2] == c.voice.language.lower()[:2])[:6]
                 out.append(InputError(
                     f"cast {c.id}: eSpeak NG has no language {c.voice.language!r}", file=yaml_file, line=line,
-                    text=_yaml_text(root, line), hint="use a language eSpeak NG speaks, e.g. "
+                    text=lp.text_at(line), hint="use a language eSpeak NG speaks, e.g. "
                     + ", ".join(near or ["en-us", "en-gb", "cmn", "yue", "es", "ja"])))
         if (c.voice.backend or project.backends.speech) != "piper":
             continue
@@ -165,8 +165,3 @@ def blockers(lp, *, keys: bool = True) -> list[InputError]:
                         f"sound file not found: {cue.group('file')}", file=el.file, line=el.line, text=el.text,
                         hint="the path is relative to the project folder; add the file or fix the note"))
     return out
-
-
-def _yaml_text(root: Path, line: int) -> str:
-    lines = (root / "project.yaml").read_text(encoding="utf-8-sig").splitlines()
-    return lines[line - 1] if 0 < line <= len(lines) else ""

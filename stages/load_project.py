@@ -5,6 +5,7 @@ Errors name project.yaml's file and line, the key, and the allowed keys or value
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,14 +31,19 @@ class LoadedProject:
     def warnings(self) -> list[Warning_]:
         return self.script.warnings
 
-    @property
-    def yaml_file(self) -> str:
-        return str(self.root / "project.yaml")
+    @functools.cached_property
+    def _yaml(self) -> tuple[str, object]:
+        """project.yaml's text and node tree, read once, for messages that name a line."""
+        text = (self.root / "project.yaml").read_text(encoding="utf-8-sig")
+        return text, yaml.compose(text)
 
     def line_of(self, *loc) -> int:
         """The line of project.yaml that sets `loc` (`"cast", 2, "voice", "language"`), else its nearest parent's."""
-        text = (self.root / "project.yaml").read_text(encoding="utf-8-sig")
-        return _line_of(yaml.compose(text), tuple(loc)) or 1
+        return _line_of(self._yaml[1], tuple(loc)) or 1
+
+    def text_at(self, line: int) -> str:
+        """Line `line` of project.yaml, as written."""
+        return _line(self._yaml[0], line)
 
     def cast_line(self, char_id: str, *loc) -> int:
         """The line of project.yaml that sets `loc` of the cast member `char_id`."""
