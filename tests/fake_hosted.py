@@ -1,5 +1,6 @@
 """A local server that speaks fal's queue API (+ its Platform API request list) and Replicate's
-predictions API as their docs describe them, with scripted faults, for the hosted backend tests.
+predictions API as their docs describe them, with scripted faults, for the hosted backend tests; the
+direct providers' protocols (`tests/fakes/<provider>.py`) are served on the same port and job store.
 
 It keeps state like the services: a job advances one step per status poll (queued -> running ->
 done), its result is a real mp4 made by ffmpeg, and it bills each job it creates (seconds of the
@@ -42,6 +43,8 @@ class Job:
     billed: float = 0.0
     downloads: int = 0
     cancelled: bool = False
+    body: dict = field(default_factory=dict)  # the request as the provider got it (a direct protocol's own shape)
+    headers: dict = field(default_factory=dict)  # the create request's headers
 
 
 @dataclass
@@ -128,11 +131,15 @@ class FakeHosted:
 
     # --- the job store ------------------------------------------------------------------------
 
-    def create(self, model: str, body: dict, prefix: str) -> Job:
+    def create(self, model: str, body: dict, prefix: str, *, raw: dict | None = None,
+               headers: dict | None = None) -> Job:
+        """A new job. `body`: its input as the tests read it (`prompt`, `duration`); `raw`: the request
+        as sent, for a protocol whose body is shaped otherwise."""
         with self.lock:
             job_id = f"{prefix}{len(self.jobs) + 1:04d}"
             outcome = self.outcomes.pop(0) if self.outcomes else "ok"
-            job = Job(job_id, model, body, time.time(), outcome)
+            job = Job(job_id, model, body, time.time(), outcome, body=raw if raw is not None else body,
+                      headers=dict(headers or {}))
             seconds = _seconds(body)
             job.billed = round(seconds * self.price_per_second + self.price_per_request, 4)
             self.jobs[job_id] = job
@@ -162,6 +169,12 @@ class FakeHosted:
         raw = h.rfile.read(length) if length else b""
         if path.startswith("/files/"):
             return self.download(h, path)
+        from fakes import PROTOCOLS
+
+        for name, proto in PROTOCOLS.items():
+            if path.startswith(proto.PREFIX + "/"):
+                self.calls.append(("http", f"{method} {path}"))
+                return proto.route(self, h, method, path[len(proto.PREFIX):], urllib.parse.parse_qs(query), raw)
         if path.startswith("/fal/"):
             if h.headers.get("Authorization") != f"Key {FAL_KEY}":
                 return _json(h, 401, {"detail": "Invalid key"})

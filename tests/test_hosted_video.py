@@ -24,7 +24,9 @@ from stages.core.media import probe
 
 FAL_MODEL = "fal-ai/kling-video/v2.1/standard/image-to-video"
 REPLICATE_MODEL = "kwaivgi/kling-v2.1"
-BACKENDS = ["fal", "replicate"]
+import fakes
+
+BACKENDS = ["fal", "replicate", *fakes.DIRECT]
 SCHEDULES = 20  # seeded fault schedules per backend; the slow matrix runs 200
 
 
@@ -32,18 +34,30 @@ SCHEDULES = 20  # seeded fault schedules per backend; the slow matrix runs 200
 def server(provider_mp4, monkeypatch):
     monkeypatch.setenv(FAL_KEY_ENV, FAL_KEY)
     monkeypatch.setenv(REPLICATE_KEY_ENV, REPLICATE_TOKEN)
+    for proto in fakes.PROTOCOLS.values():
+        for env, value in proto.ENV.items():
+            monkeypatch.setenv(env, value)
     s = FakeHosted(provider_mp4, hang_s=0.5)
     yield s
     s.close()
 
 
 def make(server: FakeHosted, which: str, **kw):
+    if which in fakes.PROTOCOLS:  # a direct provider: its own clip lengths; short waits
+        return fakes.backend(server, which, **{**dict(poll_s=0.005, request_timeout_s=0.2, timeout_s=60), **kw})
     common = dict(poll_s=0.005, durations=[1, 2], request_timeout_s=0.2, timeout_s=60)
     if which == "fal":
         return FalBackend(FalOptions(**{"model": FAL_MODEL, "queue_url": server.fal_queue, "api_url": server.fal_api,
                                         "api_key_env": FAL_KEY_ENV, **common, **kw}))
     return ReplicateBackend(ReplicateOptions(**{"model": REPLICATE_MODEL, "base_url": server.replicate_url,
                                                 "api_key_env": REPLICATE_KEY_ENV, **common, **kw}))
+
+
+def looks_up(b) -> bool:
+    """Whether the backend can find a job its lost request made (its provider lists or names jobs)."""
+    from stages.backends._jobs import HostedVideoBackend
+
+    return type(b).lookup is not HostedVideoBackend.lookup
 
 
 def shot(duration_s: float = 0.75, shot_id: str = "e1s1", **kw) -> ShotRequest:
@@ -70,7 +84,7 @@ def check_clip(path: Path, request: ShotRequest) -> None:
 
 # --- the request each model gets ------------------------------------------------------------
 
-@pytest.mark.parametrize("which", BACKENDS)
+@pytest.mark.parametrize("which", ["fal", "replicate"])  # a direct provider's body: its own test file
 def test_happy_path_one_job_the_documented_body_billed_as_asked(server, tmp_path, which):
     key = tmp_path / "key.png"
     key.write_bytes(png_bytes(300, 200))
@@ -135,8 +149,10 @@ def test_a_replicate_version_or_deployment_goes_to_its_own_endpoint(server, tmp_
 
 @pytest.mark.parametrize("which", BACKENDS)
 def test_a_missing_key_is_a_clear_permanent_error_and_sends_nothing(server, tmp_path, which, monkeypatch):
-    monkeypatch.delenv(FAL_KEY_ENV if which == "fal" else REPLICATE_KEY_ENV)
-    with pytest.raises(PermanentError, match=FAL_KEY_ENV if which == "fal" else REPLICATE_KEY_ENV):
+    env = fakes.PROTOCOLS[which].KEY_ENV if which in fakes.PROTOCOLS else \
+        FAL_KEY_ENV if which == "fal" else REPLICATE_KEY_ENV
+    monkeypatch.delenv(env)
+    with pytest.raises(PermanentError, match=env):
         make(server, which).generate(shot(), tmp_path / "shot.mp4", shot_jobs(tmp_path))
     assert server.calls == []
 
@@ -176,8 +192,14 @@ def test_429_on_submit_made_no_job_and_the_retry_makes_one(server, tmp_path, whi
 @pytest.mark.parametrize("which", BACKENDS)
 def test_a_lost_submit_answer_is_looked_up_never_re_sent(server, tmp_path, which, fault):
     server.faults.submit = [fault]
-    jobs = shot_jobs(tmp_path)
-    make(server, which).generate(shot(), tmp_path / "shot.mp4", jobs)
+    jobs, b = shot_jobs(tmp_path), make(server, which)
+    if not looks_up(b):  # no way to find a job by what was sent: surfaced, never re-sent
+        for _ in range(2):
+            with pytest.raises(UnknownJob, match="--new-job"):
+                b.generate(shot(), tmp_path / "shot.mp4", jobs)
+        assert server.count("submit") == 1 and len(server.created()) == 1 and states(jobs) == ["unknown"]
+        return
+    b.generate(shot(), tmp_path / "shot.mp4", jobs)
     (job,) = server.created()
     assert server.count("submit") == 1 and server.count("list") >= 1
     (row,) = jobs.journal.of("e1s1")
@@ -269,6 +291,9 @@ def test_a_download_that_fails_is_fetched_again_and_a_broken_file_fails_the_job(
 def test_a_job_that_ends_without_a_clip_is_not_paid_for_again(server, tmp_path, which, outcome, error):
     if which == "replicate" and outcome == "fail-model":
         outcome, error = "fail-model", JobFailed  # Replicate's `error` is free text: counted as the provider's
+    if which in fakes.PROTOCOLS:  # what the provider's failure says decides the class
+        error = {"JobFailed": JobFailed, "PermanentError": PermanentError}.get(
+            getattr(fakes.PROTOCOLS[which], "ERRORS", {}).get(outcome), error)
     server.outcomes = [outcome]
     jobs, b = shot_jobs(tmp_path), make(server, which)
     with pytest.raises(error):
@@ -304,6 +329,10 @@ def test_recreate_failed_jobs_allows_exactly_that_many_new_bills(server, tmp_pat
 
 @pytest.mark.parametrize("which", BACKENDS)
 def test_cancel_reaches_the_provider(server, tmp_path, which):
+    if which in fakes.PROTOCOLS and not fakes.PROTOCOLS[which].CANCELS:
+        with pytest.raises(PermanentError, match="no way to cancel"):
+            make(server, which).cancel("any")
+        return
     server.outcomes = ["hold"]
     b = make(server, which, timeout_s=0.2)
     jobs = shot_jobs(tmp_path)

@@ -109,7 +109,7 @@ class HostedVideoBackend:
 
     def images_sent(self, request: ShotRequest) -> int:
         """Reference images and keyframes one request carries."""
-        return images_sent(self.capabilities, request)
+        return images_sent(self.capabilities, request, self.name)
 
     def missing(self, *, keys: bool = True) -> list[tuple[str, str]]:
         """What project.yaml or the environment lacks for this backend to make a job: (problem, how to

@@ -43,7 +43,8 @@ class PermanentError(BackendError):
 # A provider refusing the content says so in one of these words (code or message), whatever the medium.
 _REFUSAL_CODES = {"content_policy_violation", "moderation_blocked", "content_filter", "safety_violation",
                   "input_moderation", "output_moderation"}
-_REFUSAL_WORDS = re.compile(r"content[ _-]?(policy|filter)|moderation|safety|flagged|guardrail", re.IGNORECASE)
+_REFUSAL_WORDS = re.compile(r"content[ _-]?(policy|filter)|moderation|safety|flagged|guardrail|risk[ _-]?control|"
+                            r"sensitive", re.IGNORECASE)
 
 
 def is_refusal(code: str | None, message: str | None) -> bool:
@@ -87,6 +88,7 @@ class VideoCapabilities(Capabilities):
     native_audio: bool = False  # its clips carry sound of their own (dropped: dramaforge mixes the episode)
     resolution: str | None = None  # what it is asked to make, as its provider bills it (e.g. "720p", "4k")
     faces: bool = False  # it can say where it drew each face (`faces(request)`): subtitles keep clear of them
+    uploads: bool = False  # its images go through an upload step first (once per file and account)
 
 
 def requested_seconds(caps: VideoCapabilities, duration_s: float, fps: int) -> float:
@@ -101,13 +103,76 @@ def requested_seconds(caps: VideoCapabilities, duration_s: float, fps: int) -> f
     return float(max(1, math.ceil(duration_s - 1.0 / fps))) if caps.billed else duration_s
 
 
-def images_sent(caps: VideoCapabilities, request: "ShotRequest") -> int:
-    """Images one request carries: its keyframe, and the figures' reference sheets up to the limit."""
+def images_sent(caps: VideoCapabilities, request: "ShotRequest", backend: str | None = None) -> int:
+    """Images one request carries: its keyframe, and the figures' references up to the limit."""
     keyframe = int("keyframe" in caps.uses and request.keyframe is not None)
     if "references" not in caps.uses:
         return keyframe
-    refs = {p for fig in request.figures for p in fig.references}
-    return keyframe + min(len(refs), caps.max_references)
+    return keyframe + len(fit_references(request.figures, caps.max_references, backend).sent)
+
+
+@dataclass(frozen=True)
+class Ref:
+    """One reference a request carries: a figure's image (`path`), or a provider's saved id for the
+    character (`asset`, e.g. a Kling element or a Seedance face asset: it takes the slot of an image)."""
+
+    figure: "Figure"
+    path: Path | None = None
+    asset: str | None = None
+
+    @property
+    def view(self) -> str:
+        """What the image shows: the sheet's view (`front-<hash>.png` -> front), or the file's name."""
+        if self.asset:
+            return "saved"
+        stem = self.path.stem
+        return stem.rsplit("-", 1)[0] if re.fullmatch(r".+-[0-9a-f]{20}", stem) else stem
+
+    def label(self) -> str:
+        return f"{self.figure.name} ({self.view})"
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A shot's references fitted to a provider's limit: `sent` in slot order (slot i is `@image_{i+1}`,
+    `character{i+1}`...), `dropped` what did not fit (named by `check` and the review, never silent)."""
+
+    sent: tuple[Ref, ...]
+    dropped: tuple[Ref, ...]
+    limit: int
+
+    def of(self, figure_id: str) -> list[int]:
+        """The 1-based slots that show `figure_id`."""
+        return [i + 1 for i, r in enumerate(self.sent) if r.figure.id == figure_id]
+
+    def unseen(self) -> list["Figure"]:
+        """Figures with references of their own of which none was sent."""
+        sent = {r.figure.id for r in self.sent}
+        return list({r.figure.id: r.figure for r in self.dropped if r.figure.id not in sent}.values())
+
+
+def fit_references(figures: tuple["Figure", ...], limit: int, backend: str | None = None) -> Fitted:
+    """The references one request carries, by the stated rule: the speaking character first, then
+    the others in the shot's order (the planner names the one framed largest first); each character's
+    saved asset, then their images in sheet order, taken in turns, so everyone's first reference is in
+    before anyone's second. Whatever is past `limit` is dropped, and said so. `backend`: whose saved
+    assets count (none for another backend)."""
+    order = sorted(figures, key=lambda f: not f.speaking)  # stable: the shot's order otherwise
+    queues, seen = [], set()
+    for f in order:
+        refs = [Ref(f, asset=a) for b, a in f.assets if b == backend] + [Ref(f, path=p) for p in f.references]
+        queue = []
+        for r in refs:
+            key = r.asset or r.path
+            if key not in seen:
+                seen.add(key)
+                queue.append(r)
+        queues.append(queue)
+    ranked = []
+    for turn in range(max((len(q) for q in queues), default=0)):
+        ranked += [q[turn] for q in queues if turn < len(q)]
+    limit = max(0, limit)
+    return Fitted(tuple(ranked[:limit]), tuple(ranked[limit:]), limit)
 
 
 class ImageOptions(Model):
@@ -155,7 +220,8 @@ class SpeechRequest:
 @dataclass(frozen=True)
 class Figure:
     """A character as the backends see them: id, canonical description (this episode's look), and
-    their reference sheet (`references`: front, three-quarter, or the user's own images)."""
+    their reference sheet (`references`: front, three-quarter, or the user's own images); `assets`:
+    ids a provider keeps for them (only the backend it names reads its own)."""
 
     id: str
     name: str
@@ -163,6 +229,7 @@ class Figure:
     reference_image: Path | None = None
     speaking: bool = False
     references: tuple[Path, ...] = ()
+    assets: tuple[tuple[str, str], ...] = ()  # (backend, the provider's saved id for them), from the cast
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ VIDEO = {
     "fal": "stages.backends.fal:FalBackend",
     "replicate": "stages.backends.replicate:ReplicateBackend",
     "openai-videos": "stages.backends.openai_videos:OpenAIVideosBackend",
+    "kling": "stages.backends.kling:KlingBackend",
 }
 IMAGE = {
     "animatic": "stages.backends.animatic_image:AnimaticImageBackend",

@@ -129,3 +129,30 @@ class Journal:
         for j in open_jobs:
             self.update(j.client_key, JobState.ABANDONED, message=message)
         return open_jobs
+
+
+class Uploads:
+    """The `uploads` table: a file a provider was given once (an asset id, a storage URL), by account
+    and content, so every later shot refers to it instead of uploading it again."""
+
+    def __init__(self, ledger: Ledger):
+        self.ledger = ledger
+
+    def get(self, account: str, sha256: str, *, margin_s: float = 3600) -> str | None:
+        """The provider's reference for this file, unless it expires within `margin_s`."""
+        with self.ledger._db() as db:
+            row = db.execute("SELECT ref, expires_at FROM uploads WHERE account=? AND sha256=?",
+                             (account, sha256)).fetchone()
+        if row is None or (row[1] is not None and row[1] < time.time() + margin_s):
+            return None
+        return row[0]
+
+    def put(self, account: str, sha256: str, ref: str, *, ttl_s: float | None = None) -> None:
+        now = time.time()
+        with self.ledger._db() as db:
+            db.execute("INSERT OR REPLACE INTO uploads(account, sha256, ref, created_at, expires_at) "
+                       "VALUES(?, ?, ?, ?, ?)", (account, sha256, ref, now, now + ttl_s if ttl_s else None))
+
+    def count(self, account: str) -> int:
+        with self.ledger._db() as db:
+            return db.execute("SELECT COUNT(*) FROM uploads WHERE account=?", (account,)).fetchone()[0]

@@ -92,6 +92,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     reported_at  REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_unit ON jobs(unit_id, created_at);
+
+CREATE TABLE IF NOT EXISTS uploads (  -- files a provider holds for us (stages/core/jobs.py: Uploads)
+    account      TEXT NOT NULL,
+    sha256       TEXT NOT NULL,
+    ref          TEXT NOT NULL,
+    created_at   REAL NOT NULL,
+    expires_at   REAL,
+    PRIMARY KEY (account, sha256)
+);
 """
 
 
