@@ -210,7 +210,9 @@ def _print_estimate(est, lp) -> None:
             continue
         noun, (verb, kept) = UNIT[w.kind], verbs[w.kind]
         asked = " asked for" if est.hosted else ""
-        size = f" ({w.todo_s:.1f} s of video{asked})" if w.kind == "video" and w.todo else \
+        sent = f", {w.images} image(s) sent" + (f", {w.uploads} to upload first" if w.uploads else "") \
+            if w.kind == "video" and w.todo and w.images else ""
+        size = f" ({w.todo_s:.1f} s of video{asked}{sent})" if w.kind == "video" and w.todo else \
             f" ({w.chars} chars)" if w.kind == "speech" and w.todo else ""
         amount = f"{w.todo} {noun}(s) {verb}{size}, {w.cached} {kept}"
         timing = hms(w.time_s) + (f" ({w.basis})" if w.basis else "") if w.todo else ""
@@ -418,6 +420,21 @@ def accept(project: ProjectArg,
           f"`dramaforge rerun {project} --shot ID` tries the shot again")
 
 
+def _print_references(console, refs: dict, most: int = 12) -> None:
+    """Which characters' references the shots carry to the video backend: each shot that leaves one out,
+    then a count of those that carry everyone's."""
+    if not refs:
+        return
+    short = [s for s in refs["shots"] if s["dropped"]]
+    console.print(f"references to {refs['backend']} (at most {refs['limit']} per request): "
+                  f"{len(refs['shots']) - len(short)} of {len(refs['shots'])} shot(s) with characters carry "
+                  f"every reference" + (", these leave some out:" if short else ""))
+    for s in short[:most]:
+        console.print(f"  {s['shot']}: {_esc(', '.join(s['sent']))}; left out: {_esc(', '.join(s['dropped']))}")
+    if len(short) > most:
+        console.print(f"  ... and {len(short) - most} more (`check --json` lists every shot)")
+
+
 @app.command()
 def check(project: ProjectArg,
           as_json: Annotated[bool, typer.Option("--json", help="print counts, warnings and errors as JSON")] = False
@@ -439,6 +456,7 @@ def check(project: ProjectArg,
                 console.print(f"  hint: {_esc(e['hint'])}")
         for w in report.warnings:
             console.print(f"[yellow]warning[/] {_esc(f'{w.file}:{w.line}: {w.message}')}")
+        _print_references(console, report.references)
         if not report.errors:
             print(f"{report.episodes} episode(s), {report.scenes} scene(s), {report.lines} line(s), "
                   f"{len(report.characters)} character(s); {len(report.warnings)} warning(s)")

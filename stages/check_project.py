@@ -24,10 +24,13 @@ class CheckReport:
     characters: list[dict] = field(default_factory=list)
     warnings: list[Warning_] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)
+    # the references each shot carries to the video backend (`route_references`): backend, limit, shots
+    references: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"episodes": self.episodes, "scenes": self.scenes, "characters": self.characters,
-                "lines": self.lines, "warnings": [w.model_dump() for w in self.warnings], "errors": self.errors}
+                "lines": self.lines, "references": self.references,
+                "warnings": [w.model_dump() for w in self.warnings], "errors": self.errors}
 
 
 def check_project(root: Path) -> CheckReport:
@@ -100,6 +103,17 @@ def check_project(root: Path) -> CheckReport:
                     report.warnings.append(Warning_(file=el.file, line=el.line, message=(
                         f"{voice.language} voice cannot speak the CJK text in this line; "
                         "set the character's voice language (e.g. cmn)")))
+    if not report.errors:
+        from stages.backends.registry import backends_for
+        from stages.route_references import reference_warnings, shot_references
+
+        backends = backends_for(project, lp.root)
+        video, limit, rows = shot_references(lp, backends)
+        if rows:
+            report.references = {"backend": video, "limit": limit,
+                                 "shots": [{"shot": r.shot, "sent": list(r.sent), "dropped": list(r.dropped)}
+                                           for r in rows]}
+        report.warnings.extend(reference_warnings(lp, backends, rows, limit))
     for cid, name in script.characters.items():
         in_cast = any(c.id == cid for c in project.cast)
         report.characters.append({"id": cid, "name": name, "lines": spoken.get(cid, 0), "in_cast": in_cast})

@@ -34,6 +34,7 @@ class Work:
     cached: int = 0
     todo_s: float = 0.0  # seconds of media to make (video: as asked of the backend; speech estimated from its text)
     images: int = 0  # video: images the requests send (keyframes, reference sheets)
+    uploads: int = 0  # video: files a provider with an upload step is given first (each once per account)
     jobs: int = 0  # video on a hosted backend: paid jobs (a run report counts them from the job journal)
     unknown: int = 0  # of those, jobs whose request's answer was lost: maybe made, maybe billed
     resolution: str | None = None  # video: what the backend makes, as billed
@@ -107,8 +108,10 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, backends: B
     per_episode: dict[int, list[str]] = {}
     sheets: dict[str, bool] = {}
     keyframes: dict[str, bool] = {}
-    caps = backends.video.capabilities
+    video = backends.video
+    caps = video.capabilities
     shots.resolution, shots.audio = caps.resolution, caps.native_audio
+    files: set[Path] = set()
     for e in todo:
         units = {u.id: u for u in e.work.shots}
         made = [s for s in e.shots if s.state not in REUSED or s.id in force]
@@ -117,7 +120,9 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, backends: B
         shots.cached += len(e.shots) - len(made)
         # what the backend is asked for (a hosted model's 5 or 10 s clip for a 3.2 s shot), as it bills
         shots.todo_s += sum(requested_seconds(caps, units[s.id].request.duration_s, project.fps) for s in made)
-        shots.images += sum(images_sent(caps, units[s.id].request) for s in made)
+        shots.images += sum(images_sent(caps, units[s.id].request, video.name) for s in made)
+        if caps.uploads:
+            files.update(p for s in made for p in video.uploads_for(units[s.id].request))
         shots.ids += [s.id for s in made]
         for ln in e.speech:
             w = lines.setdefault(ln.engine, Work("speech", ln.engine))
@@ -137,7 +142,8 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, backends: B
         images.cached += sum(1 for ok in made.values() if ok)
         images.ids += sorted(p for p, ok in made.items() if not ok)
 
-    video, image = backends.video, backends.image
+    shots.uploads = _uploads(video, files, ledger)
+    image = backends.image
     pixels = project.width * project.height / (1080 * 1920)  # built-in speeds are for a 1080x1920 frame
     shots.cost = price_work(shots, rates, video.capabilities.billed)
     shots.time_s, shots.basis = duration("video", rates, shots.backend, ledger, count=shots.todo,
@@ -169,6 +175,19 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, backends: B
                     [shots, *lines.values(), images, cuts, plans, words], concurrency, per_episode,
                     provisional=plans.ids, recreate=project.limits.recreate_failed_jobs if caps.resumable else 0,
                     hosted=caps.resumable)
+
+
+def _uploads(video, files: set[Path], ledger: Ledger | None) -> int:
+    """Of the files the shots send through an upload step, those the account has not been given yet
+    (the ledger's `uploads` table knows a file by its content, so a sheet not made yet counts)."""
+    if not files:
+        return 0
+    from stages.core.artifacts import file_sha256
+    from stages.core.jobs import Uploads
+
+    have = Uploads(ledger) if ledger is not None and ledger.path.exists() else None
+    account = video.account()
+    return sum(1 for p in files if have is None or not p.exists() or have.get(account, file_sha256(p)) is None)
 
 
 def total_cost(work: list[Work]) -> float | None:

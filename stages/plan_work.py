@@ -196,6 +196,9 @@ def shot_key(request: ShotRequest, backend) -> str:
                and f.reference_image.exists() else None}
         if "references" not in ignored:
             fig["references"] = [p.name for p in f.references]
+            mine = [a for b, a in f.assets if b == getattr(backend, "name", None)]
+            if mine:  # a saved id the backend sends (absent: keys made before assets existed hold)
+                fig["assets"] = mine
         figures.append(fig)
     spec["figures"] = figures
     return spec_hash("shot", {"request": spec, "backend": backend.identity()})

@@ -61,6 +61,9 @@ class Character(Model):
     looks: dict[int, Look] = Field(default_factory=dict, description="episode number -> a wardrobe change "
                                                                      "from that episode on")
     voice: Voice = Field(default_factory=Voice)
+    assets: dict[str, str] = Field(default_factory=dict, description="ids a provider keeps for this character, by "
+                                   "video backend: {kling: <saved element id>, seedance: asset://<face asset>}; "
+                                   "sent in place of an image, in the same reference slots")
 
     def look(self, episode: int) -> tuple[str, list[Path]]:
         """(description, own reference images) for `episode`: the latest look at or before it."""

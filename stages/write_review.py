@@ -37,9 +37,12 @@ def write_review(lp: LoadedProject, statuses: list[EpisodeStatus], paths: BuildP
     `command_root` is the project path as the user types it, for the re-run commands shown.
     """
     paths.thumbs.mkdir(parents=True, exist_ok=True)
+    from stages.backends.registry import backends_for
+
     root = shlex.quote(command_root)
     series = lp.script.title or lp.project.title
-    episodes = [_episode_view(e, lp, paths, root) for e in statuses]
+    video = backends_for(lp.project, lp.root).video  # made, not loaded: its capabilities fit the references
+    episodes = [_episode_view(e, lp, paths, root, video) for e in statuses]
     pages = {"index.html": ("review_index.html.j2", {"episodes": episodes})}
     for i, ep in enumerate(episodes):
         pages[f"{ep['id']}.html"] = ("review_episode.html.j2", {
@@ -56,11 +59,11 @@ def write_review(lp: LoadedProject, statuses: list[EpisodeStatus], paths: BuildP
     return paths.review_page("index.html")
 
 
-def _episode_view(e: EpisodeStatus, lp: LoadedProject, paths: BuildPaths, root: str) -> dict:
+def _episode_view(e: EpisodeStatus, lp: LoadedProject, paths: BuildPaths, root: str, video) -> dict:
     ep = lp.script.episode(e.number)
     mp4, poster = paths.episode_mp4(e.id), paths.poster(e.id)
     made = mp4.exists() and e.assembly in (State.DONE, State.STALE)
-    shots = [_shot_view(s, shot, e.number, lp, paths, root) for s, shot in zip(e.shots, e.plan.shots)]
+    shots = [_shot_view(s, shot, e.number, lp, paths, root, video) for s, shot in zip(e.shots, e.plan.shots)]
     counts = Counter(s.state for s in e.shots)
     return {
         "id": e.id, "number": e.number, "title": ep.title, "cut": str(e.assembly),
@@ -74,7 +77,10 @@ def _episode_view(e: EpisodeStatus, lp: LoadedProject, paths: BuildPaths, root: 
     }
 
 
-def _shot_view(s: ShotStatus, shot, episode: int, lp: LoadedProject, paths: BuildPaths, root: str) -> dict:
+def _shot_view(s: ShotStatus, shot, episode: int, lp: LoadedProject, paths: BuildPaths, root: str,
+               video) -> dict:
+    from stages.route_references import shot_fit
+
     clip, current = None, False
     if s.key and paths.clip(s.key).exists():
         clip, current = paths.clip(s.key), True
@@ -105,6 +111,8 @@ def _shot_view(s: ShotStatus, shot, episode: int, lp: LoadedProject, paths: Buil
                    "parenthetical": ln.parenthetical, "extension": ln.extension} for ln in shot.lines],
         "clip": _href(clip, paths) if clip else None, "clip_current": current,
         "thumb": thumb, "thumb_is_keyframe": keyframe is not None,
+        "references": (fit := shot_fit(shot, lp.project, video)) and {"backend": video.name, "sent": fit.sent,
+                                                                      "dropped": fit.dropped},
     }
 
 

@@ -28,6 +28,45 @@ def _isolated_env(tmp_path_factory):
     yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def prefect_api(_isolated_env, tmp_path_factory):
+    """One real Prefect server (`prefect server start`) for every render in the session: each CLI
+    render would otherwise start and stop a temporary server of its own (about 6 s each). The
+    temporary server a user's render starts is still tested: test_end_to_end's render unsets it."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-server")),
+           "PREFECT_UI_ENABLED": "false", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    exe = Path(sys.executable).with_name("prefect")
+    proc = subprocess.Popen([str(exe), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url + "/health", timeout=2).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("prefect server did not start: " + proc.stderr.read().decode()[-2000:])
+            time.sleep(0.3)
+    os.environ["PREFECT_API_URL"] = url
+    yield url
+    os.environ.pop("PREFECT_API_URL", None)
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 TINY_YAML = """\
 title: Tiny
 language: en

@@ -92,6 +92,9 @@ class FakeHosted:
             def do_PUT(self):
                 outer.route(self, "PUT")
 
+            def do_DELETE(self):
+                outer.route(self, "DELETE")
+
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]

@@ -4,50 +4,19 @@ Prefect server (`prefect server start`), as on a farm of GPU machines."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
-
 from conftest import TINY_SCRIPT, TINY_YAML, run_cli
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
 pytest.importorskip("prefect_dask", reason="the dask extra is not installed")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def prefect_server(tmp_path):
-    port = _free_port()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "server-home"), "PREFECT_UI_ENABLED": "false",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    exe = Path(sys.executable).with_name("prefect")
-    proc = subprocess.Popen([str(exe), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url + "/health", timeout=2).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("prefect server did not start: " + proc.stderr.read().decode()[-2000:])
-            time.sleep(0.5)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+def prefect_server(prefect_api):
+    """The session's real Prefect server (conftest), which this command and every worker reach."""
+    return prefect_api
 
 
 def test_render_on_a_two_process_dask_cluster(tmp_path, prefect_server, monkeypatch):
@@ -57,6 +26,7 @@ def test_render_on_a_two_process_dask_cluster(tmp_path, prefect_server, monkeypa
                                        "  chaos: {wraps: animatic, fail_rate: 0.0, seed: 1}\n", encoding="utf-8")
     (root / "script.fountain").write_text(TINY_SCRIPT, encoding="utf-8")
     monkeypatch.setenv("PREFECT_API_URL", prefect_server)
+    before = _task_runs(prefect_server)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                   env={"PREFECT_API_URL": prefect_server}) as cluster:
         proc = run_cli("render", str(root), "--dask", cluster.scheduler_address)
@@ -67,9 +37,13 @@ def test_render_on_a_two_process_dask_cluster(tmp_path, prefect_server, monkeypa
     assert len(pids) == 2, pids  # both worker processes made shots
     assert all(c["call"] == 1 for c in calls)  # each shot made once
     # The task runs were recorded by the one server, not by private temporary ones.
-    req = urllib.request.Request(prefect_server + "/task_runs/count", data=b"{}", method="POST",
+    assert _task_runs(prefect_server) - before >= len(calls)
+
+
+def _task_runs(api: str) -> int:
+    req = urllib.request.Request(api + "/task_runs/count", data=b"{}", method="POST",
                                  headers={"Content-Type": "application/json"})
-    assert int(urllib.request.urlopen(req, timeout=10).read()) >= len(calls)
+    return int(urllib.request.urlopen(req, timeout=10).read())
 
 
 def test_dask_without_a_prefect_server_is_refused(tiny_project, monkeypatch):

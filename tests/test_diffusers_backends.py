@@ -16,21 +16,29 @@ pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from stages.backends import diffusers_video  # noqa: E402
-from stages.backends.base import Figure, ImageRequest, PermanentError, ShotRequest  # noqa: E402
-from stages.backends.diffusers_image import DiffusersImageBackend  # noqa: E402
-from stages.backends.diffusers_video import DiffusersVideoBackend, plan_frames  # noqa: E402
-from stages.generate_shot import generate_shot  # noqa: E402
-from stages.plan_work import shot_key  # noqa: E402
-from stages.core.media import probe  # noqa: E402
-from stages.backends.base import ImageOptions  # noqa: E402
-from stages.backends.diffusers_video import DiffusersOptions  # noqa: E402
+from stages.backends import diffusers_video
+from stages.backends.base import (
+    Figure,
+    ImageOptions,
+    ImageRequest,
+    PermanentError,
+    ShotRequest,
+)
+from stages.backends.diffusers_image import DiffusersImageBackend
+from stages.backends.diffusers_video import (
+    DiffusersOptions,
+    DiffusersVideoBackend,
+    plan_frames,
+)
+from stages.core.media import probe
+from stages.generate_shot import generate_shot
+from stages.plan_work import shot_key
 
 REPO = Path(__file__).resolve().parents[1]
 W, H, FPS = 64, 112, 12  # the project: vertical, even, tiny
-GEN = dict(width=32, height=64)  # what the tiny models make (multiples of 16)
+GEN = {"width": 32, "height": 64}  # what the tiny models make (multiples of 16)
 
 
 # --- tiny pipelines --------------------------------------------------------------------------------
@@ -58,9 +66,9 @@ def _wan_transformer(cls_name: str = "WanTransformer3DModel", **kw):
     import torch
 
     torch.manual_seed(0)
-    args = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
-                text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
-                qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
+    args = {"patch_size": (1, 2, 2), "num_attention_heads": 2, "attention_head_dim": 12, "in_channels": 16,
+            "out_channels": 16, "text_dim": 32, "freq_dim": 256, "ffn_dim": 32, "num_layers": 2,
+            "cross_attn_norm": True, "qk_norm": "rms_norm_across_heads", "rope_max_seq_len": 32}
     return getattr(diffusers, cls_name)(**{**args, **kw})
 
 
@@ -154,9 +162,10 @@ def opts(pipeline: str, model: Path, **kw) -> DiffusersOptions:
 
 
 def request(**kw) -> ShotRequest:
-    args = dict(shot_id="e1s1", prompt="A woman in a red coat waits at a bus stop.", size="medium", camera="static",
-                location="BUS STOP", time="NIGHT", action="She waits.", caption="e1s1", figures=(), duration_s=1.0,
-                width=W, height=H, fps=FPS, seed=7, negative_prompt="blurry")
+    args = {"shot_id": "e1s1", "prompt": "A woman in a red coat waits at a bus stop.", "size": "medium",
+            "camera": "static", "location": "BUS STOP", "time": "NIGHT", "action": "She waits.", "caption": "e1s1",
+            "figures": (), "duration_s": 1.0, "width": W, "height": H, "fps": FPS, "seed": 7,
+            "negative_prompt": "blurry"}
     return ShotRequest(**{**args, **kw})
 
 
@@ -207,8 +216,11 @@ def test_import_and_identity_do_not_import_torch(tmp_path):
             "from stages.backends.base import ImageOptions; "
             f"b = B(DiffusersOptions(pipeline='WanPipeline', model={str(tmp_path)!r})); b.identity(); "
             "I(ImageOptions(kind='diffusers', pipeline='FluxPipeline', model='a/b')).identity(); "
+            "I(ImageOptions(kind='diffusers', pipeline='FluxPipeline', model='a/b', ip_adapter={'model': "
+            f"{str(tmp_path)!r}, 'weight_name': 'ip.safetensors'}})).identity(); "
             "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules, 'heavy import'")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=False)
     assert proc.returncode == 0, proc.stderr
 
 
@@ -315,6 +327,7 @@ def test_reference_to_video_passes_every_figures_sheets(models, tmp_path, spy):
 
     backend = DiffusersVideoBackend(opts("WanVACEPipeline", models["wan-vace"], mode="reference"))
     assert backend.capabilities.uses == {"references"}
+    assert backend.capabilities.max_references == 21  # 81 frames: 21 latent frames, one per reference
     sheets = {"ann": (png(tmp_path / "ann-front.png", 5), png(tmp_path / "ann-34.png", 6)),
               "bo": (png(tmp_path / "bo-front.png", 7, size=(48, 48)),)}
     figures = tuple(Figure(cid, cid.upper(), f"{cid} description", references=refs) for cid, refs in sheets.items())
@@ -323,7 +336,7 @@ def test_reference_to_video_passes_every_figures_sheets(models, tmp_path, spy):
     assert abs(len(frames_of(result.path)) - round(0.5 * FPS)) <= 1
     assert spy[0]["num_frames"] == 9  # 5 frames would hold 2 latent frames: too few for 3 sheets
     passed = spy[0]["reference_images"]
-    files = [p for refs in sheets.values() for p in refs]
+    files = [sheets["ann"][0], sheets["bo"][0], sheets["ann"][1]]  # everyone's first image before anyone's second
     assert len(passed) == len(files) == 3
     for img, path in zip(passed, files):
         assert np.array_equal(np.asarray(img), np.asarray(Image.open(path).convert("RGB")))
@@ -342,11 +355,11 @@ def test_first_block_cache_is_attached_and_deterministic(models, tmp_path):
 
 
 @pytest.mark.parametrize("kw, match", [
-    (dict(pipeline="WanPipeline", model="/nonexistent/wan-models/tiny"), "/nonexistent/wan-models/tiny"),
-    (dict(pipeline="WanPipline"), "WanPipeline"),  # a typo: the close name is suggested
-    (dict(pipeline="WanImageToVideoPipeline", mode="text"), "mode: image"),
-    (dict(pipeline="WanPipeline", mode="image"), "takes no image"),
-    (dict(pipeline="StableVideoDiffusionPipeline", mode="image", cache="first_block"), "cache"),
+    ({"pipeline": "WanPipeline", "model": "/nonexistent/wan-models/tiny"}, "/nonexistent/wan-models/tiny"),
+    ({"pipeline": "WanPipline"}, "WanPipeline"),  # a typo: the close name is suggested
+    ({"pipeline": "WanImageToVideoPipeline", "mode": "text"}, "mode: image"),
+    ({"pipeline": "WanPipeline", "mode": "image"}, "takes no image"),
+    ({"pipeline": "StableVideoDiffusionPipeline", "mode": "image", "cache": "first_block"}, "cache"),
 ])
 def test_configuration_errors_are_permanent_and_say_what_to_change(models, tmp_path, kw, match):
     kind = {"WanImageToVideoPipeline": "wan-i2v", "StableVideoDiffusionPipeline": "svd"}.get(kw["pipeline"], "wan")
@@ -380,7 +393,7 @@ def test_image_backend_makes_exact_size_rgb_pngs_deterministically(models, tmp_p
     assert backend.loads == 1
 
 
-def test_image_to_image_pipelines_build_on_the_first_reference(models, tmp_path):
+def test_image_to_image_pipelines_build_on_the_reference(models, tmp_path):
     backend = DiffusersImageBackend(ImageOptions(kind="diffusers", pipeline="StableDiffusionImg2ImgPipeline",
                                                  model=str(models["sd"]), dtype="float32", device="cpu", steps=4))
     ref = png(tmp_path / "ref.png", 9, size=(80, 80))

@@ -49,13 +49,22 @@ def _frame_at(path, t):
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
+    """A user's render: with no PREFECT_API_URL, so Prefect's temporary server starts and stops with it."""
+    import os
+
     from conftest import TINY_SCRIPT, TINY_YAML
+
+    api = os.environ.pop("PREFECT_API_URL", None)
 
     root = tmp_path_factory.mktemp("e2e") / "tiny"
     root.mkdir()
     (root / "project.yaml").write_text(TINY_YAML, encoding="utf-8")
     (root / "script.fountain").write_text(TINY_SCRIPT, encoding="utf-8")
-    proc = run_cli("render", str(root))
+    try:
+        proc = run_cli("render", str(root))
+    finally:
+        if api:
+            os.environ["PREFECT_API_URL"] = api
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root, proc
 

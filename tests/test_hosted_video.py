@@ -381,6 +381,10 @@ def as_a_render_would(b, request: ShotRequest, out: Path, jobs: ShotJobs, server
         ending = task()  # `rerun --failed`: looked up again, never re-sent
     if ending == "unknown":
         made = [j for j in server.created() if j.input.get("prompt") == request.prompt]
+        proto = fakes.PROTOCOLS.get(b.name)
+        partial = getattr(proto, "LOOKUP_SEES", "all") == "done" and made and made[0].state != "done"
+        if made and (not looks_up(b) or partial):  # nothing can find it: the user sees it on the dashboard
+            return "unknown (on the provider's dashboard)"
         assert not made, f"the provider has {made[0].id} but no lookup found it"
         jobs.journal.abandon(jobs.unit_id, "checked the dashboard: nothing was made")
         ending = task() + " after --new-job"
@@ -402,10 +406,11 @@ def test_exactly_one_paid_job_per_shot_over_seeded_fault_schedules(server, tmp_p
         ending = as_a_render_would(make(server, which), request, out, jobs, server)
         made = [j for j in server.created() if j.input.get("prompt") == request.prompt]
         assert len(made) == 1, (seed, plan, ending, [j.id for j in made])
-        if plan["outcome"] == "ok":
+        if plan["outcome"] == "ok" and not ending.startswith("unknown"):
             assert out.exists(), (seed, plan, ending)  # no shot lost
         billed = [j for j in jobs.journal.of(request.shot_id) if j.created]
-        assert len(billed) == 1 and billed[0].job_id in (made[0].id, None), (seed, plan, ending)
+        assert len(billed) == 1 and (billed[0].job_id is None or billed[0].job_id.rsplit("/", 1)[-1] == made[0].id), \
+            (seed, plan, ending)  # a Gemini operation is named by its path
         endings.append(ending)
     print(f"{which}: {count} schedules, jobs created per shot = 1 in all; endings: "
           + ", ".join(f"{e} {endings.count(e)}" for e in sorted(set(endings))))

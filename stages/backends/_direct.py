@@ -19,10 +19,10 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from stages.backends._http import Http
+from stages.backends._http import AnswerLost, Http
 from stages.backends._jobs import HostedVideoBackend, data_url, run_job
-from stages.backends.base import (Fitted, PermanentError, ShotRequest, VideoCapabilities, fit_references,
-                                  requested_seconds)
+from stages.backends.base import (Fitted, PermanentError, ShotRequest, TransientError, VideoCapabilities,
+                                  fit_references, requested_seconds)
 from stages.core.model import Model
 
 
@@ -239,7 +239,11 @@ class DirectBackend(HostedVideoBackend):
             ref = uploads.get(self.account(), digest)
             if ref is not None:
                 return ref
-        ref = upload(path)
+        try:
+            ref = upload(path)
+        except AnswerLost as exc:  # an upload makes no job: worth a retry, never a lookup of a paid request
+            raise TransientError(f"{self.what}: uploading {path.name} failed: {exc}",
+                                 retry_after_s=exc.retry_after_s) from None
         if uploads is not None:
             uploads.put(self.account(), digest, ref, ttl_s=ttl_s)
         return ref

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from stages.backends._http import Http
 from stages.backends._jobs import HostedVideoBackend, data_url
-from stages.backends.base import PermanentError, ShotRequest, VideoCapabilities
+from stages.backends.base import PermanentError, ShotRequest, VideoCapabilities, fit_references
 from stages.core.model import Model
 
 
@@ -104,13 +104,11 @@ def model_input(o: ModelOptions, request: ShotRequest, seconds: float, image_url
 
 
 def references(o: ModelOptions, request: ShotRequest) -> list:
-    """The reference images a request carries: each figure's sheet in turn, up to `max_references`."""
+    """The reference images a request carries, fitted to `max_references` by the stated rule
+    (`base.fit_references`: the speaker first; everyone's first image before anyone's second)."""
     if not o.fields.references:
         return []
-    out = []
-    for fig in request.figures:
-        out += [p for p in fig.references if p not in out]
-    return out[:o.max_references]
+    return [r.path for r in fit_references(request.figures, o.max_references).sent]
 
 
 def same_input(o: ModelOptions, ours: dict, theirs) -> bool:

@@ -175,6 +175,18 @@ def fit_references(figures: tuple["Figure", ...], limit: int, backend: str | Non
     return Fitted(tuple(ranked[:limit]), tuple(ranked[limit:]), limit)
 
 
+class IPAdapterOptions(Model):
+    """`backends.image.ip_adapter`: an IP-Adapter loaded into a diffusers image pipeline, so every
+    on-screen character's sheet conditions each keyframe (and each further view of a sheet)."""
+
+    model: str = Field(..., min_length=1, description="local folder (or hub id) holding the adapter weights")
+    subfolder: str = Field("", description="the weights' folder inside it, e.g. sdxl_models")
+    weight_name: str = Field(..., min_length=1, description="the weights file, e.g. ip-adapter_sdxl.safetensors")
+    image_encoder: str | None = Field(None, description="the CLIP image encoder's folder inside `model`, when the "
+                                                        "pipeline has none (diffusers' image_encoder_folder)")
+    scale: float = Field(0.6, ge=0, le=2, description="how strongly the references steer the picture")
+
+
 class ImageOptions(Model):
     """`backends.image`: the image backend for reference sheets and keyframes and its settings (one
     section for the family: each backend reads its own fields)."""
@@ -189,6 +201,8 @@ class ImageOptions(Model):
     guidance: float = Field(3.5, ge=0, le=30)
     base_url: str | None = Field(None, description="openai: any server speaking the images API")
     api_key_env: str = "OPENAI_API_KEY"
+    ip_adapter: IPAdapterOptions | None = Field(None, description="diffusers: an IP-Adapter, so keyframes take "
+                                                                  "every on-screen character's sheet")
 
     @model_validator(mode="after")
     def _configured(self) -> "ImageOptions":

@@ -11,6 +11,14 @@ more (the frame count rounds up), the surplus at the end is trimmed and motion k
 
 Importing this module, building the backend and `identity()` never import torch or diffusers:
 the cache key of a shot must be computable where the model is not installed.
+
+In mode reference (WanVACEPipeline `reference_images`) each reference image takes a latent frame of
+its own, and the video must have at least as many latent frames as there are references: at most
+ceil(F / frame_multiple) references fit, F being the most frames one call makes (max_frames on the
+k*frame_multiple+1 grid). That is the capability's `max_references`, and the references a shot
+carries are chosen by `base.fit_references` with it (the speaking character first, everyone's first
+image before anyone's second), so what a render leaves out is exactly what `dramaforge check` names.
+A short shot with many references is made longer (the conform trims it back).
 """
 
 from __future__ import annotations
@@ -26,10 +34,26 @@ from typing import Literal
 
 from pydantic import Field
 
-from stages.backends._diffusers import (LoadOnce, call_parameters, denoisers, import_diffusers, local_model_dir,
-                                        model_fingerprint, package_version, pipeline_class, resolve_device,
-                                        rgb_images, size_multiple)
-from stages.backends.base import PermanentError, ShotRequest, TransientError, VideoCapabilities
+from stages.backends._diffusers import (
+    LoadOnce,
+    call_parameters,
+    denoisers,
+    import_diffusers,
+    local_model_dir,
+    model_fingerprint,
+    package_version,
+    pipeline_class,
+    resolve_device,
+    rgb_images,
+    size_multiple,
+)
+from stages.backends.base import (
+    PermanentError,
+    ShotRequest,
+    TransientError,
+    VideoCapabilities,
+    fit_references,
+)
 from stages.core.model import Model
 
 log = logging.getLogger(__name__)
@@ -82,7 +106,7 @@ class DiffusersVideoBackend:
             uses=uses, ignores=frozenset({"caption", "extra"} | unused),
             concurrency=1, pool="gpu",  # one model on one device: shots queue for it
             extra="diffusers", requires=("diffusers", "torch"), modes=frozenset({options.mode}),
-            max_references=1_000 if options.mode == "reference" else 0)  # VACE: as many as fit in its frames
+            max_references=reference_limit(options) if options.mode == "reference" else 0)
         self._pipe = LoadOnce(self._load)
         self._device = None
         self._call_lock = threading.Lock()
@@ -105,12 +129,15 @@ class DiffusersVideoBackend:
         fingerprint = model_fingerprint(o.model)
         # A local folder counts by name and content, not path: moving the models keeps every shot's key.
         model = Path(o.model).expanduser().name if fingerprint else o.model
-        return {"engine": "diffusers", "version": VERSION, "diffusers": package_version("diffusers"),
-                "pipeline": o.pipeline, "model": model, "model_fingerprint": fingerprint,
-                "mode": o.mode, "dtype": o.dtype, "steps": o.steps, "guidance": o.guidance, "cache": o.cache,
-                "fps": o.fps, "size": f"{o.width}x{o.height}" if o.width or o.height else "request",
-                "max_frames": o.max_frames, "frame_multiple": o.frame_multiple, "vae_tiling": o.vae_tiling,
-                "call": json.loads(json.dumps(o.call, sort_keys=True, default=str))}
+        identity = {"engine": "diffusers", "version": VERSION, "diffusers": package_version("diffusers"),
+                    "pipeline": o.pipeline, "model": model, "model_fingerprint": fingerprint,
+                    "mode": o.mode, "dtype": o.dtype, "steps": o.steps, "guidance": o.guidance, "cache": o.cache,
+                    "fps": o.fps, "size": f"{o.width}x{o.height}" if o.width or o.height else "request",
+                    "max_frames": o.max_frames, "frame_multiple": o.frame_multiple, "vae_tiling": o.vae_tiling,
+                    "call": json.loads(json.dumps(o.call, sort_keys=True, default=str))}
+        if o.mode == "reference":  # the references go in by fit_references' order (speaker first), not the cast's
+            identity["references"] = "fit"
+        return identity
 
     @property
     def what(self) -> str:
@@ -135,7 +162,7 @@ class DiffusersVideoBackend:
     def generate(self, request: ShotRequest, out_mp4: Path) -> None:
         o = self.options
         keyframe = self._keyframe(request) if o.mode == "image" else None
-        refs = reference_images(request) if o.mode == "reference" else None
+        refs = reference_images(request, self.capabilities.max_references) if o.mode == "reference" else None
         pipe = self.pipeline()
         kwargs = self._call_kwargs(pipe, request, keyframe, refs)
         with self._call_lock:  # a pipeline is not re-entrant (schedulers, cache hooks hold state)
@@ -188,8 +215,10 @@ class DiffusersVideoBackend:
 
     def _fit_references(self, pipe, num_frames: int, refs: list, shot_id: str) -> tuple[int, list]:
         """VACE puts each reference image in a latent frame of its own and needs at least as many latent
-        frames in the video: a short shot with many sheets makes more frames (trimmed by the conform);
-        at max_frames the surplus sheets are dropped, last figures first."""
+        frames in the video: a short shot with many sheets makes more frames (trimmed by the conform).
+        `refs` are already fitted to `max_references` (what max_frames holds), so nothing is dropped here
+        unless the pipeline's own temporal factor is coarser than frame_multiple: then the last of them
+        go, which is still `fit_references`' order, at a smaller limit."""
         t = int(getattr(pipe, "vae_scale_factor_temporal", None) or self.options.frame_multiple or 1)
         latent = -(-num_frames // t)
         if latent >= len(refs):
@@ -229,12 +258,25 @@ def generation_size(options, request: ShotRequest, multiple: int) -> tuple[int, 
 
 
 def _round_to(v: float, multiple: int) -> int:
-    return max(multiple, int(round(v / multiple)) * multiple)
+    return max(multiple, round(v / multiple) * multiple)
 
 
-def reference_images(request: ShotRequest) -> list | None:
-    """Every figure's reference sheet images, in figure order, as RGB PIL images (None: no sheets)."""
-    return rgb_images([p for fig in request.figures for p in fig.references], "diffusers") or None
+def reference_limit(options) -> int:
+    """The reference images one VACE call can hold: one latent frame each, in the most frames a call
+    makes (max_frames on the k*frame_multiple+1 grid), as `_fit_references` counts them."""
+    m = max(1, options.frame_multiple)
+    return -(-plan_frames(1e9, 1, m, options.max_frames) // m)
+
+
+def reference_images(request: ShotRequest, limit: int) -> list | None:
+    """The figures' reference images that fit `limit`, chosen by `base.fit_references` (the speaker
+    first, everyone's first image before anyone's second), as RGB PIL images in that order (None: no
+    sheets). Those left out are logged; `dramaforge check` names the same ones."""
+    fit = fit_references(request.figures, limit)  # a local model keeps no saved assets: images only
+    if fit.dropped:
+        log.warning("diffusers: %s has %d reference images and %d fit; left out: %s", request.shot_id,
+                    len(fit.sent) + len(fit.dropped), len(fit.sent), ", ".join(r.label() for r in fit.dropped))
+    return rgb_images([r.path for r in fit.sent if r.path is not None], "diffusers") or None
 
 
 # --- torch side ------------------------------------------------------------------------------------
@@ -304,7 +346,7 @@ def _component_class(cls, source: str, name: str) -> str | None:
     """The class name model_index.json gives a component (None when absent or unreadable)."""
     try:
         config = cls.load_config(source)
-    except Exception:  # a hub id not in the cache: from_pretrained reports it properly
+    except Exception:  # noqa: BLE001 -- a hub id not in the cache: from_pretrained reports it properly
         return None
     entry = config.get(name)
     return entry[1] if isinstance(entry, (list, tuple)) and len(entry) == 2 else None
@@ -430,7 +472,7 @@ def conform_frames(frames, model_fps: int, out_mp4: Path, request: ShotRequest) 
            "-movflags", "+faststart", "-an", "-f", "mp4", str(out_mp4)]
     try:
         proc = subprocess.run(cmd, input=frames.tobytes(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              timeout=max(120.0, 30 * request.duration_s))
+                              timeout=max(120.0, 30 * request.duration_s), check=False)
     except subprocess.TimeoutExpired as exc:
         raise TransientError("diffusers: ffmpeg did not finish conforming the clip in time") from exc
     if proc.returncode != 0:

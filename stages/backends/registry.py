@@ -21,6 +21,14 @@ VIDEO = {
     "replicate": "stages.backends.replicate:ReplicateBackend",
     "openai-videos": "stages.backends.openai_videos:OpenAIVideosBackend",
     "kling": "stages.backends.kling:KlingBackend",
+    "vidu": "stages.backends.vidu:ViduBackend",
+    "runway": "stages.backends.runway:RunwayBackend",
+    "pixverse": "stages.backends.pixverse:PixverseBackend",
+    "wan-dashscope": "stages.backends.wan_dashscope:WanDashscopeBackend",
+    "grok-imagine": "stages.backends.grok_imagine:GrokImagineBackend",
+    "veo": "stages.backends.veo:VeoBackend",
+    "minimax": "stages.backends.minimax:MinimaxBackend",
+    "seedance": "stages.backends.seedance:SeedanceBackend",
 }
 IMAGE = {
     "animatic": "stages.backends.animatic_image:AnimaticImageBackend",

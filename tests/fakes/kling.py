@@ -177,3 +177,10 @@ def route(server, h, method: str, path: str, query: dict, raw: bytes) -> None:
         return _json(h, 200, {"code": 0, "message": "SUCCEED", "request_id": str(uuid.uuid4()),
                               "data": [_task(server, j) for j in tasks[(page - 1) * size:page * size]]})
     _error(h, 404, 1202, f"no such method {method} {path}")
+
+
+def references(server, job) -> int:
+    """Reference images and elements the create carried (a start frame is not one)."""
+    body = job.body
+    images = [i for i in body.get("image_list") or [] if i.get("type") not in ("first_frame", "end_frame")]
+    return len(images) + len(body.get("element_list") or [])
