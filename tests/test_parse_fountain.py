@@ -129,6 +129,12 @@ def test_a_parenthetical_with_no_words_after_it_is_a_reaction_never_spoken() -> 
     assert s.warnings == [] and set(s.characters) == {"eve", "adam"}
 
 
+def test_two_parentheticals_with_no_words_are_one_reaction_from_the_first_line() -> None:
+    # found by the mutation property test: the reaction's text starts on the first parenthetical's line
+    s = parse(f"{HEAD}MILLER\n(into phone)\n(grabbing shotgun)\n\nHe hangs up.\n")
+    assert [(e.text, e.line) for e in only(s, "reaction")] == [("into phone grabbing shotgun", 4)]
+
+
 def test_a_dual_dialogue_caret_on_its_own_line_is_never_said() -> None:
     s = parse(f"{HEAD}BRICK\nScrew retirement.\n\nSTEEL\n^\nScrew retirement.\n")
     said = only(s, "dialogue")

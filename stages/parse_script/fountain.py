@@ -342,8 +342,9 @@ class _FountainReader(_Reader):
                     flush()
                     inner = " ".join(ln.text.strip() for ln in rest[k:end + 1])[1:-1].strip()
                     inner = _clean(inner)
+                    if not paren:  # a second parenthetical joins the first: the element starts at the first
+                        paren_no = line.no
                     paren = f"{paren} {inner}" if paren else inner
-                    paren_no = line.no
                     k = end + 1
                     continue
             if t and not any(text_lines):
