@@ -215,6 +215,8 @@ def test_a_lost_answer_is_found_by_the_prompt_its_finished_task_echoes(server):
     with pytest.raises(Exception, match="answered 500"):
         b.submit(mine, "df-1")
     made = server.created()[-1].id
-    assert b.lookup("df-1", mine, sent) is None  # still PENDING: no prompt to match yet
+    assert b.lookup("df-1", mine, sent) is None  # still PENDING: no prompt to match yet (not even read)
+    while server.jobs[made].state != "done":  # time passes: the task finishes
+        server.advance(server.jobs[made])
     assert b.lookup("df-1", mine, sent) == made  # SUCCEEDED now, its orig_prompt is ours
     assert other != made and server.count("list") == 2

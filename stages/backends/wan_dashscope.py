@@ -324,7 +324,9 @@ class WanDashscopeBackend(DirectBackend):
         model, prompt = body["model"], body["input"]["prompt"]
         query = {"model_name": model, "start_time": _stamp(sent_at - 86400),
                  "end_time": _stamp(time.time() + 86400), "page_size": 50}
-        early, late = sent_at - 300, sent_at + self.options.request_timeout_s + 300
+        # created within a minute of the send (clocks may differ a little; a miss is an unknown job, never a
+        # second one)
+        early, late = sent_at - 60, sent_at + self.options.request_timeout_s + 60
         for page in range(1, 6):
             answer = self.call("GET", f"/tasks?{urllib.parse.urlencode({**query, 'page_no': page})}",
                                "listing tasks", headers=self.headers())
@@ -332,8 +334,8 @@ class WanDashscopeBackend(DirectBackend):
             for t in tasks:
                 made = t.get("gmt_create")
                 if isinstance(made, (int, float)) and not early <= made / 1000 <= late or \
-                        t.get("status") in ("FAILED", "CANCELED", "UNKNOWN"):
-                    continue  # another time's, or ended without echoing a prompt
+                        t.get("status") not in (None, "SUCCEEDED"):
+                    continue  # another time's, or not finished: only a succeeded task echoes its prompt
                 out = self.call("GET", f"/tasks/{t['task_id']}", f"reading task {t['task_id']}",
                                 headers=self.headers()).get("output") or {}
                 if out.get("orig_prompt") == prompt:
