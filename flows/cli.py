@@ -439,7 +439,8 @@ def _print_references(console, refs: dict, most: int = 12) -> None:
 def check(project: ProjectArg,
           as_json: Annotated[bool, typer.Option("--json", help="print counts, warnings and errors as JSON")] = False
           ) -> None:
-    """Lint the script and project.yaml without rendering; exit 2 if there are errors."""
+    """Lint the script and project.yaml without rendering, and show which characters' references each shot
+    carries to the video model (and what its limit leaves out); exit 2 if there are errors."""
     from stages.check_project import check_project
 
     report = check_project(project)
