@@ -255,6 +255,11 @@ class DirectBackend(HostedVideoBackend):
         start = self.start_frame(request)
         return ([start] if start else []) + [r.path for r in self.fitted(request).sent if r.path is not None]
 
+    def fetch(self, job_id: str, poll, out: Path) -> None:
+        """Download the finished job's clip from the URL its poll gave (a provider with its own download
+        step overrides this)."""
+        self.http().download(poll.result, out, f"downloading the video of job {job_id}")
+
     def generate(self, request: ShotRequest, out_mp4: Path, jobs) -> None:
         from stages.core.jobs import Uploads
 

@@ -27,7 +27,6 @@ retries.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field, model_validator
@@ -148,9 +147,6 @@ class GrokImagineBackend(DirectBackend):
                 raise TransientError(f"{self.what}: request {job_id}: an answer without a status ({str(data)[:200]})")
             return Poll("failed", error=PermanentError(f"{self.what}: request {job_id} is done without a video url"))
         return Poll("done", result=video["url"])
-
-    def fetch(self, job_id: str, poll: Poll, out: Path) -> None:
-        self.http().download(poll.result, out, f"downloading the video of request {job_id}")
 
     def cancel(self, job_id: str) -> None:
         raise PermanentError(f"{self.what}: xAI's API has no way to cancel video request {job_id}")

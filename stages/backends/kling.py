@@ -159,9 +159,6 @@ class KlingBackend(DirectBackend):
                                                        f"({str(data)[:200]})"))
         return Poll("done", result=url)
 
-    def fetch(self, job_id: str, poll: Poll, out: Path) -> None:
-        self.http().download(poll.result, out, f"downloading the video of task {job_id}")
-
     def cancel(self, job_id: str) -> None:
         raise PermanentError(f"{self.what}: Kling's API has no way to cancel task {job_id}")
 

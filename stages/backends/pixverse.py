@@ -224,9 +224,6 @@ class PixverseBackend(DirectBackend):
             return Poll("gone", detail=f"video {job_id} was deleted (status 6)")
         raise TransientError(f"{self.what}: video {job_id} has a status this backend does not know: {status!r}")
 
-    def fetch(self, job_id: str, poll: Poll, out: Path) -> None:
-        self.http().download(poll.result, out, f"downloading video {job_id}")
-
     def cancel(self, job_id: str) -> None:
         raise PermanentError(f"{self.what}: PixVerse's API has no way to cancel video {job_id}")
 

@@ -375,9 +375,6 @@ class RunwayBackend(DirectBackend):
                                                        f"({str(task)[:200]})"))
         return Poll("done", result=url)
 
-    def fetch(self, job_id: str, poll: Poll, out: Path) -> None:
-        self.http().download(poll.result, out, f"downloading the video of task {job_id}")
-
     def cancel(self, job_id: str) -> None:
         task_id = job_id
         if SEP in job_id:

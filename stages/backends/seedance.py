@@ -47,7 +47,6 @@ retried create is a second paid task.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field, model_validator
@@ -197,9 +196,6 @@ class SeedanceBackend(DirectBackend):
             return Poll("failed", error=PermanentError(f"{self.what}: task {job_id} succeeded without a video "
                                                        f"({str(task)[:200]})"))
         return Poll("done", result=url)
-
-    def fetch(self, job_id: str, poll: Poll, out: Path) -> None:
-        self.http().download(poll.result, out, f"downloading the video of task {job_id}")
 
     def cancel(self, job_id: str) -> None:
         """Cancel a queued task (DELETE); a running one cannot be stopped, and a finished one is left

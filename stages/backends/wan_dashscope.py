@@ -306,9 +306,6 @@ class WanDashscopeBackend(DirectBackend):
                                                        f"({str(out)[:200]})"))
         return Poll("done", result=url)
 
-    def fetch(self, job_id: str, poll: Poll, out: Path) -> None:
-        self.http().download(poll.result, out, f"downloading the video of task {job_id}")
-
     def cancel(self, job_id: str) -> None:
         try:
             self.call("POST", f"/tasks/{job_id}/cancel", f"cancelling task {job_id}", headers=self.headers())
