@@ -204,7 +204,7 @@ def _print_estimate(est, lp) -> None:
     print(f"{lp.project.title}: would render episode(s) {_ranges(est.episodes)}{up}")
     verbs = {"video": ("to make", "reused"), "speech": ("to speak", "reused"), "image": ("to make", "reused"),
              "assembly": ("to assemble", "up to date"), "planning": ("to make (LLM)", "cached"),
-             "translation": ("to make", "cached")}
+             "translation": ("to make", "cached"), "lipsync": ("to sync", "synced")}
     for w in est.work:
         if not (w.todo or w.cached):
             continue
@@ -213,7 +213,8 @@ def _print_estimate(est, lp) -> None:
         sent = f", {w.images} image(s) sent" + (f", {w.uploads} to upload first" if w.uploads else "") \
             if w.kind == "video" and w.todo and w.images else ""
         size = f" ({w.todo_s:.1f} s of video{asked}{sent})" if w.kind == "video" and w.todo else \
-            f" ({w.chars} chars)" if w.kind == "speech" and w.todo else ""
+            f" ({w.chars} chars)" if w.kind == "speech" and w.todo else \
+            f" ({w.todo_s:.1f} s of video sent)" if w.kind == "lipsync" and w.todo else ""
         amount = f"{w.todo} {noun}(s) {verb}{size}, {w.cached} {kept}"
         timing = hms(w.time_s) + (f" ({w.basis})" if w.basis else "") if w.todo else ""
         if w.kind == "video" and w.todo and w.time_s is not None:
@@ -310,7 +311,8 @@ def review(project: ProjectArg) -> None:
 def status(project: ProjectArg, episodes: EpisodesOpt = None,
            as_json: Annotated[bool, typer.Option("--json", help="print every shot's state as JSON")] = False
            ) -> None:
-    """Per-episode shot counts by state, and every failed shot with its reason and the command to re-run it."""
+    """Per-episode shot counts by state, and every failed shot with its reason and the command to re-run it;
+    with lip sync, each episode's synced shots and any whose sync figure is below dialogue.min_sync."""
     import shlex
 
     from stages.core.ledger import NEEDS_RERUN, SHOWN, State
@@ -323,7 +325,11 @@ def status(project: ProjectArg, episodes: EpisodesOpt = None,
     if as_json:
         print(json.dumps({"episodes": [{"id": e.id, "assembly": str(e.assembly), "mp4": e.mp4, "shots": [
             {"id": s.id, "state": str(s.state), "reason": s.reason, "attempts": s.attempts, "artifact": s.artifact}
-            for s in e.shots]} for e in eps]}, ensure_ascii=False, indent=1))
+            for s in e.shots], "lipsync": [
+            {"id": s.id, "shot": s.shot, "state": str(s.state), "seconds": s.seconds, "figure": s.figure,
+             "low": s.low, "reason": s.reason} for s in e.syncs],
+            "not_synced": [{"shot": shot, "why": why} for shot, why in e.unsynced]} for e in eps]},
+            ensure_ascii=False, indent=1))
         return
     print(f"{'episode':<8} " + " ".join(f"{s:>11}" for s in SHOWN) + "  cut")
     for e in eps:
@@ -335,6 +341,20 @@ def status(project: ProjectArg, episodes: EpisodesOpt = None,
                 print(f"{s.id}  {s.state} after {s.attempts} attempt(s): {s.reason}")
                 new = " --new-job  (pays for a new job: check the provider first)" if s.state == "unknown-job" else ""
                 print(f"    re-run: dramaforge rerun {root} --shot {s.id}{new}")
+    for e in eps:
+        if not e.syncs:
+            continue
+        done = [s for s in e.syncs if s.state == State.DONE]
+        print(f"{e.id} lip sync: {len(done)} of {len(e.syncs)} shot(s) synced")
+        for s in e.syncs:
+            if s.low:
+                print(f"  {s.shot}  sync figure {s.figure:.2f} is below dialogue.min_sync "
+                      f"{lp.project.dialogue.min_sync:g}: look at it (build/review), or re-take it")
+            elif s.state in NEEDS_RERUN:
+                print(f"  {s.id}  {s.state}: {s.reason}")
+                new = f"--shot {s.id} --new-job  (pays for a new job: check the provider first)" \
+                    if s.state == "unknown-job" else "--failed"
+                print(f"    re-run: dramaforge rerun {root} {new}")
     for state, what in ((State.STALE, "inputs changed since it was made"), (State.PLACEHOLDER, "a card stands in")):
         ids = [s.id for e in eps for s in e.shots if s.state == state]
         if ids:
@@ -435,12 +455,26 @@ def _print_references(console, refs: dict, most: int = 12) -> None:
         console.print(f"  ... and {len(short) - most} more (`check --json` lists every shot)")
 
 
+def _print_lipsync(console, plan: dict, most: int = 12) -> None:
+    """Which shots' lips will be synced, and each line that will not be, with why."""
+    if not plan:
+        return
+    synced, skipped = plan["synced"], plan["not_synced"]
+    console.print(f"lip sync with {plan['backend']}: {len(synced)} shot(s) synced"
+                  + (f"; {len(skipped)} line(s) not synced:" if skipped else ""))
+    for s in skipped[:most]:
+        console.print(f"  {s['shot']} line {s['line']}: {_esc(s['why'])}")
+    if len(skipped) > most:
+        console.print(f"  ... and {len(skipped) - most} more (`check --json` lists every shot)")
+
+
 @app.command()
 def check(project: ProjectArg,
           as_json: Annotated[bool, typer.Option("--json", help="print counts, warnings and errors as JSON")] = False
           ) -> None:
     """Lint the script and project.yaml without rendering, and show which characters' references each shot
-    carries to the video model (and what its limit leaves out); exit 2 if there are errors."""
+    carries to the video model (and what its limit leaves out) and, with dialogue tts+lipsync, which shots
+    get their lips synced and why the other lines do not; exit 2 if there are errors."""
     from stages.check_project import check_project
 
     report = check_project(project)
@@ -458,6 +492,7 @@ def check(project: ProjectArg,
         for w in report.warnings:
             console.print(f"[yellow]warning[/] {_esc(f'{w.file}:{w.line}: {w.message}')}")
         _print_references(console, report.references)
+        _print_lipsync(console, report.lipsync)
         if not report.errors:
             print(f"{report.episodes} episode(s), {report.scenes} scene(s), {report.lines} line(s), "
                   f"{len(report.characters)} character(s); {len(report.warnings)} warning(s)")

@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import flow, unmapped
 
 from flows.tasks import (EpisodeStopped, assemble, conform_episode, finish_episode, make_sheet, make_shot,
-                         mix_episode, speak_line, subtitle_episode, translate_episode)
+                         mix_episode, speak_line, subtitle_episode, sync_shot, translate_episode)
 from stages.backends.registry import backends_for
 from stages.core.ledger import Ledger
 from stages.core.paths import BuildPaths
@@ -39,7 +39,7 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
     ledger = Ledger(paths.ledger)
     work = plan_work(lp, episode, backends, placeholders=ledger.placeholders())
     outcome = {"episode": episode, "mp4": None, "reused": False, "failed": [], "stopped": [], "shots": [],
-               "duration_s": None, "speech": [], "sheets_made": 0}
+               "duration_s": None, "speech": [], "sheets_made": 0, "synced": []}
 
     # 2. speech for every line, before any video is paid for: the shots are timed from it
     voiced = _results(speak_line.map(work.lines, unmapped(backends), unmapped(paths)))
@@ -73,10 +73,21 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
     if outcome["failed"] or outcome["stopped"]:  # the ledger holds each reason; `dramaforge status` shows them
         return outcome
 
+    # 5b. the speaker's lips synced to our voice in every eligible shot (dialogue: tts+lipsync)
+    synced = _results(sync_shot.map(work.syncs, unmapped(backends), unmapped(lp.project.limits), unmapped(paths),
+                                    started, unmapped(command_root or project_dir)))
+    outcome["synced"] = [{"id": u.shot_id, "outcome": "failed" if _failed(r) else "reused" if r.reused else "made",
+                          "figure": None if _failed(r) else r.figure, "seconds": round(u.seconds(), 3)}
+                         for u, r in zip(work.syncs, synced)]
+    outcome["failed"] = [u.id for u, r in zip(work.syncs, synced) if _failed(r)]
+    if outcome["failed"]:
+        return outcome
+
     # 6. the cut, unless this exact one exists: subtitles (translated if asked), the sound mix, the
     #    shots conformed where needed, one ffmpeg pass, then the editor's timeline and the poster
     outcome["mp4"] = str(work.mp4)
     new_take = any(u.id in remade and not c.reused for u, c in zip(work.shots, clips))  # same key, a new clip
+    new_take = new_take or any(u.shot_id in remade and not r.reused for u, r in zip(work.syncs, synced))
     if not new_take and cut_made(work, ledger.get(work.id), lp.project):
         outcome["reused"] = True
         return outcome

@@ -72,8 +72,12 @@ def render_series(project_dir: str, episodes: list[int] | None = None, max_cost:
     project, paths = lp.project, BuildPaths(lp.build)
     table = shot_table(outcomes, Ledger(paths.ledger))
     backends = backends_for(project, lp.root)
-    jobs = Journal(Ledger(paths.ledger)).unreported(backends.video.name)  # every paid job, billed once
-    work = made_work(outcomes, project, backends, jobs)
+    journal = Journal(Ledger(paths.ledger))
+    jobs = journal.unreported(backends.video.name)  # every paid job, billed once
+    synced = any(o.get("synced") for o in outcomes)
+    lipsync_jobs = journal.unreported(backends.lipsync.name) if synced and backends.lipsync.capabilities.resumable \
+        else None
+    work = made_work(outcomes, project, backends, jobs, lipsync_jobs)
     report = (project.title, project_dir, outcomes, table, time.monotonic() - started, skipped, work,
               project.rates.currency)
     markdown = summary_markdown(*report)

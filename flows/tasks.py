@@ -41,7 +41,8 @@ from stages.mix_audio import Dialogue, mix_audio, voice_treatment
 from stages.schema import Limits, Project
 from stages.synthesize_speech import SpeechResult, synthesize_speech
 from stages.translate_subtitles import translate_subtitles
-from stages.units import EpisodeWork, LineUnit, SheetUnit, ShotUnit
+from stages.sync_lips import SyncResult, sync_lips
+from stages.units import EpisodeWork, LineUnit, LipSyncUnit, SheetUnit, ShotUnit
 
 SHOT_RETRIES, SHOT_BACKOFF_S = 3, 5
 SPEECH_RETRIES, SPEECH_BACKOFF_S = 2, 2
@@ -144,7 +145,7 @@ _gates_lock = threading.Lock()
 
 def _gate(backend, limits: Limits) -> _Gate:
     concurrency = limits.video_concurrency or backend.capabilities.concurrency
-    key = (backend.name, concurrency, limits.video_per_minute)
+    key = (type(backend).__name__, backend.name, concurrency, limits.video_per_minute)
     with _gates_lock:
         if key not in _gates:
             _gates[key] = _Gate(concurrency, limits.video_per_minute)
@@ -257,6 +258,24 @@ def make_shot(shot: ShotUnit, backends: BackendSet, limits: Limits, paths: Build
         ledger.fail(shot.id, state=State.FAILED, error_class="Timeout",
                     message=f"another render held this shot's lock for over {LOCK_WAIT_S} s")
         raise TransientError("shot locked by another render") from exc
+
+
+@task(name="sync_lips", retries=SHOT_RETRIES,
+      retry_delay_seconds=exponential_backoff(backoff_factor=SHOT_BACKOFF_S)(SHOT_RETRIES), **_retried)
+def sync_shot(unit: LipSyncUnit, backends: BackendSet, limits: Limits, paths: BuildPaths, since: float,
+              project: str = "PROJECT") -> SyncResult:
+    """One shot's lips synced to its speech (each piece a paid job at most once), one process at a time
+    per shot, within the lip-sync backend's concurrency."""
+    backend = _shared(backends).lipsync
+    ledger = Ledger(paths.ledger)
+
+    def jobs_for(piece) -> ShotJobs:  # each piece is its own paid job, journaled under its own id
+        return ShotJobs(Journal(ledger), f"{unit.id}-{piece.id_suffix}", piece.key, since=since,
+                        recreate=limits.recreate_failed_jobs, project=project)
+
+    with _locked(paths.lock(paths.lipsync, unit.key)), _gate(backend, Limits()).hold():
+        return _recorded(paths.ledger, unit.id, lambda: sync_lips(unit, backend, jobs_for), kind=Kind.LIPSYNC,
+                         episode=unit.episode, key=unit.key, artifact=unit.path, backend=backend.name)
 
 
 # The cut: each step a task, recorded as one unit (the episode) from its first step to its last.

@@ -26,10 +26,12 @@ class CheckReport:
     errors: list[dict] = field(default_factory=list)
     # the references each shot carries to the video backend (`route_references`): backend, limit, shots
     references: dict = field(default_factory=dict)
+    # which shots' lips are synced, and why the others' lines are not (`sync_lips.lipsync_plan`)
+    lipsync: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"episodes": self.episodes, "scenes": self.scenes, "characters": self.characters,
-                "lines": self.lines, "references": self.references,
+                "lines": self.lines, "references": self.references, "lipsync": self.lipsync,
                 "warnings": [w.model_dump() for w in self.warnings], "errors": self.errors}
 
 
@@ -105,9 +107,11 @@ def check_project(root: Path) -> CheckReport:
                         "set the character's voice language (e.g. cmn)")))
     if not report.errors:
         from stages.backends.registry import backends_for
-        from stages.route_references import reference_warnings, shot_references
+        from stages.route_references import planned_shots, reference_warnings, shot_references
+        from stages.sync_lips import lipsync_plan
 
         backends = backends_for(project, lp.root)
+        report.lipsync = lipsync_plan(lp, list(planned_shots(lp)))
         video, limit, rows = shot_references(lp, backends)
         if rows:
             report.references = {"backend": video, "limit": limit,
@@ -158,9 +162,15 @@ def blockers(lp, *, keys: bool = True) -> list[InputError]:
         needs.update(dict.fromkeys(backend.capabilities.requires, backend.capabilities.extra))
     from stages.backends._jobs import HostedVideoBackend
 
-    if isinstance(backends.video, HostedVideoBackend):
-        for problem, fix in backends.video.missing(keys=keys):
-            out.append(InputError(problem, file=yaml_file, hint=fix))
+    from stages.sync_lips import lipsync_blockers, modes_used
+
+    for problem, fix in lipsync_blockers(project, backends.video, backends.lipsync):
+        out.append(InputError(problem, file=yaml_file, hint=fix))
+    hosted = [backends.video] + ([backends.lipsync] if "tts+lipsync" in modes_used(project) else [])
+    for backend in hosted:
+        if isinstance(backend, HostedVideoBackend):
+            for problem, fix in backend.missing(keys=keys):
+                out.append(InputError(problem, file=yaml_file, hint=fix))
     for module, extra in needs.items():
         if importlib.util.find_spec(module) is None:
             out.append(InputError(f"this project uses {module}, which is not installed", file=yaml_file,

@@ -21,7 +21,7 @@ from stages.project_status import EpisodeStatus
 from stages.schema import Project, Rates
 
 UNIT = {"video": "shot", "speech": "line", "image": "image", "assembly": "episode", "planning": "episode plan",
-        "translation": "translation call"}  # what one unit of each kind of work is called
+        "translation": "translation call", "lipsync": "synced shot"}  # what one unit of each kind of work is called
 
 
 @dataclass
@@ -170,11 +170,52 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, backends: B
     for w in (plans, words):  # both go to a chat server, which may charge
         w.cost = price_work(w, rates, True)  # the planner is no backend; translation's says it bills
         w.time_s, w.basis = duration("text", rates, w.backend, None, count=w.todo)
+    lips = lipsync_work(todo, project, backends, ledger)
     concurrency = project.limits.video_concurrency or video.capabilities.concurrency
     return Estimate(rates.currency, [e.number for e in todo], [e.number for e in statuses if e not in todo],
-                    [shots, *lines.values(), images, cuts, plans, words], concurrency, per_episode,
+                    [shots, *lines.values(), images, cuts, plans, words, *lips], concurrency, per_episode,
                     provisional=plans.ids, recreate=project.limits.recreate_failed_jobs if caps.resumable else 0,
                     hosted=caps.resumable)
+
+
+def lipsync_work(todo: list[EpisodeStatus], project: Project, backends: BackendSet, ledger: Ledger | None
+                 ) -> list[Work]:
+    """Lip sync to do: the synced shots not made yet, priced per second sent. A shot not timed yet (its
+    speech unspoken) counts its eligible turns at their reading-speed length, each at least the
+    backend's shortest piece."""
+    from stages.core.text import estimate_speech_s
+    from stages.sync_lips import PAD_S, line_verdicts
+
+    shots = [e for e in todo if e.work is not None and (e.syncs or e.unsynced or any(
+        line_verdicts(s, project) for s in e.work.plan.shots))]
+    if not shots:
+        return []
+    lipsync = backends.lipsync
+    w = Work("lipsync", project.backends.lipsync)
+    for e in shots:
+        keyed = {s.shot for s in e.syncs}
+        for s in e.syncs:
+            if s.state == State.DONE:
+                w.cached += 1
+            else:
+                w.todo += 1
+                w.todo_s += s.seconds
+                w.ids.append(s.id)
+        for shot in e.work.plan.shots:
+            ok = [i for i, good, _ in line_verdicts(shot, project) if good]
+            if shot.id in keyed or not ok or all(ln.speech_s is not None for ln in shot.lines):
+                continue  # keyed above, nothing eligible, or timed and found nothing to send
+            w.todo += 1
+            w.ids.append(f"{shot.id}-lips")
+            w.todo_s += sum(max(lipsync.capabilities.min_s, estimate_speech_s(shot.lines[i].text) + 2 * PAD_S)
+                            for i in ok)
+    w.todo_s = round(w.todo_s, 3)
+    caps = lipsync.capabilities
+    w.jobs = 0
+    w.cost = price_work(w, project.rates, caps.billed)
+    w.time_s, w.basis = duration("lipsync", project.rates, w.backend, ledger, count=w.todo, seconds=w.todo_s,
+                                 builtin=_scaled(caps.seconds_each, project.width * project.height / (1080 * 1920)))
+    return [w]
 
 
 def _uploads(video, files: set[Path], ledger: Ledger | None) -> int:
@@ -222,10 +263,12 @@ def price(kind: str, rates: Rates, backend: str, is_billed: bool, *, count: int,
         return round(image.cost_per_image * count, 4)
     if kind == "text" and (text := rates.text.get(backend)) is not None:
         return round(text.cost_per_call * count, 4)
+    if kind == "lipsync" and (lips := rates.lipsync.get(backend)) is not None:
+        return round(lips.cost_per_second * seconds + lips.cost_per_job * count, 4)
     return None if is_billed else 0.0
 
 
-_LEDGER_KIND = {"video": Kind.SHOT, "speech": Kind.SPEECH, "assembly": Kind.EPISODE}
+_LEDGER_KIND = {"video": Kind.SHOT, "speech": Kind.SPEECH, "assembly": Kind.EPISODE, "lipsync": Kind.LIPSYNC}
 
 
 ASSEMBLY_S_PER_S = 0.5  # cutting an episode (subtitles, mix, loudness, one encode): wall s per second of it,
@@ -255,6 +298,9 @@ def duration(kind: str, rates: Rates, backend: str, ledger: Ledger | None, *, co
         per_unit = rate.seconds_per_image
     elif kind == "text" and (rate := rates.text.get(backend)) is not None:
         per_unit = rate.seconds_per_call
+    elif kind == "lipsync" and (rate := rates.lipsync.get(backend)) is not None \
+            and rate.seconds_per_second is not None:
+        return rate.seconds_per_second * seconds, "rate"
     if per_unit is not None:
         return per_unit * count, "rate"
     if ledger is not None and kind in _LEDGER_KIND:
@@ -262,7 +308,7 @@ def duration(kind: str, rates: Rates, backend: str, ledger: Ledger | None, *, co
         if seen:
             return statistics.median(seen) * count, f"measured here, median of {len(seen)}"
     if builtin is not None:
-        return builtin * (seconds if kind in ("video", "assembly") else count), BUILTIN
+        return builtin * (seconds if kind in ("video", "assembly", "lipsync") else count), BUILTIN
     return None, "no rate"
 
 
@@ -270,6 +316,8 @@ def rate_hint(w: Work) -> str:
     """Which project.yaml key would price or time this work."""
     if w.kind in ("planning", "translation"):
         return f"rates.text.{w.backend}: {{cost_per_call: ..., seconds_per_call: ...}}"
-    key = {"video": "cost_per_second", "speech": "cost_per_1k_chars", "image": "cost_per_image"}[w.kind]
-    timing = {"video": "seconds_per_shot", "speech": "seconds_per_line", "image": "seconds_per_image"}[w.kind]
+    key = {"video": "cost_per_second", "speech": "cost_per_1k_chars", "image": "cost_per_image",
+           "lipsync": "cost_per_second"}[w.kind]
+    timing = {"video": "seconds_per_shot", "speech": "seconds_per_line", "image": "seconds_per_image",
+              "lipsync": "seconds_per_second"}[w.kind]
     return f"rates.{w.kind}.{w.backend}: {{{key}: ..., {timing}: ...}}"

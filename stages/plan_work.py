@@ -32,7 +32,8 @@ from stages.plan_shots_llm import NotPlanned
 from stages.schema import Character, Planner, Project, ShotList
 from stages.synthesize_speech import speech_engine, speech_request
 from stages.time_shots import card_times, time_shots, timeline
-from stages.units import Clip, Cut, EpisodeWork, KeyframeUnit, LineUnit, SheetUnit, ShotUnit, TranslationUnit
+from stages.units import (Clip, Cut, EpisodeWork, KeyframeUnit, LineUnit, LipSyncPiece, LipSyncUnit, SheetUnit,
+                          ShotUnit, TranslationUnit)
 
 END_TEXT = {"en": ("To be continued", "The End"), "zh": ("未完待续", "全剧终")}
 _SPEECH_DEFAULTS = {f.name: f.default for f in dataclasses.fields(SpeechRequest)
@@ -105,20 +106,74 @@ def plan_work(lp: LoadedProject, episode: int, backends: BackendSet, *,
             card = clip(placeholder_request(request, placeholders[s.id]), paths)
         shots.append(ShotUnit(s.id, ep.number, request, key, paths.clip(key) if key else None, keyframe, card))
 
-    # 4. the subtitle translation (the lines in order), and the cut once every line is spoken
+    # 4. lip sync: the shots whose speaker's lips follow our voice, piece by piece (tts+lipsync)
+    syncs, unsynced = lipsync_units(timed, shots, lines, project, backends, paths)
+    synced = {u.shot_id: u for u in syncs}
+
+    # 5. the subtitle translation (the lines in order), and the cut once every line is spoken
     translation = translation_unit([ln.text for s in timed.shots for ln in s.lines], project, backends, paths)
     cut = None
     final = ep.number == lp.script.episodes[-1].number
     if all(ln.path.exists() for ln in lines):
         spoken = {(ln.shot_id, ln.index): (ln.key, ln.path) for ln in lines}
-        made = [u.clip for u in shots]
+        made = [(synced[u.id].key, synced[u.id].path) if u.id in synced else u.clip for u in shots]
         faces = [video.faces(u.request) if video.capabilities.faces and u.placeholder is None else []
                  for u in shots]
         cut = plan_cut(timed, [k for k, _ in made], [p for _, p in made], spoken, project, root, paths=paths,
                        series=lp.script.title or project.title, episode_title=ep.title, final=final,
                        end_text=ep.end_text, faces=faces)
     return EpisodeWork(ep.number, ep.title, timed, tuple(lines), tuple(sheets.values()), tuple(shots),
-                       translation, cut, paths.episode_mp4(ep.id), provisional)
+                       translation, cut, paths.episode_mp4(ep.id), provisional, tuple(syncs), tuple(unsynced))
+
+
+def lipsync_units(timed: ShotList, shots: list[ShotUnit], lines: list[LineUnit], project: Project,
+                  backends: BackendSet, paths: BuildPaths) -> tuple[list[LipSyncUnit], list[tuple[str, str]]]:
+    """The shots to sync (their pieces keyed on the shot's clip, the speech under each piece and the
+    backend), and (shot id, why) for each line or turn of a tts+lipsync shot that is not synced."""
+    from stages.sync_lips import line_verdicts, piece_key, pieces_of, turns
+    from stages.time_shots import GAP_S
+
+    syncs, unsynced = [], []
+    by_line = {(ln.shot_id, ln.index): ln for ln in lines}
+    video = backends.video
+    for shot, unit in zip(timed.shots, shots):
+        verdicts = line_verdicts(shot, project)
+        if not verdicts:
+            continue
+        unsynced += [(shot.id, f"line {i + 1}: {why}") for i, ok, why in verdicts if not ok]
+        if unit.placeholder is not None:
+            unsynced.append((shot.id, "a placeholder card: nothing to sync"))
+            continue
+        if unit.key is None or not any(ok for _, ok, _ in verdicts):
+            continue  # not timed yet (a line unspoken), or nothing eligible
+        lipsync = backends.lipsync
+        caps, identity = lipsync.capabilities, lipsync.identity()
+        starts, at = [], project.timing.lead_in_s
+        for ln in shot.lines:
+            starts.append(round(at, 4))
+            at += (ln.speech_s or 0.0) + GAP_S
+        pieces, not_sent = [], []
+        for turn in turns(shot, project):
+            spans, why = pieces_of(turn, caps, project.fps)
+            if not spans:
+                not_sent.append(f"{turn.character}'s lines {', '.join(str(i + 1) for i in turn.lines)}: {why}")
+                continue
+            for start, frames in spans:
+                a, b = start / project.fps, (start + frames) / project.fps
+                heard = tuple((starts[i], by_line[shot.id, i].path, by_line[shot.id, i].key) for i in turn.lines
+                              if starts[i] < b and starts[i] + (shot.lines[i].speech_s or 0.0) > a)
+                key = piece_key(unit.key, start, frames, turn.character, heard, identity)[:24]
+                pieces.append(LipSyncPiece(turn.character, start, frames, heard, key,
+                                           paths.lipsync_file(key, ".mp4"), paths.lipsync_file(key, ".wav")))
+        unsynced += [(shot.id, w) for w in not_sent]
+        if not pieces:
+            continue
+        key = spec_hash("lipsync", {"source": unit.key, "pieces": [p.key for p in pieces], "backend": identity})
+        faces = tuple(video.faces(unit.request)) if video.capabilities.faces else ()
+        syncs.append(LipSyncUnit(f"{shot.id}-lips", unit.episode, shot.id, unit.key, unit.path, unit.request,
+                                 tuple(pieces), tuple(not_sent), faces, key, paths.clip(key),
+                                 paths.lipsync_file(key, ".json")))
+    return syncs, unsynced
 
 
 def staging(interior: str, project: Project) -> dict:

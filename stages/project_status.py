@@ -44,6 +44,20 @@ class LineStatus:
 
 
 @dataclass
+class SyncStatus:
+    """A shot whose lips are synced: its state, seconds sent, and the measured sync figure."""
+
+    id: str  # <shot id>-lips, as in the ledger
+    shot: str
+    state: State
+    seconds: float
+    figure: float | None = None
+    low: bool = False  # below the project's dialogue.min_sync: flagged
+    reason: str | None = None
+    artifact: str | None = None
+
+
+@dataclass
 class EpisodeStatus:
     id: str
     number: int
@@ -57,6 +71,8 @@ class EpisodeStatus:
     provisional: bool = False  # the LLM has not planned it yet: these are the rules planner's shots
     translation_calls: int = 0  # calls its subtitle translation would make (0: none asked, or cached)
     work: EpisodeWork | None = None  # the plan this status compares with the ledger
+    syncs: list[SyncStatus] = field(default_factory=list)  # shots whose lips are synced (tts+lipsync)
+    unsynced: list[tuple[str, str]] = field(default_factory=list)  # (shot, why a line of it is not synced)
 
     @property
     def lines(self) -> int:
@@ -98,6 +114,8 @@ def episode_status(work: EpisodeWork, rows: dict[str, Row], project: Project, *,
         status.speech.append(LineStatus(ln.id, ln.engine, len(ln.request.text), done,
                                         wav_duration_s(ln.path) if done else estimate_speech_s(ln.request.text)))
     status.shots = [shot_status(unit, rows.get(unit.id)) for unit in work.shots]
+    status.syncs = [sync_status(u, rows.get(u.id), project.dialogue.min_sync) for u in work.syncs]
+    status.unsynced = list(work.unsynced)
     status.assembly, status.mp4 = _assembly(status, work, rows.get(work.id), project, verify)
     return status
 
@@ -115,6 +133,22 @@ def shot_status(unit: ShotUnit, row: Row | None) -> ShotStatus:
     if row.state == State.DONE and not unit.path.exists():
         return ShotStatus(unit.id, State.PENDING, "its file is missing", row.attempts, key=unit.key, keyframe=keyframe)
     return ShotStatus(unit.id, row.state, row.message, row.attempts, row.artifact, unit.key, keyframe)
+
+
+def sync_status(unit, row: Row | None, min_sync: float) -> SyncStatus:
+    from stages.sync_lips import read_report
+
+    seconds = round(unit.seconds(), 3)
+    if unit.path.exists() and unit.report.exists():
+        figure = (read_report(unit.report) or {}).get("figure")
+        return SyncStatus(unit.id, unit.shot_id, State.DONE, seconds, figure, figure is not None and figure < min_sync,
+                          artifact=str(unit.path))
+    if row is None:
+        return SyncStatus(unit.id, unit.shot_id, State.PENDING, seconds)
+    if row.spec_hash != unit.key:
+        return SyncStatus(unit.id, unit.shot_id, State.STALE, seconds, reason="its shot or speech changed")
+    state = State.PENDING if row.state == State.DONE else row.state  # done, but its file is gone
+    return SyncStatus(unit.id, unit.shot_id, state, seconds, reason=row.message)
 
 
 def cut_made(work: EpisodeWork, row: Row | None, project: Project) -> bool:

@@ -47,23 +47,29 @@ def _figures(shot, project: Project) -> tuple[Figure, ...]:
 def shot_references(lp, backends) -> tuple[str, int, list[ShotRefs]]:
     """(the video backend, its reference limit, each shot's references) for a project that sends
     references to its video backend; empty where it sends none."""
-    from stages.plan_shots import plan_shots
-    from stages.plan_shots_llm import NotPlanned
-    from stages.schema import Planner
-
     video = backends.video
     caps = video.capabilities
     if "references" not in caps.uses:
         return video.name, 0, []
-    project, rows = lp.project, []
+    rows = [r for r in (shot_fit(s, lp.project, video) for s in planned_shots(lp)) if r is not None]
+    return video.name, caps.max_references, rows
+
+
+def planned_shots(lp):
+    """Every episode's shots as planned now (the user's edits kept; an LLM planner's cached answer, else
+    the rules planner's), without asking any model."""
+    from stages.plan_shots import plan_shots
+    from stages.plan_shots_llm import NotPlanned
+    from stages.schema import Planner
+
+    project = lp.project
     for ep in lp.script.episodes:
         try:
             shots = plan_shots(ep, project, project_dir=lp.root, characters=lp.script.characters, cached_only=True)
         except NotPlanned:
             rules = project.model_copy(update={"planner": Planner(kind="rules")})
             shots = plan_shots(ep, rules, project_dir=lp.root, characters=lp.script.characters)
-        rows += [r for r in (shot_fit(s, project, video) for s in shots.shots) if r is not None]
-    return video.name, caps.max_references, rows
+        yield from shots.shots
 
 
 def shot_fit(shot, project: Project, video) -> ShotRefs | None:

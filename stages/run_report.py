@@ -35,7 +35,8 @@ def shot_table(outcomes: list[dict], ledger: Ledger) -> list[dict]:
     return rows
 
 
-def made_work(outcomes: list[dict], project: Project, backends: BackendSet, jobs: list | None = None) -> list[Work]:
+def made_work(outcomes: list[dict], project: Project, backends: BackendSet, jobs: list | None = None,
+              lipsync_jobs: list | None = None) -> list[Work]:
     """What this run made and reused, by backend, priced with the project's rates (the backends'
     capabilities say which may charge). On a hosted video backend the bill is every paid job no
     report billed yet (`jobs`, from the job journal: this run's retries, re-creations and unknown
@@ -72,7 +73,24 @@ def made_work(outcomes: list[dict], project: Project, backends: BackendSet, jobs
     images.cost = price_work(images, rates, backends.image.capabilities.billed)
     for w in lines.values():
         w.cost = price_work(w, rates, backends.speech(w.backend).capabilities.billed)
-    return [shots, *lines.values(), images]
+    out = [shots, *lines.values(), images]
+    synced = [s for o in outcomes for s in o.get("synced", [])]
+    if synced:  # lip sync: pieces sent, billed per job from the journal on a hosted backend
+        lips = Work("lipsync", project.backends.lipsync)
+        for s in synced:
+            if s["outcome"] == "made":
+                lips.todo += 1
+                lips.todo_s += s["seconds"]
+                lips.ids.append(s["id"])
+            elif s["outcome"] == "reused":
+                lips.cached += 1
+        if lipsync_jobs is not None:
+            billed = [j for j in lipsync_jobs if j.created]
+            lips.jobs, lips.unknown = len(billed), sum(1 for j in billed if j.state == "unknown")
+            lips.todo_s = sum(j.billed_s for j in billed)
+        lips.cost = price_work(lips, rates, backends.lipsync.capabilities.billed)
+        out.append(lips)
+    return out
 
 
 def summary_markdown(title: str, project_dir: str, outcomes: list[dict], table: list[dict], wall_s: float,
@@ -109,7 +127,7 @@ def summary_markdown(title: str, project_dir: str, outcomes: list[dict], table: 
 def _made_lines(work: list[Work], currency: str) -> list[str]:
     made, kept = [], []
     for w in work:
-        size = f", {w.todo_s:.1f} s of video" if w.kind == "video" and (w.todo or w.jobs) else \
+        size = f", {w.todo_s:.1f} s of video" if w.kind in ("video", "lipsync") and (w.todo or w.jobs) else \
             f", {w.chars} chars" if w.kind == "speech" and w.todo else ""
         if w.jobs:
             size += f"; {w.jobs} paid job(s)" + (f", {w.unknown} of them unknown (maybe billed: see `dramaforge "

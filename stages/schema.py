@@ -21,6 +21,10 @@ from stages.core.model import Model
 # --- project.yaml ------------------------------------------------------------------------------
 
 ID_PATTERN = r"^[a-z][a-z0-9_]*$"
+ShotSize = Literal["establishing", "wide", "medium", "two-shot", "over-shoulder", "close-up", "extreme-close-up", "insert"]
+# How a line is voiced: our voice laid over the clip; our voice, then the clip's lips synced to it; or
+# the video model speaks it (its own voice and sound: lip sync, but no voice of ours, no re-dub).
+DialogueMode = Literal["tts", "tts+lipsync", "native"]
 
 
 class Voice(Model):
@@ -64,6 +68,8 @@ class Character(Model):
     assets: dict[str, str] = Field(default_factory=dict, description="ids a provider keeps for this character, by "
                                    "video backend: {kling: <saved element id>, seedance: asset://<face asset>}; "
                                    "sent in place of an image, in the same reference slots")
+    dialogue: DialogueMode | None = Field(None, description="how this character's lines are voiced; default: the "
+                                                            "project's dialogue.mode")
 
     def look(self, episode: int) -> tuple[str, list[Path]]:
         """(description, own reference images) for `episode`: the latest look at or before it."""
@@ -91,10 +97,11 @@ class _BackendsBase(Model):
     @model_validator(mode="after")
     def _configured(self) -> "Backends":
         """A selected backend whose options have required fields needs its section."""
-        cls = registry.backend_class("video", self.video)
-        if cls.section is not None and getattr(self, cls.section) is None:
-            raise ValueError(f"video: {self.video} needs a {cls.section}: {{...}} section "
-                             f"(required: {', '.join(n for n, f in cls.Options.model_fields.items() if f.is_required())})")
+        for kind, name in (("video", self.video), ("lipsync", self.lipsync)):
+            cls = registry.backend_class(kind, name)
+            if cls.section is not None and getattr(self, cls.section) is None:
+                raise ValueError(f"{kind}: {name} needs a {cls.section}: {{...}} section (required: "
+                                 f"{', '.join(n for n, f in cls.Options.model_fields.items() if f.is_required())})")
         return self
 
 
@@ -107,8 +114,10 @@ def _backends_model() -> type[Model]:
         "speech": (_literal(registry.SPEECH), Field("espeak", description="the default speech engine; a "
                                                     "character's voice.backend overrides it")),
         "image": (ImageSettings, Field(default_factory=ImageSettings)),
+        "lipsync": (_literal(registry.LIPSYNC), Field("animatic", description="the lip-sync backend (dialogue: "
+                                                      "tts+lipsync): " + ", ".join(registry.LIPSYNC))),
     }
-    for kind in ("video", "speech"):
+    for kind in ("video", "speech", "lipsync"):
         for section, options in registry.sections(kind).items():
             required = any(f.is_required() for f in options.model_fields.values())
             doc = (options.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
@@ -119,6 +128,26 @@ def _backends_model() -> type[Model]:
 
 
 Backends = _backends_model()
+
+
+class DialogueOptions(Model):
+    """`dialogue:` how lines are voiced (a character's `dialogue`, then a shot's, override the mode).
+
+    tts: our voices laid over the clip (no lip sync). tts+lipsync: our voices, then the lip-sync
+    backend (`backends.lipsync`) moves the speaker's lips in every eligible shot: the speaker on
+    screen, a line that is not V.O. or O.S., and a framing in `sizes` (a shot's `lipsync: true/false`
+    overrides the framing rule). native: the video model speaks the line (words and acting note in
+    its prompt); the clip's own sound is the dialogue of the mix.
+    """
+
+    mode: DialogueMode = "tts"
+    sizes: list[ShotSize] = Field(default_factory=lambda: ["close-up", "extreme-close-up", "medium", "two-shot",
+                                                          "over-shoulder"],
+                                  min_length=1, description="framings that show the speaker's face well enough to "
+                                                            "sync")
+    min_sync: float = Field(0.3, ge=-1, le=1, description="a synced shot whose sync figure (mouth motion against "
+                                                          "speech, correlation at the best lag) is below this is "
+                                                          "flagged in status and the review")
 
 
 class Planner(Model):
@@ -191,6 +220,14 @@ class TextRate(Model):
     seconds_per_call: float | None = Field(None, ge=0)
 
 
+class LipSyncRate(Model):
+    """`rates.lipsync.<backend>`: what a lip-sync backend charges and how long it takes."""
+
+    cost_per_second: float = Field(0, ge=0, description="price per second of video sent to be synced")
+    cost_per_job: float = Field(0, ge=0, description="price per request, on top")
+    seconds_per_second: float | None = Field(None, ge=0, description="wall time per second synced")
+
+
 class Rates(Model):
     """Per-backend prices and speeds for `dramaforge estimate`, `render --dry-run` and `--max-cost`.
 
@@ -203,6 +240,7 @@ class Rates(Model):
     video: dict[VideoBackendName, VideoRate] = Field(default_factory=dict)
     speech: dict[SpeechBackendName, SpeechRate] = Field(default_factory=dict)
     image: dict[ImageBackendName, ImageRate] = Field(default_factory=dict)
+    lipsync: dict[_literal(registry.LIPSYNC), LipSyncRate] = Field(default_factory=dict)
     text: dict[Literal["planner", "translation"], TextRate] = Field(
         default_factory=dict, description="planner: one LLM planning call per episode; translation: "
                                           "one call per 60 subtitle lines")
@@ -350,14 +388,19 @@ class Project(Model):
     audio: Audio = Field(default_factory=Audio)
     planner: Planner = Field(default_factory=Planner)
     subtitles: SubtitleStyle = Field(default_factory=SubtitleStyle)
+    dialogue: DialogueOptions = Field(default_factory=DialogueOptions, description="tts, tts+lipsync or native (or {mode, sizes, "
+                                                                     "min_sync})")
 
     @model_validator(mode="before")
     @classmethod
     def _preset(cls, data):
-        """The preset fills width, height and fps that the project does not set itself."""
+        """The preset fills width, height and fps that the project does not set itself; `dialogue: native`
+        is short for `dialogue: {mode: native}`."""
         if isinstance(data, dict):
             w, h, fps = PRESETS.get(data.get("preset") or "vertical-1080", PRESETS["vertical-1080"])
             data = {"width": w, "height": h, "fps": fps, **data}
+            if isinstance(data.get("dialogue"), str):
+                data["dialogue"] = {"mode": data["dialogue"]}
         return data
 
     @field_validator("style")
@@ -493,7 +536,6 @@ class Script(Model):
 
 # --- shots -------------------------------------------------------------------------------------
 
-ShotSize = Literal["establishing", "wide", "medium", "two-shot", "over-shoulder", "close-up", "extreme-close-up", "insert"]
 CameraMove = Literal["static", "push-in", "pull-out", "pan-left", "pan-right", "tilt-up", "tilt-down"]
 
 
@@ -532,6 +574,10 @@ class Shot(Model):
         "cut", description="into this shot from the one before: cut, cross-dissolve, or dip to black")
     music: str | None = Field(None, description="this scene's music cue ([[music: file]]), 'none' for silence")
     sfx: list[str] = Field(default_factory=list, description="sound effects starting with this shot")
+    dialogue: DialogueMode | None = Field(None, description="how this shot's lines are voiced (over the "
+                                                            "character's and the project's)")
+    lipsync: bool | None = Field(None, description="true: sync the speaker's lips whatever the framing; false: "
+                                                   "never (with dialogue tts+lipsync)")
 
 
 class ShotList(Model):

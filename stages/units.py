@@ -76,6 +76,44 @@ class ShotUnit:
 
 
 @dataclass(frozen=True)
+class LipSyncPiece:
+    """One piece of a shot sent to the lip-sync backend: one speaker, frames [start, start + frames)."""
+
+    character: str
+    start: int
+    frames: int
+    lines: tuple[tuple[float, Path, str], ...]  # (where the line starts in the shot, its WAV, its speech key)
+    key: str
+    path: Path  # the synced piece, as the backend returned it (conformed)
+    audio: Path  # the speech under the piece, cut to it
+
+    @property
+    def id_suffix(self) -> str:
+        return f"f{self.start}"
+
+
+@dataclass(frozen=True)
+class LipSyncUnit:
+    """A shot whose speaker's lips are synced to our voice: its clip (`source`) with each piece replaced."""
+
+    id: str  # <shot id>-lips, as in the ledger
+    episode: int
+    shot_id: str
+    source_key: str
+    source: Path  # the shot's clip
+    request: ShotRequest  # the shot as its video backend was asked
+    pieces: tuple[LipSyncPiece, ...]
+    not_sent: tuple[str, ...]  # turns that could not be sent, and why (named in check, status, the review)
+    faces: tuple = ()  # (character, box) where the video backend drew faces: the figure reads the mouth there
+    key: str = ""
+    path: Path | None = None  # the synced shot, which the cut uses in place of `source`
+    report: Path | None = None  # what was sent, what came back, each piece's sync figure (JSON)
+
+    def seconds(self) -> float:
+        return sum(p.frames for p in self.pieces) / self.request.fps
+
+
+@dataclass(frozen=True)
 class TranslationUnit:
     """The episode's subtitle lines in a second language (one cached answer for exactly these lines)."""
 
@@ -123,6 +161,8 @@ class EpisodeWork:
     cut: Cut | None  # None until every line is spoken: the timing is not known before
     mp4: Path
     provisional: bool = False  # an LLM planner has not planned it yet: the rules planner's shots stand in
+    syncs: tuple[LipSyncUnit, ...] = ()  # shots whose lips are synced (dialogue: tts+lipsync)
+    unsynced: tuple[tuple[str, str], ...] = ()  # (shot id, why a line of it is not synced)
 
     @property
     def id(self) -> str:

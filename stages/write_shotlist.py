@@ -41,11 +41,12 @@ def read_shotlist(path: Path) -> ShotList:
 
 # --- hand edits that survive re-planning -------------------------------------------------------
 
-EDITABLE = ("size", "camera", "characters", "action")
+EDITABLE = ("size", "camera", "characters", "action", "dialogue", "lipsync")
+_SINCE = ("dialogue", "lipsync")  # added later: in the mark only when set, so older marks hold
 
 
 def _fields_mark(shot: Shot) -> str:
-    fields = {k: getattr(shot, k) for k in EDITABLE}
+    fields = {k: getattr(shot, k) for k in EDITABLE if k not in _SINCE or getattr(shot, k) is not None}
     if not shot.lines:  # a dialogue shot's length follows its speech; others may be set by hand
         fields["duration_s"] = shot.duration_s
     return spec_hash("shot-fields", fields)[:10]

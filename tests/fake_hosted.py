@@ -45,6 +45,7 @@ class Job:
     cancelled: bool = False
     body: dict = field(default_factory=dict)  # the request as the provider got it (a direct protocol's own shape)
     headers: dict = field(default_factory=dict)  # the create request's headers
+    result: bytes | None = None  # its own clip (a lip-sync job's: the video it was sent, marked); else `mp4`
 
 
 @dataclass
@@ -135,14 +136,14 @@ class FakeHosted:
     # --- the job store ------------------------------------------------------------------------
 
     def create(self, model: str, body: dict, prefix: str, *, raw: dict | None = None,
-               headers: dict | None = None) -> Job:
+               headers: dict | None = None, result: bytes | None = None) -> Job:
         """A new job. `body`: its input as the tests read it (`prompt`, `duration`); `raw`: the request
         as sent, for a protocol whose body is shaped otherwise."""
         with self.lock:
             job_id = f"{prefix}{len(self.jobs) + 1:04d}"
             outcome = self.outcomes.pop(0) if self.outcomes else "ok"
             job = Job(job_id, model, body, time.time(), outcome, body=raw if raw is not None else body,
-                      headers=dict(headers or {}))
+                      headers=dict(headers or {}), result=result)
             seconds = _seconds(body)
             job.billed = round(seconds * self.price_per_second + self.price_per_request, 4)
             self.jobs[job_id] = job
@@ -173,8 +174,9 @@ class FakeHosted:
         if path.startswith("/files/"):
             return self.download(h, path)
         from fakes import PROTOCOLS
+        from fakes_lipsync import PROTOCOLS as LIPSYNC
 
-        for name, proto in PROTOCOLS.items():
+        for name, proto in {**PROTOCOLS, **LIPSYNC}.items():
             if path.startswith(proto.PREFIX + "/"):
                 self.calls.append(("http", f"{method} {path}"))
                 return proto.route(self, h, method, path[len(proto.PREFIX):], urllib.parse.parse_qs(query), raw)
@@ -367,7 +369,8 @@ class FakeHosted:
         if fault == "500":
             return _json(h, 500, {"detail": "storage error"})
         job.downloads += 1
-        _raw(h, 200, b"\x00\x00\x00\x18ftypmp42 not a video at all" if fault == "garbage" else self.mp4, "video/mp4")
+        _raw(h, 200, b"\x00\x00\x00\x18ftypmp42 not a video at all" if fault == "garbage" else job.result or self.mp4,
+             "video/mp4")
 
 
 _FAL_ERRORS = {

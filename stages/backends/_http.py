@@ -51,8 +51,9 @@ class Http:
         self.__init__(state["headers"], what=state["what"], key_env=state["key_env"], timeout_s=state["timeout_s"])
 
     def call(self, method: str, url: str, doing: str, *, body: dict | None = None,
-             headers: dict[str, str] | None = None) -> dict:
-        """One request; its JSON answer (a dict), or the error class for what went wrong."""
+             headers: dict[str, str] | None = None, array: bool = False) -> dict | list:
+        """One request; its JSON answer (a dict; a list with `array`, for a listing that answers with a
+        bare array), or the error class for what went wrong."""
         httpx = _httpx()
         try:
             resp = self.client().request(method, url, json=body, headers=headers)
@@ -60,9 +61,22 @@ class Http:
             raise TransientError(f"{self.what} {doing}: cannot connect ({type(exc).__name__}: {exc})") from exc
         except httpx.HTTPError as exc:  # sent (or partly): a timeout or a dropped connection before the answer
             raise AnswerLost(f"{self.what} {doing}: no answer ({type(exc).__name__}: {exc or 'timed out'})") from exc
+        return self.answer(resp, doing, array=array)
+
+    def call_multipart(self, url: str, doing: str, *, data: dict[str, str], files: dict[str, tuple],
+                       headers: dict[str, str] | None = None) -> dict:
+        """A multipart POST that may create a paid job (form fields `data`, `files` as (name, bytes,
+        type)): its JSON answer; a lost answer is `AnswerLost`, as with `call`."""
+        httpx = _httpx()
+        try:
+            resp = self.client().post(url, data=data, files=files, headers=headers)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise TransientError(f"{self.what} {doing}: cannot connect ({type(exc).__name__}: {exc})") from exc
+        except httpx.HTTPError as exc:
+            raise AnswerLost(f"{self.what} {doing}: no answer ({type(exc).__name__}: {exc or 'timed out'})") from exc
         return self.answer(resp, doing)
 
-    def answer(self, resp, doing: str) -> dict:
+    def answer(self, resp, doing: str, *, array: bool = False) -> dict | list:
         status = resp.status_code
         text = resp.text
         if 200 <= status < 300:
@@ -71,9 +85,9 @@ class Http:
             except ValueError:
                 raise AnswerLost(f"{self.what} {doing}: answered {status} with a body that is not JSON "
                                  f"({_snippet(text)})") from None
-            if not isinstance(data, dict):
-                raise AnswerLost(f"{self.what} {doing}: answered {status} with JSON that is not an object "
-                                 f"({_snippet(text)})")
+            if not isinstance(data, list if array else dict):
+                raise AnswerLost(f"{self.what} {doing}: answered {status} with JSON that is not "
+                                 f"{'an array' if array else 'an object'} ({_snippet(text)})")
             return data
         message = f"{self.what} {doing} answered {status}: {provider_detail(text)}"
         if status == 429 or status == 408 or status == 409:

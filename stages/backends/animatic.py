@@ -167,7 +167,7 @@ class AnimaticBackend:
                 path = Path(tmp) / f"{i}.png"
                 img.save(path, compress_level=1)
                 inputs += ["-i", str(path)]
-            graph = _layer_graph(len(layers), cam, _speaking_spans(request))
+            graph = _layer_graph(len(layers), cam, _speaking_spans(request), request.extra.get("mouth"))
             cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *inputs,
                    "-filter_complex", graph, "-map", "[v]", "-frames:v", str(frames), "-r", str(request.fps),
                    "-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p",
@@ -190,9 +190,10 @@ def _speaking_spans(request: ShotRequest) -> list[tuple[float, float]]:
     return [(float(a), float(b)) for a, b in request.extra.get("speaking", [])]
 
 
-def _layer_graph(n_layers: int, cam: dict, speaking: list[tuple[float, float]]) -> str:
+def _layer_graph(n_layers: int, cam: dict, speaking: list[tuple[float, float]], mouth: list | None = None) -> str:
     """Set, figures (and figures mid-word) each moved by the camera, the figures with parallax and
-    breath, the open mouth shown on alternate beats while a line is spoken."""
+    breath, the open mouth shown on alternate beats while a line is spoken, or exactly when `mouth`
+    says (open intervals from the speech itself: the lip-sync backend's)."""
     set_move = _camera_filter(**cam)
     if n_layers == 1:
         return f"[0:v]{set_move}[v]"
@@ -203,8 +204,11 @@ def _layer_graph(n_layers: int, cam: dict, speaking: list[tuple[float, float]]) 
              f"[set][fig]overlay=x=0:{bob}:eval=frame[a]"]
     if n_layers == 3 and speaking:
         talking = "+".join(f"between(t,{a:.3f},{b:.3f})" for a, b in speaking)
+        beats = f"lt(mod(t,{FLAP_S}),{FLAP_S / 2})*({talking})"
+        if mouth is not None:  # open from each interval's first frame to the frame before its end
+            beats = "+".join(f"between(t,{a:.4f},{b - 0.5 / cam['fps']:.4f})" for a, b in mouth) or "0"
         parts += [f"[2:v]format=rgba,{fig_move}[say]",
-                  f"[a][say]overlay=x=0:{bob}:eval=frame:enable='lt(mod(t,{FLAP_S}),{FLAP_S / 2})*({talking})'[b]",
+                  f"[a][say]overlay=x=0:{bob}:eval=frame:enable='{beats}'[b]",
                   "[b]format=yuv420p[v]"]
     else:
         parts.append("[a]format=yuv420p[v]")

@@ -91,6 +91,18 @@ class VideoCapabilities(Capabilities):
     uploads: bool = False  # its images go through an upload step first (once per file and account)
 
 
+@dataclass(frozen=True)
+class LipSyncCapabilities(Capabilities):
+    """A lip-sync backend's record: the pieces of video it takes (a piece outside them is split,
+    grown within its shot, or named and not sent)."""
+
+    min_s: float = 0.0  # shortest piece it takes
+    max_s: float | None = None  # longest piece it takes (None: any)
+    min_side_px: int = 0  # a smaller picture is scaled up to this before it is sent
+    max_side_px: int | None = None
+    needs_video: str | None = None  # the video backend whose clips it can redraw (the animatic's own)
+
+
 def requested_seconds(caps: VideoCapabilities, duration_s: float, fps: int) -> float:
     """Seconds of video a backend is asked for (and a billed one charges) for a shot of `duration_s`:
     the shortest clip length it offers that covers the shot (within a frame: the last frame is held),
@@ -326,6 +338,37 @@ class TranslationBackend(Protocol):
 
     def translate(self, lines: list[str], source: str, target: str, context: str) -> list[str]:
         """The lines in `target`, same count and order; `context` is the series title and setting."""
+
+
+@dataclass(frozen=True)
+class LipSyncRequest:
+    """One piece of a shot whose speaker's lips follow `audio`: `video` (H.264, no sound) and `audio`
+    (WAV) are exactly `duration_s` long; `start_s` is where the piece starts in its shot, `shot` the
+    shot as its video backend was asked (a drawing backend redraws it)."""
+
+    shot_id: str
+    character: str
+    video: Path
+    audio: Path
+    duration_s: float
+    width: int
+    height: int
+    fps: int
+    start_s: float = 0.0
+    shot: ShotRequest | None = None
+
+
+@runtime_checkable
+class LipSyncBackend(Protocol):
+    name: str
+    capabilities: LipSyncCapabilities
+
+    def identity(self) -> dict:
+        """What, besides the video and audio, determines the output (model, options)."""
+
+    def sync(self, request: LipSyncRequest, out_mp4: Path, jobs=None) -> None:
+        """Write `request.video` with the speaker's lips moving to `request.audio`: H.264, same size,
+        fps and frame count, no sound. A `resumable` backend takes `jobs` (its paid-job journal)."""
 
 
 @runtime_checkable

@@ -43,7 +43,10 @@ SPEECH = {
 TRANSLATION = {
     "openai": "stages.backends.openai_translate:OpenAITranslationBackend",
 }
-KINDS = {"video": VIDEO, "image": IMAGE, "speech": SPEECH, "translation": TRANSLATION}
+LIPSYNC = {
+    "animatic": "stages.backends.animatic_lipsync:AnimaticLipSync",
+}
+KINDS = {"video": VIDEO, "image": IMAGE, "speech": SPEECH, "translation": TRANSLATION, "lipsync": LIPSYNC}
 
 
 @functools.cache
@@ -86,6 +89,13 @@ def make_image_backend(options):
     return backend_class("image", options.kind)(options)
 
 
+def make_lipsync_backend(config, name: str | None = None):
+    """The lip-sync backend `name` (default: `config.lipsync`) with its options from `config`."""
+    cls = backend_class("lipsync", name or config.lipsync)
+    options = _options(cls, config)
+    return cls() if options is None else cls(options)
+
+
 def make_speech_backend(name: str, config=None):
     cls = backend_class("speech", name)
     options = _options(cls, config)
@@ -112,6 +122,10 @@ class BackendSet:
     @functools.cached_property
     def image(self):
         return make_image_backend(self.config.image)
+
+    @functools.cached_property
+    def lipsync(self):
+        return make_lipsync_backend(self.config)
 
     @functools.cached_property
     def translation(self):

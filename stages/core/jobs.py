@@ -124,8 +124,14 @@ class Journal:
             return db.execute("SELECT 1 FROM jobs WHERE job_id=?", (job_id,)).fetchone() is not None
 
     def abandon(self, unit_id: str, message: str) -> list[Job]:
-        """`rerun --new-job`: the unit's open jobs are given up on (kept, and billed if made)."""
-        open_jobs = [j for j in self.of(unit_id) if j.state in OPEN]
+        """`rerun --new-job`: the unit's open jobs are given up on (kept, and billed if made); a shot's
+        lip sync (`<shot>-lips`) gives up on the open jobs of each of its pieces."""
+        with self._db() as db:
+            ids = [unit_id] + [r[0] for r in db.execute(
+                "SELECT DISTINCT unit_id FROM jobs WHERE unit_id LIKE ? ESCAPE '\\'",
+                (unit_id.replace("_", "\\_").replace("%", "\\%") + "-f%",)).fetchall()] \
+                if unit_id.endswith("-lips") else [unit_id]
+        open_jobs = [j for i in ids for j in self.of(i) if j.state in OPEN]
         for j in open_jobs:
             self.update(j.client_key, JobState.ABANDONED, message=message)
         return open_jobs

@@ -47,6 +47,7 @@ class Kind(StrEnum):
     SHOT = "shot"
     SPEECH = "speech"
     EPISODE = "episode"  # an episode's cut
+    LIPSYNC = "lipsync"  # a shot's lips synced to its speech
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS units (

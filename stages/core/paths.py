@@ -58,6 +58,11 @@ class BuildPaths:
         return self.root / "episodes"
 
     @property
+    def lipsync(self) -> Path:
+        """Synced pieces, the speech cut for them, and each synced shot's report."""
+        return self.root / "lipsync"
+
+    @property
     def work(self) -> Path:
         """Per-episode intermediates (dialogue mix, ASS file) kept for inspection."""
         return self.root / "work"
@@ -96,6 +101,9 @@ class BuildPaths:
 
     def clip(self, key: str) -> Path:
         return self.shots / f"{key}.mp4"
+
+    def lipsync_file(self, key: str, suffix: str) -> Path:
+        return self.lipsync / f"{key}{suffix}"
 
     def wav(self, key: str) -> Path:
         return self.speech / f"{key}.wav"
@@ -157,5 +165,5 @@ class BuildPaths:
         return self.work / f"{ep_id}.mix.wav"
 
     def make_dirs(self) -> None:
-        for d in (self.shots, self.speech, self.shotlists, self.episodes, self.work):
+        for d in (self.shots, self.speech, self.shotlists, self.episodes, self.work, self.lipsync):
             d.mkdir(parents=True, exist_ok=True)
