@@ -344,8 +344,13 @@ def status(project: ProjectArg, episodes: EpisodesOpt = None,
     for e in eps:
         if not e.syncs:
             continue
-        done = [s for s in e.syncs if s.state == State.DONE]
-        print(f"{e.id} lip sync: {len(done)} of {len(e.syncs)} shot(s) synced")
+        synced = [s for s in e.syncs if s.id.endswith("-lips")]
+        native = [s for s in e.syncs if s.id.endswith("-native")]
+        if synced:
+            print(f"{e.id} lip sync: {sum(s.state == State.DONE for s in synced)} of {len(synced)} shot(s) synced")
+        if native:
+            print(f"{e.id} native dialogue: {sum(s.state == State.DONE for s in native)} of {len(native)} shot(s) "
+                  "spoken by the video model")
         for s in e.syncs:
             if s.low:
                 print(f"  {s.shot}  sync figure {s.figure:.2f} is below dialogue.min_sync "

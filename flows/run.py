@@ -68,7 +68,7 @@ def rerun_selection(lp: LoadedProject, *, failed: bool = False, shots: list[str]
                          hint="e.g. `dramaforge rerun PROJECT --failed`")
     if episode is not None:  # checked against the script by the caller
         return [episode], set()
-    by_id = {s.id: (e.number, s) for e in project_status(lp, cached_only=True) for s in (*e.shots, *e.syncs)}
+    by_id = {s.id: (e.number, s) for e in project_status(lp, cached_only=True) for s in (*e.shots, *(u for u in e.syncs if u.id.endswith("-lips")))}
     if shots:
         unknown = [i for i in shots if i not in by_id]
         if unknown:

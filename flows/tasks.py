@@ -37,11 +37,11 @@ from stages.generate_shot import ShotResult, generate_shot
 from stages.make_keyframe import make_keyframe
 from stages.make_references import make_references
 from stages.make_subtitles import Cue, make_subtitles
-from stages.mix_audio import Dialogue, mix_audio, voice_treatment
+from stages.mix_audio import NATIVE_LUFS, Dialogue, mix_audio, voice_treatment
 from stages.schema import Limits, Project
 from stages.synthesize_speech import SpeechResult, synthesize_speech
 from stages.translate_subtitles import translate_subtitles
-from stages.sync_lips import SyncResult, sync_lips
+from stages.sync_lips import SyncResult, native_report, sync_lips
 from stages.units import EpisodeWork, LineUnit, LipSyncUnit, SheetUnit, ShotUnit
 
 SHOT_RETRIES, SHOT_BACKOFF_S = 3, 5
@@ -250,6 +250,10 @@ def make_shot(shot: ShotUnit, backends: BackendSet, limits: Limits, paths: Build
             def make() -> ShotResult:  # the keyframe first (image-to-video), then the motion
                 drawn = shot.keyframe is not None and make_keyframe(shot.keyframe, backends.image)
                 made = generate_shot(shot.request, video, shot.path, jobs=jobs)
+                report = paths.lipsync_file(shot.key, ".native.json")
+                if shot.request.extra.get("dialogue") and not report.exists():  # the model spoke: how well?
+                    paths.lipsync.mkdir(parents=True, exist_ok=True)
+                    native_report(shot.path, shot.request.fps, report)
                 return dataclasses.replace(made, images_made=int(drawn))
 
             return _recorded(paths.ledger, shot.id, make, kind=Kind.SHOT, episode=shot.episode, key=shot.key,
@@ -313,9 +317,12 @@ def subtitle_episode(work: EpisodeWork, project: Project, paths: BuildPaths, tra
 def mix_episode(work: EpisodeWork, project: Project, paths: BuildPaths) -> None:
     """Dialogue, music ducked under it, effects, at the platform's loudness."""
     cut = work.cut
+    model = cut.by_model or [False] * len(cut.lines)  # lines the model spoke: its clip's sound, not ours
+    lines = [Dialogue(ln.start_s, wav, voice_treatment(ln.extension, project))
+             for ln, wav, theirs in zip(cut.lines, cut.speech, model) if not theirs]
+    lines += [Dialogue(a, clip, level_lufs=NATIVE_LUFS) for a, _, clip in cut.native]
     _cut_step(work, paths, lambda: mix_audio(
-        [Dialogue(ln.start_s, wav, voice_treatment(ln.extension, project)) for ln, wav in zip(cut.lines, cut.speech)],
-        cut.duration_s, paths.episode_audio(work.id), loudness=project.audio.target, music=cut.music,
+        lines, cut.duration_s, paths.episode_audio(work.id), loudness=project.audio.target, music=cut.music,
         effects=cut.effects, options=project.audio.music))
 
 

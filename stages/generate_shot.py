@@ -38,14 +38,41 @@ def shot_request(shot: Shot, project: Project, project_dir: Path, names: dict[st
         except KeyError:  # not in the cast (warned by `check`): drawn from the name alone
             figures.append(Figure(cid, names.get(cid, cid), names.get(cid, cid), None, speaking=cid == speaker))
     seed = (project.seed * 1_000_003 + int(hashlib.sha256(shot.id.encode()).hexdigest()[:8], 16)) % 2**31
-    return ShotRequest(shot_id=shot.id, prompt=shot.prompt, size=shot.size, camera=shot.camera,
+    prompt, motion, extra = shot.prompt, motion_prompt(shot, project, project_dir, names), _extra(shot, project)
+    spoken = native_dialogue(shot, project, names)
+    if spoken:  # dialogue: native: the model speaks these lines, and its clip keeps its sound
+        from stages.core.prompts import render_template
+
+        said = render_template("dialogue_native.j2", project_dir, lines=spoken)
+        prompt, motion, extra = f"{prompt} {said}", f"{motion} {said}", {**extra, "dialogue": spoken}
+    return ShotRequest(shot_id=shot.id, prompt=prompt, size=shot.size, camera=shot.camera,
                        location=shot.location, time=shot.time, action=shot.action,
                        caption=f"{shot.id} · {shot.size} · {shot.camera}", figures=tuple(figures),
                        duration_s=shot.duration_s, width=project.width, height=project.height,
-                       fps=project.fps, seed=seed, style=project.style.prompt,
-                       extra=_extra(shot, project),
-                       negative_prompt=negative_prompt(project, project_dir),
-                       motion_prompt=motion_prompt(shot, project, project_dir, names), keyframe=keyframe)
+                       fps=project.fps, seed=seed, style=project.style.prompt, extra=extra,
+                       negative_prompt=negative_prompt(project, project_dir), motion_prompt=motion,
+                       keyframe=keyframe)
+
+
+def native_dialogue(shot: Shot, project: Project, names: dict[str, str]) -> list[dict]:
+    """The lines the video model speaks itself (dialogue: native): speaker, words, acting note, voice notes,
+    and where each falls in the shot (our timing: the subtitles show them there)."""
+    from stages.sync_lips import native_lines
+    from stages.time_shots import GAP_S
+
+    idx = set(native_lines(shot, project))
+    out, at = [], project.timing.lead_in_s
+    for i, ln in enumerate(shot.lines):
+        if i in idx:
+            try:
+                c = project.character(ln.character)
+                name, voice = c.name, c.voice.notes
+            except KeyError:
+                name, voice = names.get(ln.character, ln.character), ""
+            out.append({"speaker": name, "text": ln.text, "note": ln.parenthetical or "", "voice": voice,
+                        "start_s": round(at, 3), "end_s": round(at + (ln.speech_s or 0.0), 3)})
+        at += (ln.speech_s or 0.0) + GAP_S
+    return out
 
 
 def _extra(shot: Shot, project: Project) -> dict:
@@ -71,7 +98,8 @@ def generate_shot(request: ShotRequest, backend: VideoBackend, out_mp4: Path, jo
     `jobs` (a `ShotJobs`, the shot's paid-job journal) lets a hosted backend resume its provider job.
     """
     check = video_validator(width=request.width, height=request.height,
-                            min_duration_s=request.duration_s - 1.5 / request.fps)
+                            min_duration_s=request.duration_s - 1.5 / request.fps,
+                            audio=True if request.extra.get("dialogue") else None)  # native: its sound is the line
     if is_done(out_mp4, check):
         return ShotResult(out_mp4, reused=True)
     with atomic_path(out_mp4, validate=check) as tmp:

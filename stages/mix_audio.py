@@ -27,11 +27,17 @@ VOICE_OVER = {
 }
 
 
+# A clip's own speech (dialogue: native) is set to this loudness before the mix, as a voice of ours
+# would be: a model's sound comes at any level, and the music ducks under it like under any line.
+NATIVE_LUFS = -20.0
+
+
 @dataclass(frozen=True)
 class Dialogue:
     start_s: float
-    wav: Path
+    wav: Path  # any file with sound (a native shot's clip too)
     treatment: str = "none"  # a VOICE_OVER key, or none
+    level_lufs: float | None = None  # set to this integrated loudness first (a model's own sound)
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,8 @@ def mix_audio(lines: list[Dialogue] | list[tuple[float, Path]], duration_s: floa
     for item in lines:
         line = item if isinstance(item, Dialogue) else Dialogue(*item)
         x = decode_audio(line.wav, filters=VOICE_OVER.get(line.treatment))
+        if line.level_lufs is not None:
+            x = _at_loudness(x, line.level_lufs)
         at = int(round(line.start_s * SAMPLE_RATE))
         end = _add(dialogue, x, at)
         if end > at:
@@ -139,6 +147,21 @@ def mix_audio(lines: list[Dialogue] | list[tuple[float, Path]], duration_s: floa
                 normalize(raw, tmp, lufs=loudness[0], true_peak=loudness[1])
             finally:
                 raw.unlink(missing_ok=True)
+
+
+def _at_loudness(x, lufs: float):
+    """`x` (48 kHz stereo) scaled to an integrated loudness of `lufs` (silence stays silence)."""
+    import tempfile
+
+    import numpy as np
+
+    from stages.core.loudness import measure_ebur128
+
+    with tempfile.TemporaryDirectory(prefix=".native-") as tmp:
+        wav = Path(tmp) / "x.wav"
+        _write_wav(wav, x, float_samples=True)
+        measured = measure_ebur128(wav).integrated_lufs
+    return x * np.float32(10 ** ((lufs - measured) / 20)) if measured > -70 else x
 
 
 def duck_envelope(n: int, spoken: list[tuple[int, int]], opts: Music):

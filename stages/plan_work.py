@@ -26,7 +26,7 @@ from stages.load_project import LoadedProject
 from stages.make_keyframe import keyframe_request
 from stages.make_references import sheet_requests
 from stages.make_subtitles import LAYOUT as SUBTITLE_LAYOUT
-from stages.mix_audio import Effect, MusicSpan, cue_spec, sound_cues, voice_treatment
+from stages.mix_audio import NATIVE_LUFS, Effect, MusicSpan, cue_spec, sound_cues, voice_treatment
 from stages.plan_shots import plan_shots
 from stages.plan_shots_llm import NotPlanned
 from stages.schema import Character, Planner, Project, ShotList
@@ -119,11 +119,20 @@ def plan_work(lp: LoadedProject, episode: int, backends: BackendSet, *,
         made = [(synced[u.id].key, synced[u.id].path) if u.id in synced else u.clip for u in shots]
         faces = [video.faces(u.request) if video.capabilities.faces and u.placeholder is None else []
                  for u in shots]
+        # dialogue: native: the model's own sound voices these lines (a placeholder card has none)
+        native = {u.id: (u.path, u.key, tuple(native_lines(s, project)))
+                  for s, u in zip(timed.shots, shots) if u.request.extra.get("dialogue") and u.placeholder is None}
         cut = plan_cut(timed, [k for k, _ in made], [p for _, p in made], spoken, project, root, paths=paths,
                        series=lp.script.title or project.title, episode_title=ep.title, final=final,
-                       end_text=ep.end_text, faces=faces)
+                       end_text=ep.end_text, faces=faces, native=native)
     return EpisodeWork(ep.number, ep.title, timed, tuple(lines), tuple(sheets.values()), tuple(shots),
                        translation, cut, paths.episode_mp4(ep.id), provisional, tuple(syncs), tuple(unsynced))
+
+
+def native_lines(shot, project: Project) -> list[int]:
+    from stages.sync_lips import native_lines as lines
+
+    return lines(shot, project)
 
 
 def lipsync_units(timed: ShotList, shots: list[ShotUnit], lines: list[LineUnit], project: Project,
@@ -280,13 +289,15 @@ def _image_spec(request: ImageRequest) -> dict:
 
 def plan_cut(timed: ShotList, clip_keys: list[str], clips: list[Path], speech: dict[tuple[str, int], tuple[str, Path]],
              project: Project, project_dir: Path, *, paths: BuildPaths, series: str = "", episode_title: str = "",
-             final: bool = False, end_text: str | None = None, faces: list[list] | None = None) -> Cut:
+             final: bool = False, end_text: str | None = None, faces: list[list] | None = None,
+             native: dict[str, tuple[Path, str, tuple[int, ...]]] | None = None) -> Cut:
     """The cut of a timed shot list: `speech` maps (shot id, line index) to (speech key, wav).
 
     Adds the opening card (series title, episode number and title) and the end card, whose drawn
     backgrounds are clips under `paths`. The end card says the script's own `end_text` when it has one
     (then it is shown even with `cards.end: false`: the writer wrote it). `faces`: per shot, the
-    (character, box) of each face its backend drew, for subtitles to keep clear of.
+    (character, box) of each face its backend drew, for subtitles to keep clear of. `native`: shot id ->
+    (its clip, key, the lines its own sound voices), for `dialogue: native` (still subtitled at our timing).
     """
     c = project.cards
     lead = c.opening_s if c.opening and timed.shots else 0.0
@@ -312,12 +323,15 @@ def plan_cut(timed: ShotList, clip_keys: list[str], clips: list[Path], speech: d
                       end_text or c.end_text or words[1 if final else 0]))
         ending = clip(_card_background(f"ep{timed.episode:02d}-end", last, tail, project), paths)
     total = round(lead + story + tail, 6)
-    spans, at = [], lead  # each shot's faces, on the episode's clock
+    spans, at, voiced = [], lead, []  # each shot's faces and its own sound (native), on the episode's clock
     for shot, boxes in zip(timed.shots, faces or [[] for _ in timed.shots]):
         if boxes:
             spans.append((round(at, 4), round(at + shot.duration_s, 4),
                           [[round(v, 1) for v in box] for _, box in boxes]))
+        if native and shot.id in native:
+            voiced.append((round(at, 4), round(at + shot.duration_s, 4), *native[shot.id]))
         at += shot.duration_s
+    by_model = {(s.id, i) for s in timed.shots for i in (native or {}).get(s.id, (None, None, ()))[2]}
     e = project.encoding
     key = spec_hash("episode", {
         "clips": clip_keys, "duration_s": total, "cards": [list(x) for x in cards],
@@ -329,10 +343,13 @@ def plan_cut(timed: ShotList, clip_keys: list[str], clips: list[Path], speech: d
                     "crf": e.crf, "preset": e.x264_preset, "audio_kbps": e.audio_kbps},
         "card_backgrounds": [r.request.location if r else None for r in (opening, ending)],
         "subtitles": project.subtitles.model_dump(mode="json"), "faces": spans, "layout": SUBTITLE_LAYOUT,
-        "loudness": list(project.audio.target), "voice_over": project.audio.voice_over})
+        "loudness": list(project.audio.target), "voice_over": project.audio.voice_over,
+        **({"native": [[a, b, k, list(idx)] for a, b, _, k, idx in voiced], "native_lufs": NATIVE_LUFS}
+           if voiced else {})})
     return Cut(key, total, list(clips), [s.duration_s for s in timed.shots], [s.transition for s in timed.shots],
                lines, [speech[ln.shot_id, ln.index][1] for ln in lines], cards, music, effects, opening, ending,
-               faces=spans)
+               faces=spans, native=[(a, b, p) for a, b, p, _, _ in voiced],
+               by_model=[(ln.shot_id, ln.index) in by_model for ln in lines])
 
 
 def _card_background(shot_id: str, near, duration_s: float, project: Project) -> ShotRequest:

@@ -115,6 +115,8 @@ def episode_status(work: EpisodeWork, rows: dict[str, Row], project: Project, *,
                                         wav_duration_s(ln.path) if done else estimate_speech_s(ln.request.text)))
     status.shots = [shot_status(unit, rows.get(unit.id)) for unit in work.shots]
     status.syncs = [sync_status(u, rows.get(u.id), project.dialogue.min_sync) for u in work.syncs]
+    status.syncs += [native_status(u, project.dialogue.min_sync) for u in work.shots
+                     if u.request.extra.get("dialogue") and u.key is not None and u.placeholder is None]
     status.unsynced = list(work.unsynced)
     status.assembly, status.mp4 = _assembly(status, work, rows.get(work.id), project, verify)
     return status
@@ -151,6 +153,19 @@ def sync_status(unit, row: Row | None, min_sync: float) -> SyncStatus:
     return SyncStatus(unit.id, unit.shot_id, state, seconds, reason=row.message)
 
 
+def native_status(unit: ShotUnit, min_sync: float) -> SyncStatus:
+    """A shot whose lines the model speaks (dialogue: native): its figure once its clip is made."""
+    from stages.sync_lips import read_report
+
+    report = read_report(unit.path.parent.parent / "lipsync" / f"{unit.key}.native.json")
+    seconds = round(unit.request.duration_s, 3)
+    if report is None or not unit.path.exists():
+        return SyncStatus(f"{unit.id}-native", unit.id, State.PENDING, seconds)
+    figure = report.get("figure")
+    return SyncStatus(f"{unit.id}-native", unit.id, State.DONE, seconds, figure,
+                      figure is not None and figure < min_sync, artifact=str(unit.path))
+
+
 def cut_made(work: EpisodeWork, row: Row | None, project: Project) -> bool:
     """Whether this exact cut exists: the ledger made it under this key, and its file is whole."""
     return work.cut is not None and row is not None and row.state == State.DONE and row.spec_hash == work.cut.key \
@@ -174,7 +189,7 @@ def _assembly(status: EpisodeStatus, work: EpisodeWork, row: Row | None, project
         return State.STALE, mp4
     if not is_done(work.mp4, cut_validator(work, project) if verify else None):
         return State.PENDING, None
-    if not all(s.state in REUSED for s in status.shots):
+    if not all(s.state in REUSED for s in status.shots) or any(s.state != State.DONE for s in status.syncs):
         # Shots to make again under the keys this cut was made from (a deleted clip, a retried
         # failure): once they are back, the render finds this cut made and keeps it.
         status.cut_kept = True

@@ -145,7 +145,7 @@ class DialogueOptions(Model):
                                                           "over-shoulder"],
                                   min_length=1, description="framings that show the speaker's face well enough to "
                                                             "sync")
-    min_sync: float = Field(0.3, ge=-1, le=1, description="a synced shot whose sync figure (mouth motion against "
+    min_sync: float = Field(0.4, ge=-1, le=1, description="a synced shot whose sync figure (mouth motion against "
                                                           "speech, correlation at the best lag) is below this is "
                                                           "flagged in status and the review")
 

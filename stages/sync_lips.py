@@ -71,6 +71,16 @@ def _name(character: str, project: Project) -> str:
         return character
 
 
+def native_lines(shot: Shot, project: Project) -> list[int]:
+    """The lines of a shot the video model speaks itself (`native`): those said on screen by someone in
+    the picture. A voice from off screen (V.O., O.S., a phone) keeps our voice: the model speaks only
+    for whom it draws."""
+    from stages.presence import lips_move
+
+    return [i for i, ln in enumerate(shot.lines) if dialogue_mode(shot, ln.character, project) == "native"
+            and lips_move(ln.extension) and ln.character in shot.characters]
+
+
 def modes_used(project: Project, shots=()) -> set[str]:
     """The dialogue modes a project's lines use (the project's, its cast's, its shots')."""
     return {project.dialogue.mode, *(c.dialogue for c in project.cast if c.dialogue),
@@ -233,6 +243,17 @@ def _sync_piece(unit, piece, backend, jobs_for) -> dict:
             "returned": {"path": piece.path.name, "sha256": file_sha256(piece.path)}, **measured}
 
 
+def native_report(clip: Path, fps: int, out_json: Path) -> dict:
+    """dialogue: native: the same sync figure, on the model's own sound against its own mouths (where it
+    drew them is not known: the cell that moves most), written beside the shot's other reports."""
+    from stages.core.sync_figure import sync_figure
+
+    measured = sync_figure(clip, clip, fps)
+    report = {"clip": clip.name, "sha256": file_sha256(clip), "mode": "native", **measured}
+    write_text_atomic(out_json, json.dumps(report, indent=1))
+    return report
+
+
 def _drop_older(source: Path, made: list[Path]) -> None:
     """A synced clip older than its shot's clip synced an earlier take (`rerun --shot` made the shot
     anew under the same key): it is made again from the new one."""
@@ -246,11 +267,13 @@ def _drop_older(source: Path, made: list[Path]) -> None:
 
 
 def mouth_box(faces, character: str):
-    """The lower part of `character`'s face box (where the mouth is), when the video backend said
-    where it drew faces; else None (the figure then reads the cell that moves most)."""
+    """Where `character`'s mouth is (the middle of the lowest third of their face box), when the video
+    backend said where it drew faces; else None (the figure then reads the cell that moves most). Tight:
+    the eyes and the face's edges move with the breath and the camera, the mouth with the words."""
     for cid, (x0, y0, x1, y1) in faces or ():
         if cid == character:
-            return (x0, y0 + (y1 - y0) * 0.55, x1, y1)
+            w, h = x1 - x0, y1 - y0
+            return (x0 + 0.25 * w, y0 + 0.6 * h, x1 - 0.25 * w, y1 - 0.05 * h)
     return None
 
 

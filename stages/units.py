@@ -145,6 +145,8 @@ class Cut:
     opening: Clip | None = None  # the drawn backgrounds of the title and end cards
     ending: Clip | None = None
     faces: list = field(default_factory=list)  # (start, end, [box, ...]) where the backend drew faces
+    native: list = field(default_factory=list)  # (start, end, clip) whose own sound voices lines (dialogue: native)
+    by_model: list = field(default_factory=list)  # per entry of `lines`: voiced by its clip's sound, not `speech`
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,12 @@ def _episode_view(e: EpisodeStatus, lp: LoadedProject, paths: BuildPaths, root: 
     ep = lp.script.episode(e.number)
     mp4, poster = paths.episode_mp4(e.id), paths.poster(e.id)
     made = mp4.exists() and e.assembly in (State.DONE, State.STALE)
-    shots = [_shot_view(s, shot, e.number, lp, paths, root, video) for s, shot in zip(e.shots, e.plan.shots)]
+    syncs = {u.shot: u for u in e.syncs}
+    skipped: dict[str, list[str]] = {}
+    for shot_id, why in e.unsynced:
+        skipped.setdefault(shot_id, []).append(why)
+    shots = [_shot_view(s, shot, e.number, lp, paths, root, video, syncs.get(s.id), skipped.get(s.id, []))
+             for s, shot in zip(e.shots, e.plan.shots)]
     counts = Counter(s.state for s in e.shots)
     return {
         "id": e.id, "number": e.number, "title": ep.title, "cut": str(e.assembly),
@@ -78,11 +83,13 @@ def _episode_view(e: EpisodeStatus, lp: LoadedProject, paths: BuildPaths, root: 
 
 
 def _shot_view(s: ShotStatus, shot, episode: int, lp: LoadedProject, paths: BuildPaths, root: str,
-               video) -> dict:
+               video, sync=None, unsynced: list[str] = ()) -> dict:
     from stages.route_references import shot_fit
 
     clip, current = None, False
-    if s.key and paths.clip(s.key).exists():
+    if sync is not None and sync.id.endswith("-lips") and sync.state == State.DONE and sync.artifact:
+        clip, current = Path(sync.artifact), True  # what the cut shows: the lips synced
+    elif s.key and paths.clip(s.key).exists():
         clip, current = paths.clip(s.key), True
     elif s.artifact and paths.clip(Path(s.artifact).stem).exists():
         clip = paths.clip(Path(s.artifact).stem)  # an earlier version: its inputs have changed since
@@ -113,6 +120,12 @@ def _shot_view(s: ShotStatus, shot, episode: int, lp: LoadedProject, paths: Buil
         "thumb": thumb, "thumb_is_keyframe": keyframe is not None,
         "references": (fit := shot_fit(shot, lp.project, video)) and {"backend": video.name, "sent": fit.sent,
                                                                       "dropped": fit.dropped},
+        "lipsync": None if sync is None and not unsynced else {
+            "how": "spoken by the video model" if sync is not None and sync.id.endswith("-native") else
+            f"lips synced by {lp.project.backends.lipsync}",
+            "state": str(sync.state) if sync is not None else None, "figure": sync.figure if sync else None,
+            "low": bool(sync and sync.low), "min_sync": lp.project.dialogue.min_sync,
+            "reason": sync.reason if sync else None, "not_synced": list(unsynced)},
     }
 
 

@@ -353,16 +353,25 @@ def _fetch_and_conform(backend: HostedVideoBackend, job: Job, poll: Poll, reques
 
 def conform(src: Path, out_mp4: Path, request: ShotRequest) -> None:
     """Re-encode `src` to exactly the request: size (scale to cover, centre crop), fps, frame count
-    (trimmed, or the last frame held), H.264 yuv420p, no audio (dramaforge mixes the episode)."""
-    from stages.core.media import run_ffmpeg
+    (trimmed, or the last frame held), H.264 yuv420p, no audio (dramaforge mixes the episode), except
+    for a shot whose lines the model speaks (`dialogue: native`): its sound is kept, cut or padded to
+    the shot, and a clip without sound is refused."""
+    from stages.core.errors import RenderError
+    from stages.core.media import probe, run_ffmpeg
 
     w, h, fps = request.width, request.height, request.fps
     frames = max(1, round(request.duration_s * fps))
     vf = (f"scale={w}:{h}:force_original_aspect_ratio=increase:flags=lanczos,crop={w}:{h},setsar=1,"
           f"fps={fps},tpad=stop_mode=clone:stop_duration={frames / fps + 1:.3f}")
-    run_ffmpeg(["-i", str(src), "-map", "0:v:0", "-vf", vf, "-frames:v", str(frames), "-r", str(fps),
-                "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
-                "-movflags", "+faststart", "-an", "-f", "mp4", str(out_mp4)],
+    maps, sound = ["-map", "0:v:0"], ["-an"]
+    if isinstance(request, ShotRequest) and request.extra.get("dialogue"):
+        if probe(src).audio_codec is None:
+            raise RenderError("the model made no sound, and this shot's lines are its to speak (dialogue: native)")
+        maps += ["-map", "0:a:0"]
+        sound = ["-af", f"apad,atrim=end={frames / fps:.6f}", "-c:a", "aac", "-b:a", "192k", "-ar", "48000"]
+    run_ffmpeg(["-i", str(src), *maps, "-vf", vf, "-frames:v", str(frames), "-r", str(fps),
+                "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", *sound,
+                "-movflags", "+faststart", "-f", "mp4", str(out_mp4)],
                what="conforming the downloaded clip", timeout_s=max(120.0, 30 * request.duration_s))
 
 

@@ -8,7 +8,6 @@ result at once and conforms it to the piece it replaces (size, fps, frame count,
 from __future__ import annotations
 
 import base64
-import math
 from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
@@ -54,8 +53,9 @@ class HostedLipSync(DirectBackend):
         return {"engine": self.name, "version": self.version, "model": self.options.model}
 
     def billed_seconds(self, request: LipSyncRequest) -> float:
-        """Seconds of video sent (providers bill the synced output by the second, started seconds whole)."""
-        return float(max(1, math.ceil(request.duration_s - 1e-6)))
+        """Seconds of video sent: Sync Labs bills the output per frame ([DOC] billing), so the piece's own
+        length; a provider that rounds overrides this."""
+        return round(request.duration_s, 4)
 
     def images_sent(self, request) -> int:
         return 0

@@ -134,7 +134,10 @@ class FalBackend(hosted.GatewayBackend):
         listing = self.http().call("GET", f"{self.options.api_url.rstrip('/')}/models/requests/by-endpoint?{query}",
                                    "listing recent requests")
         for item in listing.get("items") or []:
-            if isinstance(item, dict) and hosted.same_input(self.options, body, item.get("json_input")) \
-                    and item.get("request_id"):
+            if isinstance(item, dict) and self.same_input(body, item.get("json_input")) and item.get("request_id"):
                 return str(item["request_id"])
         return None
+
+    def same_input(self, ours: dict, theirs) -> bool:
+        """Whether fal's record of a request's input is ours (see `_hosted_model.same_input`)."""
+        return hosted.same_input(self.options, ours, theirs)

@@ -54,7 +54,59 @@ class KlingOptions(DirectOptions):
     resolution: str | None = Field("720p", description="720p (mode std) or 1080p (mode pro)")
 
 
-class KlingBackend(DirectBackend):
+class KlingAuth:
+    """Kling's two keys (the access key in `api_key_env`, the secret in `secret_key_env`) and the token
+    they make: mixed into each backend on Kling's API, before its base class."""
+
+    def missing(self, *, keys: bool = True) -> list[tuple[str, str]]:
+        out = super().missing(keys=keys)
+        env = self.options.secret_key_env
+        if keys and not os.environ.get(env):
+            out.append((f"Kling needs its secret key in ${env}", f"export {env}=... ({self.keys_at})"))
+        return out
+
+    def auth_headers(self) -> dict[str, str]:
+        import jwt
+
+        now = int(time.time())
+        token = jwt.encode({"iss": self.key(), "exp": now + 1800, "nbf": now - 5},
+                           os.environ.get(self.options.secret_key_env, ""), algorithm="HS256",
+                           headers={"alg": "HS256", "typ": "JWT"})
+        return {"Authorization": f"Bearer {token}"}
+
+
+def created_task(what: str, answer: dict) -> str:
+    """The task id of a create's `{code, data: {task_id}}` answer; a 2xx without one may have made a task."""
+    task_id = (answer.get("data") or {}).get("task_id") if isinstance(answer.get("data"), dict) else None
+    if answer.get("code") not in (0, None) or not task_id:
+        raise AnswerLost(f"{what} creating a task: the answer names no task_id ({str(answer)[:200]})")
+    return str(task_id)
+
+
+def read_task(what: str, job_id: str, data: dict) -> Poll:
+    """A task's `data` (any Kling task family) as the job driver sees it."""
+    state = data.get("task_status")
+    if state == "submitted":
+        return Poll("queued")
+    if state == "processing":
+        return Poll("running")
+    if state == "failed":
+        why = data.get("task_status_msg") or "failed"
+        text = f"{what}: task {job_id} failed: {why}"
+        # Kling says only why: a refusal is the content's; anything else is counted as Kling's own
+        # failure (re-created only as limits.recreate_failed_jobs allows)
+        return Poll("failed", error=RejectedError(text) if is_refusal(None, why) else TransientError(text))
+    if state != "succeed":
+        raise TransientError(f"{what}: task {job_id} has a status this backend does not know: {state!r}")
+    videos = (data.get("task_result") or {}).get("videos") or []
+    url = videos[0].get("url") if videos and isinstance(videos[0], dict) else None
+    if not url:
+        return Poll("failed", error=PermanentError(f"{what}: task {job_id} succeeded without a video "
+                                                   f"({str(data)[:200]})"))
+    return Poll("done", result=url)
+
+
+class KlingBackend(KlingAuth, DirectBackend):
     """VideoBackend (resumable, billed) on Kling's own API."""
 
     name = "kling"
@@ -81,22 +133,6 @@ class KlingBackend(DirectBackend):
 
     def template_context(self) -> dict:
         return {"named": self.family() == "omni-video"}
-
-    def missing(self, *, keys: bool = True) -> list[tuple[str, str]]:
-        out = super().missing(keys=keys)
-        env = self.options.secret_key_env
-        if keys and not os.environ.get(env):
-            out.append((f"Kling needs its secret key in ${env}", f"export {env}=... ({self.keys_at})"))
-        return out
-
-    def auth_headers(self) -> dict[str, str]:
-        import jwt
-
-        now = int(time.time())
-        token = jwt.encode({"iss": self.key(), "exp": now + 1800, "nbf": now - 5},
-                           os.environ.get(self.options.secret_key_env, ""), algorithm="HS256",
-                           headers={"alg": "HS256", "typ": "JWT"})
-        return {"Authorization": f"Bearer {token}"}
 
     # --- the request ------------------------------------------------------------------------------
 
@@ -132,32 +168,11 @@ class KlingBackend(DirectBackend):
     def submit(self, request: ShotRequest, client_key: str) -> str:
         answer = self.call("POST", f"/v1/videos/{self.family()}", "creating a task",
                            body=self.body(request, client_key))
-        task_id = (answer.get("data") or {}).get("task_id") if isinstance(answer.get("data"), dict) else None
-        if answer.get("code") not in (0, None) or not task_id:
-            raise AnswerLost(f"{self.what} creating a task: the answer names no task_id ({str(answer)[:200]})")
-        return str(task_id)
+        return created_task(self.what, answer)
 
     def poll(self, job_id: str) -> Poll:
         data = self.call("GET", f"/v1/videos/{self.family()}/{job_id}", f"polling task {job_id}").get("data") or {}
-        state = data.get("task_status")
-        if state == "submitted":
-            return Poll("queued")
-        if state == "processing":
-            return Poll("running")
-        if state == "failed":
-            why = data.get("task_status_msg") or "failed"
-            text = f"{self.what}: task {job_id} failed: {why}"
-            # Kling says only why: a refusal is the content's; anything else is counted as Kling's own
-            # failure (re-created only as limits.recreate_failed_jobs allows)
-            return Poll("failed", error=RejectedError(text) if is_refusal(None, why) else TransientError(text))
-        if state != "succeed":
-            raise TransientError(f"{self.what}: task {job_id} has a status this backend does not know: {state!r}")
-        videos = (data.get("task_result") or {}).get("videos") or []
-        url = videos[0].get("url") if videos and isinstance(videos[0], dict) else None
-        if not url:
-            return Poll("failed", error=PermanentError(f"{self.what}: task {job_id} succeeded without a video "
-                                                       f"({str(data)[:200]})"))
-        return Poll("done", result=url)
+        return read_task(self.what, job_id, data)
 
     def cancel(self, job_id: str) -> None:
         raise PermanentError(f"{self.what}: Kling's API has no way to cancel task {job_id}")

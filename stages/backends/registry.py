@@ -45,6 +45,9 @@ TRANSLATION = {
 }
 LIPSYNC = {
     "animatic": "stages.backends.animatic_lipsync:AnimaticLipSync",
+    "sync": "stages.backends.sync_labs:SyncLabsBackend",
+    "kling-lipsync": "stages.backends.kling_lipsync:KlingLipSyncBackend",
+    "fal-lipsync": "stages.backends.fal_lipsync:FalLipSyncBackend",
 }
 KINDS = {"video": VIDEO, "image": IMAGE, "speech": SPEECH, "translation": TRANSLATION, "lipsync": LIPSYNC}
 

@@ -1,9 +1,16 @@
 """A lip-sync figure that needs no model: how well mouth motion follows speech.
 
 Per frame: the speech envelope (RMS of the audio under that frame) and the mouth region's motion
-energy (mean absolute change of its grey levels from the frame before). Both are smoothed over
-three frames and compared by Pearson correlation, at the best lag within `MAX_LAG_S` (a video that
-runs a frame or two early or late still syncs; one a second off does not). 1 is perfect, 0 none.
+energy (mean absolute change of its grey levels from the frame before). A mouth moves when the sound
+changes (it opens as a syllable starts, closes as it ends), so the energy is compared with how much
+the envelope changes from frame to frame. Both are smoothed over three frames and compared by Pearson
+correlation, at the best lag within `MAX_LAG_S` (a video that runs a frame or two early or late still
+syncs; one a second off does not). 1 is perfect, 0 none.
+
+Measured on the animatic (tests/test_sync_figure.py; 540x960, 24 fps, two 5 s lines): synced 0.55
+and 0.76; the same clips against the other line's audio 0.30 and 0.16, shifted 1 s 0.09 and 0.31, the
+animatic's fixed-rate flap 0.25 and 0.29. Against the envelope's level instead of its change the
+synced figures were 0.37 and 0.71 with the other line's audio at 0.32: less apart.
 """
 
 from __future__ import annotations
@@ -129,8 +136,11 @@ def sync_figure(video: Path, audio: Path, fps: int, box=None, *, start_frame: in
                 frames: int | None = None) -> dict:
     """{figure, lag_s, region}: the speech envelope of `audio` against mouth motion in `video`'s frames
     [start_frame, start_frame + frames) (the audio starts with that piece)."""
+    import numpy as np
+
     energy, used = motion_energy(video, box, start_frame=start_frame, frames=frames)
     env = speech_envelope(audio, fps, len(energy))
-    figure, lag = correlation_at_best_lag(env, energy, fps)
+    change = np.abs(np.diff(env, prepend=env[:1]))
+    figure, lag = correlation_at_best_lag(change, energy, fps)
     return {"figure": figure, "lag_s": lag, "region": [int(v) for v in used] if used else None,
             "region_from": "face" if box is not None else "most-moving cell"}
