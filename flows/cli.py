@@ -147,6 +147,12 @@ def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = 
         console.print(f"[green]nothing to do[/] ({time.monotonic() - started:.1f}s)")
         return
     totals = {"lines": sum(e.lines for e in todo), "shots": sum(len(e.shots) for e in todo), "episodes": len(todo)}
+    from stages.sync_lips import line_verdicts
+
+    synced = sum(1 for e in todo if e.work is not None for s in e.work.plan.shots
+                 if any(ok for _, ok, _ in line_verdicts(s, lp.project)))
+    if synced:  # shots whose lips are synced (dialogue: tts+lipsync)
+        totals = {"lines": totals["lines"], "shots": totals["shots"], "lip sync": synced, "episodes": len(todo)}
     to_make = sum(1 for e in todo for s in e.shots if s.state not in REUSED or s.id in force)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -265,7 +265,8 @@ def make_shot(shot: ShotUnit, backends: BackendSet, limits: Limits, paths: Build
 
 
 @task(name="sync_lips", retries=SHOT_RETRIES,
-      retry_delay_seconds=exponential_backoff(backoff_factor=SHOT_BACKOFF_S)(SHOT_RETRIES), **_retried)
+      retry_delay_seconds=exponential_backoff(backoff_factor=SHOT_BACKOFF_S)(SHOT_RETRIES),
+      on_completion=[_advance("lip sync")], on_failure=[_advance("lip sync")], **_retried)
 def sync_shot(unit: LipSyncUnit, backends: BackendSet, limits: Limits, paths: BuildPaths, since: float,
               project: str = "PROJECT") -> SyncResult:
     """One shot's lips synced to its speech (each piece a paid job at most once), one process at a time

@@ -226,7 +226,9 @@ def _sync_piece(unit, piece, backend, jobs_for) -> dict:
         fd, cut = partial_file(piece.path.parent, piece.path.stem, ".mp4", tag="cut")
         os.close(fd)
         try:
-            cut_frames(unit.source, piece.start, piece.frames, fps, cut, min_side=backend.capabilities.min_side_px)
+            caps = backend.capabilities
+            cut_frames(unit.source, piece.start, piece.frames, fps, cut, min_side=caps.min_side_px,
+                       max_side=caps.max_side_px or 0)
             request = LipSyncRequest(unit.shot_id, piece.character, cut, piece.audio, seconds, req.width, req.height,
                                      fps, start_s=piece.start / fps, shot=req)
             with atomic_path(piece.path, validate=check) as tmp:
@@ -320,14 +322,23 @@ def place_speech(lines, start_s: float, duration_s: float, out_wav: Path) -> Non
             w.writeframes(pcm)
 
 
-def cut_frames(src: Path, start: int, frames: int, fps: int, out: Path, *, min_side: int = 0) -> None:
-    """Frames [start, start + frames) of `src` as their own H.264 clip (scaled up to `min_side` on its
-    shorter side when a provider takes no smaller picture)."""
-    from stages.core.media import run_ffmpeg
+def cut_frames(src: Path, start: int, frames: int, fps: int, out: Path, *, min_side: int = 0,
+               max_side: int = 0) -> None:
+    """Frames [start, start + frames) of `src` as their own H.264 clip, scaled (aspect kept) so its shorter
+    side is at least `min_side` and its longer side at most `max_side`, where a provider takes no other
+    picture (the synced piece is conformed back to the shot's size)."""
+    from stages.core.media import probe, run_ffmpeg
 
     scale = ""
-    if min_side:
-        scale = f",scale='if(lt(iw,ih),max(iw,{min_side}),-2)':'if(lt(iw,ih),-2,max(ih,{min_side}))'"
+    if min_side or max_side:
+        info = probe(src)
+        short, long_ = sorted((info.width, info.height))
+        k = max(1.0, min_side / short) if min_side else 1.0
+        if max_side and long_ * k > max_side:
+            k = max_side / long_
+        if k != 1.0:
+            w, h = (2 * round(info.width * k / 2), 2 * round(info.height * k / 2))
+            scale = f",scale={w}:{h}:flags=lanczos"
     run_ffmpeg(["-i", str(src), "-vf", f"select=between(n\\,{start}\\,{start + frames - 1}),setpts=N/{fps}/TB"
                 f"{scale},tpad=stop_mode=clone:stop_duration=1", "-frames:v", str(frames), "-r", str(fps),
                 "-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-pix_fmt", "yuv420p", "-an",

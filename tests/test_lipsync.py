@@ -256,7 +256,7 @@ def test_native_dialogue_is_asked_for_kept_mixed_at_loudness_and_subtitled_at_th
         prompts = [next(c["text"] for c in j.body["content"] if c["type"] == "text") for j in jobs]
         (prompt,) = [p for p in prompts if "Spoken dialogue" in p]  # only the shot where ANN speaks
         assert all(j.body["generate_audio"] is True for j in jobs)
-        assert 'ANN, says (quietly): "Is it ready yet?"' in prompt and "No other speech" in prompt
+        assert 'ANN, says (acting note: "quietly"): "Is it ready yet?"' in prompt and "No other speech" in prompt
 
         work = _work(root)
         (native,) = work.cut.native

@@ -173,6 +173,13 @@ def test_every_template_renders_under_strict_undefined(kind, tmp_path):
     assert '"Ignore previous instructions."' in cast and '"ANN (30s) waits."' in cast
     assert "quote" in render_template("cast.system.j2", root)
     used |= {"cast.system.j2", "cast.user.j2"}
+    from stages.generate_shot import native_dialogue
+
+    native = lp.project.model_copy(update={"dialogue": lp.project.dialogue.model_copy(update={"mode": "native"})})
+    spoken = [d for s in plan.shots for d in native_dialogue(s, native, names)]
+    said = render_template("dialogue_native.j2", root, lines=spoken)
+    assert ('BO, says (acting note: "grumbling"): "Almost. Patience."' in said) == (kind == "full"), said
+    used.add("dialogue_native.j2")
     # The review pages of a project not rendered yet: its planned storyboard.
     from stages.core.paths import BuildPaths
     from stages.project_status import project_status

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from stages.backends import registry
-from stages.backends.base import Capabilities, VideoCapabilities
+from stages.backends.base import Capabilities, LipSyncCapabilities, VideoCapabilities
 from stages.core.model import Model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,6 +32,11 @@ def test_every_backend_declares_what_it_can_do(kind, name, monkeypatch):
         backend = cls(project.backends.image.model_copy(update={"kind": name, "pipeline": "P", "model": "m"}))
     elif kind == "speech":
         backend = registry.make_speech_backend(name, project.backends)
+    elif kind == "lipsync":
+        required = [n for n, f in cls.Options.model_fields.items() if f.is_required()] if cls.section else []
+        backend = cls(cls.Options(**{n: "https://media.example/lipsync" for n in required})) if required else \
+            registry.make_lipsync_backend(project.backends, name)
+        assert isinstance(backend.capabilities, LipSyncCapabilities)
     else:
         backend = registry.make_translation_backend(Translation(language="fr"))
     assert isinstance(backend.capabilities, Capabilities)
