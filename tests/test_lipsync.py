@@ -206,6 +206,17 @@ def test_the_render_syncs_exactly_the_eligible_shots_and_the_cut_shows_them(sync
     with sqlite3.connect(root / "build" / "ledger.sqlite") as db:
         rows = db.execute("SELECT id FROM units WHERE kind = 'lipsync' AND state = 'done'").fetchall()
     assert sorted(i for i, in rows) == sorted(made)
+    yaml = (root / "project.yaml").read_text(encoding="utf-8")  # a stricter bar: both shots are flagged
+    (root / "project.yaml").write_text(yaml.replace("dialogue: tts+lipsync", "dialogue: {mode: tts+lipsync, "
+                                                    "min_sync: 0.95}"), encoding="utf-8")
+    try:
+        text = run_cli("status", str(root)).stdout
+        assert text.count("is below dialogue.min_sync 0.95") == len(work.syncs), text
+        assert run_cli("review", str(root)).returncode == 0
+        page = (root / "build" / "review" / "ep01.html").read_text(encoding="utf-8")
+        assert page.count("below 0.95: look closely, or re-take it") == len(work.syncs)
+    finally:
+        (root / "project.yaml").write_text(yaml, encoding="utf-8")
 
 
 # --- dialogue: native ----------------------------------------------------------------------------
@@ -333,6 +344,10 @@ def test_a_cli_render_syncs_exactly_the_eligible_shots_once_through_the_provider
         (root / "script.fountain").write_text(SYNC_SCRIPT, encoding="utf-8")
         check = json.loads(run_cli("check", str(root), "--json").stdout)
         eligible = {r["shot"] for r in check["lipsync"]["synced"]}
+        estimate = json.loads(run_cli("estimate", str(root), "--json").stdout)
+        (priced,) = [w for w in estimate["work"] if w["kind"] == "lipsync"]
+        assert priced["todo"] == len(eligible) and priced["cost"] == pytest.approx(LIPSYNC_PRICE * priced["todo_s"], abs=1e-4)
+        assert priced["todo_s"] >= 2 * 0.15 * len(eligible)  # the lines' reading time and the pieces' padding
         proc = run_cli("render", str(root))
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 

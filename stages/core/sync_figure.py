@@ -10,7 +10,9 @@ syncs; one a second off does not). 1 is perfect, 0 none.
 Measured on the animatic (tests/test_sync_figure.py; 540x960, 24 fps, two 5 s lines): synced 0.55
 and 0.76; the same clips against the other line's audio 0.30 and 0.16, shifted 1 s 0.09 and 0.31, the
 animatic's fixed-rate flap 0.25 and 0.29. Against the envelope's level instead of its change the
-synced figures were 0.37 and 0.71 with the other line's audio at 0.32: less apart.
+synced figures were 0.37 and 0.71 with the other line's audio at 0.32: less apart. At 12 fps the
+figure does not tell them apart (synced 0.36 and 0.51, the other line's 0.19 and 0.55): read it on
+clips of 24 fps or more.
 """
 
 from __future__ import annotations
