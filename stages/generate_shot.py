@@ -26,7 +26,10 @@ def shot_request(shot: Shot, project: Project, project_dir: Path, names: dict[st
     sheet), prompts, size, seed, and the keyframe when the backend starts from one."""
     from stages.shot_prompts import motion_prompt, negative_prompt
 
+    from stages.sync_lips import native_lines
+
     speaker = shot.lines[0].character if shot.lines else None
+    speaks = {shot.lines[i].character for i in native_lines(shot, project)}  # the model speaks for them
     figures = []
     for cid in shot.characters:
         try:
@@ -34,7 +37,8 @@ def shot_request(shot: Shot, project: Project, project_dir: Path, names: dict[st
             ref = (project_dir / c.reference_image) if c.reference_image else None
             figures.append(Figure(cid, c.name, c.look(shot.episode)[0], ref, speaking=cid == speaker,
                                   references=tuple((references or {}).get(cid, ())),
-                                  assets=tuple(sorted(c.assets.items()))))
+                                  assets=tuple(sorted(c.assets.items())),
+                                  voices=tuple(sorted(c.voice.ids.items())) if cid in speaks else ()))
         except KeyError:  # not in the cast (warned by `check`): drawn from the name alone
             figures.append(Figure(cid, names.get(cid, cid), names.get(cid, cid), None, speaking=cid == speaker))
     seed = (project.seed * 1_000_003 + int(hashlib.sha256(shot.id.encode()).hexdigest()[:8], 16)) % 2**31

@@ -263,6 +263,9 @@ def shot_key(request: ShotRequest, backend) -> str:
             mine = [a for b, a in f.assets if b == getattr(backend, "name", None)]
             if mine:  # a saved id the backend sends (absent: keys made before assets existed hold)
                 fig["assets"] = mine
+        voice = [v for b, v in f.voices if b == getattr(backend, "name", None)]
+        if voice:  # the voice the model speaks them in (dialogue: native)
+            fig["voice"] = voice
         figures.append(fig)
     spec["figures"] = figures
     return spec_hash("shot", {"request": spec, "backend": backend.identity()})

@@ -40,6 +40,8 @@ class Voice(Model):
                                                 "file (.onnx, its .onnx.json beside it), relative to the project")
     speaker: int | None = Field(None, ge=0, description="piper: speaker id in a multi-speaker voice")
     speed: float = Field(1.0, ge=0.25, le=4.0, description="piper/openai: speaking rate, 1 = normal")
+    ids: dict[str, str] = Field(default_factory=dict, description="dialogue: native: a provider's id for this "
+                                "voice, by video backend ({vidu: <voice_id>}); sent where the provider takes one")
     notes: str = Field("", description="openai: how this character speaks (accent, age, manner); sent "
                                        "with each line's parenthetical as the model's instructions")
 

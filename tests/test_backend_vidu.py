@@ -178,3 +178,43 @@ def test_the_polling_states_a_small_image_and_a_wrong_key(server, tmp_path, monk
     with pytest.raises(PermanentError, match="401.*Unauthorized"):
         make(server).submit(shot(), "df-z")
     assert len(server.created()) == 1
+
+
+def test_native_dialogue_gives_the_speaking_subject_its_vidu_voice(server, tmp_path):
+    """dialogue: native: the subject the model speaks for carries `voice_id` from the cast
+    (`voice.ids.vidu`); the listener and other providers' ids are not sent."""
+    from dataclasses import replace
+
+    ann = replace(person(tmp_path, "ann", 1, speaking=True), voices=(("kling", "k-1"), ("vidu", "v-ann")))
+    bo = replace(person(tmp_path, "bo", 1), voices=())
+    request = shot(figures=(ann, bo), extra={"dialogue": [{"speaker": "ANN", "text": "Take it."}]})
+    job, _ = run(server, make(server, audio=True), request, tmp_path)
+    assert [{k: v for k, v in s.items() if k != "images"} for s in job.body["subjects"]] == \
+        [{"id": "1", "voice_id": "v-ann"}, {"id": "2"}]
+    assert job.body["audio"] is True
+
+
+def test_a_voice_id_keys_only_the_shots_where_the_model_speaks():
+    """The cast's voice ids reach a shot's figures (and its key) only where its lines are native."""
+    from pathlib import Path as P
+
+    from stages.backends.registry import make_video_backend
+    from stages.generate_shot import shot_request
+    from stages.plan_work import shot_key
+    from stages.schema import Project, Shot, ShotLine
+
+    cast = [{"id": "ann", "name": "ANN", "description": "a woman", "voice": {"ids": {"vidu": "v-ann"}}}]
+    s = Shot(id="ep01-sc01-sh001", episode=1, scene=1, size="close-up", location="ROOM", characters=["ann"],
+             lines=[ShotLine(character="ann", text="Hi.", file="s", line=2, speech_s=1.0)], duration_s=2.0,
+             file="s", line=1)
+    vidu = make_video_backend(Project.model_validate({"title": "t", "backends": {"video": "vidu"}}).backends)
+    keys = {}
+    for mode in ("tts", "native"):
+        for voiced in (True, False):
+            people = cast if voiced else [{**cast[0], "voice": {}}]
+            p = Project.model_validate({"title": "t", "cast": people, "dialogue": mode})
+            request = shot_request(s, p, P("."), {"ann": "ANN"})
+            assert request.figures[0].voices == ((("vidu", "v-ann"),) if mode == "native" and voiced else ())
+            keys[mode, voiced] = shot_key(request, vidu)
+    assert keys["tts", True] == keys["tts", False]  # a tts shot's clip does not depend on a provider voice
+    assert keys["native", True] != keys["native", False]

@@ -256,6 +256,7 @@ class Figure:
     speaking: bool = False
     references: tuple[Path, ...] = ()
     assets: tuple[tuple[str, str], ...] = ()  # (backend, the provider's saved id for them), from the cast
+    voices: tuple[tuple[str, str], ...] = ()  # (backend, the provider's voice id): only when the model speaks
 
 
 @dataclass(frozen=True)

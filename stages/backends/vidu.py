@@ -31,7 +31,9 @@ resellers use `name` with `@name`. This backend sends the documented `id` form w
 subject mode in the docs: viduq2, viduq1, vidu2.0 (vidu2.0: at most 3 images). A reference shot
 with nobody on screen goes to text2video where the model offers it. Saved assets
 (`cast[].assets.vidu`) are image URLs added to the character's subject (Vidu's subject library ids
-are not documented in the pages we have, so none are sent).
+are not documented in the pages we have, so none are sent). With `dialogue: native`, a speaking
+subject carries `voice_id` from `cast[].voice.ids.vidu` (the field is in the reference2video page's
+subject; which ids it takes, Vidu's preset voices or cloned ones, is NOT CONFIRMED).
 
 Vidu publishes no Python SDK (its MCP server wraps this API with plain requests).
 """
@@ -146,6 +148,14 @@ def subjects(refs) -> list[Subject]:
         order.setdefault(fid, []).append(r)
         names[fid] = r.figure.name if isinstance(r, Ref) else r.name
     return [Subject(str(i), fid, names[fid], tuple(rs)) for i, (fid, rs) in enumerate(order.items(), 1)]
+
+
+def voice_of(subject: Subject, backend: str) -> dict:
+    """`{voice_id}` for a subject the model speaks for (dialogue: native) whose cast gives a Vidu voice id
+    (`cast[].voice.ids.vidu`); nothing otherwise."""
+    figure = next((r.figure for r in subject.refs if isinstance(r, Ref)), None)
+    voice = next((v for b, v in figure.voices if b == backend), None) if figure is not None else None
+    return {"voice_id": voice} if voice else {}
 
 
 class ViduBackend(DirectBackend):
@@ -279,7 +289,7 @@ class ViduBackend(DirectBackend):
         else:
             body["aspect_ratio"] = o.aspect_ratio
         if endpoint == "reference2video":
-            body["subjects"] = [{"id": s.id, "images": [self.reference(r) for r in s.refs]}
+            body["subjects"] = [{"id": s.id, "images": [self.reference(r) for r in s.refs], **voice_of(s, self.name)}
                                 for s in subjects(fitted.sent)]
         if endpoint in AUDIO_ENDPOINTS:
             body["audio"] = o.audio  # said either way: a model whose default is sound bills it
