@@ -66,8 +66,25 @@ def load_project(root: Path) -> LoadedProject:
                          hint="set `script:` to your script file (relative to the project folder)")
     aliases = {normalize_name(n): c.id for c in project.cast for n in (c.name, *c.aliases)}
     script = parse_script(script_path, aliases=aliases)
+    _within_limits(script)
     script.warnings.extend(_cast_warnings(project, script, root))
     return LoadedProject(root=root, project=project, script=script)
+
+
+MAX_LINE_S = 60.0  # a spoken line longer than this is a pasting mistake, not a line: one shot would hold it all
+
+
+def _within_limits(script) -> None:
+    """A line no vertical shot can hold is refused where it is written (`check` warns from 12 s)."""
+    from stages.core.text import estimate_speech_s
+
+    for ep in script.episodes:
+        for sc in ep.scenes:
+            for el in sc.elements:
+                if el.kind == "dialogue" and (est := estimate_speech_s(el.text)) > MAX_LINE_S:
+                    raise InputError(f"a line of about {est:,.0f} s ({len(el.text):,} characters): no shot can hold it",
+                                     file=el.file, line=el.line, text=el.text[:80] + ("…" if len(el.text) > 80 else ""),
+                                     hint=f"split it into lines of under {MAX_LINE_S:.0f} s (a few sentences each)")
 
 
 def read_project_yaml(path: Path) -> Project:

@@ -97,7 +97,7 @@ def make_subtitles(cues: list[Cue], style: SubtitleStyle, *, width: int, height:
                                             style="Card", text=r"\N".join(_ass_escape(ln) for ln in lines)))
     write_text_atomic(out_ass, subs.to_string("ass"))
     write_text_atomic(out_srt, srt.to_string("srt"))
-    write_text_atomic(out_vtt or out_srt.with_suffix(".vtt"), srt.to_string("vtt"))
+    write_text_atomic(out_vtt or out_srt.with_suffix(".vtt"), webvtt(srt))
     if translated is not None and style.translation is not None:
         other = pysubs2.SSAFile()
         for (start, end), text in zip(timed, translated):
@@ -108,7 +108,25 @@ def make_subtitles(cues: list[Cue], style: SubtitleStyle, *, width: int, height:
         srt_path, vtt_path = out_translated or (base.with_name(f"{base.name}.{lang}.srt"),
                                                 base.with_name(f"{base.name}.{lang}.vtt"))
         write_text_atomic(srt_path, other.to_string("srt"))
-        write_text_atomic(vtt_path, other.to_string("vtt"))
+        write_text_atomic(vtt_path, webvtt(other))
+
+
+def webvtt(subs) -> str:
+    """WebVTT of `subs` (pysubs2 events) with the cue text escaped as the format requires: `&`, `<` and
+    `>` as entities (a line saying `<b>`, `&` or `-->` would otherwise be markup or break the cue)."""
+    out = ["WEBVTT", ""]
+    for i, ev in enumerate(subs.events, 1):
+        text = ev.plaintext.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        lines = [ln for ln in text.split("\n") if ln.strip()] or [" "]
+        out += [str(i), f"{_vtt_time(ev.start)} --> {_vtt_time(ev.end)}", *lines, ""]
+    return "\n".join(out) + "\n"
+
+
+def _vtt_time(ms: int) -> str:
+    h, rest = divmod(max(0, int(ms)), 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, ms = divmod(rest, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
 
 
 LAYOUT = 2  # how cues are wrapped and placed: part of every cut's key (2: balanced, Chinese by words, off faces)

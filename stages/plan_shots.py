@@ -47,7 +47,8 @@ def plan_shots(episode: Episode, project: Project, *, project_dir: Path | None =
     from stages.write_shotlist import apply_edits
 
     path = BuildPaths.of(project_dir).shotlist(episode.id)
-    return apply_edits(plan, path, lambda s: shot_prompt(s, project, project_dir, names))
+    return apply_edits(plan, path, lambda s: shot_prompt(s, project, project_dir, names),
+                       known={*names, *(c.id for c in project.cast)})
 
 
 def attach_cues(plan: ShotList, episode: Episode) -> ShotList:

@@ -424,6 +424,10 @@ class Project(Model):
 
     @model_validator(mode="after")
     def _unique_cast(self) -> "Project":
+        ids = [c.id for c in self.cast]
+        twice = next((i for i in ids if ids.count(i) > 1), None)
+        if twice is not None:  # two entries with one id would merge: the second's lines in the first's voice
+            raise ValueError(f"cast: the id {twice!r} is given to {ids.count(twice)} characters; each needs its own")
         seen: dict[str, str] = {}
         for c in self.cast:
             for key in (c.id, *(normalize_name(n) for n in (c.name, *c.aliases))):
@@ -564,7 +568,7 @@ class Shot(Model):
     characters: list[str] = Field(default_factory=list)
     action: str = ""
     lines: list[ShotLine] = Field(default_factory=list)
-    duration_s: float = Field(..., gt=0)
+    duration_s: float = Field(..., gt=0, le=600, description="seconds; a shot longer than 10 minutes is refused")
     prompt: str = ""
     file: str
     line: int

@@ -60,12 +60,14 @@ def planned_mark(shot: Shot) -> str:
     return f"{_fields_mark(shot)}/{_prompt_mark(shot.prompt)}"
 
 
-def apply_edits(plan: ShotList, path: Path, reprompt: Callable[[Shot], str]) -> ShotList:
+def apply_edits(plan: ShotList, path: Path, reprompt: Callable[[Shot], str],
+                known: set[str] | None = None) -> ShotList:
     """Fold the user's edits in `path` (the shot list on disk) into a fresh plan.
 
     A shot is kept as edited when it is `locked: true` or its fields differ from what the planner
     made (the `planned` mark written with it). Spoken lines always come from the script. A changed
-    prompt is kept verbatim; otherwise the prompt is rebuilt from the edited fields.
+    prompt is kept verbatim; otherwise the prompt is rebuilt from the edited fields. `known`: the
+    character ids a shot may show (the cast's and the script's); an edit naming another is refused.
     """
     shots = [s.model_copy(update={"planned": planned_mark(s)}) for s in plan.shots]
     if not path.exists():
@@ -78,6 +80,12 @@ def apply_edits(plan: ShotList, path: Path, reprompt: Callable[[Shot], str]) -> 
         if not edited:
             out.append(s)
             continue
+        strangers = [c for c in o.characters if known is not None and c not in known]
+        if strangers:
+            raise InputError(f"shot {o.id} shows {', '.join(map(repr, strangers))}, who is not in the cast or the "
+                             "script", file=str(path), text=f"characters: {o.characters}",
+                             hint=f"use a character id from project.yaml's cast ({', '.join(sorted(known)) or 'none'})"
+                                  ", or add them to the cast")
         upd = {k: getattr(o, k) for k in EDITABLE} | {"locked": o.locked}
         if not s.lines:
             upd["duration_s"] = o.duration_s
