@@ -94,3 +94,13 @@ def test_chinese_layout_dialogue_name_on_its_own_line_and_notes() -> None:
 def test_chinese_layout_title_forms() -> None:
     for first in ("《逆袭》", "剧名：逆袭", "Title: 逆袭"):
         assert parse(f"{first}\n第1集\n1-1 日 内 客厅\n△动作。\n").title == "逆袭"
+
+
+def test_a_cue_alone_then_its_acting_note_is_a_reaction_at_the_notes_line():
+    """`陈大富：` then `（愣住）` on the next line, no words: the reaction is where its note is written
+    (the mutation property test found it placed on the cue's line)."""
+    from stages.parse_script import parse_text
+
+    text = "第1集 归来\n\n1-1 日 外 公司楼下\n△林美下车。\n陈大富：\n（愣住）\n"
+    (sc,) = parse_text(text, "x.txt").episodes[0].scenes
+    assert [(e.kind, e.line, e.text, e.cue) for e in sc.elements][-1] == ("reaction", 6, "愣住", "陈大富")

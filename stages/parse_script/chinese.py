@@ -125,6 +125,7 @@ class _WaitingCue:
     extension: str | None
     parenthetical: str | None
     no: int
+    paren_no: int | None = None  # the line its first acting note is on, when that is not the cue's
 
 
 class _ChineseReader(_Reader):
@@ -179,6 +180,8 @@ class _ChineseReader(_Reader):
         m = re.match(r"^[（(](?P<p>[^（()）]*)[）)]\s*(?P<t>.*)$", s)
         if m:
             inner = _clean(m.group("p").strip())
+            if not waiting.parenthetical:
+                waiting.paren_no = line.no
             waiting.parenthetical = f"{waiting.parenthetical} {inner}" if waiting.parenthetical else inner
             s = m.group("t").strip()
             if not s:
@@ -190,9 +193,9 @@ class _ChineseReader(_Reader):
 
     def _no_words(self, waiting: _WaitingCue) -> None:
         self.waiting = None
-        if waiting.parenthetical:  # 林晓：（怔住） with no words: a wordless reaction shot
-            self.reaction(waiting.cue, waiting.name, waiting.extension, waiting.parenthetical, waiting.no,
-                          waiting.no)
+        if waiting.parenthetical:  # 林晓：（怔住） with no words: a wordless reaction shot, where its note is
+            self.reaction(waiting.cue, waiting.name, waiting.extension, waiting.parenthetical,
+                          waiting.paren_no or waiting.no, waiting.no)
             return
         self.doc.warn(waiting.no, f"{waiting.cue}： has no words after it; nothing was spoken")
 
