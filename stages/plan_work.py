@@ -120,6 +120,8 @@ def plan_work(lp: LoadedProject, episode: int, backends: BackendSet, *,
         faces = [video.faces(u.request) if video.capabilities.faces and u.placeholder is None else []
                  for u in shots]
         # dialogue: native: the model's own sound voices these lines (a placeholder card has none)
+        from stages.sync_lips import native_lines
+
         native = {u.id: (u.path, u.key, tuple(native_lines(s, project)))
                   for s, u in zip(timed.shots, shots) if u.request.extra.get("dialogue") and u.placeholder is None}
         cut = plan_cut(timed, [k for k, _ in made], [p for _, p in made], spoken, project, root, paths=paths,
@@ -127,12 +129,6 @@ def plan_work(lp: LoadedProject, episode: int, backends: BackendSet, *,
                        end_text=ep.end_text, faces=faces, native=native)
     return EpisodeWork(ep.number, ep.title, timed, tuple(lines), tuple(sheets.values()), tuple(shots),
                        translation, cut, paths.episode_mp4(ep.id), provisional, tuple(syncs), tuple(unsynced))
-
-
-def native_lines(shot, project: Project) -> list[int]:
-    from stages.sync_lips import native_lines as lines
-
-    return lines(shot, project)
 
 
 def lipsync_units(timed: ShotList, shots: list[ShotUnit], lines: list[LineUnit], project: Project,

@@ -85,24 +85,7 @@ def test_pieces_grow_to_the_backends_shortest_split_at_its_longest_or_are_named(
 
 # --- the sync figure, on the animatic ----------------------------------------------------------------
 
-SYNC_YAML = """\
-title: Sync
-language: en
-seed: 3
-width: 540
-height: 960
-fps: 24
-dialogue: tts+lipsync
-cast:
-  - id: ann
-    name: ANN
-    description: a woman with long red hair in a green coat
-    voice: {language: en-us, variant: f2, pitch: 60}
-  - id: bo
-    name: BO
-    description: a bald man with a beard in a blue shirt
-    voice: {language: en-gb, variant: m3, pitch: 35}
-"""
+SYNC_YAML = TINY_YAML + "width: 540\nheight: 960\nfps: 24\ndialogue: tts+lipsync\n"  # the figure needs 24 fps
 SYNC_SCRIPT = """\
 Title: Sync
 
