@@ -100,7 +100,11 @@ def render(project: ProjectArg, episodes: EpisodesOpt = None, dask: DaskOpt = No
     what is missing or changed."""
     from stages.load_project import load_project
 
+    from stages.core.trust import endpoints
+
     lp = load_project(project)
+    for e in endpoints(lp.project):  # first: a key is about to go somewhere its provider is not
+        _console().print(f"[yellow]note[/] {_esc(str(e))}")
     _render(lp, parse_episode_spec(episodes, [e.number for e in lp.script.episodes]), dask, dry_run=dry_run,
             max_cost=max_cost)
 
@@ -154,6 +158,9 @@ def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = 
     if synced:  # shots whose lips are synced (dialogue: tts+lipsync)
         totals = {"lines": totals["lines"], "shots": totals["shots"], "lip sync": synced, "episodes": len(todo)}
     to_make = sum(1 for e in todo for s in e.shots if s.state not in REUSED or s.id in force)
+    from stages.core.paths import BuildPaths
+
+    BuildPaths(lp.build).make_dirs()  # a full or read-only disk is said now, before Prefect starts
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -581,6 +588,16 @@ def main() -> None:
     except KeyboardInterrupt:
         _console().print("interrupted: finished shots are kept; run the same command to resume")
         sys.exit(130)
+    except Exception as exc:  # a full disk or an unwritable folder: said once, without a traceback
+        from rich.markup import escape
+
+        from stages.core.errors import environment_failure
+
+        failure = environment_failure(exc)
+        if failure is None:
+            raise
+        _console().print(f"[red]error[/] {escape(str(failure))}", highlight=False)
+        sys.exit(failure.exit_code)
 
 
 if __name__ == "__main__":

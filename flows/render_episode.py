@@ -10,6 +10,7 @@ from prefect import flow, unmapped
 from flows.tasks import (EpisodeStopped, assemble, conform_episode, finish_episode, make_sheet, make_shot,
                          mix_episode, speak_line, subtitle_episode, sync_shot, translate_episode)
 from stages.backends.registry import backends_for
+from stages.core.errors import EnvironmentFailure
 from stages.core.ledger import Ledger
 from stages.core.paths import BuildPaths
 from stages.load_project import load_project
@@ -102,8 +103,13 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
 
 
 def _results(futures) -> list:
-    """Every future's result, or the exception it ended with."""
-    return [f.result(raise_on_failure=False) for f in futures]
+    """Every future's result, or the exception it ended with; a full disk or an unwritable folder
+    (`EnvironmentFailure`) stops the render instead."""
+    results = [f.result(raise_on_failure=False) for f in futures]
+    stop = next((r for r in results if isinstance(r, EnvironmentFailure)), None)
+    if stop is not None:
+        raise stop
+    return results
 
 
 def _failed(result) -> bool:

@@ -27,6 +27,27 @@ def prefect_environment() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
+class _EnvironmentQuiet:
+    """Drops Prefect's log lines (and tracebacks) about a full disk or an unwritable folder: the
+    command says it once, in one paragraph (`cli.main`), instead of once per task and flow."""
+
+    def filter(self, record) -> bool:
+        from stages.core.errors import environment_failure
+
+        exc = record.exc_info[1] if record.exc_info else None
+        return not ((exc is not None and environment_failure(exc) is not None)
+                    or "EnvironmentFailure" in record.getMessage())
+
+
+def quiet_environment_failures() -> None:
+    import logging
+
+    for name in ("prefect.flow_runs", "prefect.task_runs", "prefect.flow_engine", "prefect.task_engine"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _EnvironmentQuiet) for f in logger.filters):
+            logger.addFilter(_EnvironmentQuiet())
+
+
 def prepare(lp: LoadedProject, numbers: list[int], *, dask: str | None = None, max_cost: float | None = None,
             force: set[str] = frozenset(), dry_run: bool = False) -> Checked:
     """Everything a render checks before it starts (see `guards.check_render`), and that a Dask
@@ -47,9 +68,15 @@ def prepare(lp: LoadedProject, numbers: list[int], *, dask: str | None = None, m
 def render(lp: LoadedProject, checked: Checked, *, dask: str | None = None,
            reporter: progress.Reporter | None = None, requested_at: float | None = None) -> list[dict]:
     """Start Prefect and run `render_series` over the episodes `checked` found not up to date (its
-    spend guard passed already: checking again after the LLM planned would refuse what was paid for)."""
+    spend guard passed already: checking again after the LLM planned would refuse what was paid for).
+    Prefect's server and every ffmpeg end with this process, however it ends (`lifetime`)."""
+    from flows.lifetime import tie_children
+
+    tie_children()
     prefect_environment()
     from flows.render_series import render_series
+
+    quiet_environment_failures()
 
     progress.install(reporter)
     try:

@@ -30,6 +30,7 @@ from stages.assemble_episode import assemble_episode, episode_clips
 from stages.backends._jobs import ShotJobs, UnknownJob
 from stages.backends.base import BackendError, RejectedError, TransientError
 from stages.backends.registry import BackendSet, make_video_backend
+from stages.core.errors import EnvironmentFailure, environment_failure
 from stages.core.jobs import Journal
 from stages.core.ledger import Kind, Ledger, State
 from stages.core.paths import BuildPaths
@@ -167,13 +168,42 @@ def _recorded(ledger_path: Path, unit_id: str, make: Callable[[], R], *, kind: K
               explain: Callable[[Exception], str] | None = None) -> R:
     """Run `make` as (a step of) one unit: running before it begins, done with its artifact after
     its last step, or failed/rejected with the reason. `explain` words the reason, and a backend
-    error is raised again in those words (same class, same Retry-After)."""
-    ledger = Ledger(ledger_path)
+    error is raised again in those words (same class, same Retry-After).
+
+    A full disk or an unwritable folder is not the unit's failure: it is raised as one
+    EnvironmentFailure, the unit is left 'interrupted', and no unit of this render starts after it."""
+    stopped = _stopped.get(str(ledger_path))
+    if stopped is not None:
+        raise stopped
+    try:
+        return _record(Ledger(ledger_path), unit_id, make, kind=kind, episode=episode, key=key, artifact=artifact,
+                       backend=backend, begins=begins, ends=ends, explain=explain)
+    except Exception as exc:
+        failure = environment_failure(exc, str(artifact))
+        if failure is None:
+            raise
+        _stopped[str(ledger_path)] = failure
+        with contextlib.suppress(Exception):  # the ledger may be on the same full or read-only disk
+            Ledger(ledger_path).set_state(unit_id, State.INTERRUPTED, failure.message)
+        raise failure from exc
+
+
+_stopped: dict[str, EnvironmentFailure] = {}  # ledger -> what stopped its render (cleared as a render starts)
+
+
+def clear_stop(ledger_path: Path) -> None:
+    _stopped.pop(str(ledger_path), None)
+
+
+def _record(ledger: Ledger, unit_id: str, make: Callable[[], R], *, kind, episode, key, artifact, backend, begins,
+            ends, explain) -> R:
     if begins:
         ledger.start(unit_id, kind=kind, episode=episode, spec_hash=key, backend=backend)
     try:
         result = make()
     except Exception as exc:  # backend, ffmpeg or validation: recorded, then Prefect fails the task
+        if environment_failure(exc) is not None:
+            raise
         message = explain(exc) if explain else str(exc)
         state = State.REJECTED if isinstance(exc, RejectedError) else \
             State.UNKNOWN_JOB if isinstance(exc, UnknownJob) else State.FAILED

@@ -103,7 +103,7 @@ def make_subtitles(cues: list[Cue], style: SubtitleStyle, *, width: int, height:
         for (start, end), text in zip(timed, translated):
             if text.strip():
                 other.events.append(pysubs2.SSAEvent(start=start, end=end, text=r"\N".join(
-                    wrap_text(text, small, max_w))))
+                    _ass_escape(ln) for ln in wrap_text(text, small, max_w))))
         base, lang = out_srt.with_suffix(""), style.translation.language
         srt_path, vtt_path = out_translated or (base.with_name(f"{base.name}.{lang}.srt"),
                                                 base.with_name(f"{base.name}.{lang}.vtt"))

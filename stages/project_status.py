@@ -7,11 +7,13 @@ is there (and, with `verify`, decodes).
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from stages.backends.registry import BackendSet, backends_for
 from stages.core.artifacts import is_done
-from stages.core.ledger import REUSED, Ledger, Row, State
+from stages.core.ledger import REUSED, Kind, Ledger, Row, State
 from stages.core.media import video_validator, wav_duration_s
 from stages.core.paths import BuildPaths
 from stages.core.text import estimate_speech_s
@@ -92,14 +94,35 @@ def project_status(lp: LoadedProject, episodes: list[int] | None = None, *, back
     """
     backends = backends or backends_for(lp.project, lp.root)
     paths = BuildPaths(lp.build)
-    ledger = Ledger(paths.ledger) if paths.ledger.exists() else None
-    if ledger is not None:
-        ledger.reconcile()
+    ledger = Ledger(paths.ledger) if paths.ledger.exists() else None  # a killed render's units read 'interrupted'
+    if ledger is not None and (notice := ledger.recovered()) is not None:  # it was unreadable: the files tell
+        made = rebuild_ledger(lp, ledger, backends)
+        logging.getLogger("dramaforge.ledger").warning("warning: %s (%d unit(s) found made)", notice, made)
     rows = {r.id: r for r in ledger.rows()} if ledger is not None else {}
     placeholders = {uid: r.message for uid, r in rows.items() if r.state == State.PLACEHOLDER}
     return [episode_status(plan_work(lp, ep.number, backends, placeholders=placeholders, cached_only=cached_only),
                            rows, lp.project, verify=verify)
             for ep in lp.script.episodes if episodes is None or ep.number in episodes]
+
+
+def rebuild_ledger(lp: LoadedProject, ledger: Ledger, backends: BackendSet) -> int:
+    """Record as done every unit whose artifact is on disk under its current key (a new ledger, after
+    the old one could not be read); returns how many. What is not there is simply still to make."""
+    made = 0
+    for ep in lp.script.episodes:
+        work = plan_work(lp, ep.number, backends, cached_only=True)
+        units = [(u, Kind.SPEECH) for u in work.lines] + [(u, Kind.SHOT) for u in work.shots] + \
+                [(u, Kind.LIPSYNC) for u in work.syncs]
+        for unit, kind in units:
+            if unit.key and unit.path is not None and is_done(unit.path):
+                ledger.done(unit.id, spec_hash=unit.key, kind=kind, episode=ep.number, artifact=unit.path,
+                            sha256=None, reused=True)
+                made += 1
+        if work.cut is not None and is_done(work.mp4, cut_validator(work, lp.project)):
+            ledger.done(work.id, spec_hash=work.cut.key, kind=Kind.EPISODE, episode=ep.number, artifact=work.mp4,
+                        sha256=None, reused=True)
+            made += 1
+    return made
 
 
 def episode_status(work: EpisodeWork, rows: dict[str, Row], project: Project, *, verify: bool = False
@@ -132,9 +155,20 @@ def shot_status(unit: ShotUnit, row: Row | None) -> ShotStatus:
     if unit.key is None or row.spec_hash != unit.key:  # no speech yet for its current line: the line changed
         return ShotStatus(unit.id, State.STALE, "its inputs changed since it was made", row.attempts, row.artifact,
                           unit.key, keyframe)
-    if row.state == State.DONE and not unit.path.exists():
-        return ShotStatus(unit.id, State.PENDING, "its file is missing", row.attempts, key=unit.key, keyframe=keyframe)
+    if row.state == State.DONE and (why := _changed(unit.path, row)):
+        return ShotStatus(unit.id, State.PENDING, why, row.attempts, key=unit.key, keyframe=keyframe)
     return ShotStatus(unit.id, row.state, row.message, row.attempts, row.artifact, unit.key, keyframe)
+
+
+def _changed(path: Path, row: Row) -> str:
+    """Why a made unit's file is not the one made (missing, or cut short or replaced since), or ''.
+    A stat, not a decode: `status` stays fast; the render decodes before reusing it."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return "its file is missing"
+    return f"its file changed since it was made ({size} bytes, made with {row.bytes})" \
+        if row.bytes is not None and size != row.bytes else ""
 
 
 def sync_status(unit, row: Row | None, min_sync: float) -> SyncStatus:

@@ -4,9 +4,10 @@
 2. nothing done before the kill is done again (no clip generated again, no WAV made again);
 3. the final outputs are byte for byte those of an uninterrupted run.
 
-The render runs as a user runs it (`dramaforge render`, a subprocess, Prefect's ephemeral server
-inside it) in its own session, and the whole process group is killed: the render, its ffmpeg
-children and the server.
+The render runs as a user runs it (`dramaforge render`, a subprocess) in its own session, and
+either the whole process group is killed (the render, its ffmpeg children) or the render process
+alone, as the OOM killer does: then it runs its own temporary Prefect server, and no process of
+its session may be left alive (checked by walking /proc).
 
 Where a kill lands. Starting Prefect takes most of a render's wall time, so a kill point is drawn
 (seeded) uniformly over the *busy* window of an uninterrupted baseline render of the same project:
@@ -24,9 +25,11 @@ everything downstream is deterministic: shot clips, shot lists, subtitles, the d
 episode mp4 (x264 and AAC) come out identical. So "identical to an uninterrupted run" means: from
 the same speech. Two ways, by cost:
 
-* default run (3 seeds, "warm"): the crash project starts with the baseline's speech WAVs, so the
+* default run (1 seed in make test, killing the render process alone; 3 more in make test-slow
+  killing the group; "warm"): the crash project starts with the baseline's speech WAVs, so the
   baseline is the exact reference; the kills land among shot generation and episode assembly.
-* slow run (20 seeds, "cold"): the crash project starts empty, so kills also land inside speech
+* slow run (`test_kill_matrix`: 20 seeds, "cold", each a kill of the group and of the render process
+  alone): the crash project starts empty, so kills also land inside speech
   synthesis; after the restart, its speech is copied into a fresh copy of the project, rendered
   without interruption, as the reference (one more render per seed). What does not depend on speech
   (which lines, shots and episodes exist, stream layout) is also checked against the baseline.
@@ -88,7 +91,9 @@ MEDIA = {".mp4", ".wav"}
 POLL_S = 0.01
 DEADLINE_S = 300
 
-DEFAULT_SEEDS = [1, pytest.param(2, marks=pytest.mark.slow), pytest.param(3, marks=pytest.mark.slow)]  # one in make test
+# make test kills the render process alone at seed 1 (test_sigkill_of_the_render_pid_alone_leaves_no_orphan:
+# every check below, and no orphan); these kill the whole group
+DEFAULT_SEEDS = [pytest.param(n, marks=pytest.mark.slow) for n in (1, 2, 3)]
 SLOW_SEEDS = list(range(100, 120))
 
 
@@ -154,13 +159,43 @@ class Watched:
     log: str
 
 
-def _render_watched(root: Path, *, kill_when=None, delay_s: float = 0.0) -> Watched:
-    """`dramaforge render root`, polled; SIGKILL its process group `delay_s` after `kill_when(scan)`."""
+def _session(sid: int) -> list[str]:
+    """The live processes of session `sid` (pid and command line), found by walking /proc."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{name}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[3]) == sid and fields[0] != "Z":
+                cmd = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                found.append(f"{name}: {cmd[:160]}")
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def _no_orphans(sid: int, deadline_s: float = 30.0) -> None:
+    """Wait (bounded) until nothing the render started is alive; fail naming what is."""
+    end = time.monotonic() + deadline_s
+    while (left := _session(sid)) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert not left, f"orphaned after the render process was killed: {left}"
+
+
+def _render_watched(root: Path, *, kill_when=None, delay_s: float = 0.0, group: bool = True) -> Watched:
+    """`dramaforge render root`, polled; SIGKILL its process group (or, `group=False`, the render
+    process alone, as the OOM killer does) `delay_s` after `kill_when(scan)`. A render killed alone
+    starts its own temporary Prefect server (as a user's does), and nothing it started may outlive it."""
     build = root / "build"
     log_path = root.parent / f"{root.name}.render.log"
+    env = os.environ.copy()
+    if not group:
+        env.pop("PREFECT_API_URL", None)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(_cli_cmd("render", str(root)), cwd=REPO, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True)
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
     t0 = time.monotonic()
     first_speech = first_shot = kill_at = at_kill = None
     steps, made = [], 0
@@ -180,10 +215,12 @@ def _render_watched(root: Path, *, kill_when=None, delay_s: float = 0.0) -> Watc
                 kill_at = now + delay_s
             if kill_at is not None and now >= kill_at:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+                    os.killpg(proc.pid, signal.SIGKILL) if group else os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=60)
                 if proc.returncode == -signal.SIGKILL:
                     at_kill = _scan(build)
+                    if not group:
+                        _no_orphans(proc.pid)
                 break
             time.sleep(POLL_S)
     finally:
@@ -361,7 +398,7 @@ def _stream_layout(path: Path) -> list[tuple]:
 # --- the tests ------------------------------------------------------------------------------------
 
 def _crash_and_resume(seed: int | None, baseline: Baseline, tmp_path: Path, *, warm: bool,
-                      kill_when=None) -> tuple[str, ...]:
+                      kill_when=None, group: bool = True) -> tuple[str, ...]:
     """Render, SIGKILL, check, restart, check; returns the temp files left under build/ at the end.
 
     The kill comes at the seed's random point, or as soon as `kill_when(scan)` holds.
@@ -378,7 +415,7 @@ def _crash_and_resume(seed: int | None, baseline: Baseline, tmp_path: Path, *, w
         print(f"seed {seed}: kill once {made_before_kill} artifact(s) exist, +{delay_s:.3f}s")
     else:
         delay_s = 0.0
-    run = _render_watched(root, kill_when=kill_when, delay_s=delay_s)
+    run = _render_watched(root, kill_when=kill_when, delay_s=delay_s, group=group)
     # A point drawn near the end may come after the render finished: the restart must then redo nothing.
     assert run.killed or (run.returncode == 0 and not targeted), \
         f"the render ended (exit {run.returncode}) before the kill:\n{run.log[-3000:]}"
@@ -452,10 +489,20 @@ def test_sigkill_at_a_random_point_then_resume(seed, baseline, tmp_path):
     _crash_and_resume(seed, baseline, tmp_path, warm=True)
 
 
+def test_sigkill_of_the_render_pid_alone_leaves_no_orphan(baseline, tmp_path):
+    """The render process alone is killed (the OOM killer's way): its temporary Prefect server and
+    its ffmpeg end with it (`flows/lifetime.py`; before it, the server lived on in 6 of 6 kills),
+    and the restart resumes as after a kill of the whole group."""
+    _crash_and_resume(1, baseline, tmp_path, warm=True, group=False)
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("target", ["group", "pid"])
 @pytest.mark.parametrize("seed", SLOW_SEEDS)
-def test_sigkill_at_a_random_point_then_resume_from_scratch(seed, baseline, tmp_path):
-    _crash_and_resume(seed, baseline, tmp_path, warm=False)
+def test_kill_matrix(seed, target, baseline, tmp_path):
+    """20 seeded kill points from scratch (inside speech too), each a kill of the process group and
+    of the render process alone: nothing partial, nothing orphaned, nothing made twice."""
+    _crash_and_resume(seed, baseline, tmp_path, warm=False, group=target == "group")
 
 
 @pytest.mark.slow

@@ -65,6 +65,27 @@ def test_a_locked_shot_of_a_billion_seconds_is_refused(tmp_path):
     _refused(run_cli("plan", str(root)), "ep01.yaml", "duration_s")
 
 
+def test_ass_override_braces_in_a_line_are_text_not_tags(tmp_path):
+    """A line (or its translation) holding `{\\fs200}` or `\\N` stays visible text in the burned-in ASS
+    and in the SRT/WebVTT sidecars: no tag of the line reaches a renderer, nothing of it is lost."""
+    import pysubs2
+
+    from stages.make_subtitles import Cue, make_subtitles
+    from stages.schema import SubtitleStyle
+
+    line = r"{\fs200\c&H0000FF&}Big \N line {x}"
+    style = SubtitleStyle.model_validate({"translation": {"language": "zh"}})
+    make_subtitles([Cue(0.5, 2.0, line, "ann")], style, width=540, height=960, out_srt=tmp_path / "a.srt",
+                   out_ass=tmp_path / "a.ass", translated=[line],
+                   out_translated=(tmp_path / "a.zh.srt", tmp_path / "a.zh.vtt"))
+    (event,) = [e for e in pysubs2.load(str(tmp_path / "a.ass")).events if e.style == "Default"]
+    assert "{\\fs200" not in event.text and "{x}" not in event.text and "\\N line" not in event.text
+    assert "Big" in event.plaintext and "fs200" in event.plaintext and "x" in event.plaintext
+    for sidecar in ("a.srt", "a.vtt", "a.zh.srt", "a.zh.vtt"):
+        text = (tmp_path / sidecar).read_text(encoding="utf-8")
+        assert "fs200" in text and "Big" in text and "{" not in text, (sidecar, text)
+
+
 def test_webvtt_cue_text_is_escaped_so_a_line_cannot_break_the_file(tmp_path):
     from stages.make_subtitles import Cue, make_subtitles
     from stages.schema import SubtitleStyle

@@ -154,14 +154,13 @@ class AnimaticBackend:
         return [(p.figure.id, p.face) for p in layout(request).placed]
 
     def generate(self, request: ShotRequest, out_mp4: Path) -> None:
-        import tempfile
-
+        from stages.core.artifacts import partial_dir
         from stages.core.media import ffmpeg_exe
 
         frames = max(1, round(request.duration_s * request.fps))
         cam = dict(camera=request.camera, frames=frames, w=request.width, h=request.height, fps=request.fps)
         layers = draw_layers(request)
-        with tempfile.TemporaryDirectory(prefix=".animatic-", dir=out_mp4.parent) as tmp:
+        with partial_dir(out_mp4.parent, "animatic") as tmp:
             inputs = []
             for i, img in enumerate(layers):
                 path = Path(tmp) / f"{i}.png"

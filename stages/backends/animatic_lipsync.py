@@ -6,10 +6,10 @@ flap, and keeps the piece being synced. Free and instant; it can redraw only ani
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from pathlib import Path
 
 from stages.backends.base import LipSyncCapabilities, LipSyncRequest, PermanentError
+from stages.core.artifacts import partial_dir
 
 VERSION = 1
 
@@ -43,7 +43,7 @@ class AnimaticLipSync:
         redraw = dataclasses.replace(shot, figures=figures, extra={
             **shot.extra, "speaking": [[round(offset, 4), round(offset + frames / fps, 4)]],
             "mouth": [[round(a + offset, 4), round(b + offset, 4)] for a, b in opened]})
-        with tempfile.TemporaryDirectory(prefix=".lipsync-", dir=out_mp4.parent) as tmp:
+        with partial_dir(out_mp4.parent, "lipsync") as tmp:
             whole = Path(tmp) / "shot.mp4"
             AnimaticBackend().generate(redraw, whole)
             run_ffmpeg(["-i", str(whole), "-vf", f"select=between(n\\,{start}\\,{start + frames - 1}),setpts=N/{fps}/TB,"

@@ -132,43 +132,88 @@ def is_done(path: Path, validate: Callable[[Path], None] | None = None) -> Done:
     return Done(True)
 
 
-_OWNER = re.compile(r"\.by-([A-Za-z0-9_-]+)-(\d+)-(\d+)-")
+_OWNER = re.compile(r"\.by-([A-Za-z0-9_]+)-(\d+)-(\d+)-")
+LEGACY_TEMP_DIRS = (".animatic-*", ".lipsync-*")  # temp folders named before they carried their owner
+FOREIGN_AFTER_S = 24 * 3600  # another machine's temp file or running unit: judged dead after this long
 
 
 def partial_file(folder: Path, stem: str, suffix: str, tag: str = "") -> tuple[int, Path]:
     """A new temp file in `folder` (fd, path), named for the process writing it:
     `.stem.[tag.]by-HOST-PID-START-XXXX.part.ext`. A sweep removes it only once that process is gone."""
-    fd, name = tempfile.mkstemp(prefix=f".{stem}.{tag + '.' if tag else ''}by-{_owner()}-",
+    fd, name = tempfile.mkstemp(prefix=f".{stem}.{tag + '.' if tag else ''}by-{owner()}-",
                                 suffix=f".part{suffix}", dir=folder)
     return fd, Path(name)
 
 
-def sweep_partials(folder: Path, *, foreign_after_s: float = 24 * 3600) -> int:
-    """Remove temp files left by processes that no longer run (a killed render's). A live render's
-    files in progress stay, so two renders of one project can start side by side; a file another
-    machine is writing (a shared build folder) stays until it has not changed for `foreign_after_s`."""
-    import time
+@contextlib.contextmanager
+def partial_dir(folder: Path, stem: str) -> Iterator[Path]:
+    """A temp folder in `folder` for one step's scratch files, named like `partial_file` (so a sweep
+    removes it once its process is gone: a kill -9 leaves nothing the next render does not clear),
+    removed when the step ends."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=f".{stem}.by-{owner()}-", suffix=".part", dir=folder))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def sweep_partials(folder: Path, *, foreign_after_s: float = FOREIGN_AFTER_S) -> int:
+    """Remove temp files and folders left by processes that no longer run (a killed render's). A
+    live render's files in progress stay, so two renders of one project can run side by side; a
+    file another machine is writing (a shared build folder) stays until it has not changed for
+    `foreign_after_s`."""
+    import shutil
 
     n = 0
-    if folder.is_dir():
-        host = _owner().split("-")[0]
-        for p in folder.rglob(".*.part*"):
-            owner = _OWNER.search(p.name)
-            if owner and owner.group(1) == host and _running(int(owner.group(2)), int(owner.group(3))):
+    if not folder.is_dir():
+        return 0
+    found = [*folder.rglob(".*.part*"), *(p for pattern in LEGACY_TEMP_DIRS for p in folder.rglob(pattern))]
+    removed: list[Path] = []
+    for p in sorted(set(found), key=lambda p: len(p.parts)):  # a folder before what is in it
+        if any(d in p.parents for d in removed):
+            continue
+        owner = _OWNER.search(p.name)
+        with contextlib.suppress(OSError):
+            if owner and not owner_gone(owner.group(0)[4:-1], since=p.stat().st_mtime,
+                                        foreign_after_s=foreign_after_s):
                 continue
-            with contextlib.suppress(OSError):
-                if owner and owner.group(1) != host and time.time() - p.stat().st_mtime < foreign_after_s:
-                    continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+                removed.append(p)
+            else:
                 p.unlink()
-                n += 1
+            n += 1
     return n
 
 
+def owner() -> str:
+    """This process as a name part: host, pid and start time (a reused pid starts later)."""
+    return _owner_of(os.getpid())
+
+
+_owner = owner  # the name older code and tests use
+
+
 @functools.cache
-def _owner() -> str:
-    """This process as a file-name part: host, pid and start time (a reused pid starts later)."""
+def _owner_of(pid: int) -> str:
     host = re.sub(r"[^A-Za-z0-9_]", "_", os.uname().nodename)[:40] or "host"
-    return f"{host}-{os.getpid()}-{_start_ticks(os.getpid())}"
+    return f"{host}-{pid}-{_start_ticks(pid)}"
+
+
+def owner_gone(token: str | None, *, since: float | None, foreign_after_s: float = FOREIGN_AFTER_S) -> bool:
+    """Whether the process named by `token` (an `owner()`) has ended. Another host's process cannot
+    be seen from here: it counts as gone once what it owns is `foreign_after_s` old (`since`)."""
+    import time
+
+    m = re.fullmatch(r"([A-Za-z0-9_]+)-(\d+)-(\d+)", token or "")
+    if m is None:
+        return True
+    if m.group(1) != owner().split("-")[0]:
+        return since is not None and time.time() - since >= foreign_after_s
+    return not _running(int(m.group(2)), int(m.group(3)))
 
 
 def _start_ticks(pid: int) -> int:

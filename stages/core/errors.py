@@ -47,3 +47,58 @@ class RenderError(DramaforgeError):
     """A stage failed while rendering (ffmpeg, a backend, a validation of a made file)."""
 
     exit_code = 1
+
+
+class EnvironmentFailure(DramaforgeError):
+    """The machine, not the input, stopped the work: a full disk, a read-only or unwritable folder, a
+    corrupt database. Made files are kept; the same command resumes once the cause is fixed."""
+
+    exit_code = 1
+
+
+_SEEN = {  # errno -> (what happened, what to do)
+    "ENOSPC": ("the disk is full", "free some space (`df -h {folder}` shows it) or move the project to a larger "
+                                   "disk"),
+    "EDQUOT": ("the disk quota is used up", "free some space or ask for a larger quota"),
+    "EROFS": ("the folder is on a read-only file system", "remount it writable or copy the project to a writable "
+                                                           "folder"),
+    "EACCES": ("permission denied", "make the folder writable for this user (`ls -ld {folder}`) or render as its "
+                                    "owner"),
+    "EPERM": ("the operation is not permitted", "make the folder writable for this user or render as its owner"),
+}
+_IN_TEXT = {"No space left on device": "ENOSPC", "Disk quota exceeded": "EDQUOT",
+            "Read-only file system": "EROFS", "database or disk is full": "ENOSPC",
+            "attempt to write a readonly database": "EROFS"}
+
+
+def environment_failure(exc: BaseException, where: str | None = None) -> EnvironmentFailure | None:
+    """The exception (or one it came from) as an EnvironmentFailure, if the environment caused it:
+    an OSError of a full disk or an unwritable folder, or the same said by SQLite or ffmpeg.
+    `where` names the path when the error does not."""
+    import errno
+    import os
+    import sqlite3
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, EnvironmentFailure):
+            return exc
+        code = errno.errorcode.get(exc.errno, "") if isinstance(exc, OSError) and exc.errno else ""
+        text = str(exc)
+        if code not in _SEEN and (isinstance(exc, sqlite3.Error) or "ffmpeg" in text):  # not a provider's words
+            code = next((c for t, c in _IN_TEXT.items() if t in text), "")
+            if not code and isinstance(exc, sqlite3.DatabaseError) and ("not a database" in text
+                                                                         or "malformed" in text):
+                return EnvironmentFailure(
+                    f"the ledger is corrupt ({text})", file=where,
+                    hint="run the same command again: the ledger is moved aside and rebuilt from the files on disk")
+        if code in _SEEN:
+            path = getattr(exc, "filename", None) or where
+            folder = os.path.dirname(str(path)) if path and not os.path.isdir(str(path)) else (path or ".")
+            happened, todo = _SEEN[code]
+            return EnvironmentFailure(
+                f"{happened} at {path or 'the build folder'} ({os.strerror(getattr(errno, code))})",
+                hint=f"{todo.format(folder=folder)}; what was made is kept: run the same command again to resume")
+        exc = exc.__cause__ or exc.__context__
+    return None

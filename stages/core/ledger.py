@@ -8,6 +8,7 @@ provider job across crashes.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import threading
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from stages.core.artifacts import alive
+from stages.core.artifacts import alive, owner, owner_gone
 
 
 class State(StrEnum):
@@ -39,6 +40,8 @@ SHOWN = (State.DONE, State.PENDING, State.STALE, State.FAILED, State.REJECTED, S
 REUSED = (State.DONE, State.PLACEHOLDER)  # a render keeps these shots; it makes every other one
 NEEDS_RERUN = (State.FAILED, State.REJECTED, State.INTERRUPTED, State.UNKNOWN_JOB)  # what `rerun --failed` takes
 # (an unknown job is looked up again, never paid for again: only `rerun --shot ID --new-job` does that)
+
+INTERRUPTED = "the rendering process stopped before this finished"
 
 
 class Kind(StrEnum):
@@ -66,7 +69,9 @@ CREATE TABLE IF NOT EXISTS units (
     started_at  REAL,
     finished_at REAL,
     seconds     REAL,
-    backend     TEXT
+    backend     TEXT,
+    owner       TEXT,  -- the process running it: host-pid-start (artifacts.owner), not a bare pid
+    bytes       INTEGER  -- the artifact's size when it was made: `status` sees a truncated file
 );
 CREATE INDEX IF NOT EXISTS units_episode ON units(episode, kind);
 """
@@ -123,11 +128,23 @@ class Row:
     finished_at: float | None
     seconds: float | None
     backend: str | None = None  # what made it (video backend or speech engine): estimates use its times
+    owner: str | None = None  # the process running it (while 'running')
+    bytes: int | None = None  # the artifact's size when it was made
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", State(self.state))
 
+    @property
+    def orphaned(self) -> bool:
+        """Left 'running' by a process that has ended (killed, or its machine lost)."""
+        if self.state != State.RUNNING:
+            return False
+        if self.owner:
+            return owner_gone(self.owner, since=self.started_at)
+        return self.pid is None or not alive(self.pid)  # rows written before owners were recorded
 
+
+RECOVERED: dict[str, str] = {}  # ledger file -> the notice of its rebuild, until someone rebuilds it
 _local = threading.local()  # one connection per thread and ledger file, reused across calls
 _ready: set[str] = set()  # ledger files whose schema this process has made sure of
 _ready_lock = threading.Lock()
@@ -147,9 +164,35 @@ class Ledger:
             with _ready_lock:
                 if self._key not in _ready:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
-                    with self._db() as db:
-                        _prepare(db)
+                    if not os.access(self.path.parent, os.W_OK) and self.path.exists():
+                        self._db()  # read-only: opened as it is (see `_db`)
+                        return
+                    try:
+                        with self._db() as db:
+                            _prepare(db)
+                    except sqlite3.DatabaseError as exc:
+                        if not _corrupt(exc):
+                            raise
+                        self._set_aside(exc)
+                        with self._db() as db:
+                            _prepare(db)
                     _ready.add(self._key)
+
+    def _set_aside(self, exc: Exception) -> None:
+        """A ledger SQLite cannot read is moved aside (kept for inspection) and a new one started; the
+        artifacts on disk are the truth, and `rebuild` records them again (see project_status)."""
+        conns = getattr(_local, "conns", {})
+        if (db := conns.pop(self._key, None)) is not None:
+            db.close()
+        aside = self.path.with_name(f"{self.path.stem}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}{self.path.suffix}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(f"{self.path}{suffix}")
+            if src.exists():
+                os.replace(src, Path(f"{aside}{suffix}"))
+        RECOVERED[self._key] = (f"{self.path} could not be read ({exc}): it was moved aside to {aside.name} and a "
+                                "new ledger was rebuilt from the files on disk. Paid jobs it recorded are not "
+                                "known any more: if a hosted render was running, check the provider's list of "
+                                "jobs before rendering again")
 
     def _db(self) -> "_Reused":
         conns = getattr(_local, "conns", None)
@@ -162,6 +205,13 @@ class Ledger:
                 with _ready_lock:
                     _ready.discard(self._key)
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.path.parent, os.W_OK) and self.path.exists():
+                # a read-only folder (a mounted backup, a finished build): read it as it is; a write
+                # fails as one clear "read-only file system" (errors.environment_failure)
+                db = sqlite3.connect(f"{self.path.absolute().as_uri()}?immutable=1", uri=True, isolation_level=None)
+                conns[self._key] = db
+                _ready.add(self._key)
+                return _Reused(db)
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             db.execute("PRAGMA busy_timeout=30000")
             db.execute("PRAGMA synchronous=NORMAL")
@@ -171,33 +221,43 @@ class Ledger:
                 _ready.add(self._key)
         return _Reused(db)
 
+    def recovered(self) -> str | None:
+        """Why this ledger was started anew in this process (once), or None."""
+        return RECOVERED.pop(self._key, None)
+
     def start(self, unit_id: str, *, kind: str, episode: int, spec_hash: str, backend: str | None = None) -> int:
         """Mark a unit running in this process; returns its attempt number."""
         now = time.time()
         with self._db() as db:
             db.execute(
-                "INSERT INTO units(id, kind, episode, spec_hash, state, attempts, pid, started_at, backend) "
-                "VALUES(?, ?, ?, ?, 'running', 1, ?, ?, ?) "
+                "INSERT INTO units(id, kind, episode, spec_hash, state, attempts, pid, started_at, backend, owner) "
+                "VALUES(?, ?, ?, ?, 'running', 1, ?, ?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET kind=excluded.kind, episode=excluded.episode, "
                 "backend=COALESCE(excluded.backend, units.backend), "
                 "attempts=CASE WHEN units.spec_hash=excluded.spec_hash THEN units.attempts + 1 ELSE 1 END, "
-                "spec_hash=excluded.spec_hash, state='running', pid=excluded.pid, "
+                "spec_hash=excluded.spec_hash, state='running', pid=excluded.pid, owner=excluded.owner, "
                 "started_at=excluded.started_at, error_class=NULL, message=NULL",
-                (unit_id, kind, episode, spec_hash, os.getpid(), now, backend))
+                (unit_id, kind, episode, spec_hash, os.getpid(), now, backend, owner()))
             return db.execute("SELECT attempts FROM units WHERE id=?", (unit_id,)).fetchone()[0]
 
     def done(self, unit_id: str, *, spec_hash: str, kind: str, episode: int, artifact: Path, sha256: str | None,
              reused: bool = False) -> None:
+        """The unit is made (or was found made: `reused`, which is not an attempt)."""
         now = time.time()
+        try:
+            size = os.stat(artifact).st_size
+        except OSError:
+            size = None
         with self._db() as db:
             db.execute(
-                "INSERT INTO units(id, kind, episode, spec_hash, state, attempts, artifact, sha256, finished_at) "
-                "VALUES(?, ?, ?, ?, 'done', 0, ?, ?, ?) "
+                "INSERT INTO units(id, kind, episode, spec_hash, state, attempts, artifact, sha256, finished_at, bytes) "
+                "VALUES(?, ?, ?, ?, 'done', 0, ?, ?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET state='done', spec_hash=excluded.spec_hash, "
-                "artifact=excluded.artifact, sha256=COALESCE(excluded.sha256, units.sha256), "
-                "finished_at=excluded.finished_at, error_class=NULL, message=NULL, pid=NULL, "
+                "artifact=excluded.artifact, sha256=COALESCE(excluded.sha256, units.sha256), bytes=excluded.bytes, "
+                "finished_at=excluded.finished_at, error_class=NULL, message=NULL, pid=NULL, owner=NULL, "
+                "attempts=CASE WHEN ? AND units.state='running' THEN MAX(units.attempts - 1, 0) ELSE units.attempts END, "
                 "seconds=CASE WHEN ? THEN units.seconds ELSE excluded.finished_at - units.started_at END",
-                (unit_id, kind, episode, spec_hash, str(artifact), sha256, now, int(reused)))
+                (unit_id, kind, episode, spec_hash, str(artifact), sha256, now, size, int(reused), int(reused)))
 
     def fail(self, unit_id: str, *, state: str, error_class: str, message: str) -> None:
         if state not in (State.FAILED, State.REJECTED, State.UNKNOWN_JOB):
@@ -228,12 +288,13 @@ class Ledger:
                        "ON CONFLICT(id) DO UPDATE SET state='placeholder', pid=NULL", (unit_id, episode))
 
     def reconcile(self) -> int:
-        """Rows left 'running' by a process that no longer exists become 'interrupted'."""
+        """Rows left 'running' by a process that has ended become 'interrupted' (a render does this
+        once, at its start; `rows` shows them so without writing). Returns how many."""
         with self._db() as db:
-            rows = db.execute("SELECT id, pid FROM units WHERE state='running'").fetchall()
-            dead = [uid for uid, pid in rows if pid is None or not alive(pid)]
-            db.executemany("UPDATE units SET state='interrupted', pid=NULL, message='the rendering process "
-                           "stopped before this finished' WHERE id=?", [(u,) for u in dead])
+            rows = [Row(*r) for r in db.execute("SELECT * FROM units WHERE state='running'").fetchall()]
+            dead = [r.id for r in rows if r.orphaned]
+            db.executemany(f"UPDATE units SET state='interrupted', pid=NULL, owner=NULL, message='{INTERRUPTED}' "
+                           "WHERE id=? AND state='running'", [(u,) for u in dead])
         return len(dead)
 
     def failures_since(self, episode: int, since: float) -> list[str]:
@@ -264,6 +325,7 @@ class Ledger:
             return dict(db.execute("SELECT id, message FROM units WHERE state='placeholder'").fetchall())
 
     def rows(self, *, episode: int | None = None, kind: str | None = None) -> list[Row]:
+        """The rows, a unit whose process has ended shown 'interrupted' (as `reconcile` will record it)."""
         q, args = "SELECT * FROM units WHERE 1=1", []
         if episode is not None:
             q += " AND episode=?"
@@ -272,7 +334,9 @@ class Ledger:
             q += " AND kind=?"
             args.append(kind)
         with self._db() as db:
-            return [Row(*r) for r in db.execute(q + " ORDER BY episode, id", args).fetchall()]
+            rows = [Row(*r) for r in db.execute(q + " ORDER BY episode, id", args).fetchall()]
+        return [dataclasses.replace(r, state=State.INTERRUPTED, message=INTERRUPTED) if r.orphaned else r
+                for r in rows]
 
 
 class _Reused:
@@ -293,12 +357,18 @@ def _prepare(db: sqlite3.Connection) -> None:
     _wal(db)
     db.executescript(_SCHEMA + _JOBS)
     columns = {r[1] for r in db.execute("PRAGMA table_info(units)")}
-    if "backend" not in columns:
-        try:
-            db.execute("ALTER TABLE units ADD COLUMN backend TEXT")
-        except sqlite3.OperationalError as exc:  # another process added it first
-            if "duplicate column" not in str(exc):
-                raise
+    for name, sql in (("backend", "TEXT"), ("owner", "TEXT"), ("bytes", "INTEGER")):  # in the order they were
+        if name not in columns:                                    # added: `Row` reads them by position
+            try:
+                db.execute(f"ALTER TABLE units ADD COLUMN {name} {sql}")
+            except sqlite3.OperationalError as exc:  # another process added it first
+                if "duplicate column" not in str(exc):
+                    raise
+
+
+def _corrupt(exc: Exception) -> bool:
+    text = str(exc)
+    return "not a database" in text or "malformed" in text
 
 
 def _wal(db: sqlite3.Connection) -> None:

@@ -165,5 +165,22 @@ class BuildPaths:
         return self.work / f"{ep_id}.mix.wav"
 
     def make_dirs(self) -> None:
-        for d in (self.shots, self.speech, self.shotlists, self.episodes, self.work, self.lipsync):
-            d.mkdir(parents=True, exist_ok=True)
+        """The build folders, and proof that they can be written: an unwritable or full disk is one
+        clear EnvironmentFailure here, before any work, not a traceback from the first stage."""
+        import os
+
+        from stages.core.artifacts import partial_file
+        from stages.core.errors import environment_failure
+
+        try:
+            for d in (self.shots, self.speech, self.shotlists, self.episodes, self.work, self.lipsync):
+                d.mkdir(parents=True, exist_ok=True)
+            fd, probe = partial_file(self.work, "probe", "")
+            try:
+                os.write(fd, b"x" * 4096)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                probe.unlink()
+        except OSError as exc:
+            raise (environment_failure(exc, str(self.root)) or exc) from exc
