@@ -100,11 +100,7 @@ def render(project: ProjectArg, episodes: EpisodesOpt = None, dask: DaskOpt = No
     what is missing or changed."""
     from stages.load_project import load_project
 
-    from stages.core.trust import endpoints
-
     lp = load_project(project)
-    for e in endpoints(lp.project):  # first: a key is about to go somewhere its provider is not
-        _console().print(f"[yellow]note[/] {_esc(str(e))}")
     _render(lp, parse_episode_spec(episodes, [e.number for e in lp.script.episodes]), dask, dry_run=dry_run,
             max_cost=max_cost)
 
@@ -124,6 +120,10 @@ def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = 
 
     asked = time.time()  # a clip made after this by another rerun of the same shot is kept
     console = _console()
+    from stages.project_reach import endpoints
+
+    for e in endpoints(lp.project):  # first: a key is about to go somewhere its provider is not
+        console.print(f"[yellow]note[/] {_esc(str(e))}")
     for w in lp.warnings:
         console.print(f"[yellow]warning[/] {_esc(f'{w.file}:{w.line}: {w.message}')}")
     started = time.monotonic()
@@ -569,34 +569,28 @@ def schema(out: Annotated[Optional[Path], typer.Option("--out", "-o", help="writ
 
 
 def main() -> None:
-    """Console entry point: clear errors, no tracebacks, exit 2 for bad input."""
+    """Console entry point: clear errors, no tracebacks, exit 2 for bad input. A full disk or an
+    unwritable folder, however it surfaced (an OSError, SQLite, ffmpeg), is said once, the same way."""
+    from rich.markup import escape
+
+    from stages.core.errors import environment_failure
+
     try:
         app(standalone_mode=True)
-    except DramaforgeError as exc:
-        from rich.markup import escape
-
-        for problem in (exc, *exc.more):  # a check that found several problems names each
-            _console().print(f"[red]error[/] {escape(str(problem))}", highlight=False)
-        sys.exit(exc.exit_code)
-    except BackendError as exc:  # a provider failed outside any shot (the subtitle translation, say)
-        from rich.markup import escape
-
-        _console().print(f"[red]error[/] {escape(str(exc))}", highlight=False)
-        _console().print("  the ledger has the reason (`dramaforge status`); what was made is kept: run the "
-                         "same command again to retry")
-        sys.exit(1)
     except KeyboardInterrupt:
         _console().print("interrupted: finished shots are kept; run the same command to resume")
         sys.exit(130)
-    except Exception as exc:  # a full disk or an unwritable folder: said once, without a traceback
-        from rich.markup import escape
-
-        from stages.core.errors import environment_failure
-
-        failure = environment_failure(exc)
+    except Exception as exc:
+        failure = exc if isinstance(exc, DramaforgeError) else environment_failure(exc)
+        if failure is None and isinstance(exc, BackendError):  # a provider failed outside any shot (translation)
+            _console().print(f"[red]error[/] {escape(str(exc))}", highlight=False)
+            _console().print("  the ledger has the reason (`dramaforge status`); what was made is kept: run the "
+                             "same command again to retry")
+            sys.exit(1)
         if failure is None:
             raise
-        _console().print(f"[red]error[/] {escape(str(failure))}", highlight=False)
+        for problem in (failure, *failure.more):  # a check that found several problems names each
+            _console().print(f"[red]error[/] {escape(str(problem))}", highlight=False)
         sys.exit(failure.exit_code)
 
 

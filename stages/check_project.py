@@ -45,7 +45,7 @@ def check_project(root: Path) -> CheckReport:
     try:
         lp = load_project(root)
     except InputError as exc:
-        report.errors.append(exc.to_dict())
+        report.errors.extend(e.to_dict() for e in (exc, *exc.more))
         return report
     project, script = lp.project, lp.script
     report.warnings.extend(script.warnings)
@@ -74,6 +74,10 @@ def check_project(root: Path) -> CheckReport:
                 f"{'woman' if sounds == 'female' else 'man'}'s; "
                 + (f"set voice.variant to {fix} (or another {said} voice)" if engine == "espeak"
                    else "choose another voice"))))
+    from stages.project_reach import endpoints
+
+    for e in endpoints(project):  # a key sent somewhere the provider is not: the user should know
+        report.warnings.append(Warning_(file=yaml_file, line=lp.line_of(*e.setting.split(".")), message=str(e)))
     report.errors.extend(e.to_dict() for e in blockers(lp, keys=False))
     shown = {e["message"] for e in report.errors}
     for e in blockers(lp, keys=True):  # an API key: a render refuses without it; checking needs none

@@ -6,12 +6,14 @@ Errors name project.yaml's file and line, the key, and the allowed keys or value
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from pydantic import ValidationError
 
+from stages.core.yaml_lines import _line, _line_of
 from stages.core.errors import InputError
 from stages.core.paths import BuildPaths
 from stages.schema import Project, Script, Warning_, normalize_name
@@ -60,6 +62,7 @@ def load_project(root: Path) -> LoadedProject:
         raise InputError(f"no project folder at {root}",
                          hint="pass a folder that holds project.yaml (see `dramaforge new`)")
     project = read_project_yaml(root / "project.yaml")
+    _within_reach(project, root)
     script_path = root / project.script
     if not script_path.exists():
         raise InputError(f"the script {project.script!r} does not exist", file=str(root / "project.yaml"),
@@ -67,24 +70,92 @@ def load_project(root: Path) -> LoadedProject:
     aliases = {normalize_name(n): c.id for c in project.cast for n in (c.name, *c.aliases)}
     script = parse_script(script_path, aliases=aliases)
     _within_limits(script)
+    _cues_within_reach(script, root)
     script.warnings.extend(_cast_warnings(project, script, root))
     return LoadedProject(root=root, project=project, script=script)
+
+
+def _within_reach(project: Project, root: Path) -> None:
+    """Refuse what a project file may not reach (`core.trust`): a key variable it may not name, an
+    address with credentials, a file outside the project folder. All of them, with their lines."""
+    from stages import project_reach
+    from stages.core import trust
+
+    yaml_file = str(root / "project.yaml")
+    parsed: list = []
+
+    def line_of(*loc) -> int:
+        if not parsed:  # read again only when there is something to point at
+            text = (root / "project.yaml").read_text(encoding="utf-8-sig")
+            parsed.extend([text, yaml.compose(text)])
+        return _line_of(parsed[1], tuple(loc)) or 1
+
+    problems = project_reach.key_problems(project, yaml_file, line_of) + \
+        project_reach.path_problems(project, root, yaml_file, line_of)
+    for p in problems:  # the line as written, its addresses redacted
+        p.text = re.sub(r"\w+://[^\s'\"]+", lambda m: trust.redact_url(m.group(0)), _line(parsed[0], p.line))
+    if problems:
+        first, *more = problems
+        raise InputError(first.message, file=first.file, line=first.line, text=first.text, hint=first.hint,
+                         more=more)
+
+
+def _cues_within_reach(script: Script, root: Path) -> None:
+    """A script's `[[music: file]]` and `[[sfx: file]]` stay inside the project (`core.trust.confined`)."""
+    from stages.core.trust import confined
+    from stages.plan_shots import MUSIC_NOTE, SFX_NOTE
+
+    problems = []
+    for ep in script.episodes:
+        for sc in ep.scenes:
+            for el in sc.elements:
+                cue = (MUSIC_NOTE.match(el.text) or SFX_NOTE.match(el.text)) if el.kind == "note" else None
+                if cue and cue.group("file").lower() != "none":
+                    try:
+                        confined(cue.group("file"), root, what="the sound file", file=el.file, line=el.line,
+                                 text=el.text)
+                    except InputError as exc:
+                        problems.append(exc)
+    if problems:
+        first, *more = problems
+        raise InputError(first.message, file=first.file, line=first.line, text=first.text, hint=first.hint,
+                         more=more)
 
 
 MAX_LINE_S = 60.0  # a spoken line longer than this is a pasting mistake, not a line: one shot would hold it all
 
 
+MAX_EPISODE_S = 3600.0  # an episode with more speech than this is a missing episode heading, not an episode
+MAX_EPISODES = 1000
+
+
 def _within_limits(script) -> None:
-    """A line no vertical shot can hold is refused where it is written (`check` warns from 12 s)."""
+    """A line no vertical shot can hold, an episode of hours, a series of thousands of episodes: each
+    refused where it is written (`check` warns of a long line from 12 s)."""
     from stages.core.text import estimate_speech_s
 
+    if len(script.episodes) > MAX_EPISODES:
+        ep = script.episodes[MAX_EPISODES]
+        raise InputError(f"{len(script.episodes):,} episodes: more than {MAX_EPISODES} in one script",
+                         file=ep.file, line=ep.line, hint="split the series into several projects")
     for ep in script.episodes:
+        spoken = 0.0
         for sc in ep.scenes:
             for el in sc.elements:
-                if el.kind == "dialogue" and (est := estimate_speech_s(el.text)) > MAX_LINE_S:
+                if el.kind != "dialogue":
+                    continue
+                est = estimate_speech_s(el.text)
+                if est > MAX_LINE_S:
                     raise InputError(f"a line of about {est:,.0f} s ({len(el.text):,} characters): no shot can hold it",
                                      file=el.file, line=el.line, text=el.text[:80] + ("…" if len(el.text) > 80 else ""),
                                      hint=f"split it into lines of under {MAX_LINE_S:.0f} s (a few sentences each)")
+                spoken += est
+        if spoken > MAX_EPISODE_S:
+            raise InputError(f"episode {ep.number} holds about {spoken / 60:,.0f} minutes of dialogue, over "
+                             f"{MAX_EPISODE_S / 60:.0f}: an episode heading is probably missing",
+                             file=ep.file, line=ep.line,
+                             hint="start each episode with its heading (`# Episode 2` or `第2集`); a short-drama "
+                                  "episode is 1-3 minutes")
 
 
 def read_project_yaml(path: Path) -> Project:
@@ -123,33 +194,6 @@ def read_project_yaml(path: Path) -> Project:
             hint = f"add `{loc[-1]}:`"
         raise InputError(f"{key}: {msg}", file=str(path), line=line,
                          text=_line(text, line) if line else None, hint=hint) from None
-
-
-def _line(text: str, line: int) -> str:
-    lines = text.splitlines()
-    return lines[line - 1] if 0 < line <= len(lines) else ""
-
-
-def _line_of(node, loc: tuple) -> int | None:
-    """Line (1-based) of the YAML node at a pydantic error location; nearest parent if missing."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            nxt = None
-            for k, v in node.value:
-                if k.value == str(part):
-                    nxt = v
-                    line = k.start_mark.line + 1
-                    break
-            if nxt is None:
-                return line
-            node = nxt
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
 
 
 def _model_at(model, loc: tuple, data):

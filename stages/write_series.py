@@ -14,6 +14,7 @@ from stages.core.artifacts import write_text_atomic
 from stages.core.ledger import Kind, Ledger, State
 from stages.core.media import probe
 from stages.core.paths import BuildPaths
+from stages.core.trust import redact_settings
 
 SERIES_FORMAT = 1  # bump when a field changes meaning
 
@@ -45,7 +46,7 @@ def write_series(lp, statuses, paths: BuildPaths) -> Path:
                          "subtitles": [p for p in extra if p.exists()],
                          "poster": paths.poster(e.id), "otio": paths.otio(e.id)})
     write_series_json(paths.series_json, title=lp.script.title or lp.project.title,
-                      project_settings=lp.project.model_dump(mode="json"), episodes=episodes)
+                      project_settings=redact_settings(lp.project.model_dump(mode="json")), episodes=episodes)
     return paths.series_json
 
 

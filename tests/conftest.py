@@ -18,7 +18,12 @@ SHARED = REPO.parent / "shared"
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_env(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect-home")
+    # The user's own config (`stages.core.trust`): never the developer's; it allows the fake providers'
+    # key variables, as a user would allow a variable of their own.
+    config = tmp_path_factory.mktemp("user-config") / "config.yaml"
+    config.write_text("api_key_env: ['DRAMAFORGE_TEST_*']\n", encoding="utf-8")
     os.environ.update({
+        "DRAMAFORGE_CONFIG": str(config),
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "WARNING",

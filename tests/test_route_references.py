@@ -91,7 +91,10 @@ def test_an_image_to_video_model_starting_from_an_animatic_keyframe_is_warned(tm
     assert any("would start from a drawing" in w for w in warnings)
 
 
-def test_keyframes_from_a_text_only_pipeline_are_warned_and_an_ip_adapter_clears_it(tmp_path):
+def test_keyframes_from_a_text_only_pipeline_are_warned_and_an_ip_adapter_clears_it(tmp_path, monkeypatch):
+    config = tmp_path / "config.yaml"  # the user keeps models in /models (a project may name only allowed folders)
+    config.write_text("allow_paths: [/models]\n", encoding="utf-8")
+    monkeypatch.setenv("DRAMAFORGE_CONFIG", str(config))
     base = ("backends:\n  video: kling\n  kling: {mode: image, model: kling-v2-6}\n"
             "  image: {kind: diffusers, pipeline: FluxPipeline, model: /models/flux%s}\n")
     _, warnings = check(project(tmp_path / "a", base % ""))

@@ -24,6 +24,7 @@ from stages.backends._jobs import HostedVideoBackend, data_url, run_job
 from stages.backends.base import (Fitted, PermanentError, ShotRequest, TransientError, VideoCapabilities,
                                   fit_references, requested_seconds)
 from stages.core.model import Model
+from stages.core.trust import join_url
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,7 @@ class DirectBackend(HostedVideoBackend):
         return self._http
 
     def url(self, path: str) -> str:
-        return f"{self.options.base_url.rstrip('/')}/{path.lstrip('/')}"
+        return join_url(self.options.base_url, path)
 
     def call(self, method: str, path: str, doing: str, *, body: dict | None = None,
              headers: dict[str, str] | None = None) -> dict:

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from stages.backends._openai import retry_after_s
+from stages.core.trust import body_summary, provider_detail  # noqa: F401 (backends import them from here)
 from stages.backends.base import PermanentError, RejectedError, TransientError, is_refusal
 
 
@@ -79,17 +80,17 @@ class Http:
     def answer(self, resp, doing: str, *, array: bool = False) -> dict | list:
         status = resp.status_code
         text = resp.text
+        kind = resp.headers.get("content-type")
         if 200 <= status < 300:
             try:
                 data = json.loads(text) if text.strip() else {}
             except ValueError:
-                raise AnswerLost(f"{self.what} {doing}: answered {status} with a body that is not JSON "
-                                 f"({_snippet(text)})") from None
+                raise AnswerLost(f"{self.what} {doing}: answered {status} with {body_summary(text, kind)}") from None
             if not isinstance(data, list if array else dict):
                 raise AnswerLost(f"{self.what} {doing}: answered {status} with JSON that is not "
-                                 f"{'an array' if array else 'an object'} ({_snippet(text)})")
+                                 f"{'an array' if array else 'an object'} ({type(data).__name__})")
             return data
-        message = f"{self.what} {doing} answered {status}: {provider_detail(text)}"
+        message = self.scrub(f"{self.what} {doing} answered {status}: {provider_detail(text, kind)}")
         if status == 429 or status == 408 or status == 409:
             exc = TransientError(message, retry_after_s=retry_after_s(resp.headers))
         elif status >= 500:
@@ -104,6 +105,13 @@ class Http:
             exc = PermanentError(message)
         exc.status, exc.headers = status, {k.lower(): v for k, v in resp.headers.items()}  # for a provider's own hints
         raise exc
+
+    def scrub(self, message: str) -> str:
+        """`message` without the key's value (a provider may quote the request back)."""
+        import os
+
+        key = os.environ.get(self.key_env, "")
+        return message.replace(key, "***") if len(key) >= 4 else message
 
     def upload(self, url: str, name: str, data: bytes, content_type: str, doing: str) -> dict:
         """A multipart upload (`content` field), its JSON answer."""
@@ -134,23 +142,3 @@ class Http:
         except httpx.HTTPError as exc:
             raise TransientError(f"{self.what} {doing}: the download broke off ({type(exc).__name__}: {exc})") from exc
         return size
-
-
-def provider_detail(text: str) -> str:
-    """The provider's own words from an error body (`detail`, `error`, `message`), else its start."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return _snippet(text) or "no body"
-    if isinstance(data, dict):
-        for k in ("detail", "error", "message", "title"):
-            v = data.get(k)
-            if isinstance(v, str) and v:
-                return v[:500]
-            if isinstance(v, (list, dict)) and v:
-                return json.dumps(v, ensure_ascii=False)[:500]
-    return _snippet(text)
-
-
-def _snippet(text: str) -> str:
-    return " ".join(text.split())[:120]

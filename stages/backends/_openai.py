@@ -10,6 +10,7 @@ import os
 import threading
 import time
 
+from stages.core.trust import provider_detail, redact_url
 from stages.backends.base import BackendError, PermanentError, RejectedError, TransientError, is_refusal
 
 
@@ -74,8 +75,9 @@ def provider_message(exc) -> str:
     body = getattr(exc, "body", None)
     if isinstance(body, dict) and isinstance(body.get("message"), str) and body["message"]:
         return body["message"]
-    if isinstance(body, str) and body.strip():
-        return body.strip()[:300]
+    response = getattr(exc, "response", None)
+    if response is not None:  # a body that is not JSON is described, never quoted (`_http.provider_detail`)
+        return provider_detail(response.text, response.headers.get("content-type"))
     return str(getattr(exc, "message", exc))
 
 
@@ -115,10 +117,10 @@ def ask_json(client, *, model: str, messages: list[dict], schema: dict, name: st
                 model=model, messages=history, temperature=0.2,
                 response_format={"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}})
         except openai.APIStatusError as exc:
-            raise error(f"{what}'s server answered {exc.status_code}: {exc.message}",
+            raise error(f"{what}'s server answered {exc.status_code}: {provider_message(exc)}",
                         hint="check the model name, the base URL and the API key") from exc
         except openai.APIConnectionError as exc:
-            raise error(f"cannot reach {what} at {client.base_url}: {exc}",
+            raise error(f"cannot reach {what} at {redact_url(str(client.base_url))}: {exc}",
                         hint="start the server or fix the base URL") from exc
         msg = resp.choices[0].message
         if getattr(msg, "refusal", None):

@@ -27,6 +27,7 @@ from stages.backends import _hosted_model as hosted
 from stages.backends._http import AnswerLost, NotFound
 from stages.backends._jobs import Poll
 from stages.backends.base import BackendError, PermanentError, RejectedError, ShotRequest, TransientError, is_refusal
+from stages.core.trust import join_url
 
 # fal's infrastructure error types (docs: model-apis/request-errors): the job, not the request, failed
 _INFRA = {"request_timeout", "startup_timeout", "runner_scheduling_failure", "runner_connection_timeout",
@@ -61,14 +62,14 @@ class FalBackend(hosted.GatewayBackend):
         return "/".join(parts[:keep])
 
     def _request_url(self, job_id: str, tail: str = "") -> str:
-        return f"{self.options.queue_url.rstrip('/')}/{self._app()}/requests/{job_id}{tail}"
+        return join_url(self.options.queue_url, f"{self._app()}/requests/{job_id}{tail}")
 
     # --- the job protocol -------------------------------------------------------------------------
 
     def submit(self, request: ShotRequest, client_key: str) -> str:
         body = self.model_input(request)
         http = self.http()
-        answer = http.call("POST", f"{self.options.queue_url.rstrip('/')}/{self.options.model}", "submitting a job",
+        answer = http.call("POST", join_url(self.options.queue_url, self.options.model), "submitting a job",
                            body=body)
         job_id = answer.get("request_id")
         if not isinstance(job_id, str) or not job_id:
@@ -131,7 +132,7 @@ class FalBackend(hosted.GatewayBackend):
         body = self.model_input(request)
         start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sent_at - 120))
         query = urllib.parse.urlencode({"endpoint_id": self.options.model, "start": start, "limit": 100})
-        listing = self.http().call("GET", f"{self.options.api_url.rstrip('/')}/models/requests/by-endpoint?{query}",
+        listing = self.http().call("GET", join_url(self.options.api_url, f"models/requests/by-endpoint?{query}"),
                                    "listing recent requests")
         for item in listing.get("items") or []:
             if isinstance(item, dict) and self.same_input(body, item.get("json_input")) and item.get("request_id"):

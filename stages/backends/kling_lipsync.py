@@ -46,6 +46,7 @@ from stages.backends._jobs import LookupUnsupported, Poll
 from stages.backends._lipsync import HostedLipSync, LipSyncOptions
 from stages.backends.base import LipSyncCapabilities, LipSyncRequest, PermanentError
 from stages.backends.kling import KlingAuth, created_task, read_task
+from stages.core.trust import redact_url
 
 MAX_AUDIO_BYTES = 5_000_000  # "max 5MB"
 TASKS = "/v1/videos/lip-sync"
@@ -122,8 +123,8 @@ class KlingLipSyncBackend(KlingAuth, HostedLipSync):
         problem = self._answers(url, size)
         if problem:
             raise PermanentError(
-                f"{self.what}: Kling downloads each piece from media_base_url, but {url} {problem}. Serve the folder "
-                f"{kept.parent} at {self.options.media_base_url} (a public bucket kept in step with it, or a web "
+                f"{self.what}: Kling downloads each piece from media_base_url, but {redact_url(url)} {problem}. Serve "
+                f"the folder {kept.parent} at {redact_url(self.options.media_base_url)} (a public bucket kept in step with it, or a web "
                 f"server or tunnel in front of it), or correct backends.{self.section}.media_base_url; nothing was "
                 f"sent to Kling")
         return url

@@ -41,6 +41,7 @@ from stages.backends._direct import DirectBackend, DirectOptions, Limits
 from stages.backends._http import AnswerLost, NotFound
 from stages.backends._jobs import Poll
 from stages.backends.base import PermanentError, RejectedError, ShotRequest, TransientError, is_refusal
+from stages.core.trust import redact_url
 
 # model -> the modes it takes (cli generate.ts, the MCP server's list, the S2V OpenAPI)
 MODELS = {"MiniMax-Hailuo-2.3": {"text", "image"}, "MiniMax-Hailuo-2.3-Fast": {"image"},
@@ -196,7 +197,7 @@ class MinimaxBackend(DirectBackend):
             return AnswerLost(text)
         if code in AUTH:
             return PermanentError(f"{text} (check the key in ${self.options.api_key_env}; China and global keys "
-                                  f"differ: base_url {self.options.base_url})")
+                                  f"differ: base_url {redact_url(self.options.base_url)})")
         return PermanentError(text)
 
     # --- the job protocol -------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from stages.backends._openai import LazyClient, map_openai_error
 from stages.backends.base import Capabilities, ImageOptions, ImageRequest, PermanentError, TransientError
+from stages.core.trust import redact_url
 
 DEFAULT_MODEL = "gpt-image-1"
 MAX_REFERENCES = 16  # what the edits endpoint takes for GPT image models
@@ -44,13 +45,14 @@ class OpenAIImageBackend:
         return self.options.model or DEFAULT_MODEL
 
     def identity(self) -> dict:
-        return {"engine": "openai-image", "model": self.model, "base_url": self.options.base_url or "api.openai.com"}
+        return {"engine": "openai-image", "model": self.model,
+                "base_url": redact_url(self.options.base_url) or "api.openai.com"}
 
     def generate_image(self, request: ImageRequest, out_png: Path) -> None:
         """Write an RGB PNG of exactly request.width x request.height."""
         import openai
 
-        where = self.options.base_url or "api.openai.com"
+        where = redact_url(self.options.base_url) or "api.openai.com"
         what = f"openai-image ({self.model} at {where})"
         prompt = request.prompt + (f"\nAvoid: {request.negative_prompt}" if request.negative_prompt else "")
         size = nearest_size(self.model, request.width, request.height)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
-import tempfile
 import wave
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from pydantic import Field
 from stages.backends._openai import LazyClient, map_openai_error
 from stages.backends.base import Capabilities, PermanentError, SpeechRequest, TransientError
 from stages.core.model import Model
+from stages.core.trust import redact_url
 
 _WAVE_FORMAT_PCM, _WAVE_FORMAT_EXTENSIBLE = 1, 0xFFFE
 _UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # what streaming encoders write before they know the length
@@ -50,7 +50,7 @@ class OpenAISpeechBackend:
 
     def identity(self) -> dict:
         return {"engine": "openai", "model": self.options.speech_model,
-                "base_url": self.options.base_url or "api.openai.com"}
+                "base_url": redact_url(self.options.base_url) or "api.openai.com"}
 
     def synthesize(self, request: SpeechRequest, out_wav: Path) -> None:
         import openai
@@ -61,7 +61,7 @@ class OpenAISpeechBackend:
             args["instructions"] = request.instructions
         if request.speed != 1.0:
             args["speed"] = request.speed
-        where = o.base_url or "api.openai.com"
+        where = redact_url(o.base_url) or "api.openai.com"
         try:
             body = self.client().audio.speech.create(**args).content
         except openai.OpenAIError as exc:
@@ -124,8 +124,9 @@ def _transcode(body: bytes, out_wav: Path, *, what: str) -> None:
     from stages.core.errors import RenderError
     from stages.core.media import run_ffmpeg
 
-    fd, name = tempfile.mkstemp(prefix=f".{out_wav.stem}.", suffix=".audio", dir=out_wav.parent)
-    src = Path(name)
+    from stages.core.artifacts import partial_file
+
+    fd, src = partial_file(out_wav.parent, out_wav.stem, ".audio")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(body)
@@ -133,8 +134,8 @@ def _transcode(body: bytes, out_wav: Path, *, what: str) -> None:
                    what="converting the speech audio", timeout_s=300)
     except RenderError as exc:
         # A body ffmpeg cannot decode at all (an HTML page, JSON) means a misconfigured server, not bad luck.
-        raise PermanentError(f"{what} sent audio that cannot be decoded ({len(body)} bytes starting "
-                             f"{body[:16]!r}): {exc.message}; check the base URL") from exc
+        raise PermanentError(f"{what} sent audio that cannot be decoded ({len(body):,} bytes): {exc.message}; "
+                             "check the base URL") from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             src.unlink()

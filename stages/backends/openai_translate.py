@@ -17,6 +17,7 @@ from stages.backends.base import Capabilities, PermanentError, RejectedError
 from stages.core.artifacts import spec_hash
 from stages.core.model import Model
 from stages.core.prompts import render_template, template_source
+from stages.core.trust import redact_url
 
 TEMPLATES = ("translate.system.j2", "translate.user.j2", "translate.repair.j2")
 BATCH_LINES = 60  # lines per request: a long episode stays well inside any model's output limit
@@ -101,7 +102,7 @@ class OpenAITranslationBackend:
     def identity(self) -> dict:
         sources = {n: template_source(n, self.project_dir) for n in TEMPLATES}
         return {"engine": "openai-chat", "model": self.options.model,
-                "base_url": self.options.base_url or "api.openai.com",
+                "base_url": redact_url(self.options.base_url) or "api.openai.com",
                 "templates": spec_hash("templates", sources)}
 
     def calls(self, count: int) -> int:
@@ -124,7 +125,7 @@ class OpenAITranslationBackend:
         import openai
 
         o = self.options
-        what = f"subtitle translation ({o.model} at {o.base_url or 'api.openai.com'})"
+        what = f"subtitle translation ({o.model} at {redact_url(o.base_url) or 'api.openai.com'})"
         history = translation_messages(lines, source, target, context, self.project_dir, previous=previous)
         problems: list[str] = []
         for _ in range(MAX_REPAIRS + 1):

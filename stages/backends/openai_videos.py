@@ -22,6 +22,7 @@ from stages.backends._openai import LazyClient, map_openai_error, provider_messa
 from stages.backends.base import (BackendError, PermanentError, RejectedError, ShotRequest, TransientError,
                                   VideoCapabilities, is_refusal, requested_seconds)
 from stages.core.model import Model
+from stages.core.trust import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +71,12 @@ class OpenAIVideosBackend(HostedVideoBackend):
 
     def identity(self) -> dict:
         o = self.options
-        return {"engine": "openai-videos", "model": o.model, "base_url": o.base_url or "api.openai.com",
+        return {"engine": "openai-videos", "model": o.model, "base_url": redact_url(o.base_url) or "api.openai.com",
                 "size": o.size}
 
     @property
     def what(self) -> str:
-        return f"openai-videos ({self.options.model} at {self.options.base_url or 'api.openai.com'})"
+        return f"openai-videos ({self.options.model} at {redact_url(self.options.base_url) or 'api.openai.com'})"
 
     def missing(self, *, keys: bool = True) -> list[tuple[str, str]]:
         o = self.options
@@ -85,7 +86,7 @@ class OpenAIVideosBackend(HostedVideoBackend):
         return []
 
     def provider(self) -> str:
-        return f"{self.options.model} at {self.options.base_url or 'api.openai.com'}"
+        return f"{self.options.model} at {redact_url(self.options.base_url) or 'api.openai.com'}"
 
     # --- the job protocol -------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from stages.backends import _hosted_model as hosted
 from stages.backends._http import AnswerLost
 from stages.backends._jobs import Poll, data_url
 from stages.backends.base import BackendError, PermanentError, RejectedError, ShotRequest, TransientError, is_refusal
+from stages.core.trust import join_url
 
 DATA_URL_LIMIT = 256 * 1024  # the spec: data URLs for files up to 256 KB, else an uploaded file's URL
 _LOOKUP_PAGES = 5
@@ -72,7 +73,7 @@ class ReplicateBackend(hosted.GatewayBackend):
         return o.model or o.version or (f"deployment {o.deployment}" if o.deployment else None)
 
     def _url(self, path: str) -> str:
-        return f"{self.options.base_url.rstrip('/')}/{path.lstrip('/')}"
+        return join_url(self.options.base_url, path)
 
     def image_url(self, path: Path) -> str:
         """A `data:` URL up to 256 KB, else the URL of the file uploaded to Replicate."""

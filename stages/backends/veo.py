@@ -43,7 +43,7 @@ from typing import ClassVar
 from pydantic import Field, model_validator
 
 from stages.backends._direct import DirectBackend, DirectOptions, Limits
-from stages.backends._http import AnswerLost, NotFound
+from stages.backends._http import AnswerLost, NotFound, body_summary
 from stages.backends._jobs import Poll
 from stages.backends._openai import retry_after_s
 from stages.backends.base import (BackendError, PermanentError, RejectedError, ShotRequest, TransientError,
@@ -136,6 +136,10 @@ class VeoBackend(DirectBackend):
         if isinstance(exc, errors.APIError):
             code = exc.code if isinstance(exc.code, int) else 0
             words = exc.message or str(exc.details)[:300]
+            response = getattr(exc, "response", None)
+            kind = getattr(response, "headers", None) and response.headers.get("content-type")
+            if kind and "json" not in kind:  # the SDK passes a proxy's page on as the message: describe it
+                words = body_summary(exc.message or "", kind)
             message = f"{what} answered {code} {exc.status or ''}: {words}".replace("  ", " ")
             headers = getattr(getattr(exc, "response", None), "headers", None) or {}
             if code in (408, 409, 429):

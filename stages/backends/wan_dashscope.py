@@ -50,7 +50,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from stages.backends._direct import DirectBackend, DirectOptions, Limits
-from stages.backends._http import AnswerLost
+from stages.backends._http import AnswerLost, provider_detail
 from stages.backends._jobs import Poll
 from stages.backends.base import (
     PermanentError,
@@ -256,7 +256,7 @@ class WanDashscopeBackend(DirectBackend):
             if not 200 <= resp.status_code < 300:
                 cls = TransientError if resp.status_code >= 500 or resp.status_code == 429 else PermanentError
                 raise cls(f"{self.what} uploading {path.name} answered {resp.status_code}: "
-                          f"{' '.join(resp.text.split())[:200]}")
+                          f"{provider_detail(resp.text, resp.headers.get('content-type'))}")
         except AnswerLost as exc:  # an upload is free: lost means try again, never "a job may exist"
             raise TransientError(str(exc), retry_after_s=exc.retry_after_s) from None
         return f"oss://{key}"

@@ -199,7 +199,13 @@ _owner = owner  # the name older code and tests use
 
 @functools.cache
 def _owner_of(pid: int) -> str:
+    # The host name and the pid namespace: a container sharing the host's name (or the build folder)
+    # has its own pids, so its processes are judged as another machine's, never by a pid seen here.
     host = re.sub(r"[^A-Za-z0-9_]", "_", os.uname().nodename)[:40] or "host"
+    try:
+        host += f"_ns{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        pass
     return f"{host}-{pid}-{_start_ticks(pid)}"
 
 
@@ -211,7 +217,9 @@ def owner_gone(token: str | None, *, since: float | None, foreign_after_s: float
     m = re.fullmatch(r"([A-Za-z0-9_]+)-(\d+)-(\d+)", token or "")
     if m is None:
         return True
-    if m.group(1) != owner().split("-")[0]:
+    host, here = m.group(1), owner().split("-")[0]
+    legacy = not re.search(r"_ns\d+$", host) and host == re.sub(r"_ns\d+$", "", here)  # named before namespaces
+    if host != here and not legacy:
         return since is not None and time.time() - since >= foreign_after_s
     return not _running(int(m.group(2)), int(m.group(3)))
 
