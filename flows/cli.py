@@ -127,6 +127,10 @@ def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = 
     for w in lp.warnings:
         console.print(f"[yellow]warning[/] {_esc(f'{w.file}:{w.line}: {w.message}')}")
     started = time.monotonic()
+    if not dry_run:  # a full or read-only disk is said before an LLM planner is paid for what cannot be kept
+        from stages.core.paths import BuildPaths
+
+        BuildPaths(lp.build).check_writable()
     checked = run.prepare(lp, numbers, dask=None if dry_run else dask, max_cost=None if dry_run else max_cost,
                           force=force, dry_run=dry_run)
     if not numbers:
@@ -158,9 +162,6 @@ def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = 
     if synced:  # shots whose lips are synced (dialogue: tts+lipsync)
         totals = {"lines": totals["lines"], "shots": totals["shots"], "lip sync": synced, "episodes": len(todo)}
     to_make = sum(1 for e in todo for s in e.shots if s.state not in REUSED or s.id in force)
-    from stages.core.paths import BuildPaths
-
-    BuildPaths(lp.build).make_dirs()  # a full or read-only disk is said now, before Prefect starts
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

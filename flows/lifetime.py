@@ -41,6 +41,13 @@ def tie_children() -> None:
     finally:
         os.close(read)
     _held.append(write)
+    # a child forked without exec (multiprocessing's fork) must not hold the pipe open past the render
+    os.register_at_fork(after_in_child=_let_go)
+
+
+def _let_go() -> None:
+    while _held:
+        os.close(_held.pop())
 
 
 def ours(token: str) -> list[int]:

@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from flows import progress
 from flows.guards import check_render, deliver, start_render
 from flows.render_episode import render_episode
-from flows.tasks import clear_stop, dask_runner
+from flows.tasks import dask_runner
 from stages.backends.registry import backends_for
 from stages.core.jobs import Journal
 from stages.core.ledger import Ledger
@@ -52,7 +52,6 @@ def render_series(project_dir: str, episodes: list[int] | None = None, max_cost:
 
     # 2. recover from a killed render: its partial files swept, its running units marked interrupted
     interrupted, swept = start_render(lp, checked)
-    clear_stop(BuildPaths(lp.build).ledger)
     if interrupted or swept:
         progress.note(f"resuming: {interrupted} interrupted unit(s), {swept} partial file(s) removed")
 

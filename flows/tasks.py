@@ -172,27 +172,35 @@ def _recorded(ledger_path: Path, unit_id: str, make: Callable[[], R], *, kind: K
 
     A full disk or an unwritable folder is not the unit's failure: it is raised as one
     EnvironmentFailure, the unit is left 'interrupted', and no unit of this render starts after it."""
-    stopped = _stopped.get(str(ledger_path))
+    run = (str(ledger_path), _flow_run())
+    stopped = _stopped.get(run)
     if stopped is not None:
         raise stopped
     try:
         return _record(Ledger(ledger_path), unit_id, make, kind=kind, episode=episode, key=key, artifact=artifact,
                        backend=backend, begins=begins, ends=ends, explain=explain)
     except Exception as exc:
-        failure = environment_failure(exc, str(artifact))
+        # an unreadable input file (EACCES outside build/) is the unit's failure, not the machine's
+        failure = environment_failure(exc, str(artifact), database=str(ledger_path), inside=str(ledger_path.parent))
         if failure is None:
             raise
-        _stopped[str(ledger_path)] = failure
+        _stopped[run] = failure
         with contextlib.suppress(Exception):  # the ledger may be on the same full or read-only disk
             Ledger(ledger_path).set_state(unit_id, State.INTERRUPTED, failure.message)
         raise failure from exc
 
 
-_stopped: dict[str, EnvironmentFailure] = {}  # ledger -> what stopped its render (cleared as a render starts)
+_stopped: dict[tuple, EnvironmentFailure] = {}  # (ledger, flow run) -> what stopped that run
 
 
-def clear_stop(ledger_path: Path) -> None:
-    _stopped.pop(str(ledger_path), None)
+def _flow_run() -> str | None:
+    """The flow run this task belongs to (a stop holds for it only: a Dask worker serves many renders)."""
+    try:
+        from prefect.runtime import flow_run
+
+        return flow_run.id
+    except Exception:  # outside a flow run (a stage called directly)
+        return None
 
 
 def _record(ledger: Ledger, unit_id: str, make: Callable[[], R], *, kind, episode, key, artifact, backend, begins,

@@ -96,14 +96,19 @@ def _extra(shot: Shot, project: Project) -> dict:
     return {"speaking": spans} if spans else {}
 
 
+def shot_validator(request: ShotRequest):
+    """What a made clip of this shot must be (before it is reused): its size, its length, sound if spoken."""
+    return video_validator(width=request.width, height=request.height,
+                           min_duration_s=request.duration_s - 1.5 / request.fps,
+                           audio=True if request.extra.get("dialogue") else None)  # native: its sound is the line
+
+
 def generate_shot(request: ShotRequest, backend: VideoBackend, out_mp4: Path, jobs=None) -> ShotResult:
     """Make the shot's clip at `out_mp4` (its content-addressed path), or reuse the valid one there.
 
     `jobs` (a `ShotJobs`, the shot's paid-job journal) lets a hosted backend resume its provider job.
     """
-    check = video_validator(width=request.width, height=request.height,
-                            min_duration_s=request.duration_s - 1.5 / request.fps,
-                            audio=True if request.extra.get("dialogue") else None)  # native: its sound is the line
+    check = shot_validator(request)
     if is_done(out_mp4, check):
         return ShotResult(out_mp4, reused=True)
     with atomic_path(out_mp4, validate=check) as tmp:

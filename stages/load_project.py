@@ -91,6 +91,7 @@ def _within_reach(project: Project, root: Path) -> None:
         return _line_of(parsed[1], tuple(loc)) or 1
 
     problems = project_reach.key_problems(project, yaml_file, line_of) + \
+        project_reach.host_problems(project, yaml_file, line_of) + \
         project_reach.path_problems(project, root, yaml_file, line_of)
     for p in problems:  # the line as written, its addresses redacted
         p.text = re.sub(r"\w+://[^\s'\"]+", lambda m: trust.redact_url(m.group(0)), _line(parsed[0], p.line))

@@ -12,7 +12,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from stages.core.errors import InputError
-from stages.core.trust import KEY_PATTERNS, URL_FIELDS, allowed_key_env, config_path, confined, redact_url
+from stages.core.trust import (KEY_PATTERNS, URL_FIELDS, allowed_host, allowed_key_env, config_path, confined,
+                                 redact_url)
 
 
 def _settings(model: BaseModel, loc: tuple = ()):
@@ -63,6 +64,17 @@ class Endpoint:
 
     def __str__(self) -> str:
         return f"{self.setting}: sends ${self.key_env} to {self.url} (not the provider's default {self.default})"
+
+
+def host_problems(project, yaml_file: str, line_of) -> list[InputError]:
+    """Every backend in use that would send its key to a host that is neither its provider's, nor on
+    this machine, nor allowed by the user's own config."""
+    return [InputError(f"{e.setting}: would send ${e.key_env} to {e.url}, not the provider's own address "
+                       f"({e.default})", file=yaml_file, line=line_of(*(int(p) if p.isdigit() else p
+                                                                       for p in e.setting.split("."))),
+                       hint=f"use the provider's address, a server on this machine, or, if you trust that host, "
+                            f"add it to allow_hosts in your own config, {config_path()}")
+            for e in endpoints(project) if not allowed_host(e.url)]
 
 
 def endpoints(project) -> list[Endpoint]:

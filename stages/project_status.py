@@ -97,6 +97,7 @@ def project_status(lp: LoadedProject, episodes: list[int] | None = None, *, back
     ledger = Ledger(paths.ledger) if paths.ledger.exists() else None  # a killed render's units read 'interrupted'
     if ledger is not None and (notice := ledger.recovered()) is not None:  # it was unreadable: the files tell
         made = rebuild_ledger(lp, ledger, backends)
+        ledger.rebuilt()
         logging.getLogger("dramaforge.ledger").warning("warning: %s (%d unit(s) found made)", notice, made)
     rows = {r.id: r for r in ledger.rows()} if ledger is not None else {}
     placeholders = {uid: r.message for uid, r in rows.items() if r.state == State.PLACEHOLDER}
@@ -106,15 +107,19 @@ def project_status(lp: LoadedProject, episodes: list[int] | None = None, *, back
 
 
 def rebuild_ledger(lp: LoadedProject, ledger: Ledger, backends: BackendSet) -> int:
-    """Record as done every unit whose artifact is on disk under its current key (a new ledger, after
-    the old one could not be read); returns how many. What is not there is simply still to make."""
+    """Record as done every unit whose artifact is on disk under its current key and whole (a new
+    ledger, after the old one could not be read); returns how many. What is not there is still to make."""
+    from stages.core.media import wav_validator
+    from stages.generate_shot import shot_validator
+
     made = 0
     for ep in lp.script.episodes:
         work = plan_work(lp, ep.number, backends, cached_only=True)
-        units = [(u, Kind.SPEECH) for u in work.lines] + [(u, Kind.SHOT) for u in work.shots] + \
-                [(u, Kind.LIPSYNC) for u in work.syncs]
-        for unit, kind in units:
-            if unit.key and unit.path is not None and is_done(unit.path):
+        units = [(u, Kind.SPEECH, wav_validator()) for u in work.lines] + \
+            [(u, Kind.SHOT, shot_validator(u.request)) for u in work.shots] + \
+            [(u, Kind.LIPSYNC, None) for u in work.syncs]
+        for unit, kind, check in units:  # a file cut short is removed, as the render would remove it
+            if unit.key and unit.path is not None and is_done(unit.path, check):
                 ledger.done(unit.id, spec_hash=unit.key, kind=kind, episode=ep.number, artifact=unit.path,
                             sha256=None, reused=True)
                 made += 1

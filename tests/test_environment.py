@@ -71,7 +71,7 @@ def test_full_disk_is_one_clear_message(tmp_path):
 mount -t tmpfs -o size=12m none disk
 cp -r src disk/p
 used=$(du -sk disk | cut -f1)
-dd if=/dev/zero of=disk/filler bs=1k count=$((12 * 1024 - used - 900)) 2>/dev/null
+dd if=/dev/zero of=disk/filler bs=1k count=$((12 * 1024 - used - 1500)) 2>/dev/null
 set +e
 {_cli()} render disk/p > first.log 2>&1; echo $? > first.rc
 rm disk/filler
@@ -113,50 +113,79 @@ set +e
     assert "starting Prefect" not in out, out  # refused before any work
     assert not chaos_calls(root)
 
-    # a finished build, then made read-only: status still tells what is made
+    # a finished build, then made read-only, its last rows still in the WAL (as a kill leaves them):
+    # status reads them (a plain read-only open fails; an `immutable` one misses the WAL)
     made = run_cli("render", str(root))
     assert made.returncode == 0, made.stderr[-2000:]
-    script = f"""
+    shot = json.loads(run_cli("status", str(root), "--json").stdout)["episodes"][0]["shots"][0]["id"]
+    writer = sqlite3.connect(root / "build" / "ledger.sqlite", isolation_level=None)
+    try:
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        writer.execute("UPDATE units SET state='failed', message='only in the WAL' WHERE id=?", (shot,))
+        assert (root / "build" / "ledger.sqlite-wal").stat().st_size > 0
+        script = f"""
 mount --bind p/build p/build
 mount -o remount,bind,ro p/build
 set +e
-{_cli()} status p > status.log 2>&1; echo $? > status.rc
+{_cli()} status p --json > status.json 2> status.log; echo $? > status.rc
 {_cli()} render p > again.log 2>&1; echo $? > again.rc
 """
-    proc = _in_namespace(script, tmp_path)
+        proc = _in_namespace(script, tmp_path)
+    finally:
+        writer.close()
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for name in ("status", "again"):
-        log = (tmp_path / f"{name}.log").read_text()
-        rc = (tmp_path / f"{name}.rc").read_text().strip()
-        assert "Traceback" not in log, log[-3000:]
-        assert rc == "0" or ("read-only file system" in log and rc == "1"), (name, rc, log[-2000:])
+    log = (tmp_path / "status.log").read_text()
+    assert (tmp_path / "status.rc").read_text().strip() == "0" and "Traceback" not in log, log[-2000:]
+    shots = {s["id"]: s for s in json.loads((tmp_path / "status.json").read_text())["episodes"][0]["shots"]}
+    assert shots[shot]["state"] == "failed" and shots[shot]["reason"] == "only in the WAL", shots[shot]
+    assert all(s["state"] == "done" for i, s in shots.items() if i != shot)
+    again = (tmp_path / "again.log").read_text()
+    assert (tmp_path / "again.rc").read_text().strip() == "1", again[-2000:]
+    _one_clear_message(again, "read-only file system")
 
 
-def test_corrupt_ledger_is_moved_aside_and_rebuilt(tiny_project):
-    """An unreadable ledger (`file is not a database` ended both status and render in a traceback):
-    it is moved aside, kept, and rebuilt from the files on disk, which are the truth: status shows
-    every shot made and the render makes nothing again."""
+def test_corrupt_ledger_is_moved_aside_and_rebuilt_and_status_sees_a_cut_short_clip(tiny_project):
+    """`status` called a truncated clip done (the render remakes it), and a reused shot counted as one
+    more attempt. An unreadable ledger (`file is not a database` ended both status and render in a
+    traceback) is moved aside, kept, and rebuilt from the files on disk, which are the truth: status
+    shows every whole shot made, and the render makes only the clip that was cut short."""
     (tiny_project / "project.yaml").write_text(TINY_YAML + SMALL + COUNTING, encoding="utf-8")
     assert run_cli("render", str(tiny_project)).returncode == 0
-    calls = len(chaos_calls(tiny_project))
     build = tiny_project / "build"
+    rows = {r["id"]: r for r in json.loads(run_cli("status", str(tiny_project), "--json").stdout)
+            ["episodes"][0]["shots"]}
+    first = sorted(rows)[0]
+    clip = Path(rows[first]["artifact"])
+    (build / "episodes" / "ep01.mp4").unlink()  # the cut is made again from the same shots
+    assert run_cli("render", str(tiny_project)).returncode == 0
+    calls = len(chaos_calls(tiny_project))
+    assert calls == len(rows)  # every shot reused, none generated again
+    data = clip.read_bytes()
+    clip.write_bytes(data[: len(data) // 2])
+    after = {r["id"]: r for r in json.loads(run_cli("status", str(tiny_project), "--json").stdout)
+             ["episodes"][0]["shots"]}
+    assert after[first]["state"] == "pending" and "changed since it was made" in after[first]["reason"], after[first]
+    assert all(r["state"] == "done" for i, r in after.items() if i != first)
+    assert all(r["attempts"] == 1 for r in after.values()), after
+
     (build / "ledger.sqlite").write_bytes(os.urandom(8192))
     for extra in ("ledger.sqlite-wal", "ledger.sqlite-shm"):
         (build / extra).unlink(missing_ok=True)
-
     status = run_cli("status", str(tiny_project), "--json")
     assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr[-2000:]
     assert "moved aside" in status.stderr and "rebuilt from the files on disk" in status.stderr
     assert "Paid jobs it recorded are not known" in status.stderr
-    shots = json.loads(status.stdout)["episodes"][0]["shots"]
-    assert shots and all(s["state"] == "done" for s in shots), shots
+    shots = {s["id"]: s for s in json.loads(status.stdout)["episodes"][0]["shots"]}
+    assert shots[first]["state"] == "pending" and not clip.exists()  # the cut-short clip is not taken as made
+    assert all(s["state"] == "done" for i, s in shots.items() if i != first), shots
     (aside,) = build.glob("ledger.corrupt-*.sqlite")
     with pytest.raises(sqlite3.DatabaseError):
         sqlite3.connect(aside).execute("SELECT * FROM units").fetchall()
+    assert not (build / "ledger.sqlite.rebuild").exists()
 
     again = run_cli("render", str(tiny_project))
     assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr[-2000:]
-    assert "up to date" in again.stdout + again.stderr and len(chaos_calls(tiny_project)) == calls
+    assert [c["shot"] for c in chaos_calls(tiny_project)[calls:]] == [first]
 
 
 def test_a_second_render_sweeps_none_of_the_first_ones_files(tiny_project):
@@ -206,24 +235,3 @@ def test_a_second_render_sweeps_none_of_the_first_ones_files(tiny_project):
     finally:
         live.send_signal(signal.SIGKILL)
         live.wait()
-
-
-def test_status_sees_a_cut_short_clip_and_reuse_is_no_attempt(tiny_project):
-    """`status` called a truncated clip done (the render remakes it); a reused shot counted as one
-    more attempt."""
-    (tiny_project / "project.yaml").write_text(TINY_YAML + SMALL + COUNTING, encoding="utf-8")
-    assert run_cli("render", str(tiny_project)).returncode == 0
-    rows = {r["id"]: r for r in json.loads(run_cli("status", str(tiny_project), "--json").stdout)
-            ["episodes"][0]["shots"]}
-    first = sorted(rows)[0]
-    clip = Path(rows[first]["artifact"])
-    (tiny_project / "build" / "episodes" / "ep01.mp4").unlink()  # the cut is made again from the same shots
-    assert run_cli("render", str(tiny_project)).returncode == 0
-    assert len(chaos_calls(tiny_project)) == len(rows)  # every shot reused, none generated again
-    data = clip.read_bytes()
-    clip.write_bytes(data[: len(data) // 2])
-    after = {r["id"]: r for r in json.loads(run_cli("status", str(tiny_project), "--json").stdout)
-             ["episodes"][0]["shots"]}
-    assert after[first]["state"] == "pending" and "changed since it was made" in after[first]["reason"], after[first]
-    assert all(r["state"] == "done" for i, r in after.items() if i != first)
-    assert all(r["attempts"] == 1 for r in after.values()), after

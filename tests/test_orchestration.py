@@ -51,6 +51,7 @@ def test_failed_shots_are_named_and_rerun_until_done_without_regenerating(tiny_p
     assert set(successes) == set(shots) and set(successes.values()) == {1}, successes  # none made twice
 
 
+@pytest.mark.slow  # make test: test_orchestration_limits.py::test_an_edited_line_redoes_its_shot_speech_and_episode_only
 def test_editing_one_line_rerenders_exactly_that_shot(tiny_project):
     assert run_cli("render", str(tiny_project)).returncode == 0
     shots_dir = tiny_project / "build" / "shots"

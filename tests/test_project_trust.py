@@ -101,11 +101,19 @@ def test_an_address_carrying_a_password_is_refused(tmp_path):
     assert err.value.line == line_of(root, "queue_url") and "hunter2" not in str(err.value)
 
 
-def test_an_address_that_is_not_the_providers_is_named_by_check_and_by_the_renders_first_line(tmp_path):
-    """Before: a project could point the key at any host without a word."""
+def test_an_address_that_is_not_the_providers_is_refused_unless_the_user_allows_its_host(tmp_path, monkeypatch):
+    """Before: a project could point the key at any host without a word. Now a host that is neither
+    the provider's nor this machine's is refused at its line; one the user's own config allows is
+    named by check and by the render's first line."""
     more = ("backends:\n  video: fal\n  fal: {model: a/b, queue_url: 'https://collector.example.com/q?token=abc'}\n"
             "planner: {kind: rules, base_url: 'https://unused.example.com/v1'}\n")
     root = make(tmp_path, more)
+    proc = run_cli("check", str(root))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in out, out
+    assert f"project.yaml:{line_of(root, 'queue_url')}:" in out and "would send $FAL_KEY to" in out
+    assert "allow_hosts" in out and "abc" not in out and "unused.example.com" not in out  # the rules planner sends nothing
+    user_config(tmp_path, monkeypatch, "api_key_env: ['DRAMAFORGE_TEST_*']\nallow_hosts: ['*.example.com']\n")
     proc = run_cli("check", str(root), "--json")
     warnings = [w["message"] for w in json.loads(proc.stdout)["warnings"]]
     said = "backends.fal.queue_url: sends $FAL_KEY to https://collector.example.com/q?token=***"
@@ -262,3 +270,27 @@ def test_a_local_model_folder_may_lie_in_the_hugging_face_cache_or_an_allowed_fo
         trust.confined(cache / "song.mp3", root, what="music file")
     user_config(tmp_path, monkeypatch, "allow_paths: ['%s']\n" % (tmp_path / "models"))
     trust.confined(mine, root, what="the model folder", models=True)
+
+
+def test_a_projects_template_cannot_run_code_or_read_a_file_through_a_link(tmp_path):
+    """A template in PROJECT/templates/ ran any Python (`cycler.__init__.__globals__.os`), and one that
+    was a link to ~/.aws/credentials put that file into every prompt: both are refused with the file."""
+    root = make(tmp_path)
+    (root / "templates").mkdir()
+    pwned = tmp_path / "PWNED"
+    (root / "templates" / "shot_prompt.j2").write_text(
+        "{{ cycler.__init__.__globals__.os.system('touch %s') }}" % pwned, encoding="utf-8")
+    proc = run_cli("plan", str(root))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in out, out[-2000:]
+    assert "shot_prompt.j2" in out and "cannot be used" in out and not pwned.exists()
+
+    secret = tmp_path / "credentials"
+    secret.write_text("aws_secret_access_key = SHOULD-NOT-LEAVE", encoding="utf-8")
+    (root / "templates" / "shot_prompt.j2").unlink()
+    (root / "templates" / "shot_prompt.j2").symlink_to(secret)
+    proc = run_cli("plan", str(root))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "outside its templates folder" in out and "Traceback" not in out, out[-2000:]
+    assert not any("SHOULD-NOT-LEAVE" in p.read_text(errors="ignore") for p in (root / "build").rglob("*")
+                   if p.is_file()) if (root / "build").exists() else True

@@ -71,10 +71,12 @@ _IN_TEXT = {"No space left on device": "ENOSPC", "Disk quota exceeded": "EDQUOT"
             "attempt to write a readonly database": "EROFS"}
 
 
-def environment_failure(exc: BaseException, where: str | None = None) -> EnvironmentFailure | None:
+def environment_failure(exc: BaseException, where: str | None = None, *, database: str | None = None,
+                        inside: str | None = None) -> EnvironmentFailure | None:
     """The exception (or one it came from) as an EnvironmentFailure, if the environment caused it:
     an OSError of a full disk or an unwritable folder, or the same said by SQLite or ffmpeg.
-    `where` names the path when the error does not."""
+    `where` names the path when the error does not, `database` the SQLite file in use; with `inside`
+    (the build folder), permission denied on a file elsewhere (an input) is not the machine's."""
     import errno
     import os
     import sqlite3
@@ -86,15 +88,21 @@ def environment_failure(exc: BaseException, where: str | None = None) -> Environ
             return exc
         code = errno.errorcode.get(exc.errno, "") if isinstance(exc, OSError) and exc.errno else ""
         text = str(exc)
+        path = getattr(exc, "filename", None) or (database if isinstance(exc, sqlite3.Error) else None) or where
         if code not in _SEEN and (isinstance(exc, sqlite3.Error) or "ffmpeg" in text):  # not a provider's words
             code = next((c for t, c in _IN_TEXT.items() if t in text), "")
+            if code == "EROFS" and path and not _read_only(str(path)):
+                code = "EACCES"  # SQLite says "readonly" for a file this user may not write, too
             if not code and isinstance(exc, sqlite3.DatabaseError) and ("not a database" in text
                                                                          or "malformed" in text):
                 return EnvironmentFailure(
-                    f"the ledger is corrupt ({text})", file=where,
-                    hint="run the same command again: the ledger is moved aside and rebuilt from the files on disk")
+                    f"the database {path or ''} cannot be read ({text})",
+                    hint="move it aside (it is kept for inspection) and run the same command: a ledger "
+                         "(build/ledger.sqlite) is rebuilt from the files on disk")
+        if code in ("EACCES", "EPERM") and inside and getattr(exc, "filename", None) and \
+                not os.path.abspath(str(exc.filename)).startswith(os.path.abspath(inside) + os.sep):
+            return None
         if code in _SEEN:
-            path = getattr(exc, "filename", None) or where
             folder = os.path.dirname(str(path)) if path and not os.path.isdir(str(path)) else (path or ".")
             happened, todo = _SEEN[code]
             return EnvironmentFailure(
@@ -102,3 +110,15 @@ def environment_failure(exc: BaseException, where: str | None = None) -> Environ
                 hint=f"{todo.format(folder=folder)}; what was made is kept: run the same command again to resume")
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def _read_only(path: str) -> bool:
+    """Whether the file system holding `path` (or its nearest existing folder) is mounted read-only."""
+    import os
+
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    try:
+        return bool(os.statvfs(path or ".").f_flag & os.ST_RDONLY)
+    except OSError:
+        return False

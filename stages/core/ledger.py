@@ -144,7 +144,7 @@ class Row:
         return self.pid is None or not alive(self.pid)  # rows written before owners were recorded
 
 
-RECOVERED: dict[str, str] = {}  # ledger file -> the notice of its rebuild, until someone rebuilds it
+_SNAPSHOTS: dict[str, Path] = {}  # ledger file -> a read-only copy (its folder cannot be written here)
 _local = threading.local()  # one connection per thread and ledger file, reused across calls
 _ready: set[str] = set()  # ledger files whose schema this process has made sure of
 _ready_lock = threading.Lock()
@@ -163,38 +163,79 @@ class Ledger:
         if self._key not in _ready:
             with _ready_lock:
                 if self._key not in _ready:
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                    if not os.access(self.path.parent, os.W_OK) and self.path.exists():
-                        self._db()  # read-only: opened as it is (see `_db`)
-                        return
-                    try:
-                        with self._db() as db:
-                            _prepare(db)
-                    except sqlite3.DatabaseError as exc:
-                        if not _corrupt(exc):
-                            raise
-                        self._set_aside(exc)
-                        with self._db() as db:
-                            _prepare(db)
+                    self._open()
                     _ready.add(self._key)
 
-    def _set_aside(self, exc: Exception) -> None:
-        """A ledger SQLite cannot read is moved aside (kept for inspection) and a new one started; the
-        artifacts on disk are the truth, and `rebuild` records them again (see project_status)."""
-        conns = getattr(_local, "conns", {})
-        if (db := conns.pop(self._key, None)) is not None:
-            db.close()
-        aside = self.path.with_name(f"{self.path.stem}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}{self.path.suffix}")
-        for suffix in ("", "-wal", "-shm"):
-            src = Path(f"{self.path}{suffix}")
-            if src.exists():
-                os.replace(src, Path(f"{aside}{suffix}"))
-        RECOVERED[self._key] = (f"{self.path} could not be read ({exc}): it was moved aside to {aside.name} and a "
-                                "new ledger was rebuilt from the files on disk. Paid jobs it recorded are not "
-                                "known any more: if a hosted render was running, check the provider's list of "
-                                "jobs before rendering again")
+    def _open(self) -> None:
+        """First use in this process: the schema made sure of; a ledger SQLite cannot read moved aside
+        and started anew; one in a folder this process cannot write read from a snapshot."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with self._db(prepare=False) as db:
+                _prepare(db)
+                _check(db)
+        except sqlite3.DatabaseError as exc:
+            self._forget()
+            if _corrupt(exc):
+                self._set_aside(exc)
+            elif self.path.exists() and not os.access(self.path.parent, os.W_OK):
+                _SNAPSHOTS[self._key] = _snapshot(self.path)
+            else:
+                raise
+            with self._db(prepare=False) as db:
+                if self._key not in _SNAPSHOTS:
+                    _prepare(db)
 
-    def _db(self) -> "_Reused":
+    def _forget(self) -> None:
+        if (db := getattr(_local, "conns", {}).pop(self._key, None)) is not None:
+            db.close()
+
+    def _set_aside(self, exc: Exception) -> None:
+        """Move the unreadable ledger aside (kept for inspection) and leave a marker: `project_status`
+        rebuilds the new one from the artifacts on disk, which are the truth. Under a lock, and checked
+        again under it: two processes finding it corrupt move it once."""
+        from filelock import FileLock
+
+        from stages.core.artifacts import owner
+
+        with FileLock(str(self.path.with_name(f".{self.path.name}.lock")), timeout=60):
+            again = sqlite3.connect(self.path, timeout=30)
+            try:
+                _check(again)
+                return  # another process moved it and started a new one meanwhile
+            except sqlite3.DatabaseError as again_exc:
+                if not _corrupt(again_exc):
+                    raise
+            finally:
+                again.close()
+            aside = self.path.with_name(f"{self.path.stem}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{owner()}"
+                                        f"{self.path.suffix}")
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(f"{self.path}{suffix}")
+                if src.exists():
+                    os.replace(src, Path(f"{aside}{suffix}"))
+            notice = (f"{self.path} could not be read ({exc}): it was moved aside to {aside.name} and a new ledger "
+                      "was rebuilt from the files on disk. Paid jobs it recorded are not known any more: if a "
+                      "hosted render was running, check the provider's list of jobs before rendering again; "
+                      "placeholders you had accepted must be accepted again")
+            self.rebuild_marker.write_text(notice + "\n", encoding="utf-8")
+
+    @property
+    def rebuild_marker(self) -> Path:
+        """Present while a new ledger still has to be rebuilt from the files (it holds the notice)."""
+        return self.path.with_name(f"{self.path.name}.rebuild")
+
+    def recovered(self) -> str | None:
+        """Why this ledger was started anew, while it has not been rebuilt yet (see `rebuilt`)."""
+        try:
+            return self.rebuild_marker.read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+
+    def rebuilt(self) -> None:
+        self.rebuild_marker.unlink(missing_ok=True)
+
+    def _db(self, prepare: bool = True) -> "_Reused":
         conns = getattr(_local, "conns", None)
         if conns is None:
             conns = _local.conns = {}
@@ -205,25 +246,18 @@ class Ledger:
                 with _ready_lock:
                     _ready.discard(self._key)
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not os.access(self.path.parent, os.W_OK) and self.path.exists():
-                # a read-only folder (a mounted backup, a finished build): read it as it is; a write
-                # fails as one clear "read-only file system" (errors.environment_failure)
-                db = sqlite3.connect(f"{self.path.absolute().as_uri()}?immutable=1", uri=True, isolation_level=None)
+            if (snapshot := _SNAPSHOTS.get(self._key)) is not None:  # read-only: a write fails clearly
+                db = sqlite3.connect(f"{snapshot.as_uri()}?mode=ro", uri=True, isolation_level=None)
                 conns[self._key] = db
-                _ready.add(self._key)
                 return _Reused(db)
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             db.execute("PRAGMA busy_timeout=30000")
             db.execute("PRAGMA synchronous=NORMAL")
             conns[self._key] = db
-            if self._key not in _ready:
+            if prepare and self._key not in _ready:  # (`_open` prepares it itself)
                 _prepare(db)
                 _ready.add(self._key)
         return _Reused(db)
-
-    def recovered(self) -> str | None:
-        """Why this ledger was started anew in this process (once), or None."""
-        return RECOVERED.pop(self._key, None)
 
     def start(self, unit_id: str, *, kind: str, episode: int, spec_hash: str, backend: str | None = None) -> int:
         """Mark a unit running in this process; returns its attempt number."""
@@ -292,9 +326,10 @@ class Ledger:
         once, at its start; `rows` shows them so without writing). Returns how many."""
         with self._db() as db:
             rows = [Row(*r) for r in db.execute("SELECT * FROM units WHERE state='running'").fetchall()]
-            dead = [r.id for r in rows if r.orphaned]
+            dead = [(r.id, r.owner, r.started_at) for r in rows if r.orphaned]
+            # only if nobody started it again meanwhile (same owner, same start)
             db.executemany(f"UPDATE units SET state='interrupted', pid=NULL, owner=NULL, message='{INTERRUPTED}' "
-                           "WHERE id=? AND state='running'", [(u,) for u in dead])
+                           "WHERE id=? AND state='running' AND owner IS ? AND started_at IS ?", dead)
         return len(dead)
 
     def failures_since(self, episode: int, since: float) -> list[str]:
@@ -368,7 +403,33 @@ def _prepare(db: sqlite3.Connection) -> None:
 
 def _corrupt(exc: Exception) -> bool:
     text = str(exc)
-    return "not a database" in text or "malformed" in text
+    return "not a database" in text or "malformed" in text or "failed its integrity check" in text
+
+
+def _check(db: sqlite3.Connection) -> None:
+    """Raise if SQLite finds the database damaged (a quick check: pages and indexes, not every row)."""
+    verdict = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+    if verdict != "ok":
+        raise sqlite3.DatabaseError(f"the ledger failed its integrity check: {verdict}")
+
+
+def _snapshot(path: Path) -> Path:
+    """A private copy of a ledger in a folder this process cannot write, its WAL folded in (SQLite
+    cannot read a WAL database there, and `immutable` would ignore the WAL: a killed render's last
+    rows); opened read-only, so any write fails as one clear message. Removed at exit."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="dramaforge-ledger-"))
+    atexit.register(shutil.rmtree, folder, True)
+    copy = folder / path.name
+    shutil.copyfile(path, copy)
+    if Path(f"{path}-wal").exists():
+        shutil.copyfile(f"{path}-wal", f"{copy}-wal")
+    with sqlite3.connect(copy) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return copy
 
 
 def _wal(db: sqlite3.Connection) -> None:

@@ -164,6 +164,24 @@ class BuildPaths:
     def episode_audio(self, ep_id: str) -> Path:
         return self.work / f"{ep_id}.mix.wav"
 
+    def check_writable(self, *, min_free: int = 1 << 20) -> None:
+        """Without making anything: an EnvironmentFailure if the build folder (or the nearest folder
+        that exists on its way) is on a read-only or full disk, or not writable. Run before any paid
+        work (an LLM planner) that the render could not keep."""
+        import errno
+        import os
+
+        from stages.core.errors import environment_failure
+
+        at = self.root
+        while not at.exists() and at != at.parent:
+            at = at.parent
+        st = os.statvfs(at)
+        code = errno.EROFS if st.f_flag & os.ST_RDONLY else errno.EACCES if not os.access(at, os.W_OK) else \
+            errno.ENOSPC if st.f_bavail * st.f_frsize < min_free else 0
+        if code:
+            raise environment_failure(OSError(code, os.strerror(code), str(self.root)))
+
     def make_dirs(self) -> None:
         """The build folders, and proof that they can be written: an unwritable or full disk is one
         clear EnvironmentFailure here, before any work, not a traceback from the first stage."""

@@ -4,6 +4,8 @@ sent, and which files outside its own folder it reads.
 A project folder may come from anyone (a download, a colleague's repository), so its project.yaml
 chooses none of this beyond the defaults:
 
+- a key goes to the provider's own address, a server on this machine, or a host the user's config
+  allows (`allow_hosts`);
 - a key comes from the variable the backend documents (`FAL_KEY`, `OPENAI_API_KEY`, ...) or one
   named like `*_API_KEY`; the user's own config may allow more patterns (`api_key_env`);
 - an address with credentials in it (`https://user:pass@host`) is refused (the key belongs in the
@@ -43,6 +45,8 @@ class UserConfig(Model):
                                    "as a key (fnmatch patterns, e.g. MYCORP_*_TOKEN)")
     allow_paths: list[str] = Field(default_factory=list, description="folders outside a project that its files "
                                    "may name (absolute or ~ paths), e.g. ~/Music, ~/models")
+    allow_hosts: list[str] = Field(default_factory=list, description="hosts besides each provider's own that a "
+                                   "project may send a key to (fnmatch patterns), e.g. llm.mycorp.internal")
 
 
 def config_path() -> Path:
@@ -80,7 +84,7 @@ def _read_config(path: str, mtime_ns: int, size: int) -> UserConfig:
     if data is None:
         return UserConfig()
     if not isinstance(data, dict):
-        raise InputError("your dramaforge config must be a mapping (api_key_env, allow_paths)", file=path, line=1)
+        raise InputError("your dramaforge config must be a mapping (api_key_env, allow_paths, allow_hosts)", file=path, line=1)
     try:
         return UserConfig.model_validate(data)
     except ValidationError as exc:
@@ -91,7 +95,7 @@ def _read_config(path: str, mtime_ns: int, size: int) -> UserConfig:
         raise InputError(f"{'.'.join(str(p) for p in loc)}: {msg}", file=path, line=line,
                          text=_line(text, line) if line else None,
                          hint="allowed keys: api_key_env (a list of variable-name patterns), allow_paths "
-                              "(a list of folders)") from None
+                              "(a list of folders), allow_hosts (a list of host-name patterns)") from None
 
 
 # --- keys and addresses --------------------------------------------------------------------------
@@ -100,6 +104,21 @@ def allowed_key_env(name: str, default: str | None) -> bool:
     """Whether a project may name the variable `name` as a key (`default`: the backend's own)."""
     patterns = (*KEY_PATTERNS, *user_config().api_key_env)
     return name == default or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def allowed_host(url: str) -> bool:
+    """Whether a project may send a key to `url`, which is not its provider's own address: a server
+    on this machine, or a host the user's own config allows (`allow_hosts`)."""
+    import ipaddress
+
+    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return True
+    except ValueError:
+        if host == "localhost" or host.endswith(".localhost"):
+            return True
+    return any(fnmatch.fnmatchcase(host, p.lower()) for p in user_config().allow_hosts)
 
 
 def redact_url(url: str | None) -> str | None:
