@@ -37,6 +37,8 @@ class CheckReport:
 
 def check_project(root: Path) -> CheckReport:
     """Everything `render` would refuse (errors) or regret (warnings), found in about a second."""
+    from stages.core.fonts import missing_glyphs
+
     from stages.cast_characters import DESCRIBE, voice_gender
     from stages.core.people import read_gender
     from stages.load_project import load_project
@@ -103,6 +105,11 @@ def check_project(root: Path) -> CheckReport:
                 if est > MAX_LINE_S:
                     report.warnings.append(Warning_(file=el.file, line=el.line, message=(
                         f"line is about {est:.0f}s long: too long for one vertical shot; split it")))
+                if lacking := missing_glyphs(el.text, project.subtitles.font):
+                    report.warnings.append(Warning_(file=el.file, line=el.line, message=(
+                        f"the subtitle font ({project.subtitles.font}) has no glyph for "
+                        f"{', '.join(f'{c} (U+{ord(c):04X})' for c in lacking[:5])}: each shows as an empty box "
+                        "in the burned-in subtitles; write it another way or drop it")))
                 voice = project.voice_for(el.character or "")
                 espeak = (voice.backend or project.backends.speech) == "espeak"
                 if espeak and CJK.search(el.text) and not voice.language.lower().startswith(("cmn", "yue", "zh", "ja", "ko", "hak")):

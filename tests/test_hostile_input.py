@@ -4,6 +4,7 @@ subtitles, written so that a line's own text cannot break the file."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -105,3 +106,12 @@ def test_webvtt_cue_text_is_escaped_so_a_line_cannot_break_the_file(tmp_path):
     timings = [ln for ln in body if "-->" in ln]
     assert timings == ["00:00:00.500 --> 00:00:02.000", "00:00:02.500 --> 00:00:03.000"]  # the line's own arrow escaped
     assert "Bold &lt;b&gt;move&lt;/b&gt; &amp; then --&gt; go" in " ".join(body) and "<b>" not in vtt
+
+
+def test_a_character_the_subtitle_font_cannot_draw_is_named_by_check(tmp_path):
+    """The font's cmap was checked by a helper no command called: an Arabic line burned in as boxes."""
+    root = _project(tmp_path, script=TINY_SCRIPT.replace("Is it ready?", "Is it ready? مرحبا"))
+    proc = run_cli("check", str(root), "--json")
+    warned = [w for w in json.loads(proc.stdout)["warnings"] if "has no glyph" in w["message"]]
+    assert len(warned) == 1 and warned[0]["line"] == TINY_SCRIPT.splitlines().index("Is it ready?") + 1, warned
+    assert "م (U+0645)" in warned[0]["message"] and "Noto Sans CJK SC" in warned[0]["message"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 _FACES = {"Noto Sans CJK JP": 0, "Noto Sans CJK KR": 1, "Noto Sans CJK SC": 2,
@@ -38,13 +39,28 @@ def pil_font(size_px: int, family: str = DEFAULT_FAMILY):
 
 
 def missing_glyphs(text: str, family: str = DEFAULT_FAMILY) -> list[str]:
-    """Characters of `text` the font cannot draw (Pillow reports a zero-size .notdef box)."""
-    font = pil_font(48, family)
-    missing = []
-    notdef = font.getmask("\uffff").getbbox()
-    for ch in sorted(set(text)):
-        if ch.isspace() or ord(ch) < 0x20:
-            continue
-        if font.getmask(ch).getbbox() == notdef and ch not in missing:
-            missing.append(ch)
-    return missing
+    """Characters of `text` the font has no glyph for (its cmap), in order of first use: a
+    subtitle would show each as an empty box."""
+    if _COMMON.fullmatch(text):  # what every bundled face draws: no need to read the font's tables
+        return []
+    have = _cmap(family)
+    out: list[str] = []
+    for ch in text:
+        if not ch.isspace() and ord(ch) >= 0x20 and ord(ch) not in have and ch not in out \
+                and not 0xFE00 <= ord(ch) <= 0xFE0F and ch not in "\u200b\u200c\u200d\u2060\ufeff":
+            out.append(ch)  # (variation selectors and zero-width joiners draw nothing anyway)
+    return out
+
+
+# ASCII, Latin-1, general punctuation, CJK symbols, kana, CJK ideographs, Hangul, full-width forms
+_COMMON = re.compile("[\\s\u0020-\u007e\u00a0-\u00ff\u2010-\u2016\u2018-\u201a\u201c-\u201e\u2020-\u2022"
+                     "\u2025-\u2026\u3000-\u303f\u3041-\u3096\u3099-\u30ff\u4e00-\u9fef\uac00-\ud7a3"
+                     "\uff01-\uff5e]*")  # (ranges every bundled face draws, read from their cmaps)
+
+
+@functools.lru_cache(maxsize=8)
+def _cmap(family: str) -> frozenset[int]:
+    from fontTools.ttLib import TTCollection
+
+    with TTCollection(str(font_file()), lazy=True) as fonts:
+        return frozenset(fonts[face_index(family)]["cmap"].getBestCmap())
