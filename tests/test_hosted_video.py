@@ -30,6 +30,18 @@ BACKENDS = ["fal", "replicate", *fakes.DIRECT]
 SCHEDULES = 5  # seeded fault schedules per backend in `make test` (its time budget); the slow matrix runs 200
 
 
+def spread(faults: list, backends: list[str] = BACKENDS, per_fault: int = 3) -> list:
+    """(backend, fault) for every pair. `make test` runs each fault on `per_fault` backends, rotating
+    so that every backend meets some of them (its time budget); `make test-slow` runs every pair."""
+    out = []
+    for i, fault in enumerate(faults):
+        name = fault[0] if isinstance(fault, tuple) else fault
+        for j, which in enumerate(backends):
+            now = (j - i * per_fault) % len(backends) < per_fault
+            out.append(pytest.param(which, fault, id=f"{which}-{name}", marks=() if now else pytest.mark.slow))
+    return out
+
+
 @pytest.fixture
 def server(provider_mp4, monkeypatch):
     monkeypatch.setenv(FAL_KEY_ENV, FAL_KEY)
@@ -188,8 +200,7 @@ def test_429_on_submit_made_no_job_and_the_retry_makes_one(server, tmp_path, whi
     assert len(server.created()) == 1 and states(jobs) == ["refused", "done"]
 
 
-@pytest.mark.parametrize("fault", ["500-after", "html-after", "drop-after", "hang-after"])
-@pytest.mark.parametrize("which", BACKENDS)
+@pytest.mark.parametrize("which,fault", spread(["500-after", "html-after", "drop-after", "hang-after"]))
 def test_a_lost_submit_answer_is_looked_up_never_re_sent(server, tmp_path, which, fault):
     server.faults.submit = [fault]
     jobs, b = shot_jobs(tmp_path), make(server, which)
@@ -266,8 +277,7 @@ def test_a_request_list_the_key_may_not_read_leaves_the_job_unknown(server, tmp_
 
 # --- poll, result, download -----------------------------------------------------------------
 
-@pytest.mark.parametrize("fault", ["429", "500", "html", "drop", "hang"])
-@pytest.mark.parametrize("which", BACKENDS)
+@pytest.mark.parametrize("which,fault", spread(["429", "500", "html", "drop", "hang"]))
 def test_poll_errors_are_retried_in_the_loop_without_a_new_job(server, tmp_path, which, fault):
     server.faults.status = [fault, fault]
     if which == "fal":
@@ -290,11 +300,11 @@ def test_a_download_that_fails_is_fetched_again_and_a_broken_file_fails_the_job(
     assert list(tmp_path.rglob(".*.part*")) == []  # no temp download left behind
 
 
-@pytest.mark.parametrize("outcome,error", [("fail-infra", JobFailed), ("fail-model", PermanentError),
-                                           ("refuse", RejectedError), ("cancel", JobFailed), ("vanish", JobFailed),
-                                           ("expire", JobFailed)])
-@pytest.mark.parametrize("which", BACKENDS)
-def test_a_job_that_ends_without_a_clip_is_not_paid_for_again(server, tmp_path, which, outcome, error):
+@pytest.mark.parametrize("which,ending", spread([("fail-infra", JobFailed), ("fail-model", PermanentError),
+                                                 ("refuse", RejectedError), ("cancel", JobFailed),
+                                                 ("vanish", JobFailed), ("expire", JobFailed)]))
+def test_a_job_that_ends_without_a_clip_is_not_paid_for_again(server, tmp_path, which, ending):
+    outcome, error = ending
     if which == "replicate" and outcome == "fail-model":
         outcome, error = "fail-model", JobFailed  # Replicate's `error` is free text: counted as the provider's
     if which in fakes.PROTOCOLS:  # what the provider's failure says decides the class
