@@ -98,3 +98,20 @@ def test_accepted_placeholder_lets_the_episode_assemble(tiny_project):
     assert {s["state"] for s in _status(tiny_project).values()} == {"placeholder"}
     assert all(c["failed"] for c in _calls(tiny_project))  # the chaos backend was never asked again
     assert len(_calls(tiny_project)) == len(shots)
+    # the run's report lists each card with the reason it stands in (RELIABILITY 15)
+    report = max((tiny_project / "build" / "reports").glob("*.json"))
+    rows = {r["shot"]: r for r in json.loads(report.read_text(encoding="utf-8"))["shots"]}
+    assert set(rows) == set(shots) and {r["outcome"] for r in rows.values()} == {"placeholder"}, rows
+    assert all(r["reason"] for r in rows.values()), rows
+
+
+def test_a_rejected_shot_is_recorded_with_its_reason_and_never_retried(tiny_project):
+    """Content refused by the provider is `rejected`, with its reason, after one call per shot: not
+    retried as if it were bad luck (RELIABILITY 9, at the level of a render)."""
+    never = CHAOS.replace("fail_rate: 0.4, error: permanent", "fail_rate: 1.0, error: rejected")
+    (tiny_project / "project.yaml").write_text((tiny_project / "project.yaml").read_text() + never
+                                               + "limits: {failed_shots_per_episode: 100}\n")
+    assert run_cli("render", str(tiny_project)).returncode == 1
+    shots = _status(tiny_project)
+    assert shots and all(s["state"] == "rejected" and s["reason"] for s in shots.values()), shots
+    assert Counter(c["shot"] for c in _calls(tiny_project)) == Counter(set(shots))  # one call each
