@@ -180,8 +180,7 @@ def _recorded(ledger_path: Path, unit_id: str, make: Callable[[], R], *, kind: K
         return _record(Ledger(ledger_path), unit_id, make, kind=kind, episode=episode, key=key, artifact=artifact,
                        backend=backend, begins=begins, ends=ends, explain=explain)
     except Exception as exc:
-        # an unreadable input file (EACCES outside build/) is the unit's failure, not the machine's
-        failure = environment_failure(exc, str(artifact), database=str(ledger_path), inside=str(ledger_path.parent))
+        failure = _machine_failure(exc, ledger_path, artifact)
         if failure is None:
             raise
         _stopped[run] = failure
@@ -191,6 +190,12 @@ def _recorded(ledger_path: Path, unit_id: str, make: Callable[[], R], *, kind: K
 
 
 _stopped: dict[tuple, EnvironmentFailure] = {}  # (ledger, flow run) -> what stopped that run
+
+
+def _machine_failure(exc: Exception, ledger_path: Path, artifact: Path) -> EnvironmentFailure | None:
+    """The full disk or unwritable build folder behind `exc`, if that is what it is (an unreadable
+    input file, EACCES outside build/, is the unit's own failure)."""
+    return environment_failure(exc, str(artifact), database=str(ledger_path), inside=str(ledger_path.parent))
 
 
 def _flow_run() -> str | None:
@@ -210,7 +215,7 @@ def _record(ledger: Ledger, unit_id: str, make: Callable[[], R], *, kind, episod
     try:
         result = make()
     except Exception as exc:  # backend, ffmpeg or validation: recorded, then Prefect fails the task
-        if environment_failure(exc) is not None:
+        if _machine_failure(exc, ledger.path, artifact) is not None:  # `_recorded` says it
             raise
         message = explain(exc) if explain else str(exc)
         state = State.REJECTED if isinstance(exc, RejectedError) else \

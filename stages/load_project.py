@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from stages.core.yaml_lines import _line, _line_of
+from stages.core.yaml_lines import _line, _line_of, read_yaml
 from stages.core.errors import InputError
 from stages.core.paths import BuildPaths
 from stages.schema import Project, Script, Warning_, normalize_name
@@ -163,16 +163,7 @@ def read_project_yaml(path: Path) -> Project:
     if not path.exists():
         raise InputError(f"no project.yaml in {path.parent}",
                          hint="create one with `dramaforge new DIR` or copy projects/demo/project.yaml")
-    text = path.read_text(encoding="utf-8-sig")
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise InputError(f"project.yaml is not valid YAML: {getattr(exc, 'problem', exc)}", file=str(path),
-                         line=mark.line + 1 if mark else None,
-                         text=_line(text, mark.line + 1) if mark else None,
-                         hint="check indentation and quoting on that line") from None
+    text, node, data = read_yaml(path, "project.yaml")
     if not isinstance(data, dict):
         raise InputError("project.yaml must be a mapping of keys (title, cast, ...)", file=str(path), line=1)
     try:

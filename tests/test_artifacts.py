@@ -59,7 +59,7 @@ def test_sweep_partials_removes_only_what_a_gone_process_left(tmp_path):
     import sys
     import time
 
-    from stages.core.artifacts import _owner
+    from stages.core.artifacts import owner as _owner
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     host, pid, start = _owner().split("-")

@@ -20,6 +20,17 @@ def _project(tmp_path: Path, yaml_text: str = TINY_YAML, script: str = TINY_SCRI
     return root
 
 
+def _edited_shotlist(tmp_path: Path, edit) -> Path:
+    """A planned project whose episode 1 shot list the user edited by hand (`edit(shots)`)."""
+    root = _project(tmp_path)
+    assert run_cli("plan", str(root)).returncode == 0
+    path = root / "build" / "shotlists" / "ep01.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    edit(data["shots"])
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return root
+
+
 def _refused(proc, *words: str) -> None:
     assert proc.returncode == 2, proc.stdout[-1000:] + proc.stderr[-1000:]
     assert "Traceback" not in proc.stderr
@@ -53,22 +64,12 @@ def test_an_episode_of_hours_is_refused_at_its_heading(tmp_path):
 
 
 def test_a_shot_list_edit_naming_someone_outside_the_cast_is_refused(tmp_path):
-    root = _project(tmp_path)
-    assert run_cli("plan", str(root)).returncode == 0
-    path = root / "build" / "shotlists" / "ep01.yaml"
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    data["shots"][1]["characters"].append("zed")
-    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    root = _edited_shotlist(tmp_path, lambda shots: shots[1]["characters"].append("zed"))
     _refused(run_cli("plan", str(root)), "ep01.yaml", "'zed', who is not in the cast or the script", "ann, bo")
 
 
 def test_a_locked_shot_of_a_billion_seconds_is_refused(tmp_path):
-    root = _project(tmp_path)
-    assert run_cli("plan", str(root)).returncode == 0
-    path = root / "build" / "shotlists" / "ep01.yaml"
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    data["shots"][0].update(locked=True, duration_s=1e9)
-    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    root = _edited_shotlist(tmp_path, lambda shots: shots[0].update(locked=True, duration_s=1e9))
     _refused(run_cli("plan", str(root)), "ep01.yaml", "duration_s")
 
 

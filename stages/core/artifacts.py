@@ -194,9 +194,6 @@ def owner() -> str:
     return _owner_of(os.getpid())
 
 
-_owner = owner  # the name older code and tests use
-
-
 @functools.cache
 def _owner_of(pid: int) -> str:
     # The host name and the pid namespace: a container sharing the host's name (or the build folder)

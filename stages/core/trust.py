@@ -69,18 +69,11 @@ def user_config() -> UserConfig:
 
 @functools.lru_cache(maxsize=4)
 def _read_config(path: str, mtime_ns: int, size: int) -> UserConfig:
-    import yaml
     from pydantic import ValidationError
 
-    from stages.core.yaml_lines import _line, _line_of
+    from stages.core.yaml_lines import _line, _line_of, read_yaml
 
-    text = Path(path).read_text(encoding="utf-8-sig")
-    try:
-        node, data = yaml.compose(text), yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise InputError(f"your dramaforge config is not valid YAML: {getattr(exc, 'problem', exc)}", file=path,
-                         line=mark.line + 1 if mark else None, hint="check indentation and quoting") from None
+    text, node, data = read_yaml(Path(path), "your dramaforge config")
     if data is None:
         return UserConfig()
     if not isinstance(data, dict):

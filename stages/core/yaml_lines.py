@@ -31,3 +31,19 @@ def _line_of(node, loc: tuple) -> int | None:
         else:
             return line
     return line
+
+
+def read_yaml(path, what: str) -> tuple[str, object, object]:
+    """(text, node tree, data) of a YAML file; InputError at the line where it is not valid YAML.
+    `what` names the file in that message (`project.yaml`, `your dramaforge config`)."""
+    from stages.core.errors import InputError
+
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        return text, yaml.compose(text), yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InputError(f"{what} is not valid YAML: {getattr(exc, 'problem', exc)}", file=str(path),
+                         line=mark.line + 1 if mark else None,
+                         text=_line(text, mark.line + 1) if mark else None,
+                         hint="check indentation and quoting on that line") from None
