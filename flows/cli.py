@@ -227,13 +227,15 @@ def _print_estimate(est, lp) -> None:
         sent = f", {w.images} image(s) sent" + (f", {w.uploads} to upload first" if w.uploads else "") \
             if w.kind == "video" and w.todo and w.images else ""
         size = f" ({w.todo_s:.1f} s of video{asked}{sent})" if w.kind == "video" and w.todo else \
-            f" ({w.chars} chars)" if w.kind == "speech" and w.todo else \
+            f" ({w.chars} chars{f', {w.voices} voice(s) to enroll' if w.voices else ''})" \
+            if w.kind == "speech" and (w.todo or w.voices) else \
             f" ({w.todo_s:.1f} s of video sent)" if w.kind == "lipsync" and w.todo else ""
         amount = f"{w.todo} {noun}(s) {verb}{size}, {w.cached} {kept}"
         timing = hms(w.time_s) + (f" ({w.basis})" if w.basis else "") if w.todo else ""
         if w.kind == "video" and w.todo and w.time_s is not None:
             timing += f", {est.concurrency} at once"
-        print(f"  {w.kind:<8} {w.backend:<13} {amount:<52} {money(w.cost) if w.todo else '':>12}  {timing}")
+        who = f"{w.backend} ({w.who})" if w.who else w.backend
+        print(f"  {w.kind:<8} {who:<13} {amount:<52} {money(w.cost) if w.todo or w.voices else '':>12}  {timing}")
     print(f"  total: {money(est.cost)}, {hms(est.time_s)} of rendering")
     video = next((w for w in est.work if w.kind == "video" and w.todo), None)
     if video is not None and est.hosted:
@@ -327,58 +329,13 @@ def status(project: ProjectArg, episodes: EpisodesOpt = None,
            ) -> None:
     """Per-episode shot counts by state, and every failed shot with its reason and the command to re-run it;
     with lip sync, each episode's synced shots and any whose sync figure is below dialogue.min_sync."""
-    import shlex
-
-    from stages.core.ledger import NEEDS_RERUN, SHOWN, State
+    from flows.status_text import print_status
     from stages.load_project import load_project
     from stages.project_status import project_status
 
     lp = load_project(project)
     numbers = parse_episode_spec(episodes, [e.number for e in lp.script.episodes])
-    eps = project_status(lp, numbers)
-    if as_json:
-        print(json.dumps({"episodes": [{"id": e.id, "assembly": str(e.assembly), "mp4": e.mp4, "shots": [
-            {"id": s.id, "state": str(s.state), "reason": s.reason, "attempts": s.attempts, "artifact": s.artifact}
-            for s in e.shots], "lipsync": [
-            {"id": s.id, "shot": s.shot, "state": str(s.state), "seconds": s.seconds, "figure": s.figure,
-             "low": s.low, "reason": s.reason} for s in e.syncs],
-            "not_synced": [{"shot": shot, "why": why} for shot, why in e.unsynced]} for e in eps]},
-            ensure_ascii=False, indent=1))
-        return
-    print(f"{'episode':<8} " + " ".join(f"{s:>11}" for s in SHOWN) + "  cut")
-    for e in eps:
-        print(f"{e.id:<8} " + " ".join(f"{e.count(s):>11}" for s in SHOWN) + f"  {e.assembly}")
-    root = shlex.quote(str(project))
-    for e in eps:
-        for s in e.shots:
-            if s.state in NEEDS_RERUN:
-                print(f"{s.id}  {s.state} after {s.attempts} attempt(s): {s.reason}")
-                new = " --new-job  (pays for a new job: check the provider first)" if s.state == "unknown-job" else ""
-                print(f"    re-run: dramaforge rerun {root} --shot {s.id}{new}")
-    for e in eps:
-        if not e.syncs:
-            continue
-        synced = [s for s in e.syncs if s.id.endswith("-lips")]
-        native = [s for s in e.syncs if s.id.endswith("-native")]
-        if synced:
-            print(f"{e.id} lip sync: {sum(s.state == State.DONE for s in synced)} of {len(synced)} shot(s) synced")
-        if native:
-            print(f"{e.id} native dialogue: {sum(s.state == State.DONE for s in native)} of {len(native)} shot(s) "
-                  "spoken by the video model")
-        for s in e.syncs:
-            if s.low:
-                print(f"  {s.shot}  sync figure {s.figure:.2f} is below dialogue.min_sync "
-                      f"{lp.project.dialogue.min_sync:g}: look at it (build/review), or re-take it")
-            elif s.state in NEEDS_RERUN:
-                print(f"  {s.id}  {s.state}: {s.reason}")
-                new = f"--shot {s.id} --new-job  (pays for a new job: check the provider first)" \
-                    if s.state == "unknown-job" else "--failed"
-                print(f"    re-run: dramaforge rerun {root} {new}")
-    for state, what in ((State.STALE, "inputs changed since it was made"), (State.PLACEHOLDER, "a card stands in")):
-        ids = [s.id for e in eps for s in e.shots if s.state == state]
-        if ids:
-            fix = "--stale" if state == State.STALE else " ".join(f"--shot {i}" for i in ids)
-            print(f"{state}: {' '.join(ids)}  ({what}; `dramaforge rerun {root} {fix}`)")
+    print_status(lp, project_status(lp, numbers), project, as_json=as_json)
 
 
 @app.command()
@@ -386,12 +343,16 @@ def rerun(project: ProjectArg,
           failed: Annotated[bool, typer.Option("--failed", help="shots that failed, were rejected or interrupted")] = False,
           shot: Annotated[Optional[list[str]], typer.Option("--shot", metavar="ID", help="these shots, made anew")] = None,
           stale: Annotated[bool, typer.Option("--stale", help="shots whose inputs changed")] = False,
+          line: Annotated[Optional[list[str]], typer.Option(
+              "--line", metavar="ID", help="these lines spoken again (a new take; `status --json` lists the ids)")
+          ] = None,
           episode: Annotated[Optional[int], typer.Option("--episode", metavar="N", help="one whole episode")] = None,
           new_job: Annotated[bool, typer.Option(
               "--new-job", help="with --shot: give up on the shot's open or unknown paid job (cancelled at the "
                                 "provider where it can be) and pay for a new one")] = False,
           dask: DaskOpt = None, dry_run: DryRunOpt = False, max_cost: MaxCostOpt = None) -> None:
-    """Re-run failed, stale or chosen shots (and re-assemble their episodes); nothing else is redone.
+    """Re-run failed, stale or chosen shots, or re-speak chosen lines (and re-assemble their episodes);
+    nothing else is redone (a new take of a line that comes out longer or shorter re-times its shot).
 
     A shot whose paid job is unknown (its request's answer was lost) is never paid for again
     silently: check the provider's dashboard first, then `--shot ID --new-job`."""
@@ -404,7 +365,7 @@ def rerun(project: ProjectArg,
     if new_job and not shot:
         raise InputError("--new-job needs --shot ID: it pays again for the shots you name",
                          hint="e.g. `dramaforge rerun PROJECT --shot e1s3 --new-job`")
-    numbers, force = rerun_selection(lp, failed=failed, shots=shot, stale=stale, episode=episode)
+    numbers, force = rerun_selection(lp, failed=failed, shots=shot, stale=stale, episode=episode, lines=line)
     _render(lp, numbers, dask, dry_run=dry_run, max_cost=max_cost, force=force, new_job=new_job)
 
 

@@ -28,7 +28,7 @@ class Checked:
 
     statuses: list[EpisodeStatus]
     estimate: Estimate
-    force: set[str] = field(default_factory=set)  # shots to make anew (`rerun --shot`)
+    force: set[str] = field(default_factory=set)  # shots and lines to make anew (`rerun --shot`, `--line`)
 
     @property
     def todo(self) -> list[EpisodeStatus]:
@@ -64,7 +64,7 @@ def estimate(lp: LoadedProject, numbers: list[int], *, force: set[str] = frozens
     planner unless `cached_only` is off)."""
     backends = backends or backends_for(lp.project, lp.root)
     statuses = project_status(lp, numbers, backends=backends, verify=True, cached_only=cached_only)
-    known = {s.id for e in statuses for s in e.shots}
+    known = {s.id for e in statuses for s in (*e.shots, *e.speech, *e.voices)}
     if set(force) - known:
         raise InputError(f"no shot {', '.join(sorted(set(force) - known))} in episode(s) {numbers} of this project",
                          hint=f"see the ids with `dramaforge status {lp.root}`")
@@ -97,7 +97,7 @@ def start_render(lp: LoadedProject, checked: Checked) -> tuple[int, int]:
     interrupted = ledger.reconcile()
     shots = {s.id: s for e in checked.statuses for s in e.shots}
     for shot_id in sorted(checked.force):  # made anew: its clip is dropped under the shot's lock (make_shot)
-        if shots[shot_id].state == State.PLACEHOLDER:
+        if shot_id in shots and shots[shot_id].state == State.PLACEHOLDER:
             ledger.set_state(shot_id, State.PENDING)
     return interrupted, swept
 

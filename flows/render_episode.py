@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prefect import flow, unmapped
 
-from flows.tasks import (EpisodeStopped, assemble, conform_episode, finish_episode, make_sheet, make_shot,
+from flows.tasks import (EpisodeStopped, assemble, conform_episode, enroll, finish_episode, make_sheet, make_shot,
                          mix_episode, speak_line, subtitle_episode, sync_shot, translate_episode)
 from stages.backends.registry import backends_for
 from stages.core.errors import EnvironmentFailure
@@ -42,8 +42,16 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
     outcome = {"episode": episode, "mp4": None, "reused": False, "failed": [], "stopped": [], "shots": [],
                "duration_s": None, "speech": [], "sheets_made": 0, "synced": []}
 
-    # 2. speech for every line, before any video is paid for: the shots are timed from it
-    voiced = _results(speak_line.map(work.lines, unmapped(backends), unmapped(paths)))
+    # 2. each cloned voice enrolled (once per clip and account), then speech for every line, before
+    #    any video is paid for: the shots are timed from it
+    enrolled = _results(enroll.map(work.voices, episode, unmapped(backends), unmapped(paths), started,
+                                   unmapped(command_root or project_dir)))
+    unenrolled = [str(r) for r in enrolled if _failed(r)]
+    if unenrolled:  # each reason is in the ledger too
+        return {**outcome, "blocked": unenrolled}
+    remade = frozenset(remake or ())
+    voiced = _results(speak_line.map(work.lines, unmapped(backends), unmapped(paths), unmapped(remade),
+                                     unmapped(requested_at or started)))
     outcome["speech"] = [{"engine": ln.engine, "chars": len(ln.request.text), "reused": r.reused,
                           "seconds": r.duration_s} for ln, r in zip(work.lines, voiced) if not _failed(r)]
     unspoken = [str(r) for r in voiced if _failed(r)]
@@ -63,7 +71,6 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
         return {**outcome, "blocked": missing, "duration_s": None}
 
     # 5. every shot (its keyframe first, when it starts from one) within its backend's limits
-    remade = frozenset(remake or ())
     clips = _results(make_shot.map(work.shots, unmapped(backends), unmapped(lp.project.limits), unmapped(paths),
                                    started, unmapped(remade), unmapped(command_root or project_dir),
                                    unmapped(requested_at or started)))
@@ -89,6 +96,7 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
     outcome["mp4"] = str(work.mp4)
     new_take = any(u.id in remade and not c.reused for u, c in zip(work.shots, clips))  # same key, a new clip
     new_take = new_take or any(u.shot_id in remade and not r.reused for u, r in zip(work.syncs, synced))
+    new_take = new_take or any(ln.id in remade and not r.reused for ln, r in zip(work.lines, voiced))
     if not new_take and cut_made(work, ledger.get(work.id), lp.project):
         outcome["reused"] = True
         return outcome

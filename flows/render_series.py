@@ -60,7 +60,7 @@ def render_series(project_dir: str, episodes: list[int] | None = None, max_cost:
         task_runner=dask_runner(dask_address))
     outcomes = []
     for e in checked.todo:
-        remake = sorted(checked.force & {s.id for s in e.shots})
+        remake = sorted(checked.force & {s.id for s in (*e.shots, *e.speech)})
         outcomes.append(episode_flow(project_dir, e.number, remake, command_root, requested_at))
         if outcomes[-1]["mp4"]:
             progress.advance("episodes")
@@ -77,7 +77,9 @@ def render_series(project_dir: str, episodes: list[int] | None = None, max_cost:
     synced = any(o.get("synced") for o in outcomes)
     lipsync_jobs = journal.unreported(backends.lipsync.name) if synced and backends.lipsync.capabilities.resumable \
         else None
-    work = made_work(outcomes, project, backends, jobs, lipsync_jobs)
+    engines = dict.fromkeys(ln["engine"] for o in outcomes for ln in o.get("speech", []))
+    enrolled = {e: journal.unreported(e) for e in engines if getattr(backends.speech(e).capabilities, "enrolls", False)}
+    work = made_work(outcomes, project, backends, jobs, lipsync_jobs, enrolled)
     report = (project.title, project_dir, outcomes, table, time.monotonic() - started, skipped, work,
               project.rates.currency)
     markdown = summary_markdown(*report)

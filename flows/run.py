@@ -88,14 +88,25 @@ def render(lp: LoadedProject, checked: Checked, *, dask: str | None = None,
 
 
 def rerun_selection(lp: LoadedProject, *, failed: bool = False, shots: list[str] | None = None,
-                    stale: bool = False, episode: int | None = None) -> tuple[list[int], set[str]]:
-    """(episodes to render, shots to make anew) for one `rerun` mode."""
-    if sum([failed, bool(shots), stale, episode is not None]) != 1:
-        raise InputError("rerun needs exactly one of --failed, --shot ID, --stale, --episode N",
+                    stale: bool = False, episode: int | None = None, lines: list[str] | None = None
+                    ) -> tuple[list[int], set[str]]:
+    """(episodes to render, shots or lines to make anew) for one `rerun` mode."""
+    if sum([failed, bool(shots), stale, episode is not None, bool(lines)]) != 1:
+        raise InputError("rerun needs exactly one of --failed, --shot ID, --line ID, --stale, --episode N",
                          hint="e.g. `dramaforge rerun PROJECT --failed`")
     if episode is not None:  # checked against the script by the caller
         return [episode], set()
-    by_id = {s.id: (e.number, s) for e in project_status(lp, cached_only=True) for s in (*e.shots, *(u for u in e.syncs if u.id.endswith("-lips")))}
+    statuses = project_status(lp, cached_only=True)
+    if lines:
+        spoken = {ln.id: e.number for e in statuses for ln in e.speech}
+        unknown = [i for i in lines if i not in spoken]
+        if unknown:
+            raise InputError(f"no line {', '.join(unknown)} in this project",
+                             hint=f"line ids look like ep01-sc01-sh002-l1: see `dramaforge status {lp.root} --json`")
+        return sorted({spoken[i] for i in lines}), set(lines)
+    # a voice's enrollment is named like a shot for `--shot voice-<character>-<engine> --new-job`
+    by_id = {s.id: (e.number, s) for e in statuses
+             for s in (*e.shots, *(u for u in e.syncs if u.id.endswith("-lips")), *e.voices)}
     if shots:
         unknown = [i for i in shots if i not in by_id]
         if unknown:
@@ -123,7 +134,7 @@ def new_jobs(lp: LoadedProject, shots: list[str]) -> list[str]:
         for job in journal.abandon(shot_id, f"given up by `rerun --shot {shot_id} --new-job` ({getpass.getuser()}, "
                                             f"{when})"):
             said.append(f"{shot_id}: gave up on job {job.job_id or job.client_key} ({job.state} on {job.provider})")
-            if job.state == JobState.SUBMITTED and job.job_id:
+            if job.state == JobState.SUBMITTED and job.job_id and not shot_id.startswith("voice-"):
                 video = video or backends_for(lp.project, lp.root).video
                 try:
                     video.cancel(job.job_id)

@@ -28,6 +28,7 @@ from prefect.tasks import exponential_backoff
 from flows import progress
 from stages.assemble_episode import assemble_episode, episode_clips
 from stages.backends._jobs import ShotJobs, UnknownJob
+from stages.backends._voices import read_voice
 from stages.backends.base import BackendError, RejectedError, TransientError
 from stages.backends.registry import BackendSet, make_video_backend
 from stages.core.errors import EnvironmentFailure, environment_failure
@@ -40,10 +41,11 @@ from stages.make_references import make_references
 from stages.make_subtitles import Cue, make_subtitles
 from stages.mix_audio import NATIVE_LUFS, Dialogue, mix_audio, voice_treatment
 from stages.schema import Limits, Project
-from stages.synthesize_speech import SpeechResult, synthesize_speech
+from stages.enroll_voice import VoiceResult, enroll_voice
+from stages.synthesize_speech import SpeechResult, measure_voice, synthesize_speech
 from stages.translate_subtitles import translate_subtitles
 from stages.sync_lips import SyncResult, native_report, sync_lips
-from stages.units import EpisodeWork, LineUnit, LipSyncUnit, SheetUnit, ShotUnit
+from stages.units import EpisodeWork, LineUnit, LipSyncUnit, SheetUnit, ShotUnit, VoiceUnit
 
 SHOT_RETRIES, SHOT_BACKOFF_S = 3, 5
 SPEECH_RETRIES, SPEECH_BACKOFF_S = 2, 2
@@ -236,12 +238,43 @@ def _record(ledger: Ledger, unit_id: str, make: Callable[[], R], *, kind, episod
 @task(name="synthesize_speech", retries=SPEECH_RETRIES,
       retry_delay_seconds=exponential_backoff(backoff_factor=SPEECH_BACKOFF_S)(SPEECH_RETRIES),
       on_completion=[_advance("lines")], on_failure=[_advance("lines")], **_retried)
-def speak_line(line: LineUnit, backends: BackendSet, paths: BuildPaths) -> SpeechResult:
-    """One line's audio; its `where` (episode, scene, script file:line) is in every failure message."""
-    voice = _shared(backends).speech(line.engine)
-    return _recorded(paths.ledger, line.id, lambda: synthesize_speech(line.request, voice, line.path),
-                     kind=Kind.SPEECH, episode=line.episode, key=line.key, artifact=line.path, backend=line.engine,
+def speak_line(line: LineUnit, backends: BackendSet, paths: BuildPaths, remake: frozenset[str] = frozenset(),
+               requested_at: float = 0.0) -> SpeechResult:
+    """One line's audio (in its character's enrolled voice, where it has one) and its voice figure
+    against their reference clip; its `where` (episode, scene, script file:line) is in every failure.
+    A line in `remake` (`rerun --line`) is spoken again, unless its take is newer than `requested_at`."""
+    engine = _shared(backends).speech(line.engine)
+
+    def make() -> SpeechResult:
+        if line.id in remake and line.path.exists() and line.path.stat().st_mtime < requested_at:
+            line.path.unlink()  # a new take under the same key (the old one was asked to be replaced)
+            paths.voice_figure(line.key).unlink(missing_ok=True)
+        request = line.request
+        if line.voice is not None:  # enrolled before any line is spoken (render_episode, step 2)
+            request = dataclasses.replace(request, voice_id=read_voice(line.voice.path))
+        spoken = synthesize_speech(request, engine, line.path)
+        if line.reference is not None:
+            measure_voice(line.path, line.reference, paths.voice_figure(line.key))
+        return spoken
+
+    return _recorded(paths.ledger, line.id, make, kind=Kind.SPEECH, episode=line.episode, key=line.key,
+                     artifact=line.path, backend=line.engine,
                      explain=lambda exc: f"{line.where}: {line.engine} could not speak {line.request.text[:60]!r}: {exc}")
+
+
+@task(name="enroll_voice", retries=SPEECH_RETRIES,
+      retry_delay_seconds=exponential_backoff(backoff_factor=SPEECH_BACKOFF_S)(SPEECH_RETRIES), **_retried)
+def enroll(voice: VoiceUnit, episode: int, backends: BackendSet, paths: BuildPaths, since: float,
+           project: str = "PROJECT") -> VoiceResult:
+    """A character's voice at a cloning provider: one paid enrollment per clip and account, one process
+    at a time per voice (a second render waits, then reuses it)."""
+    backend = _shared(backends).speech(voice.engine)
+    jobs = ShotJobs(Journal(Ledger(paths.ledger)), voice.id, voice.key, since=since, project=project)
+    with _locked(paths.lock(paths.voices, voice.key)):
+        return _recorded(paths.ledger, voice.id, lambda: enroll_voice(voice, backend, jobs), kind=Kind.VOICE,
+                         episode=episode, key=voice.key, artifact=voice.path, backend=voice.engine,
+                         explain=lambda exc: f"{voice.character}'s voice ({voice.clip.path.name}) on "
+                                             f"{voice.engine}: {exc}")
 
 
 @task(name="make_references", retries=SHOT_RETRIES,

@@ -129,6 +129,9 @@ def check_project(root: Path) -> CheckReport:
                                  "shots": [{"shot": r.shot, "sent": list(r.sent), "dropped": list(r.dropped)}
                                            for r in rows]}
         report.warnings.extend(reference_warnings(lp, backends, rows, limit))
+        from stages.check_voices import acting_warnings
+
+        report.warnings.extend(acting_warnings(lp, backends))
     for cid, name in script.characters.items():
         in_cast = any(c.id == cid for c in project.cast)
         report.characters.append({"id": cid, "name": name, "lines": spoken.get(cid, 0), "in_cast": in_cast})
@@ -168,13 +171,17 @@ def blockers(lp, *, keys: bool = True) -> list[InputError]:
 
     backends = backends_for(project, root)
     engines = dict.fromkeys(c.voice.backend or project.backends.speech for c in project.cast)
-    needs: dict[str, str | None] = {}  # module -> the extra that brings it, from each backend's capabilities
+    needs: dict[str, str] = {}  # module -> how to install it, from each backend's capabilities
     for backend in (backends.video, backends.image, *(backends.speech(e) for e in engines)):
-        needs.update(dict.fromkeys(backend.capabilities.requires, backend.capabilities.extra))
+        caps = backend.capabilities
+        needs.update(dict.fromkeys(caps.requires, caps.install or f"pip install 'dramaforge[{caps.extra}]'"))
     from stages.backends._jobs import HostedVideoBackend
 
     from stages.sync_lips import lipsync_blockers, modes_used
 
+    from stages.check_voices import voice_blockers
+
+    out.extend(voice_blockers(lp, backends, keys=keys))
     for problem, fix in lipsync_blockers(project, backends.video, backends.lipsync):
         out.append(InputError(problem, file=yaml_file, hint=fix))
     hosted = [backends.video] + ([backends.lipsync] if "tts+lipsync" in modes_used(project) else [])
@@ -182,10 +189,9 @@ def blockers(lp, *, keys: bool = True) -> list[InputError]:
         if isinstance(backend, HostedVideoBackend):
             for problem, fix in backend.missing(keys=keys):
                 out.append(InputError(problem, file=yaml_file, hint=fix))
-    for module, extra in needs.items():
+    for module, how in needs.items():
         if importlib.util.find_spec(module) is None:
-            out.append(InputError(f"this project uses {module}, which is not installed", file=yaml_file,
-                                  hint=f"pip install 'dramaforge[{extra}]'"))
+            out.append(InputError(f"this project uses {module}, which is not installed", file=yaml_file, hint=how))
     music = project.audio.music
     for name in [music.file, *music.episodes.values()]:
         if name and name.lower() != "none" and not (root / name).is_file():

@@ -40,6 +40,9 @@ class Work:
     resolution: str | None = None  # video: what the backend makes, as billed
     audio: bool = False  # video: the model makes sound too (billed so)
     chars: int = 0  # speech: characters of text to speak
+    bytes: int = 0  # speech: the same text's UTF-8 bytes (what Fish Audio bills)
+    voices: int = 0  # speech: voices to enroll first (a cloning provider's fee, once per clip and account)
+    who: str = ""  # speech: the character whose lines these are
     cost: float | None = 0.0  # None: a billed backend with no rate in project.yaml
     time_s: float | None = 0.0  # None: no rate and nothing measured yet
     basis: str = ""  # where time_s comes from
@@ -72,7 +75,7 @@ class Estimate:
 
     @property
     def unpriced(self) -> list[Work]:
-        return [w for w in self.work if w.todo and w.cost is None]
+        return [w for w in self.work if (w.todo or w.voices) and w.cost is None]
 
     @property
     def time_s(self) -> float | None:
@@ -98,9 +101,10 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, backends: B
     shots to count as made anew (`rerun --shot`).
     """
     rates = project.rates
-    todo = [e for e in statuses if e.assembly != State.DONE or any(s.id in force for s in e.shots)]
+    todo = [e for e in statuses if e.assembly != State.DONE or any(s.id in force for s in (*e.shots, *e.speech))]
     shots = Work("video", project.backends.video)
-    lines: dict[str, Work] = {}
+    lines: dict[tuple[str, str], Work] = {}
+    enrolling: set[str] = set()
     images = Work("image", project.backends.image.kind)
     assemble = [e for e in todo if not e.cut_kept]
     cuts = Work("assembly", "ffmpeg", todo=len(assemble), cached=len(statuses) - len(assemble),
@@ -124,13 +128,18 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, backends: B
         if caps.uploads:
             files.update(p for s in made for p in video.uploads_for(units[s.id].request))
         shots.ids += [s.id for s in made]
-        for ln in e.speech:
-            w = lines.setdefault(ln.engine, Work("speech", ln.engine))
-            if ln.done:
+        for v in e.voices:  # enrolled once, whichever episode first needs it
+            if v.state != State.DONE and v.id not in enrolling:
+                enrolling.add(v.id)
+                lines.setdefault((v.engine, v.character), Work("speech", v.engine, who=v.character)).voices += 1
+        for ln in e.speech:  # priced per character, as each provider bills a voice's text
+            w = lines.setdefault((ln.engine, ln.character), Work("speech", ln.engine, who=ln.character))
+            if ln.done and ln.id not in force:
                 w.cached += 1
             else:
                 w.todo += 1
                 w.chars += ln.chars
+                w.bytes += len(ln.text.encode("utf-8"))
                 w.todo_s += ln.speech_s
                 w.ids.append(ln.id)
         sheets.update(e.sheets)
@@ -233,7 +242,7 @@ def _uploads(video, files: set[Path], ledger: Ledger | None) -> int:
 
 def total_cost(work: list[Work]) -> float | None:
     """The sum of what is to be made; None when any of it cannot be priced."""
-    costs = [w.cost for w in work if w.todo or w.jobs]
+    costs = [w.cost for w in work if w.todo or w.jobs or w.voices]
     return None if None in costs else round(sum(costs), 4)
 
 
@@ -241,15 +250,16 @@ def price_work(w: Work, rates: Rates, is_billed: bool) -> float | None:
     """`price` of a Work row: its units (paid jobs, where counted), seconds of media, images and characters."""
     kind = "text" if w.kind in ("planning", "translation") else w.kind
     return price(kind, rates, w.backend, is_billed, count=w.jobs or w.todo, seconds=w.todo_s, chars=w.chars,
-                 images=w.images, resolution=w.resolution, audio=w.audio)
+                 images=w.images, resolution=w.resolution, audio=w.audio, text_bytes=w.bytes, voices=w.voices)
 
 
 def price(kind: str, rates: Rates, backend: str, is_billed: bool, *, count: int, seconds: float = 0.0,
-          chars: int = 0, images: int = 0, resolution: str | None = None, audio: bool = False) -> float | None:
+          chars: int = 0, images: int = 0, resolution: str | None = None, audio: bool = False,
+          text_bytes: int = 0, voices: int = 0) -> float | None:
     """What `count` units of `kind` by `backend` cost; None when a billed backend has no rate. Video
     is priced as hosted models bill: per second asked for (at its resolution, with or without sound),
     per request and per image sent."""
-    if not count:
+    if not count and not voices:
         return 0.0
     if kind == "video" and (video := rates.video.get(backend)) is not None:
         per_second = video.cost_per_second_at.get(resolution, video.cost_per_second) if resolution else \
@@ -257,8 +267,9 @@ def price(kind: str, rates: Rates, backend: str, is_billed: bool, *, count: int,
         per_second += video.audio_cost_per_second if audio else 0.0
         return round(per_second * seconds + video.cost_per_shot * count + video.cost_per_reference * images, 4)
     if kind == "speech" and (speech := rates.speech.get(backend)) is not None:
-        return round(speech.cost_per_1k_chars * chars / 1000 + speech.cost_per_minute * seconds / 60
-                     + speech.cost_per_line * count, 4)
+        return round(speech.cost_per_1k_chars * chars / 1000 + speech.cost_per_1k_bytes * text_bytes / 1000
+                     + speech.cost_per_minute * seconds / 60 + speech.cost_per_line * count
+                     + speech.cost_per_voice * voices, 4)
     if kind == "image" and (image := rates.image.get(backend)) is not None:
         return round(image.cost_per_image * count, 4)
     if kind == "text" and (text := rates.text.get(backend)) is not None:

@@ -38,7 +38,9 @@ def shot_request(shot: Shot, project: Project, project_dir: Path, names: dict[st
             figures.append(Figure(cid, c.name, c.look(shot.episode)[0], ref, speaking=cid == speaker,
                                   references=tuple((references or {}).get(cid, ())),
                                   assets=tuple(sorted(c.assets.items())),
-                                  voices=tuple(sorted(c.voice.ids.items())) if cid in speaks else ()))
+                                  voices=tuple(sorted(c.voice.ids.items())) if cid in speaks else (),
+                                  voice_clip=project_dir / c.voice.reference if cid in speaks and c.voice.reference
+                                  else None))
         except KeyError:  # not in the cast (warned by `check`): drawn from the name alone
             figures.append(Figure(cid, names.get(cid, cid), names.get(cid, cid), None, speaking=cid == speaker))
     seed = (project.seed * 1_000_003 + int(hashlib.sha256(shot.id.encode()).hexdigest()[:8], 16)) % 2**31

@@ -30,10 +30,10 @@ from stages.mix_audio import NATIVE_LUFS, Effect, MusicSpan, cue_spec, sound_cue
 from stages.plan_shots import plan_shots
 from stages.plan_shots_llm import NotPlanned
 from stages.schema import Character, Planner, Project, ShotList
-from stages.synthesize_speech import speech_engine, speech_request
+from stages.synthesize_speech import reference_clip, speech_engine, speech_request
 from stages.time_shots import card_times, time_shots, timeline
 from stages.units import (Clip, Cut, EpisodeWork, KeyframeUnit, LineUnit, LipSyncPiece, LipSyncUnit, SheetUnit,
-                          ShotUnit, TranslationUnit)
+                          ShotUnit, TranslationUnit, VoiceUnit)
 
 END_TEXT = {"en": ("To be continued", "The End"), "zh": ("未完待续", "全剧终")}
 _SPEECH_DEFAULTS = {f.name: f.default for f in dataclasses.fields(SpeechRequest)
@@ -63,16 +63,21 @@ def plan_work(lp: LoadedProject, episode: int, backends: BackendSet, *,
         shotlist, provisional = plan_shots(ep, rules, project_dir=root, characters=names), True
 
     # 2. every line: its voice and key; the shots timed from the speech already spoken
-    lines, measured = [], {}
+    lines, measured, voices = [], {}, {}
     for shot in shotlist.shots:
         durations = []
         for i, ln in enumerate(shot.lines):
             engine = speech_engine(project, ln.character)
+            speaker = backends.speech(engine)
             request = speech_request(ln.text, ln.character, project, root, parenthetical=ln.parenthetical,
-                                     extension=ln.extension)
-            key = speech_key(request, backends.speech(engine))
+                                     extension=ln.extension, backend=speaker)
+            key = speech_key(request, speaker)
+            if getattr(speaker.capabilities, "enrolls", False) and (ln.character, engine) not in voices:
+                voices[ln.character, engine] = voice_unit(ln.character, request, project, speaker, paths)
             unit = LineUnit(f"{shot.id}-l{i + 1}", ep.number, shot.id, i, engine, request, key, paths.wav(key),
-                            f"episode {ep.number}, scene {shot.scene}, {ln.file}:{ln.line}")
+                            f"episode {ep.number}, scene {shot.scene}, {ln.file}:{ln.line}",
+                            voices.get((ln.character, engine)), ln.character,
+                            reference_clip(project, ln.character, root))
             lines.append(unit)
             if unit.path.exists():
                 durations.append(wav_duration_s(unit.path))
@@ -129,6 +134,18 @@ def plan_work(lp: LoadedProject, episode: int, backends: BackendSet, *,
                        end_text=ep.end_text, faces=faces, native=native)
     return EpisodeWork(ep.number, ep.title, timed, tuple(lines), tuple(sheets.values()), tuple(shots),
                        translation, cut, paths.episode_mp4(ep.id), provisional, tuple(syncs), tuple(unsynced))
+
+
+def voice_unit(character: str, request: SpeechRequest, project: Project, backend, paths: BuildPaths) -> VoiceUnit:
+    """A character's voice at a cloning provider: enrolled once per clip (its content and transcript)
+    and account (`backend.account()`), whichever episode first needs it."""
+    from stages.backends._voices import VoiceClip
+
+    who = next((c.name for c in project.cast if c.id == character), character)
+    clip = VoiceClip(character, who, Path(request.reference), request.reference_text or "", request.reference_sha,
+                     request.language)
+    key = spec_hash("voice", {"clip": clip.sha256, "text": clip.text, "account": backend.account_for(character)})
+    return VoiceUnit(f"voice-{character}-{backend.name}", character, backend.name, clip, key, paths.voice(key))
 
 
 def lipsync_units(timed: ShotList, shots: list[ShotUnit], lines: list[LineUnit], project: Project,
@@ -239,6 +256,9 @@ def speech_key(request: SpeechRequest, backend) -> str:
     fields = {k: v for k, v in request.__dict__.items() if k not in _SPEECH_DEFAULTS or v != _SPEECH_DEFAULTS[k]}
     if request.voice_sha:
         fields.pop("voice", None)
+    # a reference clip counts by content; the voice id its enrollment got is the same voice by another name
+    fields.pop("reference", None)
+    fields.pop("voice_id", None)
     return spec_hash("speech", {"request": fields, "backend": backend.identity()})
 
 
@@ -262,6 +282,8 @@ def shot_key(request: ShotRequest, backend) -> str:
         voice = [v for b, v in f.voices if b == getattr(backend, "name", None)]
         if voice:  # the voice the model speaks them in (dialogue: native)
             fig["voice"] = voice
+        if f.voice_clip is not None and "voice_clips" in backend.capabilities.uses:  # a clip it is sent, by content
+            fig["voice_clip"] = file_digest(f.voice_clip)
         figures.append(fig)
     spec["figures"] = figures
     return spec_hash("shot", {"request": spec, "backend": backend.identity()})

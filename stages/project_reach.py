@@ -90,8 +90,9 @@ def endpoints(project) -> list[Endpoint]:
         used.append((f"backends.{section}", getattr(b, section)))
     if b.image.kind == "openai":
         used.append(("backends.image", b.image))
-    if "openai" in {b.speech, *(c.voice.backend or b.speech for c in project.cast)}:
-        used.append(("backends.openai", b.openai))
+    for engine in dict.fromkeys([b.speech, *(c.voice.backend or b.speech for c in project.cast)]):
+        if (section := registry.backend_class("speech", engine).section) is not None:  # openai, the cloning ones
+            used.append((f"backends.{section}", getattr(b, section)))
     if project.subtitles.translation is not None:
         used.append(("subtitles.translation", project.subtitles.translation))
     if project.planner.kind == "llm":
@@ -138,6 +139,9 @@ def path_problems(project, root: Path, yaml_file: str, line_of) -> list[InputErr
         if (c.voice.backend or project.backends.speech) == "piper" and c.voice.voice:
             named += [(f"cast {c.id}: Piper voice", f, ("cast", i, "voice", "voice"), False)
                       for f in (c.voice.voice, f"{c.voice.voice}.json")]
+        if c.voice.reference is not None:  # sent to a cloning provider: never a file from outside the project
+            named.append((f"cast {c.id}: voice reference clip", c.voice.reference, ("cast", i, "voice", "reference"),
+                          False))
     music = project.audio.music
     named += [("music file", name, ("audio", "music", "file") if n is None else ("audio", "music", "episodes", n),
                False) for n, name in [(None, music.file), *music.episodes.items()]
@@ -151,6 +155,9 @@ def path_problems(project, root: Path, yaml_file: str, line_of) -> list[InputErr
     video = getattr(project.backends, "diffusers", None)
     if video is not None:
         models.append(("backends.diffusers.model", video.model, ("backends", "diffusers", "model")))
+    chatterbox = project.backends.chatterbox
+    if "chatterbox" in {project.backends.speech, *(c.voice.backend for c in project.cast)} and chatterbox.model:
+        models.append(("backends.chatterbox.model", chatterbox.model, ("backends", "chatterbox", "model")))
     for what, model, loc in models:
         folder = local_model_dir(model) if model else None
         if folder is not None:  # a hub id is no path

@@ -20,6 +20,7 @@ from stages.core.text import estimate_speech_s
 from stages.load_project import LoadedProject
 from stages.plan_work import plan_work
 from stages.schema import Project, ShotList
+from stages.synthesize_speech import voice_figure_of
 from stages.units import EpisodeWork, ShotUnit
 
 
@@ -43,6 +44,23 @@ class LineStatus:
     chars: int
     done: bool
     speech_s: float  # measured when done, else a reading-speed estimate
+    character: str = ""
+    figure: float | None = None  # speaker similarity against the character's reference clip (0-1)
+    low: bool = False  # below dialogue.min_voice: flagged
+    text: str = ""
+
+
+@dataclass
+class VoiceStatus:
+    """A character's voice at a cloning provider: enrolled (its id) or not yet."""
+
+    id: str  # voice-<character>-<engine>, as in the ledger
+    character: str
+    engine: str
+    state: State
+    voice_id: str | None = None
+    reason: str | None = None
+    clip: str = ""
 
 
 @dataclass
@@ -75,6 +93,7 @@ class EpisodeStatus:
     work: EpisodeWork | None = None  # the plan this status compares with the ledger
     syncs: list[SyncStatus] = field(default_factory=list)  # shots whose lips are synced (tts+lipsync)
     unsynced: list[tuple[str, str]] = field(default_factory=list)  # (shot, why a line of it is not synced)
+    voices: list[VoiceStatus] = field(default_factory=list)  # cloned voices its lines are spoken in
 
     @property
     def lines(self) -> int:
@@ -109,6 +128,7 @@ def project_status(lp: LoadedProject, episodes: list[int] | None = None, *, back
 def rebuild_ledger(lp: LoadedProject, ledger: Ledger, backends: BackendSet) -> int:
     """Record as done every unit whose artifact is on disk under its current key and whole (a new
     ledger, after the old one could not be read); returns how many. What is not there is still to make."""
+    from stages.backends._voices import voice_validator
     from stages.core.media import wav_validator
     from stages.generate_shot import shot_validator
 
@@ -117,7 +137,7 @@ def rebuild_ledger(lp: LoadedProject, ledger: Ledger, backends: BackendSet) -> i
         work = plan_work(lp, ep.number, backends, cached_only=True)
         units = [(u, Kind.SPEECH, wav_validator()) for u in work.lines] + \
             [(u, Kind.SHOT, shot_validator(u.request)) for u in work.shots] + \
-            [(u, Kind.LIPSYNC, None) for u in work.syncs]
+            [(u, Kind.LIPSYNC, None) for u in work.syncs] + [(u, Kind.VOICE, voice_validator()) for u in work.voices]
         for unit, kind, check in units:  # a file cut short is removed, as the render would remove it
             if unit.key and unit.path is not None and is_done(unit.path, check):
                 ledger.done(unit.id, spec_hash=unit.key, kind=kind, episode=ep.number, artifact=unit.path,
@@ -139,8 +159,12 @@ def episode_status(work: EpisodeWork, rows: dict[str, Row], project: Project, *,
                            sheets={str(p): p.exists() for sheet in work.sheets if sheet.requests for p in sheet.paths})
     for ln in work.lines:
         done = ln.path.exists()
+        figure = voice_figure_of(ln.path.with_suffix(".voice.json")) if done and ln.reference is not None else None
         status.speech.append(LineStatus(ln.id, ln.engine, len(ln.request.text), done,
-                                        wav_duration_s(ln.path) if done else estimate_speech_s(ln.request.text)))
+                                        wav_duration_s(ln.path) if done else estimate_speech_s(ln.request.text),
+                                        ln.character, figure, figure is not None and figure < project.dialogue.min_voice,
+                                        ln.request.text))
+    status.voices = [voice_status(v, rows.get(v.id)) for v in work.voices]
     status.shots = [shot_status(unit, rows.get(unit.id)) for unit in work.shots]
     status.syncs = [sync_status(u, rows.get(u.id), project.dialogue.min_sync) for u in work.syncs]
     status.syncs += [native_status(u, project.dialogue.min_sync) for u in work.shots
@@ -148,6 +172,21 @@ def episode_status(work: EpisodeWork, rows: dict[str, Row], project: Project, *,
     status.unsynced = list(work.unsynced)
     status.assembly, status.mp4 = _assembly(status, work, rows.get(work.id), project, verify)
     return status
+
+
+def voice_status(unit, row: Row | None) -> VoiceStatus:
+    from stages.backends._voices import read_voice
+
+    clip = unit.clip.path.name
+    if unit.path.exists():
+        try:
+            return VoiceStatus(unit.id, unit.character, unit.engine, State.DONE, read_voice(unit.path), clip=clip)
+        except (OSError, ValueError, KeyError):
+            pass  # cut short: made again by the next render
+    if row is None or row.spec_hash != unit.key:  # a new clip (or account): enrolled anew
+        return VoiceStatus(unit.id, unit.character, unit.engine, State.PENDING, clip=clip)
+    state = State.PENDING if row.state == State.DONE else row.state
+    return VoiceStatus(unit.id, unit.character, unit.engine, state, reason=row.message, clip=clip)
 
 
 def shot_status(unit: ShotUnit, row: Row | None) -> ShotStatus:

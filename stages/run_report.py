@@ -36,7 +36,7 @@ def shot_table(outcomes: list[dict], ledger: Ledger) -> list[dict]:
 
 
 def made_work(outcomes: list[dict], project: Project, backends: BackendSet, jobs: list | None = None,
-              lipsync_jobs: list | None = None) -> list[Work]:
+              lipsync_jobs: list | None = None, enrolled: dict[str, list] | None = None) -> list[Work]:
     """What this run made and reused, by backend, priced with the project's rates (the backends'
     capabilities say which may charge). On a hosted video backend the bill is every paid job no
     report billed yet (`jobs`, from the job journal: this run's retries, re-creations and unknown
@@ -71,6 +71,10 @@ def made_work(outcomes: list[dict], project: Project, backends: BackendSet, jobs
         shots.images = sum(j.images for j in billed)
     shots.cost = price_work(shots, rates, backends.video.capabilities.billed)
     images.cost = price_work(images, rates, backends.image.capabilities.billed)
+    for engine, enrollments in (enrolled or {}).items():  # each voice enrolled: a paid request, from the journal
+        made = [j for j in enrollments if j.created]
+        w = lines.setdefault(engine, Work("speech", engine))
+        w.voices, w.unknown = len(made), sum(1 for j in made if j.state == "unknown")
     for w in lines.values():
         w.cost = price_work(w, rates, backends.speech(w.backend).capabilities.billed)
     out = [shots, *lines.values(), images]
@@ -132,13 +136,16 @@ def _made_lines(work: list[Work], currency: str) -> list[str]:
         if w.jobs:
             size += f"; {w.jobs} paid job(s)" + (f", {w.unknown} of them unknown (maybe billed: see `dramaforge "
                                                  f"status`)" if w.unknown else "")
-        if w.todo or w.jobs:
+        if w.voices:
+            size += f"; {w.voices} voice(s) enrolled" + (f", {w.unknown} of them unknown (maybe billed: see "
+                                                         "`dramaforge status`)" if w.unknown else "")
+        if w.todo or w.jobs or w.voices:
             made.append(f"{w.todo} {UNIT[w.kind]}(s) on {w.backend}{size}")
         if w.cached:
             kept.append(f"{w.cached} {UNIT[w.kind]}(s)")
     cost = total_cost(work)
-    priced = [f"{w.kind} {w.cost:,.2f}" for w in work if (w.todo or w.jobs) and w.cost is not None]
-    unknown = [w.backend for w in work if (w.todo or w.jobs) and w.cost is None]
+    priced = [f"{w.kind} {w.cost:,.2f}" for w in work if (w.todo or w.jobs or w.voices) and w.cost is not None]
+    unknown = [w.backend for w in work if (w.todo or w.jobs or w.voices) and w.cost is None]
     if cost is not None:
         spent = f"{currency} {cost:,.2f}" + (f" ({', '.join(priced)})" if priced else "")
     else:

@@ -16,6 +16,7 @@ from stages.backends import registry
 from stages.backends.base import ImageOptions
 from stages.backends.openai_translate import TranslationOptions
 from stages.core.model import Model
+from stages.schema_rates import ImageRate, LipSyncRate, Rates, SpeechRate, TextRate, VideoRate  # noqa: F401
 
 
 # --- project.yaml ------------------------------------------------------------------------------
@@ -31,7 +32,8 @@ class Voice(Model):
     """How one character sounds. `backend` picks the engine (default: `backends.speech`);
     each engine reads its own fields and ignores the rest."""
 
-    backend: SpeechBackendName | None = Field(None, description="espeak, piper or openai; default: backends.speech")
+    backend: SpeechBackendName | None = Field(None, description=", ".join(registry.SPEECH) + "; default: "
+                                              "backends.speech")
     language: str = Field("en-us", description="eSpeak NG voice/language name, e.g. en-us, en-gb, cmn, yue")
     variant: str | None = Field(None, description="eSpeak NG variant, e.g. m3, f2, klatt")
     pitch: int = Field(50, ge=0, le=99, description="base pitch 0-99 (eSpeak scale)")
@@ -39,11 +41,17 @@ class Voice(Model):
     voice: str | None = Field(None, description="openai: a voice name (coral, onyx, ...); piper: a voice "
                                                 "file (.onnx, its .onnx.json beside it), relative to the project")
     speaker: int | None = Field(None, ge=0, description="piper: speaker id in a multi-speaker voice")
-    speed: float = Field(1.0, ge=0.25, le=4.0, description="piper/openai: speaking rate, 1 = normal")
+    speed: float = Field(1.0, ge=0.25, le=4.0, description="speaking rate, 1 = normal (every engine but espeak, which "
+                                                             "takes speed_wpm)")
     ids: dict[str, str] = Field(default_factory=dict, description="dialogue: native: a provider's id for this "
                                 "voice, by video backend ({vidu: <voice_id>}); sent where the provider takes one")
-    notes: str = Field("", description="openai: how this character speaks (accent, age, manner); sent "
-                                       "with each line's parenthetical as the model's instructions")
+    notes: str = Field("", description="how this character speaks (accent, age, manner): with each line's "
+                                       "parenthetical, the acting notes (templates/acting/<backend>.j2)")
+    reference: Path | None = Field(None, description="a clip of this character's voice (WAV/MP3, 10-30 s of "
+                                   "clean speech), relative to the project: a cloning backend speaks every line "
+                                   "in it, and each line's speaker-similarity figure is measured against it")
+    reference_text: str = Field("", description="what is said in the reference clip, word for word (some "
+                                                "backends need it; all clone better with it)")
 
 
 class Look(Model):
@@ -147,6 +155,9 @@ class DialogueOptions(Model):
                                                           "over-shoulder"],
                                   min_length=1, description="framings that show the speaker's face well enough to "
                                                             "sync")
+    min_voice: float = Field(0.5, ge=0, le=1, description="a line whose speaker-similarity figure against its "
+                                                          "character's reference clip is below this is flagged "
+                                                          "in status and the review (a rough figure: see README)")
     min_sync: float = Field(0.4, ge=-1, le=1, description="a synced shot whose sync figure (mouth motion against "
                                                           "speech, correlation at the best lag) is below this is "
                                                           "flagged in status and the review")
@@ -178,74 +189,6 @@ class Limits(Model):
     recreate_failed_jobs: int = Field(0, ge=0, le=5, description="paid jobs a hosted video backend may "
                                       "re-create per shot in one run after the provider failed, cancelled, "
                                       "expired or lost one (each is billed again); 0: the shot fails instead")
-
-
-class VideoRate(Model):
-    """What one video backend costs and how long it takes (for estimates; never part of a key)."""
-
-    cost_per_second: float = Field(0, ge=0, description="price per second of video the backend asks for (after "
-                                                         "its rounding to the clip lengths it offers)")
-    cost_per_shot: float = Field(0, ge=0, description="price per request (per paid job), on top")
-    cost_per_reference: float = Field(0, ge=0, description="price per image a request sends (keyframe, "
-                                                           "reference sheets), on top")
-    cost_per_second_at: dict[str, float] = Field(
-        default_factory=dict, description="per-second price by the resolution the backend makes (its "
-        "`resolution`), instead of cost_per_second, e.g. {720p: 0.20, 4k: 0.40}")
-    audio_cost_per_second: float = Field(0, ge=0, description="added per second when the model makes sound too "
-                                                              "(the backend's with_audio)")
-    seconds_per_shot: float | None = Field(None, ge=0, description="wall time to make one shot")
-    seconds_per_second: float | None = Field(None, ge=0, description="wall time per second of video made "
-                                                                      "(instead of seconds_per_shot)")
-
-
-class SpeechRate(Model):
-    """What one speech engine costs and how long it takes."""
-
-    cost_per_1k_chars: float = Field(0, ge=0, description="price per 1,000 characters of text spoken")
-    cost_per_minute: float = Field(0, ge=0, description="price per minute of audio made (estimated from "
-                                                        "the text before it is spoken)")
-    cost_per_line: float = Field(0, ge=0, description="price per request")
-    seconds_per_line: float | None = Field(None, ge=0, description="wall time to speak one line")
-
-
-class ImageRate(Model):
-    """What one image backend costs (reference sheets and keyframes) and how long it takes."""
-
-    cost_per_image: float = Field(0, ge=0)
-    seconds_per_image: float | None = Field(None, ge=0)
-
-
-class TextRate(Model):
-    """What one chat call costs (shot planning by an LLM, a batch of subtitle translation)."""
-
-    cost_per_call: float = Field(0, ge=0)
-    seconds_per_call: float | None = Field(None, ge=0)
-
-
-class LipSyncRate(Model):
-    """`rates.lipsync.<backend>`: what a lip-sync backend charges and how long it takes."""
-
-    cost_per_second: float = Field(0, ge=0, description="price per second of video sent to be synced")
-    cost_per_job: float = Field(0, ge=0, description="price per request, on top")
-    seconds_per_second: float | None = Field(None, ge=0, description="wall time per second synced")
-
-
-class Rates(Model):
-    """Per-backend prices and speeds for `dramaforge estimate`, `render --dry-run` and `--max-cost`.
-
-    Keys are backend names as written in `backends`. A hosted backend without a rate has an
-    unknown cost (and `--max-cost` refuses it); local ones cost nothing. A time without a rate
-    comes from what this project's ledger measured. Rates are never part of an artifact's key.
-    """
-
-    currency: str = Field("USD", min_length=1, max_length=8, description="shown beside every amount")
-    video: dict[VideoBackendName, VideoRate] = Field(default_factory=dict)
-    speech: dict[SpeechBackendName, SpeechRate] = Field(default_factory=dict)
-    image: dict[ImageBackendName, ImageRate] = Field(default_factory=dict)
-    lipsync: dict[_literal(registry.LIPSYNC), LipSyncRate] = Field(default_factory=dict)
-    text: dict[Literal["planner", "translation"], TextRate] = Field(
-        default_factory=dict, description="planner: one LLM planning call per episode; translation: "
-                                          "one call per 60 subtitle lines")
 
 
 class Timing(Model):

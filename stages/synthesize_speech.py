@@ -25,23 +25,46 @@ def speech_engine(project: Project, character: str) -> str:
 
 
 def speech_request(text: str, character: str, project: Project, project_dir: Path | None = None, *,
-                   parenthetical: str | None = None, extension: str | None = None) -> SpeechRequest:
-    """Everything that shapes one line's audio, for the engine that voices `character`.
+                   parenthetical: str | None = None, extension: str | None = None,
+                   backend: SpeechBackend | None = None) -> SpeechRequest:
+    """Everything that shapes one line's audio, for the engine that voices `character` (`backend`: that
+    engine, made; default: made here from the project).
 
-    Each engine gets only the fields it reads, so a setting for another engine never
-    invalidates this line's cached audio.
+    Each engine gets only the fields it reads, so a setting for another engine never invalidates this
+    line's cached audio. Acting notes reach an engine that takes them through its own template
+    (templates/acting/<engine>.j2); a cloning engine gets the character's reference clip.
     """
     voice = project.voice_for(character)
     engine = speech_engine(project, character)
+    if backend is None:
+        from stages.backends.registry import make_speech_backend
+
+        backend = make_speech_backend(engine, project.backends)
+    caps = backend.capabilities
     base = dict(text=text, language=voice.language, variant=voice.variant, pitch=voice.pitch,
                 speed_wpm=voice.speed_wpm)
-    if engine == "openai":
+    acting = None
+    if getattr(caps, "acting", None):
         who = next((c.name for c in project.cast if c.id == character), character)
-        instructions = render_template("speech_instructions.j2", project_dir, character=who, notes=voice.notes,
-                                       parenthetical=(parenthetical or "").strip("()（） "),
-                                       extension=extension or "", language=project.language)
+        acting = render_template(f"acting/{engine}.j2", project_dir, character=who, notes=voice.notes,
+                                 parenthetical=(parenthetical or "").strip("()（） "), extension=extension or "",
+                                 language=project.language, text=text) or None
+        if acting and caps.acting == "emotion" and acting not in caps.emotions:
+            raise InputError(f"templates/acting/{engine}.j2 gave {acting!r} for {character}'s line {text[:40]!r}; "
+                             f"{engine} takes one of: {', '.join(caps.emotions)}",
+                             hint="make the template output one of those words, or nothing")
+    if getattr(caps, "cloning", False):
+        clip = reference_clip(project, character, project_dir)
+        if clip is None:
+            raise InputError(f"{character}: {engine} speaks in a voice cloned from a clip, and this character has "
+                             "no voice.reference", hint="record 10-30 s of the actor (README, \"How to record a "
+                             "good reference clip\") and set voice: {reference: voices/<name>.wav, "
+                             "reference_text: <what is said in it>}")
+        return SpeechRequest(**base, speed=voice.speed, instructions=acting, reference=str(clip.resolve()),
+                             reference_sha=file_digest(clip), reference_text=voice.reference_text or None)
+    if engine == "openai":
         return SpeechRequest(**base, voice=voice.voice or project.backends.openai.voice, speed=voice.speed,
-                             instructions=instructions or None)
+                             instructions=acting)
     if engine == "piper":
         if not voice.voice:
             raise InputError(f"{character}: the piper backend needs voice.voice, a Piper voice file",
@@ -50,6 +73,18 @@ def speech_request(text: str, character: str, project: Project, project_dir: Pat
         return SpeechRequest(**base, voice=str(path.resolve()), voice_sha=voice_file_digest(path) + voice_file_digest(Path(f"{path}.json"))[:16], speaker=voice.speaker,
                              speed=voice.speed)
     return SpeechRequest(**base)
+
+
+def reference_clip(project: Project, character: str, project_dir: Path | None) -> Path | None:
+    """The character's reference clip (`voice.reference`), checked to exist; None when they have none."""
+    ref = project.voice_for(character).reference
+    if ref is None:
+        return None
+    path = ref if project_dir is None or ref.is_absolute() else project_dir / ref
+    if not path.is_file():
+        raise InputError(f"{character}: the reference clip {ref} is not there",
+                         hint="voice.reference is relative to the project folder")
+    return path
 
 
 def voice_file_digest(path: Path) -> str:
@@ -68,3 +103,33 @@ def synthesize_speech(request: SpeechRequest, backend: SpeechBackend, out_wav: P
     with atomic_path(out_wav, validate=check) as tmp:
         backend.synthesize(request, tmp)
     return SpeechResult(out_wav, wav_duration_s(out_wav), reused=False)
+
+
+def measure_voice(wav: Path, reference: Path, out_json: Path) -> float | None:
+    """The line's speaker-similarity figure against the reference clip, kept beside it (`out_json`);
+    measured again only when the clip changed."""
+    import json
+
+    from stages.core.artifacts import write_text_atomic
+    from stages.core.voice_figure import figure
+
+    sha = file_digest(reference)
+    try:
+        kept = json.loads(out_json.read_text(encoding="utf-8"))
+        if kept.get("reference_sha256") == sha:
+            return kept.get("figure")
+    except (OSError, ValueError, AttributeError):
+        pass
+    value = figure(wav, reference)
+    write_text_atomic(out_json, json.dumps({"figure": value, "reference_sha256": sha, "reference": reference.name}))
+    return value
+
+
+def voice_figure_of(out_json: Path) -> float | None:
+    """A line's kept figure (None: not measured, or too little speech to say)."""
+    import json
+
+    try:
+        return json.loads(out_json.read_text(encoding="utf-8")).get("figure")
+    except (OSError, ValueError, AttributeError):
+        return None

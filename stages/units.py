@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stages.backends._voices import VoiceClip
 from stages.backends.base import ImageRequest, ShotRequest, SpeechRequest
 from stages.mix_audio import Effect, MusicSpan
 from stages.schema import ShotList
@@ -27,6 +28,21 @@ class LineUnit:
     key: str
     path: Path
     where: str  # episode, scene and script file:line, for every message about it
+    voice: VoiceUnit | None = None  # the enrolled voice it is spoken in (a cloning provider's)
+    character: str = ""
+    reference: Path | None = None  # the character's reference clip: the line's voice figure is measured on it
+
+
+@dataclass(frozen=True)
+class VoiceUnit:
+    """A character's voice at a cloning provider: their reference clip, enrolled once per clip and account."""
+
+    id: str  # voice-<character>-<engine>, as in the ledger
+    character: str
+    engine: str
+    clip: "VoiceClip"
+    key: str
+    path: Path  # build/voices/<key>.json: the provider's voice id
 
 
 @dataclass(frozen=True)
@@ -169,3 +185,8 @@ class EpisodeWork:
     @property
     def id(self) -> str:
         return f"ep{self.number:02d}"
+
+    @property
+    def voices(self) -> tuple[VoiceUnit, ...]:
+        """The enrolled voices its lines are spoken in, each once."""
+        return tuple({ln.voice.id: ln.voice for ln in self.lines if ln.voice is not None}.values())

@@ -67,7 +67,8 @@ def _episode_view(e: EpisodeStatus, lp: LoadedProject, paths: BuildPaths, root: 
     skipped: dict[str, list[str]] = {}
     for shot_id, why in e.unsynced:
         skipped.setdefault(shot_id, []).append(why)
-    shots = [_shot_view(s, shot, e.number, lp, paths, root, video, syncs.get(s.id), skipped.get(s.id, []))
+    spoken = {ln.id: ln for ln in e.speech}
+    shots = [_shot_view(s, shot, e.number, lp, paths, root, video, syncs.get(s.id), skipped.get(s.id, []), spoken)
              for s, shot in zip(e.shots, e.plan.shots)]
     counts = Counter(s.state for s in e.shots)
     return {
@@ -83,7 +84,7 @@ def _episode_view(e: EpisodeStatus, lp: LoadedProject, paths: BuildPaths, root: 
 
 
 def _shot_view(s: ShotStatus, shot, episode: int, lp: LoadedProject, paths: BuildPaths, root: str,
-               video, sync=None, unsynced: list[str] = ()) -> dict:
+               video, sync=None, unsynced: list[str] = (), spoken: dict | None = None) -> dict:
     from stages.route_references import shot_fit
 
     clip, current = None, False
@@ -114,8 +115,8 @@ def _shot_view(s: ShotStatus, shot, episode: int, lp: LoadedProject, paths: Buil
         "location": shot.location, "time": shot.time, "action": shot.action, "card": shot.card,
         "prompt": shot.prompt, "source": source,
         "characters": [names.get(c, c) for c in shot.characters],
-        "lines": [{"who": names.get(ln.character, ln.character), "text": ln.text,
-                   "parenthetical": ln.parenthetical, "extension": ln.extension} for ln in shot.lines],
+        "lines": [_line_view(ln, (spoken or {}).get(f"{s.id}-l{i + 1}"), names, lp, root)
+                  for i, ln in enumerate(shot.lines)],
         "clip": _href(clip, paths) if clip else None, "clip_current": current,
         "thumb": thumb, "thumb_is_keyframe": keyframe is not None,
         "references": (fit := shot_fit(shot, lp.project, video)) and {"backend": video.name, "sent": fit.sent,
@@ -127,6 +128,15 @@ def _shot_view(s: ShotStatus, shot, episode: int, lp: LoadedProject, paths: Buil
             "low": bool(sync and sync.low), "min_sync": lp.project.dialogue.min_sync,
             "reason": sync.reason if sync else None, "not_synced": list(unsynced)},
     }
+
+
+def _line_view(ln, st, names: dict, lp: LoadedProject, root: str) -> dict:
+    """One line as the page shows it: who, how, what, and its voice figure with a re-take command."""
+    return {"who": names.get(ln.character, ln.character), "text": ln.text, "parenthetical": ln.parenthetical,
+            "extension": ln.extension, "engine": st.engine if st else None,
+            "figure": st.figure if st else None, "low": bool(st and st.low),
+            "min_voice": lp.project.dialogue.min_voice,
+            "retake": f"dramaforge rerun {root} --line {st.id}" if st and st.done else None}
 
 
 def _href(path: Path, paths: BuildPaths) -> str:

@@ -175,8 +175,9 @@ class FakeHosted:
             return self.download(h, path)
         from fakes import PROTOCOLS
         from fakes_lipsync import PROTOCOLS as LIPSYNC
+        from fakes_tts import PROTOCOLS as SPEECH
 
-        for name, proto in {**PROTOCOLS, **LIPSYNC}.items():
+        for name, proto in {**PROTOCOLS, **LIPSYNC, **SPEECH}.items():
             if path.startswith(proto.PREFIX + "/"):
                 self.calls.append(("http", f"{method} {path}"))
                 return proto.route(self, h, method, path[len(proto.PREFIX):], urllib.parse.parse_qs(query), raw)

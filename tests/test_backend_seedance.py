@@ -5,8 +5,17 @@ at the edge, and one paid job per shot with no lookup."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
+import re
+import wave
+from dataclasses import replace
+from pathlib import Path
+
 import fake_openai
 import fakes
+import numpy as np
 import pytest
 from fake_hosted import FakeHosted
 from fake_openai import png_bytes
@@ -14,8 +23,8 @@ from fakes import seedance as proto
 from test_hosted_video import make, shot, shot_jobs
 
 from stages.backends._jobs import HostedVideoBackend, JobFailed, UnknownJob
-from stages.backends.base import Figure, PermanentError, RejectedError, TransientError
-from stages.backends.seedance import SeedanceOptions
+from stages.backends.base import Figure, PermanentError, RejectedError, ShotRequest, TransientError
+from stages.backends.seedance import SeedanceBackend, SeedanceOptions
 
 HEX = "0123456789abcdef0123"
 provider_mp4 = fake_openai.provider_mp4  # a fixture
@@ -196,6 +205,174 @@ def test_a_failed_task_is_not_paid_for_again(server, tmp_path):
     assert len(server.created()) == 1
 
 
+
+# --- the speakers' voices (dialogue: native) -------------------------------------------------------
+
+def wav(path: Path, seconds: float, hz: int = 220, rate: int = 16_000) -> Path:
+    """A tone as 16-bit mono WAV (each character's own pitch: their clips differ in content)."""
+    t = np.arange(int(seconds * rate)) / rate
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.sin(2 * np.pi * hz * t) * 12_000).astype("<i2").tobytes())
+    return path
+
+
+@pytest.fixture
+def voices(tmp_path):
+    d = tmp_path / "voices"
+    d.mkdir()
+    return {"ann": wav(d / "ann.wav", 3.0, 220), "bo": wav(d / "bo.wav", 4.0, 150)}
+
+
+def speaking(sheets, voices, *, bo_clip: bool = True) -> tuple[Figure, ...]:
+    """BO framed first, ANN speaking; the model speaks for both (each with a clip, BO's optional)."""
+    bo = Figure("bo", "BO", "bald", references=(sheets["bo", "front"],),
+                voice_clip=voices["bo"] if bo_clip else None)
+    ann = Figure("ann", "ANN", "red hair", speaking=True,
+                 references=(sheets["ann", "front"], sheets["ann", "three-quarter"]), voice_clip=voices["ann"])
+    return bo, ann
+
+
+def native(figures, **kw) -> ShotRequest:
+    return shot(figures=figures, extra={"dialogue": [{"character": "ann", "text": "Is it ready yet?"}]}, **kw)
+
+
+def sent_audio(body: dict) -> list[dict]:
+    return [c for c in body["content"] if c["type"] == "audio_url"]
+
+
+def text_of(body: dict) -> str:
+    return body["content"][0]["text"]
+
+
+def test_a_native_shot_sends_each_speakers_clip_as_it_is_named_in_the_prompt(server, tmp_path, sheets, voices):
+    b = make(server, "seedance", audio=True)
+    assert "voice_clips" in b.capabilities.uses
+    request = native(speaking(sheets, voices))
+    b.generate(request, tmp_path / "shot.mp4", shot_jobs(tmp_path))
+    (job,) = server.created()  # the fake validated every audio item as Ark's docs describe them
+    content = job.body["content"]
+    assert [c["type"] for c in content] == ["text"] + ["image_url"] * 3 + ["audio_url"] * 2  # audio after images
+    assert all(set(a) == {"type", "audio_url", "role"} and a["role"] == "reference_audio" and
+               a["audio_url"]["url"].startswith("data:audio/wav;base64,") for a in sent_audio(job.body))
+    digest = [hashlib.sha256(a).hexdigest() for a in proto.audios(job)]
+    assert digest == [hashlib.sha256(voices[w].read_bytes()).hexdigest() for w in ("ann", "bo")]  # speaker first
+    assert text_of(job.body) == ("Image 1 is ANN (front view); Image 2 is BO (front view); Image 3 is ANN "
+                                 "(three-quarter view). ANN speaks in the voice of Audio 1; BO speaks in the voice "
+                                 "of Audio 2. " + request.prompt)
+
+
+def test_a_speaker_without_a_clip_a_shot_not_spoken_by_the_model_or_one_without_images_send_none(server, sheets,
+                                                                                                  voices):
+    b = make(server, "seedance", audio=True)
+    body = b.body(native(speaking(sheets, voices, bo_clip=False)))
+    assert len(sent_audio(body)) == 1 and "BO speaks" not in text_of(body)
+    assert "ANN speaks in the voice of Audio 1. " in text_of(body) and proto._invalid(body) is None
+    for request in (shot(figures=speaking(sheets, voices)),  # dialogue: tts (our voices): no dialogue in extra
+                    native(tuple(replace(f, voice_clip=None) for f in speaking(sheets, voices))),
+                    native(tuple(replace(f, references=()) for f in speaking(sheets, voices)))):  # Ark: no audio alone
+        body = b.body(request)
+        assert sent_audio(body) == [] and "Audio" not in text_of(body) and proto._invalid(body) is None
+
+
+def test_a_changed_clip_changes_the_shot_key_only_where_clips_are_sent(server, sheets, voices, tmp_path):
+    from stages.plan_work import shot_key
+
+    b = make(server, "seedance", audio=True)
+    request = native(speaking(sheets, voices))
+    same = tmp_path / "same-ann.wav"
+    same.write_bytes(voices["ann"].read_bytes())
+    other = wav(tmp_path / "other-ann.wav", 3.0, 330)
+    def with_clip(clip):
+        return replace(request, figures=tuple(replace(f, voice_clip=clip) if f.id == "ann" else f
+                                                                for f in request.figures))
+    assert shot_key(with_clip(same), b) == shot_key(request, b)  # by content, not by path
+    assert shot_key(with_clip(other), b) != shot_key(request, b)
+    image = make(server, "seedance", audio=True, mode="image")  # first frame: Ark mixes no audio in
+    assert "voice_clips" not in image.capabilities.uses
+    assert shot_key(with_clip(other), image) == shot_key(request, image)
+
+
+def test_clips_over_the_limits_are_cut_or_converted_and_a_too_short_one_is_refused_unpaid(server, sheets, tmp_path):
+    from stages.core.media import run_ffmpeg
+
+    b = make(server, "seedance", audio=True)
+    long_, short = wav(tmp_path / "long.wav", 12.0, 200), wav(tmp_path / "short.wav", 6.0, 300)
+    bo, ann = speaking(sheets, {"ann": long_, "bo": short})
+    body = b.body(native((bo, ann)))
+    assert proto._invalid(body) is None
+    clips = [base64.b64decode(a["audio_url"]["url"].split(",", 1)[1]) for a in sent_audio(body)]
+    assert clips[1] == short.read_bytes()  # within its share: as it is
+    with wave.open(io.BytesIO(clips[0])) as w:  # ANN's: cut to what BO's 6 s leave of 14.5 s
+        assert (w.getnchannels(), w.getframerate()) == (1, 44_100)
+        assert w.getnframes() / w.getframerate() == pytest.approx(8.5, abs=0.01)
+
+    flac = tmp_path / "ann.flac"  # a format Ark does not take: converted whole
+    run_ffmpeg(["-i", str(wav(tmp_path / "f.wav", 3.0)), "-c:a", "flac", str(flac)])
+    (clip,) = sent_audio(b.body(native((replace(ann, voice_clip=flac),))))
+    assert clip["audio_url"]["url"].startswith("data:audio/wav;base64,")
+    with wave.open(io.BytesIO(base64.b64decode(clip["audio_url"]["url"].split(",", 1)[1]))) as w:
+        assert w.getnframes() / w.getframerate() == pytest.approx(3.0, abs=0.01)
+
+    tiny = wav(tmp_path / "tiny.wav", 1.2)
+    jobs = shot_jobs(tmp_path)
+    with pytest.raises(PermanentError, match=r"ANN's voice.reference tiny.wav is 1.2 s.*2-15 s; nothing was sent"):
+        b.generate(native((replace(ann, voice_clip=tiny),)), tmp_path / "s.mp4", jobs)
+    assert server.created() == [] and [str(j.state) for j in jobs.journal.of("e1s1")] == ["refused"]
+
+
+def test_three_clips_at_most_the_speaker_first_and_an_mp3_goes_as_mp3(server, sheets, voices, tmp_path):
+    from stages.core.media import run_ffmpeg
+
+    mp3 = tmp_path / "cy.mp3"
+    run_ffmpeg(["-f", "lavfi", "-i", "sine=frequency=500:duration=3", "-c:a", "libmp3lame", str(mp3)])
+    b = make(server, "seedance", audio=True)
+    cast = [Figure(w, w.upper(), "x", references=(sheets["ann", "front"],), voice_clip=clip)
+            for w, clip in (("bo", voices["bo"]), ("cy", mp3), ("dee", wav(tmp_path / "dee.wav", 3.0, 400)))]
+    ann = Figure("ann", "ANN", "red hair", speaking=True, references=(sheets["ann", "front"],),
+                 voice_clip=voices["ann"])
+    body = b.body(native((*cast, ann)))
+    assert proto._invalid(body) is None
+    urls = [a["audio_url"]["url"] for a in sent_audio(body)]
+    assert len(urls) == 3 and [u.split(";")[0] for u in urls] == ["data:audio/wav", "data:audio/wav", "data:audio/mp3"]
+    assert base64.b64decode(urls[2].split(",", 1)[1]) == mp3.read_bytes()
+    assert ("ANN speaks in the voice of Audio 1; BO speaks in the voice of Audio 2; CY speaks in the voice of "
+            "Audio 3.") in text_of(body) and "DEE speaks" not in text_of(body)
+
+
+def test_voice_clips_only_where_ark_takes_them():
+    def uses(**kw):
+        return "voice_clips" in SeedanceBackend(SeedanceOptions(**kw)).capabilities.uses
+    assert uses(audio=True) and uses(audio=True, model="ep-20260101-abc")  # an endpoint id: not checked
+    assert not uses() and not uses(audio=True, mode="image") and not uses(audio=True, mode="text")
+    assert not uses(model="doubao-seedance-1-0-lite-i2v-250428")
+
+
+@pytest.mark.parametrize("item,why", [
+    ({"role": "reference_image"}, "is not reference_audio"),
+    ({"url": "data:audio/flac;base64,AAAA"}, "data:audio/<wav|mp3>"),
+    ({"url": "data:audio/WAV;base64,AAAA"}, "lower case"),
+    ({"url": "data:audio/wav;base64,bm90IGEgd2F2"}, "cannot be decoded as wav"),
+    ({"seconds": 16.0}, "2 to 15 s"), ({"seconds": 1.5}, "2 to 15 s"),
+    ({"count": 2, "seconds": 8.0}, "over 15 s"), ({"count": 4}, "at most 3"),
+    ({"images": []}, "cannot be the only reference"), ({"first_frame": True}, "cannot be mixed"),
+    ({"prompt": "Audio 2 speaks."}, "names Audio 2 but the request has 1"),
+    ({"model": "doubao-seedance-1-5-pro-251215"}, "only by Seedance 2.0")])
+def test_the_fake_refuses_audio_items_as_ark_documents(server, sheets, tmp_path, item, why):
+    clip = wav(tmp_path / "c.wav", item.get("seconds", 3.0))
+    url = item.get("url") or "data:audio/wav;base64," + base64.b64encode(clip.read_bytes()).decode()
+    audio = {"type": "audio_url", "audio_url": {"url": url}, "role": item.get("role", "reference_audio")}
+    image = {"type": "image_url", "image_url": {"url": "https://x/a.png"}, "role": "reference_image"}
+    images = item.get("images", [image]) + ([{**image, "role": "first_frame"}] if item.get("first_frame") else [])
+    body = {"model": item.get("model", "doubao-seedance-2-0-260128"),
+            "content": [{"type": "text", "text": item.get("prompt", "ANN speaks in the voice of Audio 1.")},
+                        *images, *[audio] * item.get("count", 1)]}
+    assert why in proto._invalid(body)[1]
+    if "count" in item:  # the error as Ark answers it
+        with pytest.raises(PermanentError, match="400.*InvalidParameter.*" + re.escape(why)):
+            make(server, "seedance").call("POST", "/contents/generations/tasks", "creating a task", body=body)
 
 
 assert "seedance" in fakes.DIRECT

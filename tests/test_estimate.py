@@ -68,8 +68,9 @@ def test_dry_run_on_a_half_rendered_project_names_exactly_what_the_render_makes(
     assert len(predicted["ep02"]) == len(status[1]["shots"]) and est["episodes"] == [1, 2]
     for n, ids in predicted.items():
         assert f"{n}: {len(ids)} shot(s) to make" in dry.stdout
-    (speech,) = _work(est, "speech")
-    assert speech["todo"] == 3 and speech["cached"] == 1  # the edited line and episode 2's two
+    speech = _work(est, "speech")  # a row per character, as each provider bills a voice's text
+    assert sum(w["todo"] for w in speech) == 3 and sum(w["cached"] for w in speech) == 1  # the edited line, ep 2's
+    assert {w["who"] for w in speech} == {ln["character"] for e in status for ln in e["lines"]}
     assert _work(est, "assembly")[0]["ids"] == ["ep01", "ep02"]
     assert est["cost"] == pytest.approx(0.25 * (2 + len(predicted["ep02"])) + 0.01 * 3)
     assert f"EUR {est['cost']:,.2f}" in dry.stdout

@@ -161,7 +161,17 @@ def test_every_template_renders_under_strict_undefined(kind, tmp_path):
     assert req.voice == "coral" and '"grumbling"' in req.instructions and "voice-over" in req.instructions
     bare = speech_request("Almost.", "nobody", voiced, root)
     assert bare.instructions is None  # nothing to direct: no instructions sent
-    used.add("speech_instructions.j2")
+    used.add("acting/openai.j2")
+    from stages.backends.registry import SPEECH, make_speech_backend
+
+    for engine in SPEECH:  # every engine's acting template (some read it only on a model that acts)
+        acting = (TEMPLATES_DIR / "acting" / f"{engine}.j2")
+        if acting.exists():
+            caps = make_speech_backend(engine, lp.project.backends).capabilities
+            out = render_template(f"acting/{engine}.j2", root, character="Bo", notes="gruff", parenthetical="angrily",
+                                  extension="V.O.", language="en", text="Almost.")
+            assert caps.acting != "emotion" or out in ("", *caps.emotions), (engine, out)
+            used.add(f"acting/{engine}.j2")
     from stages.make_references import sheet_requests
 
     for c in lp.project.cast:
@@ -190,7 +200,8 @@ def test_every_template_renders_under_strict_undefined(kind, tmp_path):
     page = (index.parent / "ep01.html").read_text(encoding="utf-8")
     assert page.count("data-shot-id=") == len(plan.shots) and "not made yet" in page
     used |= {"review_base.html.j2", "review_index.html.j2", "review_episode.html.j2"}
-    assert used == {p.name for p in TEMPLATES_DIR.glob("*.j2")}  # a new template needs a test here
+    assert used == {p.name for p in TEMPLATES_DIR.glob("*.j2")} | {  # a new template needs a test here
+        f"acting/{p.name}" for p in (TEMPLATES_DIR / "acting").glob("*.j2")}
 
 
 def test_a_project_template_overrides_and_script_text_stays_quoted(tiny_project):

@@ -124,6 +124,23 @@ def test_an_address_that_is_not_the_providers_is_refused_unless_the_user_allows_
     assert "abc" not in proc.stdout + proc.stderr
 
 
+def test_a_cloning_speech_provider_is_held_to_its_own_address_too(tmp_path):
+    """A speech backend a character uses sends its key and the actor's clip: a foreign host is refused
+    at its line, as a video backend's is; one nobody speaks with is not looked at."""
+    from stages.check_project import check_project
+
+    more = "backends:\n  minimax_tts: {base_url: 'https://speech.example.com'}\n"
+    root = make(tmp_path, more)
+    assert not check_project(root).errors  # no character speaks on it
+    yaml = (root / "project.yaml").read_text(encoding="utf-8").replace(
+        "    voice: {language: en-us, variant: f2, pitch: 60}\n",
+        "    voice: {backend: minimax-tts, reference: ann.wav}\n")
+    (root / "project.yaml").write_text(yaml, encoding="utf-8")
+    errors = check_project(root).errors
+    assert any("would send $MINIMAX_API_KEY to https://speech.example.com" in e["message"]
+               and e["line"] == line_of(root, "minimax_tts") for e in errors), errors
+
+
 def test_redaction_leaves_an_ordinary_address_and_its_key_unchanged():
     """Shot keys of ordinary addresses stay byte-identical (nothing is re-billed); a query's values go."""
     from stages.backends.openai_speech import OpenAIOptions, OpenAISpeechBackend
@@ -211,7 +228,7 @@ def outside(tmp_path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("what", ["script", "music", "reference", "symlink", "cue"])
+@pytest.mark.parametrize("what", ["script", "music", "reference", "voice", "symlink", "cue"])
 def test_a_file_outside_the_project_is_refused_by_check_with_its_line(tmp_path, outside, what):
     """Before: /etc/passwd, ../../x and a link out of the project all passed check (and a reference
     image outside was sent to the provider)."""
@@ -224,6 +241,8 @@ def test_a_file_outside_the_project_is_refused_by_check_with_its_line(tmp_path, 
         more, needle = "audio: {music: {file: ../elsewhere/song.mp3}}\n", "music"
     elif what == "reference":
         needle = "references"
+    elif what == "voice":  # a clip a cloning provider would be sent
+        more, needle = "", "reference:"
     elif what == "symlink":
         more, needle = "audio: {music: {file: song.mp3}}\n", "music"
     else:
@@ -233,6 +252,13 @@ def test_a_file_outside_the_project_is_refused_by_check_with_its_line(tmp_path, 
         root.mkdir()
         (root / "project.yaml").write_text(TINY_YAML.replace(
             "  - id: ann\n", f"  - id: ann\n    references: ['{outside / 'face.png'}']\n") + SMALL, encoding="utf-8")
+        (root / "script.fountain").write_text(script, encoding="utf-8")
+    elif what == "voice":
+        root = tmp_path / "p"
+        root.mkdir()
+        (root / "project.yaml").write_text(TINY_YAML.replace(
+            "    voice: {language: en-us, variant: f2, pitch: 60}\n",
+            f"    voice: {{backend: elevenlabs, reference: '{outside / 'song.mp3'}'}}\n") + SMALL, encoding="utf-8")
         (root / "script.fountain").write_text(script, encoding="utf-8")
     else:
         root = make(tmp_path, more, script=script)

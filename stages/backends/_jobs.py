@@ -159,7 +159,11 @@ def run_job(backend: HostedVideoBackend, request: ShotRequest, out_mp4: Path, jo
         try:
             poll = _wait(backend, job, deadline)
             if poll.state == "done":
-                _fetch_and_conform(backend, job, poll, request, out_mp4)
+                finish = getattr(backend, "finish", None)  # a job whose result is no clip (a voice's id)
+                if finish is not None:
+                    finish(job, poll, out_mp4)
+                else:
+                    _fetch_and_conform(backend, job, poll, request, out_mp4)
                 jobs.journal.update(job.client_key, JobState.DONE)
                 return
             err = poll.error

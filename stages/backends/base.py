@@ -70,6 +70,7 @@ class Capabilities:
     pool: Literal["cpu", "gpu", "api"] = "cpu"  # the kind of worker its units need
     extra: str | None = None  # the pip extra it needs (`pip install 'dramaforge[extra]'`)
     requires: tuple[str, ...] = ()  # modules that extra brings; a render is refused while one is missing
+    install: str | None = None  # how to install it, where the extra alone is not enough
     free: bool = False  # offline and instant: its images are made even when no shot needs them (for review)
     # Built-in speed for a first estimate, measured on a 2-core laptop CPU (the project's own ledger
     # replaces it after a render): wall seconds per second of 1080x1920 video (video), per line
@@ -89,6 +90,21 @@ class VideoCapabilities(Capabilities):
     resolution: str | None = None  # what it is asked to make, as its provider bills it (e.g. "720p", "4k")
     faces: bool = False  # it can say where it drew each face (`faces(request)`): subtitles keep clear of them
     uploads: bool = False  # its images go through an upload step first (once per file and account)
+
+
+@dataclass(frozen=True)
+class SpeechCapabilities(Capabilities):
+    """A speech backend's record: whose voice it speaks in, where acting notes go, what it bills."""
+
+    cloning: bool = False  # speaks in a voice made from the character's reference clip (`voice.reference`)
+    enrolls: bool = False  # that voice is enrolled first: one paid unit per clip and account, its id kept
+    # Where a line's acting notes (parenthetical, V.O., `voice.notes`) go, through templates/acting/<name>.j2:
+    # "tags" (inline in the text), "emotion" (one of `emotions`), "instruction" (free text); None: unused.
+    acting: Literal["tags", "emotion", "instruction"] | None = None
+    emotions: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()  # what it speaks (ISO 639-1; empty: whatever it is given)
+    bills: Literal["characters", "bytes", "seconds"] | None = None  # how its provider counts a line
+    clip_s: tuple[float, float] | None = None  # the reference clip lengths it takes, from its docs
 
 
 @dataclass(frozen=True)
@@ -240,7 +256,14 @@ class SpeechRequest:
     voice_sha: str | None = None
     speaker: int | None = None
     speed: float = 1.0
-    instructions: str | None = None  # delivery direction for models that take it (parenthetical, notes)
+    instructions: str | None = None  # the acting notes as the engine takes them (templates/acting/<name>.j2)
+    # A cloned voice: the character's clip (`reference`, an absolute path; `reference_sha` its content, which
+    # is what the key counts) and its transcript. `voice_id`: the id its enrollment got, filled in when
+    # the line is spoken (the enrollment's key already counts in this line's key through the clip).
+    reference: str | None = None
+    reference_sha: str | None = None
+    reference_text: str | None = None
+    voice_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -257,6 +280,7 @@ class Figure:
     references: tuple[Path, ...] = ()
     assets: tuple[tuple[str, str], ...] = ()  # (backend, the provider's saved id for them), from the cast
     voices: tuple[tuple[str, str], ...] = ()  # (backend, the provider's voice id): only when the model speaks
+    voice_clip: Path | None = None  # their reference clip (`voice.reference`): only when the model speaks
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from pydantic import Field
 
 from stages.backends._openai import LazyClient, map_openai_error
-from stages.backends.base import Capabilities, PermanentError, SpeechRequest, TransientError
+from stages.backends.base import PermanentError, SpeechCapabilities, SpeechRequest, TransientError
 from stages.core.model import Model
 from stages.core.trust import redact_url
 
@@ -41,7 +41,7 @@ class OpenAISpeechBackend:
     name = "openai"
     section = "openai"
     Options = OpenAIOptions
-    capabilities = Capabilities(billed=True, pool="api")
+    capabilities = SpeechCapabilities(billed=True, pool="api", acting="instruction", bills="characters")
 
     def __init__(self, options: OpenAIOptions):
         self.options = options

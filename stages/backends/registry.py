@@ -39,6 +39,12 @@ SPEECH = {
     "espeak": "stages.backends.espeak:EspeakBackend",
     "piper": "stages.backends.piper:PiperBackend",
     "openai": "stages.backends.openai_speech:OpenAISpeechBackend",
+    "elevenlabs": "stages.backends.elevenlabs_speech:ElevenLabsSpeech",
+    "minimax-tts": "stages.backends.minimax_speech:MinimaxSpeech",
+    "fish-audio": "stages.backends.fish_speech:FishAudioSpeech",
+    "dashscope-tts": "stages.backends.dashscope_speech:DashscopeSpeech",
+    "volcengine-tts": "stages.backends.volcengine_speech:VolcengineSpeech",
+    "chatterbox": "stages.backends.chatterbox_speech:ChatterboxSpeech",
 }
 TRANSLATION = {
     "openai": "stages.backends.openai_translate:OpenAITranslationBackend",

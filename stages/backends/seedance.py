@@ -43,24 +43,73 @@ cannot be told from another made with the same settings: it stops as unknown-job
 Not the SDK: its client retries every request twice by default (`DEFAULT_MAX_RETRIES = 2`, on
 timeouts, connection errors, 408/409/429/5xx), create included, and Ark has no idempotency key: a
 retried create is a second paid task.
+
+Voices (`dialogue: native`): for each character the model speaks for whose voice has a reference clip
+(`cast[].voice.reference`, `Figure.voice_clip`), the clip goes with the request as an audio item
+`{type: audio_url, audio_url: {url: "data:audio/wav;base64,..."}, role: reference_audio}` after the
+image items, and the prompt names it by its order among the audio items, in words ("ANN speaks in the
+voice of Audio 1"; templates/references/seedance.j2). At most 3 clips, the shot's speaker first (the
+others are named in the log, not sent); a clip that is WAV or MP3, at most 15 MB and fits the time
+left is sent as it is; one that is longer than its share of the 15 s total (shared evenly, a
+shorter clip keeping its length, 14.5 s in all for the decoders' rounding), in another format, or
+larger, is cut from its start and sent as 16-bit mono WAV (ffmpeg); one under 2 s is refused
+(PermanentError) before anything is paid. Only in mode `reference` with `audio: true` on Seedance 2.0
+(or an endpoint id, not checked): there `capabilities.uses` has "voice_clips", so the clip's content
+counts in the shot's key. A shot that sends no reference image sends no clip (Ark takes no audio
+alone), and says so in the log.
+- CONFIRMED (the SDK's `CreateTaskContentAudioParam`, volcengine-python-sdk commit 2690a7c3,
+  2026-02-17; Volcengine doc 82379/1520757 "创建视频生成任务 API", read in verbatim copies; ComfyUI's
+  `comfy_api_nodes/apis/bytedance.py` `TaskAudioContent` and its Seedance 2.0 reference node): the
+  item `{type: "audio_url", audio_url: {url}, role}`; role `reference_audio` (the only one); the url as
+  a public URL, `asset://<id>` or `data:audio/<format>;base64,<...>` with the format in lower case
+  (the doc's example: `data:audio/wav;base64,`); wav and mp3 only; each clip 2-15 s, at most 3, 15 s
+  in all; at most 15 MB a clip and 64 MB a request body; Seedance 2.0 only; never audio alone (at
+  least one reference image or video); first frame, first+last frame and multimodal reference are
+  three scenes that cannot be mixed (so no clip goes with mode `image`). ComfyUI checks each clip is
+  at least 1.8 s and all of them at most 15.1 s.
+- CONFIRMED as a form, NOT CONFIRMED in English: the official multimodal example (doc 1520757's tea
+  advert) names the audio by its order among audio items ("全程使用音频1作为背景音乐", the images as
+  图片1); a third-party summary of Ark's prompt guide (doc 82379/2222480) asks for a voice as
+  「角色」说："…"，音色参考「音频n」, right after the line, where we name it in the legend before the
+  prompt; "Audio 1" is the English the way "Image 1" is.
+- NOT CONFIRMED: `data:audio/mp3` for an MP3 (the doc gives the pattern with a WAV example only; were
+  Ark to refuse it, it answers 400 and makes no task, so nothing is paid); how closely the model
+  keeps a clip's voice (no live run here); whether a reference clip changes the price (billing counts
+  input video seconds; audio is not mentioned).
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import logging
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field, model_validator
 
-from stages.backends._direct import DirectBackend, DirectOptions, Limits
+from stages.backends._direct import DirectBackend, DirectOptions, Limits, Slot
 from stages.backends._http import AnswerLost, NotFound
 from stages.backends._jobs import Poll
-from stages.backends.base import PermanentError, RejectedError, ShotRequest, TransientError, is_refusal
+from stages.backends.base import Figure, Fitted, PermanentError, RejectedError, ShotRequest, TransientError, is_refusal
+
+log = logging.getLogger(__name__)
 
 MAX_IMAGES = 9  # Seedance 2.0: reference images per request (saved assets share the slots)
 LITE_I2V_MAX = 4  # seedance-1-0-lite-i2v: 1-4 reference images
 SEED_MAX = 2 ** 32 - 1
 # Failed-task codes the provider marks as the request's fault (the 400 codes of Ark's error table)
 BAD_REQUEST = ("InvalidParameter", "MissingParameter")
+# Reference audio on Seedance 2.0 (doc 82379/1520757): wav or mp3, 2-15 s a clip, at most 3 clips and 15 s in
+# all, 15 MB a clip, 64 MB a request body
+MAX_AUDIOS = 3
+AUDIO_MIN_S, AUDIO_MAX_S, AUDIO_TOTAL_S = 2.0, 15.0, 15.0
+AUDIO_BUDGET_S = AUDIO_TOTAL_S - 0.5  # what the clips sent add up to at most, whatever a decoder rounds
+AUDIO_MAX_BYTES = 15 * 1000 * 1000
+BODY_MAX_BYTES = 64 * 1000 * 1000
+AUDIO_RATE = 44_100  # a converted clip: 16-bit mono WAV at this rate
 
 
 def _generation(model: str) -> str:
@@ -126,31 +175,134 @@ class SeedanceBackend(DirectBackend):
 
     def __init__(self, options: SeedanceOptions):
         super().__init__(options)
-        if _generation(options.model) == "1.0-lite-i2v":
-            from dataclasses import replace
-
+        gen = _generation(options.model)
+        if gen == "1.0-lite-i2v":
             self.capabilities = replace(self.capabilities, max_references=min(self.capabilities.max_references,
                                                                               LITE_I2V_MAX))
+        if options.mode == "reference" and options.audio and gen in ("2.0", ""):
+            # the speakers' reference clips go with a native-dialogue shot (and count in its key)
+            self.capabilities = replace(self.capabilities, uses=self.capabilities.uses | {"voice_clips"})
 
     # --- the request ------------------------------------------------------------------------------
 
     def body(self, request: ShotRequest) -> dict:
         o = self.options
         fitted = self.fitted(request)
-        content: list[dict] = [{"type": "text", "text": self.prompt(request, fitted)}]
+        voices = self.voices(request, fitted)
+        content: list[dict] = [{"type": "text", "text": self.prompt(request, fitted, voices)}]
         start = self.start_frame(request)
         if start is not None:
             content.append({"type": "image_url", "image_url": {"url": self.image_data(start)}, "role": "first_frame"})
         for r in fitted.sent:
             url = _asset_url(r.asset) if r.asset is not None else self.image_data(r.path)
             content.append({"type": "image_url", "image_url": {"url": url}, "role": "reference_image"})
+        for v in voices:
+            content.append({"type": "audio_url", "audio_url": {"url": v.url}, "role": "reference_audio"})
         body = {"model": o.model, "content": content, "ratio": o.aspect_ratio, "duration": int(self.seconds(request)),
                 "seed": request.seed % (SEED_MAX + 1), "watermark": False,
                 "generate_audio": bool(o.audio)}  # sent either way: on by default for 1.5 pro and 2.0, and billed
         if o.resolution:
             body["resolution"] = o.resolution
         body.update(o.inputs)
+        if voices and len(json.dumps(body)) > BODY_MAX_BYTES:
+            raise PermanentError(f"{self.what}: shot {request.shot_id}'s request, with its voice clips, is over Ark's "
+                                 f"{BODY_MAX_BYTES // 1000 // 1000} MB; nothing was sent")
         return body
+
+    def prompt(self, request: ShotRequest, fitted: Fitted | None = None, voices: list[Voice] | tuple = ()) -> str:
+        """The prompt with the references named in Ark's words (templates/references/seedance.j2): the
+        images by their order among image items, each voice clip by its order among audio items."""
+        from stages.core.prompts import render_template
+
+        if self.start_frame(request) is not None:
+            return request.motion_prompt or request.prompt
+        fitted = fitted if fitted is not None else self.fitted(request)
+        slots, kinds = [], {}
+        for i, r in enumerate(fitted.sent):
+            kind = r.asset is not None
+            kinds[kind] = kinds.get(kind, 0) + 1
+            slots.append(Slot(i + 1, kinds[kind], r.figure.id, r.figure.name, r.view, r.asset, r.figure.speaking))
+        return render_template(f"references/{self.name}.j2", prompt=request.prompt, refs=slots, voices=list(voices),
+                               **self.template_context())
+
+    # --- the speakers' voices (dialogue: native) --------------------------------------------------
+
+    def voices(self, request: ShotRequest, fitted: Fitted | None = None) -> list[Voice]:
+        """The reference clips this request carries: one per character the model speaks for whose voice
+        has one, the shot's speaker first, at most 3, fitted to Ark's limits (cut, or converted to WAV);
+        none for a shot the model does not speak in, or one with no reference image (Ark takes no audio
+        alone). A clip too short, or unreadable, is refused here, before anything is paid."""
+        if "voice_clips" not in self.capabilities.uses or not request.extra.get("dialogue"):
+            return []
+        figures: list[Figure] = []
+        for f in sorted((f for f in request.figures if f.voice_clip is not None), key=lambda f: not f.speaking):
+            if all(Path(f.voice_clip) != Path(g.voice_clip) for g in figures):
+                figures.append(f)
+        if not figures:
+            return []
+        fitted = fitted if fitted is not None else self.fitted(request)
+        if not fitted.sent:
+            log.warning("%s: shot %s sends no reference image, and Ark takes no audio alone: %s speak in the "
+                        "model's own voice", self.what, request.shot_id, ", ".join(f.name for f in figures))
+            return []
+        if len(figures) > MAX_AUDIOS:
+            log.warning("%s: shot %s: Ark takes %d reference clips; not sent: %s", self.what, request.shot_id,
+                        MAX_AUDIOS, ", ".join(f"{f.name}'s voice" for f in figures[MAX_AUDIOS:]))
+            figures = figures[:MAX_AUDIOS]
+        infos = [self._clip_info(f) for f in figures]
+        shares = _shares([i.duration_s for i in infos], AUDIO_BUDGET_S)
+        return [Voice(n + 1, f.id, f.name, f.speaking, self._clip_url(f, info, share), min(info.duration_s, share))
+                for n, (f, info, share) in enumerate(zip(figures, infos, shares))]
+
+    def _clip_info(self, figure: Figure):
+        from stages.core.media import probe
+
+        path = Path(figure.voice_clip)
+        try:
+            info = probe(path)
+        except Exception as exc:  # noqa: BLE001 -- any decoder's complaint: a clip that cannot be sent
+            raise PermanentError(f"{self.what}: {figure.name}'s voice.reference {path} cannot be read as audio "
+                                 f"({exc}); nothing was sent") from None
+        if info.audio_codec is None or not info.duration_s:
+            raise PermanentError(f"{self.what}: {figure.name}'s voice.reference {path} has no sound; nothing was sent")
+        if info.duration_s < AUDIO_MIN_S:
+            raise PermanentError(f"{self.what}: {figure.name}'s voice.reference {path.name} is {info.duration_s:.1f} s, "
+                                 f"and Ark takes reference audio of {AUDIO_MIN_S:g}-{AUDIO_MAX_S:g} s; nothing was "
+                                 f"sent: give a longer clip (or remove voice.reference: the model then picks a voice)")
+        return info
+
+    def _clip_url(self, figure: Figure, info, share: float) -> str:
+        """The clip as a `data:audio/<format>;base64,` URL: as it is where Ark takes it (WAV or MP3, small
+        and short enough), else its first `share` seconds as 16-bit mono WAV."""
+        path, seconds = Path(figure.voice_clip), info.duration_s
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise PermanentError(f"{self.what}: {figure.name}'s voice.reference {path} cannot be read: "
+                                 f"{exc.strerror or exc}") from None
+        kind = _audio_format(data, info.audio_codec)
+        if kind is None or len(data) > AUDIO_MAX_BYTES or share < seconds:
+            data, kind = self._converted(figure, path, share if share < seconds else None), "wav"
+            log.info("%s: %s's voice.reference %s sent as %.2f s of WAV", self.what, figure.name, path.name,
+                     min(seconds, share))
+        return f"data:audio/{kind};base64," + base64.b64encode(data).decode()
+
+    def _converted(self, figure: Figure, path: Path, seconds: float | None) -> bytes:
+        import tempfile
+
+        from stages.core.errors import RenderError
+        from stages.core.media import run_ffmpeg
+
+        with tempfile.TemporaryDirectory(prefix="dramaforge-voice-") as tmp:
+            out = Path(tmp) / "clip.wav"
+            cut = ["-t", f"{seconds:.3f}"] if seconds is not None else []
+            try:
+                run_ffmpeg(["-i", str(path), "-map", "0:a:0", *cut, "-ac", "1", "-ar", str(AUDIO_RATE),
+                            "-c:a", "pcm_s16le", str(out)], what=f"converting {figure.name}'s voice.reference")
+            except RenderError as exc:
+                raise PermanentError(f"{self.what}: {figure.name}'s voice.reference {path} could not be made into "
+                                     f"a clip Ark takes: {exc}; nothing was sent") from None
+            return out.read_bytes()
 
     # --- the job protocol -------------------------------------------------------------------------
 
@@ -222,3 +374,39 @@ class SeedanceBackend(DirectBackend):
 def _asset_url(asset: str) -> str:
     """A saved face asset as Ark takes it: `asset://<id>` (written with or without the scheme)."""
     return asset if asset.startswith("asset://") else f"asset://{asset}"
+
+
+@dataclass(frozen=True)
+class Voice:
+    """One speaker's reference clip as a request carries it: its place among the audio items (`slot`,
+    1-based: "Audio 1"), whose voice it is, and the clip as Ark takes it."""
+
+    slot: int
+    id: str
+    name: str
+    speaking: bool
+    url: str
+    seconds: float
+
+
+def _audio_format(data: bytes, codec: str | None) -> str | None:
+    """"wav" or "mp3" as Ark names them, by the file's own header and the decoder's codec (not by its
+    name); None for anything else (an MP2, a WAV of compressed audio, an M4A...)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WAVE" and (codec or "").startswith("pcm_"):
+        return "wav"
+    if (data[:3] == b"ID3" or data[:1] == b"\xff") and codec in ("mp3", "mp3float"):
+        return "mp3"
+    return None
+
+
+def _shares(seconds: list[float], budget: float) -> list[float]:
+    """How long each clip may be so that together they take at most `budget` seconds: shared evenly, a
+    clip shorter than its share keeping its length and leaving the rest to the others (each share is cut
+    to the hundredth below, and to Ark's 15 s a clip)."""
+    order = sorted(range(len(seconds)), key=lambda i: seconds[i])
+    left, out = budget, [0.0] * len(seconds)
+    for k, i in enumerate(order):
+        share = min(math.floor(left / (len(seconds) - k) * 100) / 100, AUDIO_MAX_S)
+        out[i] = min(seconds[i], share)
+        left -= out[i]
+    return out

@@ -51,6 +51,7 @@ class Kind(StrEnum):
     SPEECH = "speech"
     EPISODE = "episode"  # an episode's cut
     LIPSYNC = "lipsync"  # a shot's lips synced to its speech
+    VOICE = "voice"  # a character's voice enrolled at a cloning provider (its id in the job journal)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS units (

@@ -27,6 +27,11 @@ class BuildPaths:
         return self.root / "speech"
 
     @property
+    def voices(self) -> Path:
+        """Each enrolled voice's provider id, by the key of its clip and account."""
+        return self.root / "voices"
+
+    @property
     def characters(self) -> Path:
         """Reference sheets, one folder per character."""
         return self.root / "characters"
@@ -107,6 +112,13 @@ class BuildPaths:
 
     def wav(self, key: str) -> Path:
         return self.speech / f"{key}.wav"
+
+    def voice(self, key: str) -> Path:
+        return self.voices / f"{key}.json"
+
+    def voice_figure(self, key: str) -> Path:
+        """A line's speaker-similarity figure against its character's reference clip."""
+        return self.speech / f"{key}.voice.json"
 
     def keyframe(self, key: str) -> Path:
         return self.keyframes / f"{key}.png"
@@ -191,7 +203,7 @@ class BuildPaths:
         from stages.core.errors import environment_failure
 
         try:
-            for d in (self.shots, self.speech, self.shotlists, self.episodes, self.work, self.lipsync):
+            for d in (self.shots, self.speech, self.shotlists, self.episodes, self.work, self.lipsync, self.voices):
                 d.mkdir(parents=True, exist_ok=True)
             fd, probe = partial_file(self.work, "probe", "")
             try:
