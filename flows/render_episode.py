@@ -16,6 +16,7 @@ from stages.core.paths import BuildPaths
 from stages.load_project import load_project
 from stages.plan_work import plan_work
 from stages.project_status import cut_made
+from stages.sync_lips import drop_synced
 from stages.write_shotlist import write_shotlist
 
 
@@ -44,8 +45,8 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
 
     # 2. each cloned voice enrolled (once per clip and account), then speech for every line, before
     #    any video is paid for: the shots are timed from it
-    enrolled = _results(enroll.map(work.voices, episode, unmapped(backends), unmapped(paths), started,
-                                   unmapped(command_root or project_dir)))
+    enrolled = _results(enroll.map(work.voices, episode, unmapped(backends), unmapped(paths),
+                                   requested_at or started, unmapped(command_root or project_dir)))
     unenrolled = [str(r) for r in enrolled if _failed(r)]
     if unenrolled:  # each reason is in the ledger too
         return {**outcome, "blocked": unenrolled}
@@ -53,7 +54,8 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
     voiced = _results(speak_line.map(work.lines, unmapped(backends), unmapped(paths), unmapped(remade),
                                      unmapped(requested_at or started)))
     outcome["speech"] = [{"engine": ln.engine, "chars": len(ln.request.text), "reused": r.reused,
-                          "seconds": r.duration_s} for ln, r in zip(work.lines, voiced) if not _failed(r)]
+                          "bytes": len(ln.request.text.encode("utf-8")), "seconds": r.duration_s}
+                         for ln, r in zip(work.lines, voiced) if not _failed(r)]
     unspoken = [str(r) for r in voiced if _failed(r)]
     if unspoken:  # each reason is in the ledger too
         return {**outcome, "blocked": unspoken}
@@ -81,7 +83,9 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
     if outcome["failed"] or outcome["stopped"]:  # the ledger holds each reason; `dramaforge status` shows them
         return outcome
 
-    # 5b. the speaker's lips synced to our voice in every eligible shot (dialogue: tts+lipsync)
+    # 5b. the speaker's lips synced to our voice in every eligible shot (dialogue: tts+lipsync); a
+    #     piece over a line spoken again (`rerun --line`) is synced again to the new take
+    drop_synced(work.syncs, {ln.path for ln, r in zip(work.lines, voiced) if ln.id in remade and not r.reused})
     synced = _results(sync_shot.map(work.syncs, unmapped(backends), unmapped(lp.project.limits), unmapped(paths),
                                     started, unmapped(command_root or project_dir)))
     outcome["synced"] = [{"id": u.shot_id, "outcome": "failed" if _failed(r) else "reused" if r.reused else "made",

@@ -77,7 +77,7 @@ def render_series(project_dir: str, episodes: list[int] | None = None, max_cost:
     synced = any(o.get("synced") for o in outcomes)
     lipsync_jobs = journal.unreported(backends.lipsync.name) if synced and backends.lipsync.capabilities.resumable \
         else None
-    engines = dict.fromkeys(ln["engine"] for o in outcomes for ln in o.get("speech", []))
+    engines = dict.fromkeys(c.voice.backend or project.backends.speech for c in project.cast)  # even unspoken
     enrolled = {e: journal.unreported(e) for e in engines if getattr(backends.speech(e).capabilities, "enrolls", False)}
     work = made_work(outcomes, project, backends, jobs, lipsync_jobs, enrolled)
     report = (project.title, project_dir, outcomes, table, time.monotonic() - started, skipped, work,

@@ -133,6 +133,8 @@ def new_jobs(lp: LoadedProject, shots: list[str]) -> list[str]:
     for shot_id in shots:
         for job in journal.abandon(shot_id, f"given up by `rerun --shot {shot_id} --new-job` ({getpass.getuser()}, "
                                             f"{when})"):
+            if shot_id.startswith("voice-"):  # the voice it recorded is given up: enrolled again
+                BuildPaths(lp.build).voice(job.spec_hash).unlink(missing_ok=True)
             said.append(f"{shot_id}: gave up on job {job.job_id or job.client_key} ({job.state} on {job.provider})")
             if job.state == JobState.SUBMITTED and job.job_id and not shot_id.startswith("voice-"):
                 video = video or backends_for(lp.project, lp.root).video

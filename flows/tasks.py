@@ -270,11 +270,16 @@ def enroll(voice: VoiceUnit, episode: int, backends: BackendSet, paths: BuildPat
     at a time per voice (a second render waits, then reuses it)."""
     backend = _shared(backends).speech(voice.engine)
     jobs = ShotJobs(Journal(Ledger(paths.ledger)), voice.id, voice.key, since=since, project=project)
-    with _locked(paths.lock(paths.voices, voice.key)):
-        return _recorded(paths.ledger, voice.id, lambda: enroll_voice(voice, backend, jobs), kind=Kind.VOICE,
-                         episode=episode, key=voice.key, artifact=voice.path, backend=voice.engine,
-                         explain=lambda exc: f"{voice.character}'s voice ({voice.clip.path.name}) on "
-                                             f"{voice.engine}: {exc}")
+    try:
+        with _locked(paths.lock(paths.voices, voice.key)):
+            return _recorded(paths.ledger, voice.id, lambda: enroll_voice(voice, backend, jobs), kind=Kind.VOICE,
+                             episode=episode, key=voice.key, artifact=voice.path, backend=voice.engine,
+                             explain=lambda exc: f"{voice.character}'s voice ({voice.clip.path.name}) on "
+                                                 f"{voice.engine}: {exc}")
+    except Timeout as exc:
+        Ledger(paths.ledger).fail(voice.id, state=State.FAILED, error_class="Timeout",
+                                  message=f"another render held this voice's lock for over {LOCK_WAIT_S} s")
+        raise TransientError("voice locked by another render") from exc
 
 
 @task(name="make_references", retries=SHOT_RETRIES,

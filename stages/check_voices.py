@@ -14,6 +14,11 @@ def voice_blockers(lp, backends, *, keys: bool = True) -> list[InputError]:
     from stages.core.media import probe
 
     project, yaml_file, out, asked = lp.project, str(lp.root / "project.yaml"), [], set()
+    old = lp.root / "templates" / "speech_instructions.j2"
+    if old.exists():  # renamed when every engine got its own acting template: never silently ignored
+        out.append(InputError(f"{old} is no longer read: the OpenAI speech instructions template is now "
+                              "templates/acting/openai.j2", file=str(old), line=1,
+                              hint="rename it to templates/acting/openai.j2"))
     for c in project.cast:
         engine = c.voice.backend or project.backends.speech
         backend = backends.speech(engine)

@@ -101,7 +101,8 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, backends: B
     shots to count as made anew (`rerun --shot`).
     """
     rates = project.rates
-    todo = [e for e in statuses if e.assembly != State.DONE or any(s.id in force for s in (*e.shots, *e.speech))]
+    todo = [e for e in statuses
+            if e.assembly != State.DONE or any(s.id in force for s in (*e.shots, *e.speech, *e.voices))]
     shots = Work("video", project.backends.video)
     lines: dict[tuple[str, str], Work] = {}
     enrolling: set[str] = set()
@@ -114,11 +115,15 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, backends: B
     keyframes: dict[str, bool] = {}
     video = backends.video
     caps = video.capabilities
+    # a line spoken again (`rerun --line`) may come out longer or shorter and re-time its shot: on a
+    # paid backend that shot is priced as made again (the worst case), so --max-cost holds
+    retimed = {i.rsplit("-l", 1)[0] for e in todo for ln in e.speech if (i := ln.id) in force} if caps.billed \
+        else set()
     shots.resolution, shots.audio = caps.resolution, caps.native_audio
     files: set[Path] = set()
     for e in todo:
         units = {u.id: u for u in e.work.shots}
-        made = [s for s in e.shots if s.state not in REUSED or s.id in force]
+        made = [s for s in e.shots if s.state not in REUSED or s.id in force or s.id in retimed]
         per_episode[e.number] = [s.id for s in made]
         shots.todo += len(made)
         shots.cached += len(e.shots) - len(made)

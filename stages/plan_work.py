@@ -69,15 +69,23 @@ def plan_work(lp: LoadedProject, episode: int, backends: BackendSet, *,
         for i, ln in enumerate(shot.lines):
             engine = speech_engine(project, ln.character)
             speaker = backends.speech(engine)
-            request = speech_request(ln.text, ln.character, project, root, parenthetical=ln.parenthetical,
-                                     extension=ln.extension, backend=speaker)
+            try:
+                request = speech_request(ln.text, ln.character, project, root, parenthetical=ln.parenthetical,
+                                         extension=ln.extension, backend=speaker)
+            except InputError as exc:
+                if exc.file is None:  # the voice's problem, shown at the first line it would speak
+                    exc.file, exc.line = ln.file, ln.line
+                raise
             key = speech_key(request, speaker)
             if getattr(speaker.capabilities, "enrolls", False) and (ln.character, engine) not in voices:
                 voices[ln.character, engine] = voice_unit(ln.character, request, project, speaker, paths)
             unit = LineUnit(f"{shot.id}-l{i + 1}", ep.number, shot.id, i, engine, request, key, paths.wav(key),
                             f"episode {ep.number}, scene {shot.scene}, {ln.file}:{ln.line}",
                             voices.get((ln.character, engine)), ln.character,
-                            reference_clip(project, ln.character, root))
+                            # measured against the clip where the engine speaks in it (another engine's
+                            # voice is not meant to sound like it)
+                            reference_clip(project, ln.character, root)
+                            if getattr(speaker.capabilities, "cloning", False) else None)
             lines.append(unit)
             if unit.path.exists():
                 durations.append(wav_duration_s(unit.path))

@@ -181,7 +181,7 @@ def voice_status(unit, row: Row | None) -> VoiceStatus:
     if unit.path.exists():
         try:
             return VoiceStatus(unit.id, unit.character, unit.engine, State.DONE, read_voice(unit.path), clip=clip)
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):
             pass  # cut short: made again by the next render
     if row is None or row.spec_hash != unit.key:  # a new clip (or account): enrolled anew
         return VoiceStatus(unit.id, unit.character, unit.engine, State.PENDING, clip=clip)

@@ -62,6 +62,7 @@ def made_work(outcomes: list[dict], project: Project, backends: BackendSet, jobs
             else:
                 w.todo += 1
                 w.chars += ln["chars"]
+                w.bytes += ln.get("bytes", 0)
                 w.todo_s += ln["seconds"]
     shots.resolution, shots.audio = backends.video.capabilities.resolution, backends.video.capabilities.native_audio
     if backends.video.capabilities.resumable and jobs is not None:

@@ -371,6 +371,20 @@ def splice(src: Path, pieces: list[tuple[int, int, Path]], fps: int, out: Path) 
                 "-f", "mp4", str(out)], what="splicing the synced pieces into the shot")
 
 
+def drop_synced(syncs, retaken: set) -> None:
+    """Remove the synced pieces (and their shots) made over speech that was just spoken again
+    (`retaken`: the lines' WAVs): their lips follow the old take, and are synced again."""
+    if not retaken:
+        return
+    for unit in syncs:
+        stale = [p for p in unit.pieces if any(wav in retaken for _, wav, _ in p.lines)]
+        for piece in stale:
+            piece.path.unlink(missing_ok=True)
+            piece.audio.unlink(missing_ok=True)
+        if stale and unit.path is not None:
+            unit.path.unlink(missing_ok=True)
+
+
 def piece_key(source_key: str, start: int, frames: int, character: str, lines, identity: dict) -> str:
     return spec_hash("lipsync-piece", {"source": source_key, "start": start, "frames": frames,
                                        "character": character, "lines": [[round(o, 4), k] for o, _, k in lines],

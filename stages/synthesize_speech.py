@@ -107,21 +107,22 @@ def synthesize_speech(request: SpeechRequest, backend: SpeechBackend, out_wav: P
 
 def measure_voice(wav: Path, reference: Path, out_json: Path) -> float | None:
     """The line's speaker-similarity figure against the reference clip, kept beside it (`out_json`);
-    measured again only when the clip changed."""
+    measured again when the clip or the take changed."""
     import json
 
     from stages.core.artifacts import write_text_atomic
     from stages.core.voice_figure import figure
 
-    sha = file_digest(reference)
+    sha, take = file_digest(reference), file_digest(wav)
     try:
         kept = json.loads(out_json.read_text(encoding="utf-8"))
-        if kept.get("reference_sha256") == sha:
+        if kept.get("reference_sha256") == sha and kept.get("wav_sha256") == take:
             return kept.get("figure")
     except (OSError, ValueError, AttributeError):
         pass
     value = figure(wav, reference)
-    write_text_atomic(out_json, json.dumps({"figure": value, "reference_sha256": sha, "reference": reference.name}))
+    write_text_atomic(out_json, json.dumps({"figure": value, "reference_sha256": sha, "wav_sha256": take,
+                                            "reference": reference.name}))
     return value
 
 

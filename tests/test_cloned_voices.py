@@ -94,7 +94,7 @@ def _status(root: Path) -> dict:
     return json.loads(proc.stdout)["episodes"][0]
 
 
-def test_two_cloned_voices_and_espeak_render_enroll_once_and_rerecord_only_the_changed_voice(tmp_path, server):
+def test_two_cloned_voices_and_espeak_enroll_once_retake_a_line_and_rerecord_only_the_changed_voice(tmp_path, server):
     root = _project(tmp_path / "voices-project", server)
     check = run_cli("check", str(root))
     assert check.returncode == 0, check.stdout + check.stderr
@@ -126,25 +126,9 @@ def test_two_cloned_voices_and_espeak_render_enroll_once_and_rerecord_only_the_c
     assert run_cli("render", str(root)).returncode == 0
     assert not [c for c in server.calls[calls:] if c[0] in ("enroll", "tts")]
 
-    # a new clip for ann: ann is enrolled again and re-spoken; bo and cy are not touched
-    before = {p: p.stat().st_mtime_ns for p in (root / "build" / "speech").glob("*.wav")}
-    _clip(root / "voices" / "ann.wav", "f4", 65, "Every night I wait by the window and count the cars that pass.")
-    proc = run_cli("render", str(root))
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert (_count(server, "dashscope-tts", "enroll"), _count(server, "minimax-tts", "enroll")) == (2, 1)
-    assert (_count(server, "dashscope-tts", "tts"), _count(server, "minimax-tts", "tts")) == (4, 1)
-    after = {p: p.stat().st_mtime_ns for p in (root / "build" / "speech").glob("*.wav")}
-    assert all(after[p] == t for p, t in before.items())  # nothing spoken before was spoken again
-    assert len(set(after) - set(before)) == 2  # ann's two lines, under keys of the new clip
-    assert _status(root)["voices"][0]["state"] == "done"
-
-
-def test_rerun_line_retakes_one_line_and_a_wrong_voice_is_flagged(tmp_path, server):
-    root = _project(tmp_path / "retake", server)
-    assert run_cli("render", str(root)).returncode == 0
-    ann = next(ln for ln in _status(root)["lines"] if ln["character"] == "ann")
-    voice_id = next(v["voice_id"] for v in _status(root)["voices"] if v["character"] == "ann")
-    server.wrong_voices = {voice_id}  # the provider now answers in someone else's voice (a man's)
+    # `rerun --line`: one line re-taken; the provider answers in someone else's voice (a man's): flagged
+    ann = next(ln for ln in status["lines"] if ln["character"] == "ann")
+    server.wrong_voices = {voices["ann"]["voice_id"]}
     proc = run_cli("rerun", str(root), "--line", ann["id"])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert (_count(server, "dashscope-tts", "tts"), _count(server, "minimax-tts", "tts")) == (3, 1)  # that line only
@@ -156,3 +140,29 @@ def test_rerun_line_retakes_one_line_and_a_wrong_voice_is_flagged(tmp_path, serv
     assert "the wrong voice?" in page and f"--line {ann['id']}" in page
     bad = run_cli("rerun", str(root), "--line", "ep01-sc09-sh001-l1")
     assert bad.returncode != 0 and "no line ep01-sc09-sh001-l1" in bad.stderr and "Traceback" not in bad.stderr
+    server.wrong_voices = set()
+
+    # a new clip for ann: ann is enrolled again and re-spoken; bo and cy are not touched
+    before = {p: p.stat().st_mtime_ns for p in (root / "build" / "speech").glob("*.wav")}
+    _clip(root / "voices" / "ann.wav", "f4", 65, "Every night I wait by the window and count the cars that pass.")
+    proc = run_cli("render", str(root))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert (_count(server, "dashscope-tts", "enroll"), _count(server, "minimax-tts", "enroll")) == (2, 1)
+    assert (_count(server, "dashscope-tts", "tts"), _count(server, "minimax-tts", "tts")) == (5, 1)
+    after = {p: p.stat().st_mtime_ns for p in (root / "build" / "speech").glob("*.wav")}
+    assert all(after[p] == t for p, t in before.items())  # nothing spoken before was spoken again
+    assert len(set(after) - set(before)) == 2  # ann's two lines, under keys of the new clip
+    assert _status(root)["voices"][0]["state"] == "done"
+
+    # the voice's file lost: the journal keeps its id, so nothing is paid again
+    for f in (root / "build" / "voices").glob("*.json"):
+        f.unlink()
+    for f in (root / "build" / "speech").glob("*.wav"):
+        f.unlink()
+    enrolled = (_count(server, "dashscope-tts", "enroll"), _count(server, "minimax-tts", "enroll"))
+    assert run_cli("render", str(root)).returncode == 0
+    assert (_count(server, "dashscope-tts", "enroll"), _count(server, "minimax-tts", "enroll")) == enrolled
+    # a voice the provider lost (MiniMax deletes one unused for 7 days) is given up by the user, then enrolled anew
+    proc = run_cli("rerun", str(root), "--shot", "voice-bo-minimax-tts", "--new-job")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert _count(server, "minimax-tts", "enroll") == enrolled[1] + 1 and "gave up on job" in proc.stdout + proc.stderr

@@ -28,7 +28,7 @@ from stages.load_project import load_project
 from stages.plan_work import plan_work
 from test_voices import median_f0
 
-W, H = 540, 960
+W, H = 270, 480
 SERIES = {
     "en": dict(script="night_shift.fountain", heard_only="frank",
                genders={"rosa": "female", "dani": "female", "frank": "male", "marcus": "male", "theo": "male"},

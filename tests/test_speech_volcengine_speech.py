@@ -219,3 +219,24 @@ def test_a_slot_still_showing_its_earlier_training_is_not_yet_this_voice(tmp_pat
     proto.slots(server)[slot].update(status=2, create_ms=int((time.time() - 3600) * 1000))  # the old training
     assert b.enrollment(voice).state == "queued"
     assert make(server).enrollment(voice).state == "done"  # another process (a resumed run) trusts it
+
+
+def test_a_slot_trained_with_another_clip_is_trained_again_before_the_first_clip_speaks(tmp_path, server, clip):
+    """A slot holds one voice: clip A, then B, then A again must train the slot with A again (A's record
+    would otherwise speak in B's voice), while A then A reuses it."""
+    other = tmp_path / "other.wav"
+    _voice_b = _voice.cloned(clip.read_bytes(), "A different clip of the same actor, read another day.")
+    other.write_bytes(_voice.wav_bytes(_voice_b))
+
+    def enroll(path: Path, key: str):
+        vc = VoiceClip("ava", "AVA", path, "", file_digest(path), "en-us")
+        u = VoiceUnit(f"voice-ava-{ENGINE}", "ava", ENGINE, vc, key, tmp_path / "voices" / f"{key}.json")
+        return enroll_voice(u, make(server), ShotJobs(Journal(Ledger(tmp_path / "l.sqlite")), u.id, key,
+                                                      since=time.time()))
+
+    a = enroll(clip, "ka")
+    assert enroll(clip, "ka").reused and server.count("enroll") == 1
+    enroll(other, "kb")
+    assert server.count("enroll") == 2
+    again = enroll(clip, "ka")
+    assert not again.reused and server.count("enroll") == 3 and again.voice_id == a.voice_id

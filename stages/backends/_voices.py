@@ -83,6 +83,7 @@ class HostedSpeech:
     what: ClassVar[str]  # the provider as people name it
     lookup_hint: ClassVar[str] = "the provider's console"
     lookup_complete: ClassVar[bool] = False  # `find_voice` sees every voice of the account
+    one_voice_per_character: ClassVar[bool] = False  # a slot per character, retrained with each new clip
 
     def __init__(self, options: HostedSpeechOptions):
         self.options = options

@@ -144,6 +144,10 @@ class DashscopeSpeech(HostedSpeech):
     def identity(self) -> dict:
         return {**super().identity(), "enrollment": ENROLLMENT_MODEL, "format": "wav"}
 
+    def account(self) -> dict:
+        # a Qwen voice speaks only with the model it was enrolled for (its target_model)
+        return {**super().account(), "model": self.options.model}
+
     # --- the SDK client -------------------------------------------------------------------------
 
     def client(self):

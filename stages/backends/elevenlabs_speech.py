@@ -131,6 +131,11 @@ class ElevenLabsSpeech(HostedSpeech):
                 "seed": o.seed, "remove_background_noise": o.remove_background_noise,
                 "language_code": takes_language_code(o.model)}
 
+    def account(self) -> dict:
+        # a clip cleaned by audio isolation is another voice
+        return {**super().account(), **({"remove_background_noise": True}
+                                         if self.options.remove_background_noise else {})}
+
     # --- the SDK ------------------------------------------------------------------------------
 
     def _client(self):
@@ -215,9 +220,15 @@ class ElevenLabsSpeech(HostedSpeech):
         return voice_id
 
     def enrollment(self, voice_id: str) -> Poll:
-        """An Instant Voice Clone speaks at once, unless ElevenLabs wants it verified first."""
+        """An Instant Voice Clone speaks at once, unless ElevenLabs wants it verified first (asked of the
+        voice itself, so an enrollment resumed after a crash is judged the same)."""
         if voice_id in self._unusable:
             return Poll("failed", error=PermanentError(self._unusable[voice_id]))
+        voice = self._call(lambda sdk: sdk.voices.get(voice_id, request_options=self._request_options()),
+                           f"looking at voice {voice_id}", sent_may_count=False)
+        check = getattr(voice, "voice_verification", None)
+        if check is not None and check.requires_verification and not check.is_verified:
+            return Poll("failed", error=PermanentError(_needs_verification(voice_id, getattr(voice, "name", ""), None)))
         return Poll("done", result=voice_id)
 
     def find_voice(self, clip: VoiceClip, client_key: str, sent_at: float) -> str | None:

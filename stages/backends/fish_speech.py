@@ -166,7 +166,8 @@ class FishAudioSpeech(HostedSpeech):
         return Poll("queued" if voice.state == "created" else "running")
 
     def find_voice(self, clip: VoiceClip, client_key: str, sent_at: float) -> str | None:
-        """The account's own model titled exactly `clip.label` (the oldest that did not fail)."""
+        """The account's own model titled exactly `clip.label` made since `sent_at` (the oldest that did
+        not fail); an older one only when none is newer."""
         client, matches = self.client(), []
         for page in range(1, 11):
             try:
@@ -177,8 +178,10 @@ class FishAudioSpeech(HostedSpeech):
             matches += [v for v in found.items if v.title == clip.label]
             if len(found.items) < 100 or page * 100 >= found.total:
                 break
+        # the one this request made: made after it was sent (a minute's clock skew allowed), the oldest such
         usable = [v for v in matches if v.state != "failed"] or matches
-        return min(usable, key=lambda v: v.created_at).id if usable else None
+        after = [v for v in usable if _epoch(v.created_at) >= sent_at - 60] or usable
+        return min(after, key=lambda v: _epoch(v.created_at)).id if after else None
 
     # --- synthesis ----------------------------------------------------------------------------------
 
@@ -280,3 +283,14 @@ def _wav(pcm: bytes, rate: int) -> bytes:
         w.setframerate(rate)
         w.writeframes(pcm[:len(pcm) - len(pcm) % 2])
     return buf.getvalue()
+
+
+def _epoch(when) -> float:
+    """A model's `created_at` (a datetime, or its ISO text) as seconds since the epoch."""
+    from datetime import datetime, timezone
+
+    if isinstance(when, str):
+        when = datetime.fromisoformat(when.replace("Z", "+00:00"))
+    if isinstance(when, datetime):
+        return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+    return float(when or 0)

@@ -22,7 +22,8 @@ below: CONFIRMED (where) or NOT CONFIRMED.
 - "If a cloned voice is not used within 7 days, the system will delete it" (voice-cloning-clone),
   and "the new voice will be charged upon first use" (MCP server.py): cloning itself is free, the
   first line spoken pays the voice's fee. CONFIRMED (those two sources). A voice enrolled but never
-  spoken for 7 days is gone: its lines then fail naming the file to delete to enroll it again.
+  spoken for 7 days is gone: its lines then fail naming `rerun --shot voice-<character>-minimax-tts
+  --new-job`, which enrolls it again.
 - Lookup: `POST /v1/get_voice {voice_type: voice_cloning}` -> `{voice_cloning: [{voice_id, ...}]}`.
   CONFIRMED (MCP server.py, skills voice_manager.py). It is one unpaged list of every cloned voice of
   the account (no paging is documented or used by any official client), so `lookup_complete`: a
@@ -295,7 +296,8 @@ class MinimaxSpeech(HostedSpeech):
         except PermanentError as exc:
             if getattr(exc, "code", None) in GONE:
                 raise PermanentError(f"{exc}: the voice may be gone (MiniMax deletes a cloned voice not used within "
-                                     "7 days of cloning); delete its build/voices/<key>.json to enroll it again") \
+                                     "7 days of cloning); to enroll it again: `dramaforge rerun PROJECT --shot voice-<character>-"
+                                     "minimax-tts --new-job`") \
                     from None
             raise
         audio = (answer.get("data") or {}).get("audio") if isinstance(answer.get("data"), dict) else None

@@ -127,6 +127,7 @@ class VolcengineSpeech(HostedSpeech):
     Options = Options
     what = "Volcengine speech"
     lookup_hint = "the Volcengine speech console (声音复刻: the slot's training time and trainings left)"
+    one_voice_per_character = True  # each character's slot holds the voice of the clip it was trained with last
     # Clip lengths: the docs give only "<= 10 MB"; 10-30 s is the common advice (NOT CONFIRMED).
     limits = SpeechCapabilities(cloning=True, enrolls=True, acting=None, bills="characters", clip_s=(10.0, 30.0),
                                 languages=("zh", "en", "ja", "es", "id", "pt"))

@@ -125,13 +125,15 @@ class Journal:
 
     def abandon(self, unit_id: str, message: str) -> list[Job]:
         """`rerun --new-job`: the unit's open jobs are given up on (kept, and billed if made); a shot's
-        lip sync (`<shot>-lips`) gives up on the open jobs of each of its pieces."""
+        lip sync (`<shot>-lips`) gives up on the open jobs of each of its pieces; a voice
+        (`voice-<character>-<engine>`) gives up its enrolled voice too (one the provider lost)."""
         with self._db() as db:
             ids = [unit_id] + [r[0] for r in db.execute(
                 "SELECT DISTINCT unit_id FROM jobs WHERE unit_id LIKE ? ESCAPE '\\'",
                 (unit_id.replace("_", "\\_").replace("%", "\\%") + "-f%",)).fetchall()] \
                 if unit_id.endswith("-lips") else [unit_id]
-        open_jobs = [j for i in ids for j in self.of(i) if j.state in OPEN]
+        given_up = OPEN + ((JobState.DONE,) if unit_id.startswith("voice-") else ())
+        open_jobs = [j for i in ids for j in self.of(i) if j.state in given_up]
         for j in open_jobs:
             self.update(j.client_key, JobState.ABANDONED, message=message)
         return open_jobs

@@ -235,6 +235,15 @@ def route(server, h, method: str, path: str, query: dict, raw: bytes) -> None:
         return _add(server, h, raw)
     if method == "GET" and path == "/v2/voices":
         return _list(server, h, query)
+    m = re.fullmatch(r"/v1/voices/([\w-]+)", path)
+    if method == "GET" and m:  # one voice's metadata (the SDK's voices.get)
+        server.calls.append(("voice", m.group(1)))
+        if server.fault(h, server.faults.next("status")):
+            return
+        voice = voices(server).get(m.group(1))
+        if voice is None:
+            return _error(h, 404, "voice_not_found", f"A voice with the voice_id {m.group(1)} was not found.")
+        return _json(h, 200, _voice_json(voice))
     m = re.fullmatch(r"/v1/text-to-speech/([\w-]+)", path)
     if method == "POST" and m:
         return _tts(server, h, m.group(1), query, raw)
