@@ -46,7 +46,8 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
     # 2. each cloned voice enrolled (once per clip and account), then speech for every line, before
     #    any video is paid for: the shots are timed from it
     enrolled = _results(enroll.map(work.voices, episode, unmapped(backends), unmapped(paths),
-                                   requested_at or started, unmapped(command_root or project_dir)))
+                                   requested_at or started, unmapped(command_root or project_dir))) \
+        if work.voices else []
     unenrolled = [str(r) for r in enrolled if _failed(r)]
     if unenrolled:  # each reason is in the ledger too
         return {**outcome, "blocked": unenrolled}

@@ -72,6 +72,7 @@ def acting_warnings(lp, backends) -> list[Warning_]:
     for c in project.cast:
         engine = c.voice.backend or project.backends.speech
         if getattr(backends.speech(engine).capabilities, "acting", None):
+            out += _unmapped(lp, c, engine, [el for el in noted.get(c.id, []) if el.parenthetical], yaml_file)
             continue
         lines = noted.get(c.id, [])
         if lines or c.voice.notes:
@@ -82,3 +83,20 @@ def acting_warnings(lp, backends) -> list[Warning_]:
                 f"cast {c.id}: {engine} takes no acting notes, so {' and '.join(what)} are not used; "
                 "a backend with an emotion or instruction field (README, Voices) acts them")))
     return out
+
+
+def _unmapped(lp, c, engine: str, lines: list, yaml_file: str) -> list[Warning_]:
+    """A warning for the parentheticals an acting engine's template turns into nothing (not acted)."""
+    from stages.core.prompts import render_template
+
+    silent = [el for el in lines if not render_template(
+        f"acting/{engine}.j2", lp.root, character=c.name, notes=c.voice.notes,
+        parenthetical=el.parenthetical.strip("()（） "), extension=el.extension or "", language=lp.project.language,
+        text=el.text).strip()]
+    if not silent:
+        return []
+    first = silent[0]
+    return [Warning_(file=yaml_file, line=lp.cast_line(c.id, "voice"), message=(
+        f"cast {c.id}: {len(silent)} acting note(s) give {engine} nothing to act (first: "
+        f"({first.parenthetical}) at {first.file}:{first.line}); map them in templates/acting/{engine}.j2 "
+        "(a project's own templates/ overrides it)"))]

@@ -98,7 +98,8 @@ def test_two_cloned_voices_and_espeak_enroll_once_retake_a_line_and_rerecord_onl
     root = _project(tmp_path / "voices-project", server)
     check = run_cli("check", str(root))
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "cast cy" not in check.stdout  # no notes for cy's engine to drop
+    assert "cast cy" not in check.stderr and "backends.minimax_tts.base_url: sends" in check.stderr  # a test server
+    assert "cast ann: dashscope-tts takes no acting notes, so 1 line(s) with a parenthetical" in check.stderr
 
     est = json.loads(run_cli("estimate", str(root), "--json").stdout)
     speech = {w["who"]: w for w in est["work"] if w["kind"] == "speech"}
@@ -166,3 +167,20 @@ def test_two_cloned_voices_and_espeak_enroll_once_retake_a_line_and_rerecord_onl
     proc = run_cli("rerun", str(root), "--shot", "voice-bo-minimax-tts", "--new-job")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert _count(server, "minimax-tts", "enroll") == enrolled[1] + 1 and "gave up on job" in proc.stdout + proc.stderr
+
+
+def test_check_names_a_missing_clip_a_clip_too_short_and_a_note_the_engine_cannot_act(tmp_path, server):
+    from stages.check_project import check_project
+
+    root = _project(tmp_path / "checked", server)
+    (root / "script.fountain").write_text(SCRIPT.replace("BO\nOut.", "BO\n(beat)\nOut.").replace(
+        "ANN\n(angrily)", "ANN\n(whispering)"), encoding="utf-8")
+    warnings = [w.message for w in check_project(root).warnings]
+    assert any(w.startswith("cast bo: 1 acting note(s) give minimax-tts nothing to act (first: (beat) at ")
+               for w in warnings), warnings
+    _clip(root / "voices" / "bo.wav", "m3", 30, "Too short.")
+    (root / "voices" / "ann.wav").unlink()
+    errors = {e["message"] for e in check_project(root).errors}
+    assert "cast ann: the reference clip voices/ann.wav is not there" in errors
+    assert any(e.startswith("cast bo: the reference clip voices/bo.wav is ") and "minimax-tts takes 10 to 300 s" in e
+               for e in errors), errors
