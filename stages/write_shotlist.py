@@ -12,6 +12,11 @@ from stages.core.errors import InputError
 from stages.schema import Shot, ShotList
 
 
+# libyaml's safe loader where PyYAML was built with it (its wheels are): measured on a 100-episode series,
+# reading the 100 shot lists took 0.77 s in pure Python and 0.10 s in C, 55 % of `status` (1.21 s).
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def write_shotlist(shotlist: ShotList, path: Path) -> None:
     data = shotlist.model_dump(mode="json", exclude_none=True)
     header = (f"# Shot list for {shotlist.id}, made by `dramaforge plan`/`render`. Edit size, camera,\n"
@@ -25,7 +30,7 @@ def read_shotlist(path: Path) -> ShotList:
     import pydantic
 
     try:
-        return ShotList.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        return ShotList.model_validate(yaml.load(path.read_text(encoding="utf-8"), Loader=LOADER))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise InputError(f"the shot list is not valid YAML: {getattr(exc, 'problem', exc)}", file=str(path),

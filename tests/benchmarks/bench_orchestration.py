@@ -262,7 +262,10 @@ def child_env(prefect_home: Path) -> dict[str, str]:
     # this checkout's code, never whatever an editable install points at
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
     env.update({"PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                "PREFECT_LOGGING_LEVEL": "WARNING", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"})
+                "PREFECT_LOGGING_LEVEL": "WARNING", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1",
+                # the CLI's own start-up wait (flows/run.py): the warm-up's temporary server, started by
+                # a bare `flow()` call, would otherwise give up after Prefect's default on a loaded machine
+                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"})
     return env
 
 
