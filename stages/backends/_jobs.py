@@ -374,7 +374,7 @@ def conform(src: Path, out_mp4: Path, request: ShotRequest) -> None:
         maps += ["-map", "0:a:0"]
         sound = ["-af", f"apad,atrim=end={frames / fps:.6f}", "-c:a", "aac", "-b:a", "192k", "-ar", "48000"]
     run_ffmpeg(["-i", str(src), *maps, "-vf", vf, "-frames:v", str(frames), "-r", str(fps),
-                "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", *sound,
+                "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-g", str(fps), "-pix_fmt", "yuv420p", *sound,
                 "-movflags", "+faststart", "-f", "mp4", str(out_mp4)],
                what="conforming the downloaded clip", timeout_s=max(120.0, 30 * request.duration_s))
 

@@ -24,8 +24,9 @@ from stages.backends.base import PermanentError, ShotRequest, TransientError, Vi
 # The still is drawn larger than the frame so camera moves never run out of picture.
 _OVERSCAN = 1.25
 _MAX_ZOOM = 1.35  # the tightest crop any camera move reaches; captions stay inside it
-VERSION = 3  # 2: set and figures on separate layers (parallax, breath, lip-flap); 3: faces framed above the
-# subtitle band, one set per location lit by the time of day, INT./EXT. sets, clean overlays
+VERSION = 4  # 2: set and figures on separate layers (parallax, breath, lip-flap); 3: faces framed above the
+# subtitle band, one set per location lit by the time of day, INT./EXT. sets, clean overlays; 4: a keyframe
+# every second, so checking a reused clip's end decodes at most a second of it, not the whole shot
 
 _COLOURS = {
     "red": (178, 34, 52), "crimson": (150, 20, 40), "scarlet": (200, 30, 30), "pink": (230, 130, 170),
@@ -169,7 +170,8 @@ class AnimaticBackend:
             graph = _layer_graph(len(layers), cam, _speaking_spans(request), request.extra.get("mouth"))
             cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *inputs,
                    "-filter_complex", graph, "-map", "[v]", "-frames:v", str(frames), "-r", str(request.fps),
-                   "-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p",
+                   "-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-g", str(request.fps),
+                   "-pix_fmt", "yuv420p",
                    "-movflags", "+faststart", "-an", str(out_mp4)]
             try:
                 proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
