@@ -23,7 +23,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from stages.backends._http import Http
-from stages.backends._jobs import LookupUnsupported, Poll
+from stages.backends._jobs import HostedVideoBackend, LookupUnsupported, Poll
 from stages.backends.base import PermanentError, SpeechCapabilities, SpeechRequest
 from stages.core.model import Model
 from stages.core.trust import redact_url
@@ -140,9 +140,10 @@ class HostedSpeech:
         raise NotImplementedError
 
 
-class Enrollment:
+class Enrollment(HostedVideoBackend):
     """One voice's enrollment as the job driver sees a paid job (`_jobs.run_job`): its result is the
-    provider's voice id, written as JSON to the unit's artifact."""
+    provider's voice id, written as JSON to the unit's artifact. Its waits (`timeout_s`, `poll_s`,
+    `settle_s`) are the driver's own, read from the speech backend's options."""
 
     def __init__(self, backend: HostedSpeech, clip: VoiceClip):
         self.backend, self.clip = backend, clip
@@ -158,18 +159,6 @@ class Enrollment:
 
     def images_sent(self, clip) -> int:
         return 0
-
-    @property
-    def timeout_s(self) -> float:
-        return self.options.timeout_s
-
-    @property
-    def poll_s(self) -> float:
-        return self.options.poll_s
-
-    @property
-    def settle_s(self) -> float:
-        return 3 * self.options.request_timeout_s
 
     def submit(self, clip: VoiceClip, client_key: str) -> str:
         return self.backend.enroll(clip, client_key)

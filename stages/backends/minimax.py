@@ -181,15 +181,11 @@ class MinimaxBackend(DirectBackend):
 
     def error(self, answer: dict, doing: str) -> Exception | None:
         """The error class for a `base_resp` that is not success, else None."""
-        base = answer.get("base_resp") if isinstance(answer.get("base_resp"), dict) else {}
-        try:
-            code = int(base.get("status_code") or 0)
-        except (TypeError, ValueError):
-            code = -1
+        code, said = base_resp(answer)
         if code == 0:
             return None
-        text = f"{self.what} {doing}: MiniMax says {code} {base.get('status_msg') or ''}".rstrip()
-        if code in REFUSED or is_refusal(None, base.get("status_msg")):
+        text = f"{self.what} {doing}: MiniMax says {code} {said}".rstrip()
+        if code in REFUSED or is_refusal(None, said):
             return RejectedError(text)
         if code in BUSY:
             return TransientError(text, retry_after_s=self.options.poll_s)
@@ -257,3 +253,14 @@ class MinimaxBackend(DirectBackend):
 
     def cancel(self, job_id: str) -> None:
         raise PermanentError(f"{self.what}: MiniMax's API has no way to cancel task {job_id}")
+
+
+def base_resp(answer: dict) -> tuple[int, str]:
+    """(status code, message) of a MiniMax answer's `base_resp` (every MiniMax API reports errors there,
+    in an HTTP 200); 0 is success, -1 a code that is not a number."""
+    base = answer.get("base_resp") if isinstance(answer.get("base_resp"), dict) else {}
+    try:
+        code = int(base.get("status_code") or 0)
+    except (TypeError, ValueError):
+        code = -1
+    return code, str(base.get("status_msg") or "").strip()

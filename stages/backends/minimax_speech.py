@@ -166,14 +166,11 @@ class MinimaxSpeech(HostedSpeech):
 
     def error(self, answer: dict, doing: str) -> Exception | None:
         """The error class for an answer whose `base_resp` is not success, else None."""
-        base = answer.get("base_resp") if isinstance(answer.get("base_resp"), dict) else {}
-        try:
-            code = int(base.get("status_code") or 0)
-        except (TypeError, ValueError):
-            code = -1
+        from stages.backends.minimax import base_resp
+
+        code, said = base_resp(answer)
         if code == 0:
             return None
-        said = str(base.get("status_msg") or "").strip()
         text = self.http().scrub(f"{self.what} {doing}: MiniMax says {code} {said}".rstrip())
         err: Exception
         if code in REFUSED or is_refusal(None, said):
