@@ -97,7 +97,9 @@ def render(project: ProjectArg, episodes: EpisodesOpt = None, dask: DaskOpt = No
            max_cost: MaxCostOpt = None) -> None:
     """Render episodes to PROJECT/build/episodes/epNN.mp4 (+ .srt .vtt subtitles, a .jpg poster and an .otio
     timeline for editors; build/series.json lists them, build/review/index.html shows them), making only
-    what is missing or changed."""
+    what is missing or changed. Two episodes are made at once. Prefect runs on a local server that renders
+    share (started by the first; it stops after DRAMAFORGE_PREFECT_SERVER_IDLE_S=900 idle seconds), or on
+    yours if PREFECT_API_URL is set."""
     from stages.load_project import load_project
 
     lp = load_project(project)
@@ -147,7 +149,8 @@ def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = 
         _resumed(console, start_render(lp, checked))
     if current:
         console.print(f"{len(current)} episode(s) up to date: {_ranges([e.number for e in current])}")
-    kept = [{"episode": e.number, "mp4": e.mp4, "reused": True, "failed": [], "stopped": []} for e in current]
+    kept = [{"episode": e.number, "mp4": e.mp4, "reused": True, "failed": [], "stopped": [],  # checked as this:
+             "shape": (e.work.cut.duration_s, lp.project.width, lp.project.height, lp.project.fps)} for e in current]
     if not todo:
         _report_outputs(console, kept)
         if not delivered(lp):
@@ -263,15 +266,18 @@ def _print_estimate(est, lp) -> None:
 
 def _report_outputs(console, outcomes: list[dict]) -> list[str]:
     """One line per episode; returns the failed shot ids (or unspoken lines' reasons)."""
-    from stages.core.media import probe
-
     failed = []
     for o in outcomes:
         if o["mp4"]:
-            info = probe(Path(o["mp4"]))
+            if "shape" in o:  # an up-to-date cut: checked to be the project's size and the cut's length
+                seconds, width, height, fps = o["shape"]
+            else:
+                from stages.core.media import probe
+
+                info = probe(Path(o["mp4"]))
+                seconds, width, height, fps = info.duration_s, info.width, info.height, info.fps
             note = " (up to date)" if o["reused"] else ""
-            console.print(f"  {_esc(o['mp4'])}  {info.duration_s:.2f}s {info.width}x{info.height} "
-                          f"{info.fps:g}fps{note}")
+            console.print(f"  {_esc(o['mp4'])}  {seconds:.2f}s {width}x{height} {fps:g}fps{note}")
         elif o.get("blocked"):
             failed.extend(o["blocked"])
             console.print(f"  [red]ep{o['episode']:02d} not rendered[/]: {len(o['blocked'])} problem(s) before "

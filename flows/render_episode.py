@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from prefect import flow, unmapped
+from prefect import flow
 
-from flows.tasks import (EpisodeStopped, assemble, conform_episode, enroll, finish_episode, make_sheet, make_shot,
-                         mix_episode, speak_line, subtitle_episode, sync_shot, translate_episode)
+from flows.tasks import (EpisodeStopped, as_is, cut_episode, each, enroll, make_sheets, make_shot, same, speak_line,
+                         spoken, sync_shot, translate_episode)
 from stages.backends.registry import backends_for
 from stages.core.errors import EnvironmentFailure
 from stages.core.ledger import Ledger
@@ -45,19 +45,20 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
 
     # 2. each cloned voice enrolled (once per clip and account), then speech for every line, before
     #    any video is paid for: the shots are timed from it
-    enrolled = _results(enroll.map(work.voices, episode, unmapped(backends), unmapped(paths),
-                                   requested_at or started, unmapped(command_root or project_dir))) \
+    enrolled = _results(enroll.map(each(work.voices), episode, same(backends), same(paths),
+                                   requested_at or started, same(command_root or project_dir))) \
         if work.voices else []
     unenrolled = [str(r) for r in enrolled if _failed(r)]
     if unenrolled:  # each reason is in the ledger too
         return {**outcome, "blocked": unenrolled}
     remade = frozenset(remake or ())
-    voiced = _results(speak_line.map(work.lines, unmapped(backends), unmapped(paths), unmapped(remade),
-                                     unmapped(requested_at or started)))
+    voiced = _results(speak_line.map(each(work.lines), same(backends), same(paths), same(remade),
+                                     same(requested_at or started)))
     outcome["speech"] = [{"engine": ln.engine, "chars": len(ln.request.text), "reused": r.reused,
                           "bytes": len(ln.request.text.encode("utf-8")), "seconds": r.duration_s}
                          for ln, r in zip(work.lines, voiced) if not _failed(r)]
     unspoken = [str(r) for r in voiced if _failed(r)]
+    spoken(project_dir, episode)  # the next episode may start speaking (`tasks.episodes_at_once`)
     if unspoken:  # each reason is in the ledger too
         return {**outcome, "blocked": unspoken}
 
@@ -67,16 +68,16 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
     outcome["duration_s"] = work.plan.duration_s
 
     # 4. the reference sheet of everyone on screen (made once, reused by every shot)
-    sheets = _results(make_sheet.map(work.sheets, unmapped(backends), unmapped(paths)))
-    outcome["sheets_made"] = sum(r[1] for r in sheets if not _failed(r))
-    missing = [f"reference sheet: {r}" for r in sheets if _failed(r)]
-    if missing:
-        return {**outcome, "blocked": missing, "duration_s": None}
+    sheets = _results([make_sheets.submit(as_is(work.sheets), as_is(backends), as_is(paths))])[0] \
+        if work.sheets else 0
+    if _failed(sheets):
+        return {**outcome, "blocked": [f"reference sheet: {sheets}"], "duration_s": None}
+    outcome["sheets_made"] = sheets
 
     # 5. every shot (its keyframe first, when it starts from one) within its backend's limits
-    clips = _results(make_shot.map(work.shots, unmapped(backends), unmapped(lp.project.limits), unmapped(paths),
-                                   started, unmapped(remade), unmapped(command_root or project_dir),
-                                   unmapped(requested_at or started)))
+    clips = _results(make_shot.map(each(work.shots), same(backends), same(lp.project.limits), same(paths),
+                                   started, same(remade), same(command_root or project_dir),
+                                   same(requested_at or started)))
     outcome["shots"] = [{"id": u.id, "outcome": _shot_outcome(c), "duration_s": u.request.duration_s,
                          "images": 0 if _failed(c) else c.images_made} for u, c in zip(work.shots, clips)]
     outcome["stopped"] = [u.id for u, c in zip(work.shots, clips) if isinstance(c, EpisodeStopped)]
@@ -87,8 +88,8 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
     # 5b. the speaker's lips synced to our voice in every eligible shot (dialogue: tts+lipsync); a
     #     piece over a line spoken again (`rerun --line`) is synced again to the new take
     drop_synced(work.syncs, {ln.path for ln, r in zip(work.lines, voiced) if ln.id in remade and not r.reused})
-    synced = _results(sync_shot.map(work.syncs, unmapped(backends), unmapped(lp.project.limits), unmapped(paths),
-                                    started, unmapped(command_root or project_dir)))
+    synced = _results(sync_shot.map(each(work.syncs), same(backends), same(lp.project.limits), same(paths),
+                                    started, same(command_root or project_dir)))
     outcome["synced"] = [{"id": u.shot_id, "outcome": "failed" if _failed(r) else "reused" if r.reused else "made",
                           "figure": None if _failed(r) else r.figure, "seconds": round(u.seconds(), 3)}
                          for u, r in zip(work.syncs, synced)]
@@ -97,7 +98,7 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
         return outcome
 
     # 6. the cut, unless this exact one exists: subtitles (translated if asked), the sound mix, the
-    #    shots conformed where needed, one ffmpeg pass, then the editor's timeline and the poster
+    #    shots conformed where needed, one ffmpeg pass, then the editor's timeline and the poster (one task)
     outcome["mp4"] = str(work.mp4)
     new_take = any(u.id in remade and not c.reused for u, c in zip(work.shots, clips))  # same key, a new clip
     new_take = new_take or any(u.shot_id in remade and not r.reused for u, r in zip(work.syncs, synced))
@@ -105,13 +106,10 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
     if not new_take and cut_made(work, ledger.get(work.id), lp.project):
         outcome["reused"] = True
         return outcome
-    series = lp.script.title or lp.project.title
-    translated = translate_episode(work, backends, paths, series) if work.translation is not None else None
-    subtitle_episode(work, lp.project, paths, translated)
-    mix_episode(work, lp.project, paths)
-    pictures = conform_episode(work, lp.project, paths)
-    assemble(work, lp.project, paths, pictures)
-    finish_episode(work, lp.project, paths, pictures, series)
+    series, translating = lp.script.title or lp.project.title, work.translation is not None
+    work, paths = as_is(work), as_is(paths)  # passed to the tasks as they are
+    translated = translate_episode(work, as_is(backends), paths, series) if translating else None
+    cut_episode(work, as_is(lp.project), paths, as_is(translated), series)
     return outcome
 
 

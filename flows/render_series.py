@@ -1,4 +1,4 @@
-"""A series: the guards, every episode that is not up to date (one `render_episode` subflow each),
+"""A series: the guards, every episode that is not up to date (one `render_episode` subflow each, two at once),
 the series files and a run report.
 
 Self-sufficient: run on its own (as a Prefect deployment runs it) it refuses what lacks an extra, a
@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from flows import progress
 from flows.guards import check_render, deliver, start_render
 from flows.render_episode import render_episode
-from flows.tasks import dask_runner
+from flows.tasks import dask_runner, episodes_at_once
 from stages.backends.registry import backends_for
 from stages.core.jobs import Journal
 from stages.core.ledger import Ledger
@@ -55,15 +55,13 @@ def render_series(project_dir: str, episodes: list[int] | None = None, max_cost:
     if interrupted or swept:
         progress.note(f"resuming: {interrupted} interrupted unit(s), {swept} partial file(s) removed")
 
-    # 3. each episode, in order (its speech and shots run in parallel, here or on the cluster)
+    # 3. the episodes, two at a time: one's cut overlaps the next one's speech and shots (which run in
+    #    parallel, here or on the cluster)
     episode_flow = render_episode if not dask_address else render_episode.with_options(
         task_runner=dask_runner(dask_address))
-    outcomes = []
-    for e in checked.todo:
-        remake = sorted(checked.force & {s.id for s in (*e.shots, *e.speech)})
-        outcomes.append(episode_flow(project_dir, e.number, remake, command_root, requested_at))
-        if outcomes[-1]["mp4"]:
-            progress.advance("episodes")
+    calls = [(project_dir, e.number, sorted(checked.force & {s.id for s in (*e.shots, *e.speech)}), command_root,
+              requested_at) for e in checked.todo]
+    outcomes = episodes_at_once(episode_flow, calls, lambda outcome: outcome["mp4"] and progress.advance("episodes"))
 
     # 4. the series files: build/series.json and the review site
     deliver(lp, command_root)

@@ -55,6 +55,80 @@ LOCK_WAIT_S = 6 * 3600  # another process making the same unit: wait for it, but
 R = TypeVar("R")
 
 
+def as_is(value):
+    """A task argument Prefect passes on without walking through it looking for futures (none are in
+    our units, backends or plans): walking them cost 2.4 s for 20 shots with large inputs, 0.06 s quoted."""
+    from prefect.utilities.annotations import quote
+
+    return quote(value)
+
+
+def each(items) -> list:
+    """`.map` over `items`, each passed as it is."""
+    return [as_is(i) for i in items]
+
+
+def same(value):
+    """One argument for every task of a `.map`, passed as it is."""
+    from prefect import unmapped
+
+    return unmapped(as_is(value))
+
+
+EPISODES_AT_ONCE = 2  # one episode's cut (ffmpeg, one pass) runs while the next is planned, voiced and shot
+
+
+def episodes_at_once(episode_flow: Callable[..., dict], calls: list[tuple], done: Callable[[dict], None]) -> list[dict]:
+    """`episode_flow(*args)` for each of `calls` (args[:2] = project, episode), EPISODES_AT_ONCE at a time,
+    each a child of the calling flow run; their outcomes in order (`done` is told of each, in order).
+
+    An episode starts once the one before it has spoken its lines (`spoken`): lines are spoken in script
+    order, as one episode after another would speak them (eSpeak NG's output depends on what it spoke
+    before, so the order is part of a render's result). The backends' concurrency and rate limits are
+    per process (`_gate`): they hold across the episodes in flight. An episode that raises (a full
+    disk) stops those not yet started; the one in flight ends on its own."""
+    import concurrent.futures
+    import contextvars
+
+    outcomes, futures, spoken = [], [], None
+
+    def collect(wait: bool) -> None:  # outcomes in order, each as soon as it and those before it are in
+        while len(outcomes) < len(futures) and (wait or futures[len(outcomes)].done()):
+            outcomes.append(futures[len(outcomes)].result())
+            done(outcomes[-1])
+
+    with concurrent.futures.ThreadPoolExecutor(EPISODES_AT_ONCE, thread_name_prefix="episode") as pool:
+        try:
+            for args in calls:
+                while spoken is not None and not spoken.wait(0.5):
+                    collect(wait=False)
+                spoken = _speaking.setdefault((str(args[0]), int(args[1])), threading.Event())
+                spoken.clear()
+                # a copy of this flow run's context: Prefect records the episode as its child
+                futures.append(pool.submit(_voicing, spoken, contextvars.copy_context().run, episode_flow, *args))
+            collect(wait=True)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return outcomes
+
+
+_speaking: dict[tuple[str, int], threading.Event] = {}  # (project, episode) -> set once its lines are spoken
+
+
+def spoken(project_dir: str, episode: int) -> None:
+    """Called by an episode when its lines are spoken (or it stopped before): the next may start."""
+    _speaking.setdefault((str(project_dir), int(episode)), threading.Event()).set()
+
+
+def _voicing(spoken: threading.Event, run: Callable, *args):
+    try:
+        return run(*args)
+    finally:
+        spoken.set()  # an episode that ended early (failed, stopped) lets the next one start
+
+
 def dask_runner(address: str):
     """A task runner on an existing Dask scheduler (`tcp://host:8786`); needs the `dask` extra.
 
@@ -284,11 +358,15 @@ def enroll(voice: VoiceUnit, episode: int, backends: BackendSet, paths: BuildPat
 
 @task(name="make_references", retries=SHOT_RETRIES,
       retry_delay_seconds=exponential_backoff(backoff_factor=SHOT_BACKOFF_S)(SHOT_RETRIES), **_retried)
-def make_sheet(sheet: SheetUnit, backends: BackendSet, paths: BuildPaths) -> tuple[list[Path], int]:
-    """One character's reference sheet for this episode's look (made once, then reused by every shot):
-    (its paths, images made now)."""
-    with _locked(paths.lock(paths.characters, sheet.character)):
-        return make_references(sheet, _shared(backends).image)
+def make_sheets(sheets: list[SheetUnit], backends: BackendSet, paths: BuildPaths) -> int:
+    """The reference sheets of everyone on screen in an episode, each made once (one process at a time
+    per character), then reused by every shot: the images made now. One task for the episode's sheets:
+    after the first episode they are all made, and a task run per sheet was most of the cost of finding so."""
+    made = 0
+    for sheet in sheets:
+        with _locked(paths.lock(paths.characters, sheet.character)):
+            made += make_references(sheet, _shared(backends).image)[1]
+    return made
 
 
 @task(name="generate_shot", retries=SHOT_RETRIES,
@@ -311,6 +389,12 @@ def make_shot(shot: ShotUnit, backends: BackendSet, limits: Limits, paths: Build
         made = generate_shot(card.request, make_video_backend(None, "animatic"), card.path)
         return dataclasses.replace(made, placeholder=True)
     ledger, video = Ledger(paths.ledger), backends.video
+    row = ledger.get(shot.id)
+    if shot.id not in remake and row is not None and row.spec_hash == shot.key and row.unchanged(shot.path) and not (
+            shot.request.extra.get("dialogue") and not paths.lipsync_file(shot.key, ".native.json").exists()):
+        # the clip this shot made and checked, untouched since: reused without a lock, a slot or a decode
+        # (in an edited episode every other shot is such a clip: 0.12 CPU-s each at 1080x1920)
+        return ShotResult(shot.path, reused=True)
     try:
         # Two renders of one shot (two terminals, two workers): one generates, the other reuses.
         with _locked(paths.lock(paths.shots, shot.key)), _gate(video, limits).hold():
@@ -380,7 +464,20 @@ def _cut_step(work: EpisodeWork, paths: BuildPaths, make: Callable[[], R], *, be
                      artifact=work.mp4, begins=begins, ends=ends)
 
 
-@task(name="make_subtitles", **_common)
+@task(name="cut_episode", **_common)
+def cut_episode(work: EpisodeWork, project: Project, paths: BuildPaths, translated: list[str] | None,
+                series: str) -> Path:
+    """The cut, after its translation (if any): subtitles, the sound mix, the shots conformed where
+    needed, one ffmpeg pass, then the editor's timeline and the poster. One task: its steps are quick
+    next to the encode and are never retried, and a task run each cost more than most of them."""
+    subtitle_episode(work, project, paths, translated)
+    mix_episode(work, project, paths)
+    pictures = conform_episode(work, project, paths)
+    assemble(work, project, paths, pictures)
+    finish_episode(work, project, paths, pictures, series)
+    return work.mp4
+
+
 def subtitle_episode(work: EpisodeWork, project: Project, paths: BuildPaths, translated: list[str] | None) -> None:
     """SRT, WebVTT and ASS from the cut's lines and cards (a second language under them if asked)."""
     cut, lang = work.cut, work.translation.target if work.translation else None
@@ -395,7 +492,6 @@ def subtitle_episode(work: EpisodeWork, project: Project, paths: BuildPaths, tra
         begins=work.translation is None)  # else the translation began the cut
 
 
-@task(name="mix_audio", **_common)
 def mix_episode(work: EpisodeWork, project: Project, paths: BuildPaths) -> None:
     """Dialogue, music ducked under it, effects, at the platform's loudness."""
     cut = work.cut
@@ -408,13 +504,11 @@ def mix_episode(work: EpisodeWork, project: Project, paths: BuildPaths) -> None:
         effects=cut.effects, options=project.audio.music))
 
 
-@task(name="conform_shots", **_common)
 def conform_episode(work: EpisodeWork, project: Project, paths: BuildPaths) -> list[Path]:
     """The card backgrounds and every shot, conformed where a format or a transition needs it."""
     return _cut_step(work, paths, lambda: episode_clips(work.cut, project, paths))
 
 
-@task(name="assemble_episode", **_common)
 def assemble(work: EpisodeWork, project: Project, paths: BuildPaths, clips: list[Path]) -> Path:
     """One ffmpeg pass: the clips, the burned subtitles and the mix."""
     _cut_step(work, paths, lambda: assemble_episode(clips, paths.episode_ass(work.id), paths.episode_audio(work.id),
@@ -422,7 +516,6 @@ def assemble(work: EpisodeWork, project: Project, paths: BuildPaths, clips: list
     return work.mp4
 
 
-@task(name="finish_episode", **_common)
 def finish_episode(work: EpisodeWork, project: Project, paths: BuildPaths, clips: list[Path], series: str) -> None:
     """The editor's timeline and the poster beside the episode; then the cut is done."""
     from stages.export_otio import write_otio

@@ -245,9 +245,10 @@ def native_status(unit: ShotUnit, min_sync: float) -> SyncStatus:
 
 
 def cut_made(work: EpisodeWork, row: Row | None, project: Project) -> bool:
-    """Whether this exact cut exists: the ledger made it under this key, and its file is whole."""
+    """Whether this exact cut exists: the ledger made it under this key, and its file is whole (the very
+    file it checked when it made it, or one that decodes now)."""
     return work.cut is not None and row is not None and row.state == State.DONE and row.spec_hash == work.cut.key \
-        and bool(is_done(work.mp4, cut_validator(work, project)))
+        and (row.unchanged(work.mp4) or bool(is_done(work.mp4, cut_validator(work, project))))
 
 
 def cut_validator(work: EpisodeWork, project: Project):
@@ -265,7 +266,7 @@ def _assembly(status: EpisodeStatus, work: EpisodeWork, row: Row | None, project
     mp4 = str(work.mp4)
     if row.spec_hash != work.cut.key:
         return State.STALE, mp4
-    if not is_done(work.mp4, cut_validator(work, project) if verify else None):
+    if not is_done(work.mp4, cut_validator(work, project) if verify and not row.unchanged(work.mp4) else None):
         return State.PENDING, None
     if not all(s.state in REUSED for s in status.shots) or any(s.state != State.DONE for s in status.syncs):
         # Shots to make again under the keys this cut was made from (a deleted clip, a retried

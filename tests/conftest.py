@@ -31,6 +31,9 @@ def _isolated_env(tmp_path_factory):
         "DO_NOT_TRACK": "1",
     })
     yield
+    from flows.prefect_server import stop
+
+    stop(home)  # the local server a render without PREFECT_API_URL started (test_end_to_end's) ends here
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -178,12 +181,12 @@ def assemble_cut(cut, timed, project, paths, unit: str = "ep01", *, finish: bool
     number = int(unit[2:])
     work = EpisodeWork(number, "", timed, (), (), (), None, cut, paths.episode_mp4(unit))
     paths.make_dirs()
-    t.subtitle_episode.fn(work, project, paths, None)
-    t.mix_episode.fn(work, project, paths)
-    clips = t.conform_episode.fn(work, project, paths)
-    out = t.assemble.fn(work, project, paths, clips)
+    t.subtitle_episode(work, project, paths, None)
+    t.mix_episode(work, project, paths)
+    clips = t.conform_episode(work, project, paths)
+    out = t.assemble(work, project, paths, clips)
     if finish:
-        t.finish_episode.fn(work, project, paths, clips, project.title)
+        t.finish_episode(work, project, paths, clips, project.title)
     return out
 
 

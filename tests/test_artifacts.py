@@ -78,3 +78,31 @@ def test_sweep_partials_removes_only_what_a_gone_process_left(tmp_path):
     assert sweep_partials(tmp_path) == 4
     assert sorted(os.listdir(tmp_path)) == sorted([mine.name, fresh.name, "keep.mp4"])
     assert mine.name.startswith(f".abc.by-{_owner()}-") and mine.name.endswith(".part.mp4")
+
+
+def test_a_ledger_row_trusts_only_the_very_file_it_recorded(tmp_path):
+    """`Row.unchanged`: the file a done unit made and checked, with the same size and modification
+    time, is reused without a decode; rewritten (even to the same size), cut short or another path is not."""
+    import os
+
+    from stages.core.ledger import Kind, Ledger
+
+    clip = tmp_path / "a.mp4"
+    clip.write_bytes(b"x" * 100)
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger.start("s1", kind=Kind.SHOT, episode=1, spec_hash="k")
+    ledger.done("s1", spec_hash="k", kind=Kind.SHOT, episode=1, artifact=clip, sha256=None)
+    row = ledger.get("s1")
+    assert row.unchanged(clip) and not row.unchanged(tmp_path / "b.mp4")
+    st = clip.stat()
+    clip.write_bytes(b"y" * 100)  # same size, new bytes: a new modification time
+    os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert not row.unchanged(clip)
+    os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert row.unchanged(clip)  # only size and time are compared: what the render's own writes change
+    clip.write_bytes(b"x" * 50)
+    assert not ledger.get("s1").unchanged(clip)
+    ledger.fail("s1", state="failed", error_class="X", message="m")
+    clip.write_bytes(b"x" * 100)
+    os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert not ledger.get("s1").unchanged(clip)  # not done: nothing to trust

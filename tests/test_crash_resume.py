@@ -191,8 +191,9 @@ def _render_watched(root: Path, *, kill_when=None, delay_s: float = 0.0, group: 
     build = root / "build"
     log_path = root.parent / f"{root.name}.render.log"
     env = os.environ.copy()
-    if not group:
+    if not group:  # Prefect's temporary server, not the local one renders share (which outlives each)
         env.pop("PREFECT_API_URL", None)
+        env["DRAMAFORGE_PREFECT_SERVER_IDLE_S"] = "0"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(_cli_cmd("render", str(root)), cwd=REPO, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)

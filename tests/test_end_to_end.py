@@ -49,7 +49,8 @@ def _frame_at(path, t):
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
-    """A user's render: with no PREFECT_API_URL, so Prefect's temporary server starts and stops with it."""
+    """A user's render: with no PREFECT_API_URL, so it starts the local Prefect server renders share
+    (`flows.prefect_server`; stopped when the test session ends)."""
     import os
 
     from conftest import TINY_SCRIPT, TINY_YAML
@@ -147,3 +148,26 @@ def test_deliverables_beside_the_episode(rendered):
     (ep,) = series["episodes"]
     assert ep["episode"] == 1 and abs(ep["duration_s"] - info.duration_s) < 0.01 and ep["cut_key"]
     assert series["settings"]["preset"] == "vertical-1080"
+
+
+def test_the_local_prefect_server_outlives_the_render_and_serves_the_next(rendered):
+    """The server the render started is alive after it, recorded in PREFECT_HOME, and the next render's
+    `connect` finds it instead of starting another."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import REPO
+    from flows.prefect_server import RECORD, _healthy, _running
+
+    record = json.loads((Path(os.environ["PREFECT_HOME"]) / RECORD).read_text(encoding="utf-8"))
+    assert _running(record["pid"]) and _healthy(record["url"], timeout_s=5)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    proc = subprocess.run([sys.executable, "-c", "from flows.prefect_server import connect; print(connect()[0])"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == record["url"]
+    again = json.loads((Path(os.environ["PREFECT_HOME"]) / RECORD).read_text(encoding="utf-8"))
+    assert again["pid"] == record["pid"]

@@ -115,3 +115,49 @@ def test_a_rejected_shot_is_recorded_with_its_reason_and_never_retried(tiny_proj
     shots = _status(tiny_project)
     assert shots and all(s["state"] == "rejected" and s["reason"] for s in shots.values()), shots
     assert Counter(c["shot"] for c in _calls(tiny_project)) == Counter(set(shots))  # one call each
+
+
+def test_the_shared_prefect_server_stops_itself_when_idle(tmp_path):
+    """`flows.prefect_server.serve` (how the shared server runs Prefect's app) ends its process once
+    nothing has asked anything for its idle time, and not while a request is open."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from conftest import REPO
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code = f"""
+import asyncio
+from flows.prefect_server import serve
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({{"type": "lifespan.startup.complete"}})
+        await send({{"type": "lifespan.shutdown.complete"}})
+        return
+    await asyncio.sleep(3)  # a request open for longer than the idle time
+    await send({{"type": "http.response.start", "status": 200, "headers": []}})
+    await send({{"type": "http.response.body", "body": b"ok"}})
+
+serve(app, {port}, 1)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read() == b"ok"
+                break  # answered after 3 s: the open request kept the 1 s idle timer from firing
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.2)
+        assert proc.wait(timeout=60) == 0  # then, idle, it shut down by itself, cleanly
+    finally:
+        if proc.poll() is None:
+            proc.kill()

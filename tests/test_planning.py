@@ -225,3 +225,26 @@ def test_the_shot_prompt_names_the_output_shape(tiny_project, preset, words):
     lp = load_project(tiny_project)
     plan = plan_shots(lp.script.episodes[0], lp.project, project_dir=tiny_project, characters=lp.script.characters)
     assert all(s.prompt.startswith(words) for s in plan.shots), plan.shots[0].prompt
+
+
+def test_a_shot_list_read_again_follows_every_edit_of_its_text(tiny_project, tmp_path):
+    """`read_shotlist` keeps a JSON copy of what it parsed (build/shotlists/.parsed/), used only while the
+    YAML's text is the one it was parsed from: an edit is read, and a value JSON cannot hold (a YAML
+    date where text belongs) is refused every time, not only the first."""
+    from stages.core.errors import InputError
+    from stages.write_shotlist import read_shotlist, write_shotlist
+
+    lp = load_project(tiny_project)
+    path = tmp_path / "shotlists" / "ep01.yaml"
+    path.parent.mkdir()
+    write_shotlist(plan_shots(lp.script.episodes[0], lp.project), path)
+    first = read_shotlist(path)
+    assert (path.parent / ".parsed" / "ep01.json").exists() and read_shotlist(path) == first
+    text = path.read_text(encoding="utf-8")
+    action = first.shots[0].action
+    path.write_text(text.replace(f"action: {action}", "action: the door bursts open", 1), encoding="utf-8")
+    assert read_shotlist(path).shots[0].action == "the door bursts open"
+    path.write_text(text.replace(f"action: {action}", "action: 2026-12-07", 1), encoding="utf-8")
+    for _ in range(2):
+        with pytest.raises(InputError, match="invalid value"):
+            read_shotlist(path)

@@ -43,7 +43,8 @@ def _project(tmp_path: Path, name: str) -> Path:
 def _made(root: Path) -> list[str]:
     build = root / "build"
     return sorted(str(p.relative_to(build)) for d in ("shots", "speech", "characters", "episodes", "shotlists")
-                  for p in (build / d).rglob("*") if p.is_file() and ".locks" not in p.parts and p.name != "calls.jsonl")
+                  for p in (build / d).rglob("*") if p.is_file() and p.name != "calls.jsonl"
+                  and not any(part.startswith(".") for part in p.relative_to(build).parts))  # locks, parsed copies
 
 
 def _report(root: Path) -> dict:

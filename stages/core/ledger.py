@@ -72,7 +72,8 @@ CREATE TABLE IF NOT EXISTS units (
     seconds     REAL,
     backend     TEXT,
     owner       TEXT,  -- the process running it: host-pid-start (artifacts.owner), not a bare pid
-    bytes       INTEGER  -- the artifact's size when it was made: `status` sees a truncated file
+    bytes       INTEGER, -- the artifact's size when it was made: `status` sees a truncated file
+    mtime_ns    INTEGER  -- and its modification time: unchanged since, it is trusted without a decode
 );
 CREATE INDEX IF NOT EXISTS units_episode ON units(episode, kind);
 """
@@ -131,9 +132,21 @@ class Row:
     backend: str | None = None  # what made it (video backend or speech engine): estimates use its times
     owner: str | None = None  # the process running it (while 'running')
     bytes: int | None = None  # the artifact's size when it was made
+    mtime_ns: int | None = None  # and its modification time
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", State(self.state))
+
+    def unchanged(self, path: Path) -> bool:
+        """This unit is done and `path` is the very file it made and checked then (same size and
+        modification time): reusing it needs no decode (a 4 s 1080x1920 clip's is 0.12 CPU-s)."""
+        if self.state != State.DONE or self.bytes is None or self.mtime_ns is None or self.artifact != str(path):
+            return False
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        return st.st_size == self.bytes and st.st_mtime_ns == self.mtime_ns
 
     @property
     def orphaned(self) -> bool:
@@ -280,19 +293,22 @@ class Ledger:
         """The unit is made (or was found made: `reused`, which is not an attempt)."""
         now = time.time()
         try:
-            size = os.stat(artifact).st_size
+            st = os.stat(artifact)
+            size, mtime_ns = st.st_size, st.st_mtime_ns
         except OSError:
-            size = None
+            size = mtime_ns = None
         with self._db() as db:
             db.execute(
-                "INSERT INTO units(id, kind, episode, spec_hash, state, attempts, artifact, sha256, finished_at, bytes) "
-                "VALUES(?, ?, ?, ?, 'done', 0, ?, ?, ?, ?) "
+                "INSERT INTO units(id, kind, episode, spec_hash, state, attempts, artifact, sha256, finished_at, bytes, "
+                "mtime_ns) VALUES(?, ?, ?, ?, 'done', 0, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET state='done', spec_hash=excluded.spec_hash, "
                 "artifact=excluded.artifact, sha256=COALESCE(excluded.sha256, units.sha256), bytes=excluded.bytes, "
+                "mtime_ns=excluded.mtime_ns, "
                 "finished_at=excluded.finished_at, error_class=NULL, message=NULL, pid=NULL, owner=NULL, "
                 "attempts=CASE WHEN ? AND units.state='running' THEN MAX(units.attempts - 1, 0) ELSE units.attempts END, "
                 "seconds=CASE WHEN ? THEN units.seconds ELSE excluded.finished_at - units.started_at END",
-                (unit_id, kind, episode, spec_hash, str(artifact), sha256, now, size, int(reused), int(reused)))
+                (unit_id, kind, episode, spec_hash, str(artifact), sha256, now, size, mtime_ns, int(reused),
+                 int(reused)))
 
     def fail(self, unit_id: str, *, state: str, error_class: str, message: str) -> None:
         if state not in (State.FAILED, State.REJECTED, State.UNKNOWN_JOB):
@@ -393,8 +409,9 @@ def _prepare(db: sqlite3.Connection) -> None:
     _wal(db)
     db.executescript(_SCHEMA + _JOBS)
     columns = {r[1] for r in db.execute("PRAGMA table_info(units)")}
-    for name, sql in (("backend", "TEXT"), ("owner", "TEXT"), ("bytes", "INTEGER")):  # in the order they were
-        if name not in columns:                                    # added: `Row` reads them by position
+    added = (("backend", "TEXT"), ("owner", "TEXT"), ("bytes", "INTEGER"), ("mtime_ns", "INTEGER"))
+    for name, sql in added:  # in the order they were added: `Row` reads them by position
+        if name not in columns:
             try:
                 db.execute(f"ALTER TABLE units ADD COLUMN {name} {sql}")
             except sqlite3.OperationalError as exc:  # another process added it first
