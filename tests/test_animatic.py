@@ -115,3 +115,28 @@ def test_clean_overlays_and_one_set_per_place():
     assert a.set == b.set and scenery(a).top != scenery(b).top
     assert layout(_req(location="DINER", extra={"interior": "EXT"})).set.exterior
     assert not layout(_req(location="ROOFTOP", extra={"interior": "INT"})).set.exterior
+
+
+def test_figures_land_where_the_camera_puts_their_layer(tmp_path):
+    """Each figure layer is moved as a cut of just what it draws: in the first and last frames it sits
+    (within the resampler's rounding) where the camera move puts the whole layer, parallax included."""
+    from PIL import Image
+
+    from stages.backends.animatic import PARALLAX, _view, draw_layers
+
+    for camera in ("static", "push-in", "pull-out", "pan-left", "tilt-up"):
+        req = _req(camera=camera, figures=(MARA, ELI), size="two-shot", duration_s=1.0)
+        out = tmp_path / f"{camera}.mp4"
+        AnimaticBackend().generate(req, out)
+        frames, fig = _frames(out), draw_layers(req, talking=False)[1]
+        for frame, t in ((frames[0], 0.0), (frames[-1], 1.0)):
+            z, x, y = _view(camera, PARALLAX, fig.size, t)
+            box = tuple(round(v) for v in (x, y, x + fig.width / z, y + fig.height / z))
+            ref = np.asarray(fig.crop(box).resize((216, 384), Image.BICUBIC)).astype(int)
+
+            def err(shift, frame=frame, ref=ref):  # the frame against the layer moved by `shift` (x, y)
+                solid = np.roll(ref[..., 3] > 250, shift[::-1], (0, 1))
+                return np.abs(frame[solid] - np.roll(ref[..., :3], shift[::-1], (0, 1))[solid]).mean()
+
+            best = min(((dx, dy) for dx in range(-5, 6) for dy in range(-5, 6)), key=err)
+            assert max(map(abs, best)) <= 2 and err(best) < 4, (camera, t, best, err(best))
