@@ -15,7 +15,7 @@ from pathlib import Path
 
 from stages.core.artifacts import atomic_path, file_digest
 from stages.core.errors import InputError
-from stages.core.loudness import normalize
+from stages.core.loudness import normalize_samples
 from stages.core.media import decode_audio
 from stages.schema import Music, Project, ShotList
 
@@ -100,19 +100,18 @@ def mix_audio(lines: list[Dialogue] | list[tuple[float, Path]], duration_s: floa
               effects: list[Effect] = (), options: Music | None = None) -> None:
     """Mix dialogue, ducked music and effects on a silent bed of `duration_s` (clamped at the end).
 
-    `loudness` = (LUFS, dBTP): the mix is normalised to it (see `stages.core.loudness`).
+    `loudness` = (LUFS, dBTP): the mix is normalised to it in memory (see `stages.core.loudness`).
     """
     import numpy as np
 
     opts = options or Music()
     n = int(round(duration_s * SAMPLE_RATE))
+    items = [item if isinstance(item, Dialogue) else Dialogue(*item) for item in lines]
+    used = {str(m.file) for m in music if min(round(m.end_s * SAMPLE_RATE), n) > round(m.start_s * SAMPLE_RATE)}
+    voices, sounds = _decode_all(items, effects, sorted(used), opts)
     dialogue = np.zeros((n, 2), dtype=np.float32)
     spoken: list[tuple[int, int]] = []
-    for item in lines:
-        line = item if isinstance(item, Dialogue) else Dialogue(*item)
-        x = decode_audio(line.wav, filters=VOICE_OVER.get(line.treatment))
-        if line.level_lufs is not None:
-            x = _at_loudness(x, line.level_lufs)
+    for line, x in zip(items, voices):
         at = int(round(line.start_s * SAMPLE_RATE))
         end = _add(dialogue, x, at)
         if end > at:
@@ -133,34 +132,41 @@ def mix_audio(lines: list[Dialogue] | list[tuple[float, Path]], duration_s: floa
         bed[a:b] += track
     if music:
         bed *= duck_envelope(n, spoken, opts)[:, None]
-    for fx in effects:
-        _add(bed, decode_audio(fx.file, what="decoding sound effect") * np.float32(10 ** (opts.sfx_db / 20)),
-             int(round(fx.start_s * SAMPLE_RATE)))
+    for fx, x in zip(effects, sounds):
+        _add(bed, x * np.float32(10 ** (opts.sfx_db / 20)), int(round(fx.start_s * SAMPLE_RATE)))
     mix = dialogue + bed
+    if loudness is not None:  # in memory: no file and no ffmpeg pass between the mix and its level
+        mix = normalize_samples(mix, lufs=loudness[0], true_peak=loudness[1])
     with atomic_path(out_wav) as tmp:
-        if loudness is None:
-            _write_wav(tmp, mix, float_samples=False)
-        else:
-            raw = tmp.with_name(tmp.name + ".raw.wav")
-            try:
-                _write_wav(raw, mix, float_samples=True)  # float: no clipping before the normaliser
-                normalize(raw, tmp, lufs=loudness[0], true_peak=loudness[1])
-            finally:
-                raw.unlink(missing_ok=True)
+        _write_wav(tmp, mix, float_samples=False)
+
+
+def _decode_all(lines: list[Dialogue], effects, music_files: list[str], opts: Music):
+    """Every line (treated, set to its level where asked) and effect decoded, in order, and the music
+    sources cached, side by side: the ffmpeg processes (treatments, compressed files, the music's
+    meter) mostly wait on their own start-up."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def voice(line: Dialogue):
+        x = decode_audio(line.wav, filters=VOICE_OVER.get(line.treatment))
+        return _at_loudness(x, line.level_lufs) if line.level_lufs is not None else x
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        cached = [pool.submit(_music_source, f, opts.level_lufs) for f in music_files]
+        voices = list(pool.map(voice, lines))
+        sounds = list(pool.map(lambda fx: decode_audio(fx.file, what="decoding sound effect"), effects))
+        for f in cached:
+            f.result()
+    return voices, sounds
 
 
 def _at_loudness(x, lufs: float):
     """`x` (48 kHz stereo) scaled to an integrated loudness of `lufs` (silence stays silence)."""
-    import tempfile
-
     import numpy as np
 
-    from stages.core.loudness import measure_ebur128
+    from stages.core.loudness import integrated_lufs
 
-    with tempfile.TemporaryDirectory(prefix=".native-") as tmp:
-        wav = Path(tmp) / "x.wav"
-        _write_wav(wav, x, float_samples=True)
-        measured = measure_ebur128(wav).integrated_lufs
+    measured = integrated_lufs(x)
     return x * np.float32(10 ** ((lufs - measured) / 20)) if measured > -70 else x
 
 

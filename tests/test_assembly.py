@@ -90,6 +90,87 @@ def test_mismatched_shots_with_transitions_assemble_to_the_planned_length(tmp_pa
     assert 0 < d_mid < d_end
 
 
+def _solid(path, color: str, seconds: float):
+    run_ffmpeg(["-f", "lavfi", "-i", f"color=c={color}:size={W}x{H}:rate={FPS}:duration={seconds}",
+                "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", str(FPS), "-pix_fmt", "yuv420p",
+                str(path)])
+    return path
+
+
+def _x264_encodes(monkeypatch) -> list[list[str]]:
+    """Every ffmpeg command run from here on that encodes video with x264."""
+    import subprocess
+
+    seen, run = [], subprocess.run
+
+    def spy(cmd, *a, **kw):
+        if isinstance(cmd, list) and "libx264" in cmd:
+            seen.append(list(cmd))
+        return run(cmd, *a, **kw)
+
+    monkeypatch.setattr(subprocess, "run", spy)
+    return seen
+
+
+def test_transitions_are_drawn_in_the_one_episode_encode(tmp_path, monkeypatch):
+    """A dissolve and a dip between clips that match the project: nothing is re-encoded before the
+    episode (no conformed file, one x264 run), and the frames are the planned transitions: the
+    dissolve blends the outgoing shot's last frame into the incoming head, j/15 at its j-th frame."""
+    import av
+
+    clips = [_solid(tmp_path / f"{c}.mp4", c, 1.0) for c in ("white", "gray", "silver")]
+    shots = [_shot(1, 1.0), _shot(2, 1.0, "dissolve"), _shot(3, 1.0, "dip")]
+    project = _project(cards={"opening": False, "end": False})
+    cut = plan_cut(ShotList(episode=1, title="One", shots=shots), ["w", "g", "s"], clips, {}, project, tmp_path,
+                   paths=BuildPaths(tmp_path / "build"), series="Sync", episode_title="One")
+    encodes = _x264_encodes(monkeypatch)
+    out = _assemble(tmp_path, cut, project)
+    assert len(encodes) == 1 and encodes[0][-1].endswith(".part.mp4"), encodes  # the episode's, nothing else
+    assert not list((tmp_path / "build").rglob("conformed/*.mp4"))
+    with av.open(str(out)) as c:
+        y = [f.to_ndarray(format="gray").astype(float).mean() for f in c.decode(c.streams.video[0])]
+    assert len(y) == 3 * FPS
+    white, gray, silver = y[FPS - 1], y[FPS + 20], y[-1]
+    assert white > silver + 30 > gray + 60
+    for j in range(15):  # the dissolve: white held, gray coming in
+        assert abs(y[FPS + j] - (white + (gray - white) * j / 15)) < 3, (j, y[FPS + j])
+    # the dip: 0.3 s (9 frames) of gray fading to black, then of silver fading in from it
+    fade_out = [y[2 * FPS - 9 + k] / gray for k in range(9)]
+    fade_in = [y[2 * FPS + k] / silver for k in range(10)]
+    assert abs(y[2 * FPS - 10] - gray) < 3 and abs(y[2 * FPS + 9] - silver) < 3
+    assert all(abs(f - (1 - k / 9)) < 0.05 for k, f in enumerate(fade_out)), fade_out
+    assert all(abs(f - k / 9) < 0.05 for k, f in enumerate(fade_in)), fade_in
+
+
+def test_conformed_clips_are_near_lossless_and_concatenate_exactly(tmp_path, monkeypatch):
+    """A clip of another size is re-encoded once, near-losslessly (x264 QP 1; QP 0 is misdecoded
+    after a lossy clip in one concat stream by FFmpeg's H.264 decoder), and in the concat stream it
+    decodes exactly as on its own, after a clip of ours."""
+    import av
+
+    from stages.conform_shot import conform_clip
+
+    project = _project()
+    ours = _clip(tmp_path / "ours.mp4", size=f"{W}x{H}", rate=FPS, seconds=1.0)
+    other = _clip(tmp_path / "other.mp4", size="320x180", rate=25, seconds=1.0)
+    encodes = _x264_encodes(monkeypatch)
+    conformed = conform_clip(other, 1.0, project, BuildPaths(tmp_path / "build"))
+    assert conformed != other and conform_clip(ours, 1.0, project, BuildPaths(tmp_path / "build")) == ours
+    assert len(encodes) == 1 and encodes[0][encodes[0].index("-qp") + 1] == "1", encodes
+    assert b"qp=1" in conformed.read_bytes()[:200_000]  # x264's own record of its settings
+
+    def decoded(path, *options):
+        with av.open(str(path), *options) as c:
+            return [f.to_ndarray(format="yuv420p") for f in c.decode(c.streams.video[0])]
+
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"file '{ours}'\nfile '{conformed}'\n", encoding="utf-8")
+    joined = decoded(listed, "r", "concat", {"safe": "0"})
+    alone = decoded(ours) + decoded(conformed)
+    assert len(joined) == len(alone) == 2 * FPS
+    assert all(np.array_equal(a, b) for a, b in zip(joined, alone))
+
+
 def test_sound_stays_in_sync_to_the_end_of_a_three_minute_episode(tmp_path):
     clip = _clip(tmp_path / "x.mp4", size=f"{W}x{H}", rate=FPS, seconds=3.0)
     shots = [_shot(i, 3.0) for i in range(1, 61)]
@@ -156,10 +237,10 @@ from test_assembly import _assemble, _clip, _shot, _project
 from stages.core.paths import BuildPaths
 from stages.plan_work import plan_cut
 from stages.schema import ShotList
-tmp, n = Path(sys.argv[1]), int(sys.argv[2])
+tmp, n, transition = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[4]
 clip = _clip(tmp / "x.mp4", size="144x256", rate=30, seconds=60 / n)
 project = _project(cards={"opening": False, "end": False})
-shots = [_shot(i, 60 / n) for i in range(1, n + 1)]  # one minute either way: only the shot count differs
+shots = [_shot(i, 60 / n, transition if i % 2 == 0 else "cut") for i in range(1, n + 1)]  # one minute either way
 warm = plan_cut(ShotList(episode=1, shots=shots[:2]), ["x"] * 2, [clip] * 2, {}, project, tmp, paths=BuildPaths(tmp / "build"))
 _assemble(tmp, warm, project, "ep09")  # opens what stays open by design (the ledger's connection)
 fds = len(os.listdir("/proc/self/fd"))
@@ -171,9 +252,11 @@ print(json.dumps({"rss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxr
 """
 
 
-def test_assembly_memory_is_flat_and_nothing_leaks(tmp_path):
+@pytest.mark.parametrize("transition", ["cut", "dissolve"])
+def test_assembly_memory_is_flat_and_nothing_leaks(tmp_path, transition):
     """A 300-shot episode's assembly peaks at about the memory of a 30-shot one (the concat demuxer
-    reads one shot at a time), and leaves no process or file handle behind."""
+    reads one shot at a time; with a dissolve into every other shot, the filters that hold frames do
+    not multiply with them), and leaves no process or file handle behind."""
     import json
     import subprocess
     import sys
@@ -184,8 +267,8 @@ def test_assembly_memory_is_flat_and_nothing_leaks(tmp_path):
     for n in (30, 300):
         d = tmp_path / str(n)
         d.mkdir()
-        proc = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(d), str(n), tests], capture_output=True,
-                              text=True, timeout=600, cwd=Path(tests).parent)
+        proc = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(d), str(n), tests, transition],
+                              capture_output=True, text=True, timeout=600, cwd=Path(tests).parent)
         assert proc.returncode == 0, proc.stderr[-2000:]
         seen[n] = json.loads(proc.stdout.strip().splitlines()[-1])
         assert seen[n]["fds_after"] <= seen[n]["fds_before"], seen[n]

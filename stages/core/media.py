@@ -44,9 +44,19 @@ def run_ffmpeg(args: list[str], *, cwd: Path | None = None, what: str = "ffmpeg"
 
 
 def decode_audio(path: Path, *, rate: int = 48_000, filters: str | None = None, what: str = "decoding audio"):
-    """Any audio ffmpeg reads -> float32 array (samples, 2) at `rate`, optionally through `filters`."""
+    """Any audio ffmpeg reads -> float32 array (samples, 2) at `rate`, optionally through `filters`.
+
+    A WAV or FLAC without filters is decoded in-process (PyAV: the same decoder and resampler as the
+    ffmpeg command, the same samples, without a process start per file). Other codecs go through
+    ffmpeg: it trims their encoder delay and padding to the stream's length, a plain decode does not."""
     import numpy as np
 
+    if filters is None and Path(path).suffix.lower() in (".wav", ".flac"):
+        try:
+            return _decode_in_process(path, rate)
+        except Exception as exc:  # noqa: BLE001 - PyAV's errors are many; the message says which
+            raise RenderError(f"{what} {path} failed: {exc}",
+                              hint="is it an audio file ffmpeg can read (wav, mp3, m4a, ogg, flac)?") from exc
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path), "-map", "0:a:0",
            *(["-af", filters] if filters else []), "-ac", "2", "-ar", str(rate), "-f", "f32le", "-"]
     try:
@@ -58,6 +68,22 @@ def decode_audio(path: Path, *, rate: int = 48_000, filters: str | None = None, 
         raise RenderError(f"{what} {path} failed (ffmpeg exit {proc.returncode})", text="\n    ".join(tail) or None,
                           hint="is it an audio file ffmpeg can read (wav, mp3, m4a, ogg, flac)?")
     return np.frombuffer(proc.stdout, dtype="<f4").reshape(-1, 2).copy()
+
+
+def _decode_in_process(path: Path, rate: int):
+    """The first audio stream, resampled to float stereo at `rate` (libswresample, as ffmpeg -ac 2 -ar)."""
+    import av
+    import numpy as np
+
+    chunks = []
+    with av.open(str(path)) as c:
+        if not c.streams.audio:
+            raise ValueError("no audio stream")
+        resampler = av.AudioResampler(format="flt", layout="stereo", rate=rate)
+        for frame in c.decode(c.streams.audio[0]):
+            chunks += [f.to_ndarray().reshape(-1, 2) for f in resampler.resample(frame)]
+        chunks += [f.to_ndarray().reshape(-1, 2) for f in resampler.resample(None)]
+    return np.concatenate(chunks) if chunks else np.zeros((0, 2), dtype=np.float32)
 
 
 def _ffmpeg_hint(log: str) -> str | None:
