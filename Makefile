@@ -29,12 +29,13 @@ test: $(VENV)/.installed-test
 test-slow: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m slow
 
-# The benchmarks (minutes each): orchestration overhead, episode assembly vs one ffmpeg command
-# (and moviepy), the diffusers backend vs its pipeline called directly.
+# The benchmarks (about 40 minutes on 2 cores; BENCH=--quick for about 10; BENCH="--base DIR" measures
+# another checkout beside this one, the "before"): an edited line's render vs
+# its media work, orchestration overhead on a 100-episode series, the animatic, episode assembly vs one
+# ffmpeg command, the diffusers backend vs its pipeline called directly. The last lines: each speed
+# goal's measured figure beside its target.
 bench: $(VENV)/.installed-test
-	PYTHONPATH=. $(BIN)/python tests/benchmarks/bench_orchestration.py
-	PYTHONPATH=. $(BIN)/python tests/benchmarks/bench_assembly.py
-	PYTHONPATH=. $(BIN)/python tests/benchmarks/bench_diffusers.py
+	PYTHONPATH=. $(BIN)/python tests/benchmarks/goals.py $(BENCH)
 
 clean:
 	rm -rf $(VENV) projects/*/build

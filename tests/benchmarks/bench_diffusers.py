@@ -11,7 +11,7 @@ caches every time, each round makes one shot two ways with the same arguments an
            ffmpeg (scale, crop, retime, x264) and validating the clip (probe + decode);
   direct   pipe(**the same kwargs): the pipeline call alone, frames returned as a float array.
 One untimed round of each goes first (allocator, kernels, ffmpeg start-up). The last stdout line is
-`ratio backend/direct: X.XX`, the sum of backend times over the sum of direct times (goal <= 1.05 at
+`ratio backend/direct: X.XX`, the sum of backend times over the sum of direct times (goal <= 1.02 at
 real sizes, where the pipeline takes seconds to minutes; on the tiny CPU model the conform is a large
 share of a very short call, so the ratio there is an upper bound, not the goal).
 
@@ -159,7 +159,15 @@ def run(args, work: Path) -> None:
           f"overhead {(sum(back) - sum(direct)) / len(back) * 1000:.0f} ms/shot")
     paired = statistics.median(b / d for b, d in zip(back, direct))
     print(f"median of per-round ratios: {paired:.2f} (less sensitive to a busy machine than the sums)")
-    print(f"ratio backend/direct: {sum(back) / sum(direct):.2f}")
+    ratio = sum(back) / sum(direct)
+    print(f"ratio backend/direct: {ratio:.2f}")
+    if str(backend._device).startswith("cuda") and not tiny:  # the goal is for a real-size model on a GPU
+        print(f"goal diffusers backend/direct: {ratio:.2f} on {backend._device} (target <= 1.02) "
+              f"{'met' if ratio <= 1.02 else 'missed'}")
+    else:
+        print(f"goal diffusers backend/direct: {ratio:.2f} on {backend._device} with "
+              f"{'the tiny model' if tiny else 'this model'}, an upper bound (target <= 1.02 on a GPU, real size) "
+              f"not measured")
 
 
 if __name__ == "__main__":

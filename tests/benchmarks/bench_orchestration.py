@@ -1,12 +1,14 @@
 """Orchestration benchmark: how much a render costs beyond the backends' own work.
 
-    python tests/benchmarks/bench_orchestration.py [--episodes 100] [--small 10] [--keep DIR]
+    python tests/benchmarks/bench_orchestration.py [--episodes 100] [--small 10] [--base DIR] [--keep DIR]
 
-Steps (progress on stderr; the last stdout line is the result):
-  0. warm a fresh PREFECT_HOME with a trivial flow, so database migrations are not billed to a render;
-  1. full render of a --small series (make_series.py) with the animatic backend;
-  2. full render of the --episodes series;
-  3. the same render again on the finished big series: the no-op re-render.
+Steps, for this checkout (and, with --base, another one, step by step in alternating order; progress on
+stderr, the figures and goal lines on stdout):
+  1. the first render on a fresh PREFECT_HOME: full render of a --small series (make_series.py) with the
+     animatic backend (Prefect creates its database);
+  2. full render of the --episodes series (the home is warm now);
+  3. the same render again on the finished big series: the no-op re-render;
+  4. `status`, `plan` and `estimate --json` of the rendered big series (median of 3 whole processes each).
 
 Each render is the real CLI (`dramaforge render PROJECT`) in a child process, started as this file with
 `--child`. Before anything else is imported there, it wraps, at the module where each is defined (so
@@ -14,8 +16,8 @@ every `from ... import` sees the wrapper), the backends' own work with timers:
   video     AnimaticBackend.generate      (draw the still + one ffmpeg encode)
   speech    EspeakBackend.synthesize      (eSpeak NG + writing the WAV; includes waiting for its lock)
   assemble  run_ffmpeg in assemble_episode (the ffmpeg pass that burns subtitles and muxes sound)
-  loudness  stages.core.loudness.normalize     (the ffmpeg passes that normalise the episode mix, where
-                                           the code has them; counted like assembly: media work)
+  loudness  stages.core.loudness.normalize / normalize_samples (normalising the episode mix: ffmpeg passes
+                                           or the in-memory meter and limiter; counted like assembly: media work)
 Validating what they wrote (probe, decode check), hashing, the ledger, loading, planning, mixing audio
 and writing subtitles are timed too, but only shown: they are the pipeline's own work.
 
@@ -35,15 +37,21 @@ returns). The Prefect API server (a uvicorn subprocess), the largest ffmpeg and 
 tree are sampled from /proc every 0.25 s (Linux only) and shown alongside.
 
 The no-op figure is the wall time of the whole second render process, start to exit, Prefect included.
+Orchestration start = Prefect's import + finding or starting its server + the hand-off to the series
+flow's body (the big render's; the first render's, less this, is what a fresh home adds). The local
+Prefect server renders share (flows/prefect_server.py) is stopped after each checkout's steps; its CPU
+is sampled with the render's.
 
-The result line's per-shot overhead and peak RSS come from the big series' full render (the fixed
-start-up weighs about 10x more per shot in the small one, whose figures are on the line before it).
-The timers cost microseconds per call. Other load on the machine shows up as overhead: run it idle.
+The per-shot overhead and peak RSS come from the big series' full render (the fixed start-up weighs
+about 10x more per shot in the small one). The timers cost microseconds per call. Other load on the
+machine shows up as overhead: run it idle. The last lines are one `goal ...` line per goal of issue 22
+(tests/benchmarks/goals.py collects them).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -58,11 +66,18 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 BACKEND_KINDS = ("video", "speech", "assemble", "loudness")
 # pipeline work, shown but counted as overhead; summed over threads, so not exclusive of each other
-INFO_KINDS = ("assemble_call", "validate", "hash", "ledger", "load", "plan", "mix", "subtitles")
+INFO_KINDS = ("assemble_call", "validate", "hash", "ledger", "load", "plan", "mix", "subtitles", "connect")
 # (assemble_call and mix contain the assemble and loudness busy time; the rest is pipeline work)
 
 
 # --- the child: one instrumented `dramaforge render` -----------------------------------------------
+
+def _children_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
 
 def _child(out_json: str, cli_args: list[str]) -> None:
     """Run the CLI with the backends timed; write what was seen to `out_json`, then exit as the CLI did."""
@@ -79,11 +94,11 @@ def _child(out_json: str, cli_args: list[str]) -> None:
     def timed(kind, fn):
         @functools.wraps(fn)
         def wrapper(*a, **kw):
-            s = time.monotonic()
+            s, cpu = time.monotonic(), time.thread_time() + _children_cpu()
             try:
                 return fn(*a, **kw)
-            finally:
-                intervals.append((kind, s, time.monotonic()))
+            finally:  # CPU: this thread's, and the children reaped meanwhile (its ffmpeg; rarely another's)
+                intervals.append((kind, s, time.monotonic(), time.thread_time() + _children_cpu() - cpu))
         return wrapper
 
     def noted(name, fn, when=lambda *a, **kw: True):
@@ -135,7 +150,8 @@ def _child(out_json: str, cli_args: list[str]) -> None:
         "stages.core.ledger": lambda m: patch_methods(m.Ledger, ("__init__", "start", "done", "fail", "get",
                                                             "reconcile", "rows"), "ledger"),
         "stages.plan_shots": lambda m: patch_attr(m, "plan_shots", lambda f: timed("plan", f)),
-        "stages.core.loudness": lambda m: patch_attr(m, "normalize", lambda f: timed("loudness", f)),
+        "stages.core.loudness": lambda m: [patch_attr(m, n, lambda f: timed("loudness", f))
+                                           for n in ("normalize", "normalize_samples") if hasattr(m, n)],
         "stages.mix_audio": lambda m: patch_attr(m, "mix_audio", lambda f: timed("mix", f)),
         "stages.make_subtitles": lambda m: patch_attr(m, "make_subtitles", lambda f: timed("subtitles", f)),
         # markers for the Prefect start-up estimate: the CLI installs its progress display just before it
@@ -145,6 +161,8 @@ def _child(out_json: str, cli_args: list[str]) -> None:
         "stages.load_project": lambda m: patch_attr(m, "load_project", lambda f: noted(
             "load_project", timed("load", f))),
         "prefect": lambda m: None,  # only its import time
+        # finding (or starting) the local Prefect server renders share: part of starting orchestration
+        "flows.prefect_server": lambda m: patch_attr(m, "connect", lambda f: timed("connect", f)),
     }
 
     class AfterImport(importlib.abc.MetaPathFinder):
@@ -257,24 +275,51 @@ class TreeSampler(threading.Thread):
         self.tree_peak_kb = max(self.tree_peak_kb, total)
 
 
-def child_env(prefect_home: Path) -> dict[str, str]:
+def child_env(prefect_home: Path, code: Path = REPO) -> dict[str, str]:
     env = os.environ.copy()
-    # this checkout's code, never whatever an editable install points at
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    env.pop("PREFECT_API_URL", None)  # the default a user gets: the local server renders share
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # a user's Python caches compiled modules (0.35 s a command here)
+    # `code`'s checkout, never whatever an editable install points at
+    env["PYTHONPATH"] = os.pathsep.join([str(code), *filter(None, [env.get("PYTHONPATH")])])
     env.update({"PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                 "PREFECT_LOGGING_LEVEL": "WARNING", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1",
-                # the CLI's own start-up wait (flows/run.py): the warm-up's temporary server, started by
-                # a bare `flow()` call, would otherwise give up after Prefect's default on a loaded machine
-                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"})
+                # the CLI's own start-up wait (flows/run.py), for any Prefect server started here
+                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "BENCH_CODE": str(code)})
     return env
 
 
+def shared_server_cpu(env: dict) -> float:
+    """CPU seconds used so far by the local Prefect server renders share (flows/prefect_server.py), if any."""
+    try:
+        pid = json.loads((Path(env["PREFECT_HOME"]) / "dramaforge-server.json").read_text())["pid"]
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, KeyError, IndexError):
+        return 0.0
+
+
+def stop_shared_server(env: dict) -> None:
+    subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from flows.prefect_server import stop; "
+                    "stop(Path(sys.argv[1]))", env["PREFECT_HOME"]], env=env, cwd=env["BENCH_CODE"],
+                   capture_output=True)
+
+
 def cli_json(env: dict, *args: str) -> object:
-    proc = subprocess.run([sys.executable, "-m", "flows.cli", *args], env=env, cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", *args], env=env, cwd=env["BENCH_CODE"],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"dramaforge {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout)
+    return json.loads(proc.stdout) if "--json" in args else None
+
+
+def cli_seconds(env: dict, *args: str, repeats: int = 3) -> float:
+    """The median wall time of a whole `dramaforge ARGS` process (interpreter start to exit)."""
+    times = []
+    for _ in range(repeats):
+        t = time.monotonic()
+        cli_json(env, *args)
+        times.append(time.monotonic() - t)
+    return sorted(times)[len(times) // 2]
 
 
 def union_s(spans: list[tuple[float, float]]) -> float:
@@ -290,9 +335,10 @@ def render(project: Path, label: str, env: dict, work: Path) -> dict:
     """One instrumented `dramaforge render PROJECT`, measured from outside and inside."""
     out, logfile = work / f"{label}.json", work / f"{label}.log"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(out), "render", str(project)]
+    server_cpu0 = shared_server_cpu(env)
     with open(logfile, "w") as logf:
         t_start = time.monotonic()
-        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=logf, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=env, cwd=env["BENCH_CODE"], stdout=logf, stderr=subprocess.STDOUT)
         sampler = TreeSampler(proc.pid)
         sampler.start()
         rc = proc.wait()
@@ -302,9 +348,10 @@ def render(project: Path, label: str, env: dict, work: Path) -> dict:
     if rc != 0 or not out.exists():
         raise SystemExit(f"{label}: render exited {rc}; log {logfile}:\n{text[-3000:]}")
     d = json.loads(out.read_text())
-    if Path(d["flows_path"]).resolve().parent != REPO:
+    if Path(d["flows_path"]).resolve().parent != Path(env["BENCH_CODE"]).resolve():
         log(f"warning: the render imported {d['flows_path']}, not this checkout's flows")
-    spans = {k: [(s, e) for kind, s, e in d["intervals"] if kind == k] for k in (*BACKEND_KINDS, *INFO_KINDS)}
+    spans = {k: [(s, e) for kind, s, e, _ in d["intervals"] if kind == k] for k in (*BACKEND_KINDS, *INFO_KINDS)}
+    media_cpu = sum(c for kind, _, _, c in d["intervals"] if kind in BACKEND_KINDS)
     busy = union_s([sp for k in BACKEND_KINDS for sp in spans[k]])
     ev: dict[str, list[float]] = {}
     for name, t in d["events"]:
@@ -316,12 +363,14 @@ def render(project: Path, label: str, env: dict, work: Path) -> dict:
          "cpu_s": d["cpu_s"], "children_cpu_s": d["children_cpu_s"],
          "rss_mb": d["maxrss_kb"] / 1024, "children_rss_mb": d["children_maxrss_kb"] / 1024,
          "sampled_mb": {k: v / 1024 for k, v in sampler.peak_kb.items()}, "tree_mb": sampler.tree_peak_kb / 1024,
-         "server_cpu_s": sampler.cpu_s("prefect server"),
+         "server_cpu_s": sampler.cpu_s("prefect server") + shared_server_cpu(env) - server_cpu0,
+         "media_cpu_s": media_cpu,
          "patched": d["patched"], "flows_path": d["flows_path"]}
     r["overhead_s"] = r["wall_s"] - busy
     if "import prefect start" in ev:
         r["prefect_import_s"] = ev["import prefect end"][0] - ev["import prefect start"][0]
-    # Prefect start-up: from the CLI handing over to the series flow, to the first episode flow's body
+    # Prefect start-up: from the CLI handing over to the series flow, to that flow's body (its first
+    # call loads the project)
     if "progress.install" in ev:
         handoff = ev["progress.install"][0]
         later = [t for t in ev.get("load_project", []) if t > handoff]
@@ -345,12 +394,14 @@ def describe(r: dict, shots: int | None = None) -> str:
         parts.append(f"prefect import {r['prefect_import_s']:.1f}s")
     else:
         parts.append("prefect not imported")
+    if r["sum_s"]["connect"]:
+        parts.append(f"finding or starting the shared Prefect server {r['sum_s']['connect']:.1f}s")
     if "prefect_startup_s" in r:
-        parts.append(f"Prefect start-up (hand-off to first episode flow) {r['prefect_startup_s']:.1f}s")
+        parts.append(f"Prefect start-up (hand-off to the series flow's body) {r['prefect_startup_s']:.1f}s")
     parts.append(f"exit/teardown after main {r['teardown_s']:.1f}s")
     lines.append("  " + "; ".join(parts))
     if shots:
-        fixed = r.get("prefect_import_s", 0) + r.get("prefect_startup_s", 0)
+        fixed = orchestration_start(r)
         lines.append(f"  per-shot overhead {1000 * r['overhead_s'] / shots:.0f} ms over {shots} shots "
                      f"({1000 * (r['overhead_s'] - fixed) / shots:.0f} ms without Prefect import + start-up)")
     sm = r["sampled_mb"]
@@ -359,16 +410,6 @@ def describe(r: dict, shots: int | None = None) -> str:
                  f"whole tree {r['tree_mb']:.0f} MB; CPU: render process {r['cpu_s']:.1f}s, "
                  f"Prefect server {r['server_cpu_s']:.1f}s (sampled), other children {r['children_cpu_s']:.1f}s")
     return "\n".join(lines)
-
-
-def warm_prefect(env: dict) -> float:
-    """Start Prefect once with a trivial flow: creates and migrates the fresh PREFECT_HOME's database."""
-    code = "from prefect import flow\nflow(lambda: None, name='bench-warmup')()\n"
-    t = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"Prefect warm-up failed:\n{proc.stderr[-3000:]}")
-    return time.monotonic() - t
 
 
 def series(n: int, dest: Path, env: dict, lines_per_episode: int) -> tuple[Path, int, int]:
@@ -393,11 +434,80 @@ def check_done(project: Path, env: dict, shots: int) -> None:
         raise SystemExit(f"{project}: episodes not assembled: {', '.join(missing)}")
 
 
+def measure(code: Path, work: Path, a, step) -> dict:
+    """Every step for one checkout: a generator, advanced one step at a time so two checkouts alternate."""
+    env = child_env(work / "prefect-home", code)
+    out: dict = {"code": code}
+    try:
+        if a.small:  # the first render on a fresh PREFECT_HOME: Prefect creates its database
+            proj, shots, lines = series(a.small, work / f"series-{a.small}", env, a.lines_per_episode)
+            yield f"first render on a fresh home, {a.small} episodes ({shots} shots, {lines} lines)"
+            out["small"] = render(proj, f"small-{a.small}-full", env, work)
+            check_done(proj, env, shots)
+            out["small"]["shots"] = shots
+            log(f"{code}: first render (fresh home), {a.small} episodes:\n{describe(out['small'], shots)}")
+        proj, shots, lines = series(a.episodes, work / f"series-{a.episodes}", env, a.lines_per_episode)
+        out["series"] = (shots, lines)
+        yield f"full render, {a.episodes} episodes ({shots} shots, {lines} lines)"
+        out["big"] = render(proj, f"big-{a.episodes}-full", env, work)
+        check_done(proj, env, shots)
+        log(f"{code}: full render, {a.episodes} episodes:\n{describe(out['big'], shots)}")
+        if out["big"]["calls"]["video"] < shots or out["big"]["calls"]["speech"] < lines:
+            log(f"warning: fewer timed backend calls than planned work; patched: {', '.join(out['big']['patched'])}")
+        yield f"no-op re-render, {a.episodes} episodes"
+        out["noop"] = render(proj, f"big-{a.episodes}-noop", env, work)
+        check_done(proj, env, shots)
+        log(f"{code}: no-op re-render:\n{describe(out['noop'])}")
+        if out["noop"]["calls"]["video"] or out["noop"]["calls"]["speech"]:
+            log("warning: the no-op re-render called a backend again (see the calls above)")
+        yield f"status, plan and estimate of the rendered {a.episodes}-episode series"
+        for command in ("status", "plan", "estimate"):
+            out[command] = cli_seconds(env, command, str(proj), "--json")
+        yield "done"
+    finally:
+        stop_shared_server(env)
+        step["result"] = out
+
+
+def orchestration_start(r: dict) -> float:
+    """Prefect's import, finding or starting its server, and the hand-off to the series flow's body."""
+    return r.get("prefect_import_s", 0) + r["sum_s"]["connect"] + r.get("prefect_startup_s", 0)
+
+
+def figures(m: dict) -> dict:
+    """The goal figures of one checkout's measurements."""
+    shots = m["series"][0]
+    big = m["big"]
+    start = orchestration_start(big)
+    f = {"per-shot overhead ms": 1000 * big["overhead_s"] / shots, "orchestration start s": start,
+         "no-op render s": m["noop"]["wall_s"], "status s": m["status"], "plan s": m["plan"],
+         "estimate s": m["estimate"],
+         "CPU: render + Prefect server s": big["cpu_s"] + big["server_cpu_s"], "peak RSS MB": big["rss_mb"]}
+    if "small" in m:
+        first = orchestration_start(m["small"])
+        f["first render's extra start s"] = first - start
+    return f
+
+
+GOALS = [  # figure, target, what the goal line calls it
+    ("per-shot overhead ms", 20, "orchestration overhead per shot, {n}-episode render: {v:.0f} ms"),
+    ("orchestration start s", 2, "orchestration start, warm home: {v:.1f} s"),
+    ("first render's extra start s", 10, "first render on a fresh home, slower than the next by: {v:.1f} s"),
+    ("no-op render s", 1, "no-op render of the rendered {n}-episode series: {v:.2f} s"),
+    ("status s", 1, "status of the rendered {n}-episode series: {v:.2f} s"),
+    ("plan s", 1, "plan of the rendered {n}-episode series: {v:.2f} s"),
+    ("estimate s", 1, "estimate of the rendered {n}-episode series: {v:.2f} s"),
+]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--episodes", type=int, default=100, help="episodes in the big series (default 100)")
-    ap.add_argument("--small", type=int, default=10, help="episodes in the small series (default 10; 0 skips it)")
+    ap.add_argument("--small", type=int, default=10, help="episodes in the first render, on a fresh Prefect home "
+                                                          "(default 10; 0 skips it)")
     ap.add_argument("--lines-per-episode", type=int, default=4, help="passed to make_series.py (default 4)")
+    ap.add_argument("--base", type=Path, metavar="DIR", help="another checkout (e.g. `git worktree add /tmp/base "
+                    "HEAD~3`) measured step by step beside this one, in alternating order")
     ap.add_argument("--keep", type=Path, metavar="DIR", help="work here and keep the projects and logs "
                                                                   "(default: a temp dir, removed)")
     a = ap.parse_args(argv)
@@ -407,47 +517,41 @@ def main(argv: list[str] | None = None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     if a.keep and any(work.iterdir()):
         raise SystemExit(f"--keep {work}: the folder must be empty (a finished series would not be re-rendered)")
+    codes = [("this", REPO)] + ([("base", a.base.resolve())] if a.base else [])
+    runs = {}
     try:
-        env = child_env(work / "prefect-home")
-        log(f"work dir {work}; code from {REPO}")
-        log(f"warming a fresh PREFECT_HOME with a trivial flow ({os.cpu_count()} CPUs)…")
-        log(f"Prefect cold start (fresh home, database created): {warm_prefect(env):.1f}s")
-
-        small = None
-        if a.small:
-            proj, shots, lines = series(a.small, work / f"series-{a.small}", env, a.lines_per_episode)
-            log(f"full render, {a.small} episodes ({shots} shots, {lines} lines)…")
-            small = render(proj, f"small-{a.small}-full", env, work)
-            check_done(proj, env, shots)
-            small["shots"] = shots
-            log(f"small series, full render:\n{describe(small, shots)}")
-
-        proj, shots, lines = series(a.episodes, work / f"series-{a.episodes}", env, a.lines_per_episode)
-        log(f"full render, {a.episodes} episodes ({shots} shots, {lines} lines)…")
-        big = render(proj, f"big-{a.episodes}-full", env, work)
-        check_done(proj, env, shots)
-        log(f"big series, full render:\n{describe(big, shots)}")
-
-        log(f"no-op re-render, {a.episodes} episodes…")
-        noop = render(proj, f"big-{a.episodes}-noop", env, work)
-        check_done(proj, env, shots)
-        log(f"no-op re-render:\n{describe(noop)}")
-        if noop["calls"]["video"] or noop["calls"]["speech"]:
-            log("warning: the no-op re-render called a backend again (see the calls above)")
-
-        if big["calls"]["video"] < shots or big["calls"]["speech"] < lines or big["calls"]["assemble"] < a.episodes:
-            log(f"warning: fewer timed backend calls than planned work; patched: {', '.join(big['patched'])}")
-
-        rss = [f"{r['label']} {r['rss_mb']:.0f} MB" for r in (small, big, noop) if r]
-        log("peak RSS of the render process: " + ", ".join(rss))
+        log(f"work dir {work}; code from {', '.join(f'{n} {c}' for n, c in codes)} ({os.cpu_count()} CPUs)")
+        steps = {n: {} for n, _ in codes}
+        runs = {n: measure(c, work / n, a, steps[n]) for n, c in codes}
+        for i in itertools.count():
+            order = codes if i % 2 == 0 else codes[::-1]  # alternate who goes first: drifting load falls on both
+            said = [(n, next(runs[n], None)) for n, _ in order]
+            for n, what in said:
+                if what and what != "done":
+                    log(f"[{n}] {what}…")
+            if all(w in (None, "done") for _, w in said):
+                break
+        for gen in runs.values():
+            gen.close()  # each stops its Prefect server and hands over its figures
+        got = {n: figures(steps[n]["result"]) for n, _ in codes}
         log(f"total benchmark wall time {time.monotonic() - t_all:.0f}s")
-        print(f"series: {a.episodes} episodes, {shots} shots, {lines} lines"
-              + (f"; small: {a.small} episodes, {small['shots']} shots, per-shot overhead "
-                 f"{1000 * small['overhead_s'] / small['shots']:.0f} ms, peak RSS {small['rss_mb']:.0f} MB"
-                 if small else ""))
-        print(f"per-shot overhead ms: {1000 * big['overhead_s'] / shots:.0f}; no-op rerun s: {noop['wall_s']:.1f}; "
-              f"peak RSS MB: {big['rss_mb']:.0f}", flush=True)
+        shots, lines = steps["this"]["result"]["series"]
+        print(f"series: {a.episodes} episodes, {shots} shots, {lines} lines; first render: {a.small} episodes")
+        print(f"{'figure':<34}" + "".join(f"{n:>12}" for n, _ in codes))
+        for k in got["this"]:
+            print(f"{k:<34}" + "".join(f"{got[n].get(k, float('nan')):>12.2f}" for n, _ in codes))
+        for key, target, words in GOALS:
+            if key not in got["this"]:
+                print(f"goal {words.split(':')[0].format(n=a.episodes)}: no first render (--small 0) "
+                      f"(target <= {target}) not measured")
+                continue
+            v = got["this"][key]
+            before = f"; before {got['base'][key]:.2f}" if "base" in got and key in got["base"] else ""
+            print(f"goal {words.format(n=a.episodes, v=v)}{before} (target <= {target}) "
+                  f"{'met' if v <= target else 'missed'}", flush=True)
     finally:
+        for gen in runs.values():
+            gen.close()
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)
 
