@@ -512,7 +512,8 @@ def mix_episode(work: EpisodeWork, project: Project, paths: BuildPaths) -> None:
 
 
 def conform_episode(work: EpisodeWork, project: Project, paths: BuildPaths) -> list[Path]:
-    """The card backgrounds and every shot, conformed where a format or a transition needs it."""
+    """The card backgrounds and every shot, conformed where its format or length needs it (transitions
+    are drawn in the assemble pass)."""
     return _cut_step(work, paths, lambda: episode_clips(work.cut, project, paths))
 
 
