@@ -77,18 +77,16 @@ def alive(home: Path, *, wait_s: float = 0.0) -> str | None:
     """The recorded server's API address, if it runs this Prefect version and answers. A server that
     runs but is slow to answer (a loaded machine) is waited for, up to `wait_s`, never replaced by a
     second one; one that never answers is stopped."""
-    try:
-        record = json.loads((home / RECORD).read_text(encoding="utf-8"))
-        url, pid = record["url"], int(record["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
+    record = _record(home)
+    if record is None:
         return None
     if record.get("prefect") != _prefect_version():  # upgraded since: a new server, the old one stopped
         stop(home)
         return None
     deadline = time.monotonic() + wait_s
-    while _running(pid):
-        if _healthy(url, timeout_s=5.0):
-            return url
+    while _running(record):
+        if _healthy(record["url"], timeout_s=5.0):
+            return record["url"]
         if time.monotonic() > deadline:
             stop(home)
             break
@@ -98,25 +96,43 @@ def alive(home: Path, *, wait_s: float = 0.0) -> str | None:
 
 def stop(home: Path) -> bool:
     """Stop the recorded server, if it runs (for tests and upgrades); True if one was stopped."""
-    try:
-        record = json.loads((home / RECORD).read_text(encoding="utf-8"))
-        pid = int(record["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
+    record = _record(home)
     (home / RECORD).unlink(missing_ok=True)
-    if not _running(pid):
+    if record is None or not _running(record):
         return False
     try:
-        os.kill(pid, signal.SIGTERM)
+        os.kill(record["pid"], signal.SIGTERM)
     except OSError:
         return False
     for _ in range(100):  # uvicorn's graceful shutdown takes a moment
-        if not _running(pid):
+        if not _running(record):
             break
         time.sleep(0.05)
     else:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(record["pid"], signal.SIGKILL)
     return True
+
+
+def _record(home: Path) -> dict | None:
+    """The recorded server: {url, pid, start (its start time, so a reused pid is not taken for it), …}."""
+    try:
+        record = json.loads((home / RECORD).read_text(encoding="utf-8"))
+        record["pid"], record["start"] = int(record["pid"]), int(record.get("start", 0))
+        return record if isinstance(record["url"], str) else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _running(record: dict) -> bool:
+    """The recorded process runs (the same process: same pid and start time), and is not a zombie."""
+    from stages.core.artifacts import running
+
+    if not running(record["pid"], record["start"]):
+        return False
+    try:
+        return Path(f"/proc/{record['pid']}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _start(home: Path, idle: int, timeout_s: float) -> str:
@@ -146,10 +162,10 @@ def _start(home: Path, idle: int, timeout_s: float) -> str:
                                    f"PREFECT_API_URL, or set {IDLE_ENV}=0 for a temporary server per render",
                               text=tail)
         time.sleep(0.1)
-    tmp = home / f"{RECORD}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"url": url, "pid": proc.pid, "prefect": _prefect_version(), "idle_s": idle}),
-                   encoding="utf-8")
-    os.replace(tmp, home / RECORD)
+    from stages.core.artifacts import start_ticks, write_text_atomic
+
+    write_text_atomic(home / RECORD, json.dumps({"url": url, "pid": proc.pid, "start": start_ticks(proc.pid),
+                                                 "prefect": _prefect_version(), "idle_s": idle}))
     return url
 
 
@@ -159,19 +175,6 @@ def _healthy(url: str, *, timeout_s: float) -> bool:
             return response.status == 200
     except (OSError, ValueError):
         return False
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    try:  # a zombie is not running
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _prefect_version() -> str:

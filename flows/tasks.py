@@ -396,9 +396,11 @@ def make_shot(shot: ShotUnit, backends: BackendSet, limits: Limits, paths: Build
         made = generate_shot(card.request, make_video_backend(None, "animatic"), card.path)
         return dataclasses.replace(made, placeholder=True)
     ledger, video = Ledger(paths.ledger), backends.video
+    report = paths.lipsync_file(shot.key, ".native.json")  # where the model spoke: how well (made with the clip)
+    unreported = bool(shot.request.extra.get("dialogue")) and not report.exists()
     row = ledger.get(shot.id)
-    if shot.id not in remake and row is not None and row.spec_hash == shot.key and row.unchanged(shot.path) and not (
-            shot.request.extra.get("dialogue") and not paths.lipsync_file(shot.key, ".native.json").exists()):
+    if shot.id not in remake and row is not None and row.spec_hash == shot.key and row.unchanged(shot.path) \
+            and not unreported:
         # the clip this shot made and checked, untouched since: reused without a lock, a slot or a decode
         # (in an edited episode every other shot is such a clip: 0.12 CPU-s each at 1080x1920)
         return ShotResult(shot.path, reused=True)
@@ -422,8 +424,7 @@ def make_shot(shot: ShotUnit, backends: BackendSet, limits: Limits, paths: Build
             def make() -> ShotResult:  # the keyframe first (image-to-video), then the motion
                 drawn = shot.keyframe is not None and make_keyframe(shot.keyframe, backends.image)
                 made = generate_shot(shot.request, video, shot.path, jobs=jobs)
-                report = paths.lipsync_file(shot.key, ".native.json")
-                if shot.request.extra.get("dialogue") and not report.exists():  # the model spoke: how well?
+                if unreported and not report.exists():  # (another render may have written it meanwhile)
                     paths.lipsync.mkdir(parents=True, exist_ok=True)
                     native_report(shot.path, shot.request.fps, report)
                 return dataclasses.replace(made, images_made=int(drawn))

@@ -163,7 +163,7 @@ def test_the_local_prefect_server_outlives_the_render_and_serves_the_next(render
     from flows.prefect_server import RECORD, _healthy, _running
 
     record = json.loads((Path(os.environ["PREFECT_HOME"]) / RECORD).read_text(encoding="utf-8"))
-    assert _running(record["pid"]) and _healthy(record["url"], timeout_s=5)
+    assert _running(record) and _healthy(record["url"], timeout_s=5)
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     proc = subprocess.run([sys.executable, "-c", "from flows.prefect_server import connect; print(connect()[0])"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)

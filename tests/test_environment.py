@@ -191,7 +191,7 @@ def test_a_second_render_sweeps_none_of_the_first_ones_files(tiny_project):
     running units are left alone; a dead process's (or a reused pid's) are swept and marked
     interrupted, counted once in the banner (it always said 0: `status`, and the render's own
     checks before it, had reconciled first)."""
-    from stages.core.artifacts import _start_ticks, owner
+    from stages.core.artifacts import start_ticks, owner
     from stages.core.ledger import Ledger
 
     (tiny_project / "project.yaml").write_text(TINY_YAML + SMALL + COUNTING, encoding="utf-8")
@@ -202,8 +202,8 @@ def test_a_second_render_sweeps_none_of_the_first_ones_files(tiny_project):
     dead = subprocess.Popen(["true"])
     dead.wait()
     try:
-        live_id = f"{host}-{live.pid}-{_start_ticks(live.pid)}"
-        reused_id = f"{host}-{live.pid}-{_start_ticks(live.pid) + 7}"  # same pid, another process's life
+        live_id = f"{host}-{live.pid}-{start_ticks(live.pid)}"
+        reused_id = f"{host}-{live.pid}-{start_ticks(live.pid) + 7}"  # same pid, another process's life
         dead_id = f"{host}-{dead.pid}-1"
         kept = [shots / f".abc.by-{live_id}-x1.part.mp4", shots / f".abc.download.by-{live_id}-x2.part.mp4",
                 shots / f".animatic.by-{live_id}-x3.part"]

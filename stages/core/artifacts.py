@@ -203,7 +203,7 @@ def _owner_of(pid: int) -> str:
         host += f"_ns{os.stat('/proc/self/ns/pid').st_ino}"
     except OSError:
         pass
-    return f"{host}-{pid}-{_start_ticks(pid)}"
+    return f"{host}-{pid}-{start_ticks(pid)}"
 
 
 def owner_gone(token: str | None, *, since: float | None, foreign_after_s: float = FOREIGN_AFTER_S) -> bool:
@@ -218,10 +218,10 @@ def owner_gone(token: str | None, *, since: float | None, foreign_after_s: float
     legacy = not re.search(r"_ns\d+$", host) and host == re.sub(r"_ns\d+$", "", here)  # named before namespaces
     if host != here and not legacy:
         return since is not None and time.time() - since >= foreign_after_s
-    return not _running(int(m.group(2)), int(m.group(3)))
+    return not running(int(m.group(2)), int(m.group(3)))
 
 
-def _start_ticks(pid: int) -> int:
+def start_ticks(pid: int) -> int:
     """When process `pid` started, in clock ticks since boot (0 where /proc cannot tell)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -230,11 +230,11 @@ def _start_ticks(pid: int) -> int:
         return 0
 
 
-def _running(pid: int, start: int) -> bool:
+def running(pid: int, start: int) -> bool:
     """Whether the process that wrote a partial file is still running (same pid, same start)."""
     if not alive(pid):
         return False
-    return start == 0 or _start_ticks(pid) in (0, start)
+    return start == 0 or start_ticks(pid) in (0, start)
 
 
 def alive(pid: int) -> bool:
