@@ -117,6 +117,71 @@ def test_a_rejected_shot_is_recorded_with_its_reason_and_never_retried(tiny_proj
     assert Counter(c["shot"] for c in _calls(tiny_project)) == Counter(set(shots))  # one call each
 
 
+def test_the_shared_prefect_server_makes_a_writer_wait_instead_of_answering_503(tmp_path):
+    """On the shared server, a subflow started right after a burst of task runs is created at once.
+    Prefect's own server begins that write transaction deferred; while its task-run recorder writes,
+    SQLite refuses it ("database is locked"), the API answers 503 and the client retries after 2 s:
+    every episode started 2 s late. The shared server's transactions take the write lock as they begin."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from flows.prefect_server import stop
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(home)
+    started = subprocess.run([sys.executable, "-c", "from flows.prefect_server import connect; print(connect()[0])"],
+                             cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert started.returncode == 0, started.stderr[-2000:]
+    url = started.stdout.strip()
+    code = """
+import logging
+import time
+
+from prefect import flow, task
+
+retried = []  # the client's own word for each request it sends again ("retryable status code 503")
+
+class Retries(logging.Handler):
+    def emit(self, record):
+        if "retryable" in record.getMessage():
+            retried.append(record.getMessage())
+
+client_log = logging.getLogger("prefect.client")
+client_log.setLevel(logging.DEBUG)
+client_log.addHandler(Retries())
+
+@task
+def tiny(i):
+    time.sleep(0.05)  # task runs ending one after another, as shots do: the recorder keeps writing
+    return i
+
+@flow
+def child(i):
+    return sum(tiny.map(range(8)).result())
+
+@flow
+def parent():
+    return [child(i) for i in range(4)]
+
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):  # as a render on this server runs
+    assert parent() == [28] * 4
+print(len(retried), retried[:1])
+"""
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                              env={**env, "PREFECT_API_URL": url})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    finally:
+        stop(home)
+    assert proc.stdout.startswith("0 "), proc.stdout
+
+
 def test_the_shared_prefect_server_stops_itself_when_idle(tmp_path):
     """`flows.prefect_server.serve` (how the shared server runs Prefect's app) ends its process once
     nothing has asked anything for its idle time, and not while a request is open."""
