@@ -97,9 +97,9 @@ def render(project: ProjectArg, episodes: EpisodesOpt = None, dask: DaskOpt = No
            max_cost: MaxCostOpt = None) -> None:
     """Render episodes to PROJECT/build/episodes/epNN.mp4 (+ .srt .vtt subtitles, a .jpg poster and an .otio
     timeline for editors; build/series.json lists them, build/review/index.html shows them), making only
-    what is missing or changed. Two episodes are made at once. Prefect runs on a local server that renders
-    share (started by the first; it stops after DRAMAFORGE_PREFECT_SERVER_IDLE_S=900 idle seconds), or on
-    yours if PREFECT_API_URL is set."""
+    what is missing or changed. Two episodes are voiced and shot at once while earlier ones are cut.
+    Prefect runs on a local server that renders share (started by the first; it stops after
+    DRAMAFORGE_PREFECT_SERVER_IDLE_S=900 idle seconds), or on yours if PREFECT_API_URL is set."""
     from stages.load_project import load_project
 
     lp = load_project(project)

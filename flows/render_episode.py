@@ -7,8 +7,8 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows.tasks import (EpisodeStopped, as_is, cut_episode, each, enroll, make_sheets, make_shot, same, speak_line,
-                         spoken, sync_shot, translate_episode)
+from flows.tasks import (EpisodeStopped, as_is, cut_episode, cutting, each, enroll, make_sheets, make_shot, map_new,
+                         same, speak_line, spoken, sync_shot, translate_episode)
 from stages.backends.registry import backends_for
 from stages.core.errors import EnvironmentFailure
 from stages.core.ledger import Ledger
@@ -16,6 +16,7 @@ from stages.core.paths import BuildPaths
 from stages.load_project import load_project
 from stages.plan_work import plan_work
 from stages.project_status import cut_made
+from stages.reuse import kept_clip, kept_take
 from stages.sync_lips import drop_synced
 from stages.write_shotlist import write_shotlist
 
@@ -52,8 +53,8 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
     if unenrolled:  # each reason is in the ledger too
         return {**outcome, "blocked": unenrolled}
     remade = frozenset(remake or ())
-    voiced = _results(speak_line.map(each(work.lines), same(backends), same(paths), same(remade),
-                                     same(requested_at or started)))
+    voiced = _results(map_new(speak_line, work.lines, lambda ln: kept_take(ln, ledger, paths, remade), "lines",
+                              same(backends), same(paths), same(remade), same(requested_at or started)))
     outcome["speech"] = [{"engine": ln.engine, "chars": len(ln.request.text), "reused": r.reused,
                           "bytes": len(ln.request.text.encode("utf-8")), "seconds": r.duration_s}
                          for ln, r in zip(work.lines, voiced) if not _failed(r)]
@@ -75,9 +76,9 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
     outcome["sheets_made"] = sheets
 
     # 5. every shot (its keyframe first, when it starts from one) within its backend's limits
-    clips = _results(make_shot.map(each(work.shots), same(backends), same(lp.project.limits), same(paths),
-                                   started, same(remade), same(command_root or project_dir),
-                                   same(requested_at or started)))
+    clips = _results(map_new(make_shot, work.shots, lambda u: kept_clip(u, ledger, paths, remade), "shots",
+                             same(backends), same(lp.project.limits), same(paths), started, same(remade),
+                             same(command_root or project_dir), same(requested_at or started)))
     outcome["shots"] = [{"id": u.id, "outcome": _shot_outcome(c), "duration_s": u.request.duration_s,
                          "images": 0 if _failed(c) else c.images_made} for u, c in zip(work.shots, clips)]
     outcome["stopped"] = [u.id for u, c in zip(work.shots, clips) if isinstance(c, EpisodeStopped)]
@@ -98,7 +99,9 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
         return outcome
 
     # 6. the cut, unless this exact one exists: subtitles (translated if asked), the sound mix, the
-    #    shots conformed where needed, one ffmpeg pass, then the editor's timeline and the poster (one task)
+    #    shots conformed where needed, one ffmpeg pass, then the editor's timeline and the poster (one task);
+    #    the next episode starts beside it
+    cutting(project_dir, episode)
     outcome["mp4"] = str(work.mp4)
     new_take = any(u.id in remade and not c.reused for u, c in zip(work.shots, clips))  # same key, a new clip
     new_take = new_take or any(u.shot_id in remade and not r.reused for u, r in zip(work.syncs, synced))

@@ -1,4 +1,4 @@
-"""A series: the guards, every episode that is not up to date (one `render_episode` subflow each, two at once),
+"""A series: the guards, every episode not up to date (one `render_episode` subflow each, two shot at once),
 the series files and a run report.
 
 Self-sufficient: run on its own (as a Prefect deployment runs it) it refuses what lacks an extra, a
@@ -55,7 +55,7 @@ def render_series(project_dir: str, episodes: list[int] | None = None, max_cost:
     if interrupted or swept:
         progress.note(f"resuming: {interrupted} interrupted unit(s), {swept} partial file(s) removed")
 
-    # 3. the episodes, two at a time: one's cut overlaps the next one's speech and shots (which run in
+    # 3. the episodes, two voiced and shot at a time while earlier ones are cut (their shots run in
     #    parallel, here or on the cluster)
     episode_flow = render_episode if not dask_address else render_episode.with_options(
         task_runner=dask_runner(dask_address))

@@ -40,6 +40,7 @@ from stages.make_keyframe import make_keyframe
 from stages.make_references import make_references
 from stages.make_subtitles import Cue, make_subtitles
 from stages.mix_audio import NATIVE_LUFS, Dialogue, mix_audio, voice_treatment
+from stages.reuse import kept_clip, kept_take
 from stages.schema import Limits, Project
 from stages.enroll_voice import VoiceResult, enroll_voice
 from stages.synthesize_speech import SpeechResult, measure_voice, synthesize_speech
@@ -82,7 +83,25 @@ def same(value):
     return unmapped(as_is(value))
 
 
-EPISODES_AT_ONCE = 2  # one episode's cut (ffmpeg, one pass) runs while the next is planned, voiced and shot
+def map_new(task, units: list, kept: Callable, kind: str, *args) -> list:
+    """`task.map(each(units), *args)` for the units not `kept` (`stages.reuse`: as the ledger recorded
+    them); in order, each one's future or its kept result. A task run costs ~20 ms of this process's
+    and the Prefect server's CPU: in an edited episode nearly every unit is kept."""
+    results = [kept(u) for u in units]
+    todo = [u for u, r in zip(units, results) if r is None]
+    futures = iter(task.map(each(todo), *args) if todo else ())
+    if len(todo) < len(units):
+        progress.advance(kind, len(units) - len(todo))
+    return [_Kept(r) if r is not None else next(futures) for r in results]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Kept:  # a kept unit's result, read as a future's
+    value: object
+    result = lambda self, raise_on_failure=True: self.value  # noqa: E731
+
+
+EPISODES_AT_ONCE = 2  # episodes voiced and shot at once; one more each may be cutting (ffmpeg) meanwhile
 
 
 def episodes_at_once(episode_flow: Callable[..., dict], calls: list[tuple], done: Callable[[dict], None]) -> list[dict]:
@@ -91,49 +110,77 @@ def episodes_at_once(episode_flow: Callable[..., dict], calls: list[tuple], done
 
     An episode starts once the one before it has spoken its lines (`spoken`): lines are spoken in script
     order, as one episode after another would speak them (eSpeak NG's output depends on what it spoke
-    before, so the order is part of a render's result). The backends' concurrency and rate limits are
-    per process (`_gate`): they hold across the episodes in flight. An episode that raises (a full
-    disk) stops those not yet started; the one in flight ends on its own."""
+    before, so the order is part of a render's result). An episode gives its place to the next one as
+    it starts its cut (`cutting`): the cut is one ffmpeg pass, and the next episode's start (Prefect's
+    flow run, the plan, its speech) runs beside it instead of after it. The backends' concurrency and
+    rate limits are per process (`_gate`): they hold across the episodes in flight. An episode that
+    raises (a full disk) stops those not yet started; the ones in flight end on their own."""
     import concurrent.futures
     import contextvars
 
-    outcomes, futures, spoken = [], [], None
+    outcomes, futures, turn = [], [], None
+    places = threading.Semaphore(EPISODES_AT_ONCE)
 
     def collect(wait: bool) -> None:  # outcomes in order, each as soon as it and those before it are in
         while len(outcomes) < len(futures) and (wait or futures[len(outcomes)].done()):
             outcomes.append(futures[len(outcomes)].result())
             done(outcomes[-1])
 
-    with concurrent.futures.ThreadPoolExecutor(EPISODES_AT_ONCE, thread_name_prefix="episode") as pool:
+    with concurrent.futures.ThreadPoolExecutor(2 * EPISODES_AT_ONCE, thread_name_prefix="episode") as pool:
         try:
             for args in calls:
-                while spoken is not None and not spoken.wait(0.5):
+                while (turn is not None and not turn.spoken.wait(0.5)) or not places.acquire(timeout=0.5):
                     collect(wait=False)
-                spoken = _speaking.setdefault((str(args[0]), int(args[1])), threading.Event())
-                spoken.clear()
+                turn = _turns[(str(args[0]), int(args[1]))] = _Turn(places)
                 # a copy of this flow run's context: Prefect records the episode as its child
-                futures.append(pool.submit(_voicing, spoken, contextvars.copy_context().run, episode_flow, *args))
+                futures.append(pool.submit(turn.run, contextvars.copy_context().run, episode_flow, *args))
             collect(wait=True)
         except BaseException:
             for future in futures:
                 future.cancel()
             raise
+        finally:
+            for args in calls:
+                _turns.pop((str(args[0]), int(args[1])), None)
     return outcomes
 
 
-_speaking: dict[tuple[str, int], threading.Event] = {}  # (project, episode) -> set once its lines are spoken
+class _Turn:
+    """An episode's turn in `episodes_at_once`: whether it has spoken its lines, and its place, held
+    until it cuts or ends."""
+
+    def __init__(self, places: threading.Semaphore):
+        self.spoken, self._places, self._lock, self._held = threading.Event(), places, threading.Lock(), True
+
+    def leave(self) -> None:
+        with self._lock:
+            if self._held:
+                self._held = False
+                self._places.release()
+
+    def run(self, run: Callable, *args):
+        try:
+            return run(*args)
+        finally:  # an episode that ended early (failed, stopped) lets the next one start
+            self.spoken.set()
+            self.leave()
+
+
+_turns: dict[tuple[str, int], _Turn] = {}  # (project, episode) -> its turn, while `episodes_at_once` runs it
 
 
 def spoken(project_dir: str, episode: int) -> None:
     """Called by an episode when its lines are spoken (or it stopped before): the next may start."""
-    _speaking.setdefault((str(project_dir), int(episode)), threading.Event()).set()
+    turn = _turns.get((str(project_dir), int(episode)))
+    if turn is not None:
+        turn.spoken.set()
 
 
-def _voicing(spoken: threading.Event, run: Callable, *args):
-    try:
-        return run(*args)
-    finally:
-        spoken.set()  # an episode that ended early (failed, stopped) lets the next one start
+def cutting(project_dir: str, episode: int) -> None:
+    """Called by an episode as its shots are all made: its place goes to the next episode."""
+    turn = _turns.get((str(project_dir), int(episode)))
+    if turn is not None:
+        turn.leave()
 
 
 def dask_runner(address: str):
@@ -324,6 +371,9 @@ def speak_line(line: LineUnit, backends: BackendSet, paths: BuildPaths, remake: 
     """One line's audio (in its character's enrolled voice, where it has one) and its voice figure
     against their reference clip; its `where` (episode, scene, script file:line) is in every failure.
     A line in `remake` (`rerun --line`) is spoken again, unless its take is newer than `requested_at`."""
+    kept = kept_take(line, Ledger(paths.ledger), paths, remake)
+    if kept is not None:  # as the ledger recorded it
+        return kept
     engine = _shared(backends).speech(line.engine)
 
     def make() -> SpeechResult:
@@ -396,14 +446,11 @@ def make_shot(shot: ShotUnit, backends: BackendSet, limits: Limits, paths: Build
         made = generate_shot(card.request, make_video_backend(None, "animatic"), card.path)
         return dataclasses.replace(made, placeholder=True)
     ledger, video = Ledger(paths.ledger), backends.video
+    kept = kept_clip(shot, ledger, paths, remake)
+    if kept is not None:  # as the ledger recorded it: no lock, no slot, no decode
+        return kept
     report = paths.lipsync_file(shot.key, ".native.json")  # where the model spoke: how well (made with the clip)
     unreported = bool(shot.request.extra.get("dialogue")) and not report.exists()
-    row = ledger.get(shot.id)
-    if shot.id not in remake and row is not None and row.spec_hash == shot.key and row.unchanged(shot.path) \
-            and not unreported:
-        # the clip this shot made and checked, untouched since: reused without a lock, a slot or a decode
-        # (in an edited episode every other shot is such a clip: 0.12 CPU-s each at 1080x1920)
-        return ShotResult(shot.path, reused=True)
     try:
         # Two renders of one shot (two terminals, two workers): one generates, the other reuses.
         with _locked(paths.lock(paths.shots, shot.key)), _gate(video, limits).hold():

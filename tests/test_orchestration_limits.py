@@ -68,11 +68,36 @@ def test_an_edited_line_redoes_its_shot_speech_and_episode_only(two_episodes):
     assert after["ep02"].finished_at > before["ep02"].finished_at
     mp4_after = {p.name: p.stat().st_mtime_ns for p in (build / "episodes").glob("*.mp4")}
     assert mp4_after["ep01.mp4"] == mp4_before["ep01.mp4"] and mp4_after["ep02.mp4"] != mp4_before["ep02.mp4"]
+    # in Prefect, episode 2's run has a task run for the edited shot and line only: the others were
+    # kept as the ledger recorded them (`stages.reuse`), without one
+    runs = _task_runs(f"{root}:ep2")
+    assert (runs["generate_shot"], runs["synthesize_speech"], runs["cut_episode"]) == (1, 1, 1), runs
 
     # Nothing changed: no Prefect, no work, and it says so.
     noop = run_cli("render", str(root))
     assert noop.returncode == 0 and "nothing to do" in noop.stderr and "starting Prefect" not in noop.stderr
     assert len(_calls(root)) == calls_before + 1
+
+
+def _task_runs(flow_run_name: str) -> Counter:
+    """The task runs (by name) of the latest flow run of that name, once its cut is recorded (Prefect
+    records task runs from their events, a moment after they end)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    # the session's server (conftest.prefect_api), set after Prefect read its settings in this process
+    with temporary_settings({PREFECT_API_URL: os.environ["PREFECT_API_URL"]}), get_client(sync_client=True) as client:
+        (run,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[flow_run_name])),
+                                       sort=FlowRunSort.START_TIME_DESC, limit=1)
+        deadline = time.monotonic() + 30
+        while True:
+            names = Counter(t.name.rsplit("-", 1)[0] for t in client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))))
+            if names["cut_episode"] or time.monotonic() > deadline:
+                return names
+            time.sleep(0.2)
 
 
 def test_an_episode_stops_after_its_failed_shot_limit(tiny_project):
@@ -174,3 +199,51 @@ def test_retry_condition_retries_only_transient_and_honours_retry_after():
     assert waited + 0.05 >= 0.4  # with Prefect's own 0.05 s backoff, the provider's 0.4 s is honoured
     assert _transient_only(_Task, _Run, _State(TransientError("429", retry_after_s=3600))) is False  # too long
 
+
+
+def test_episodes_start_in_order_two_shot_at_once_and_the_next_starts_beside_a_cut():
+    """`episodes_at_once`: an episode starts after the one before it has spoken its lines; at most
+    EPISODES_AT_ONCE are voiced and shot at once; one that reaches its cut gives its place to the next;
+    outcomes come back in order."""
+    from flows.tasks import EPISODES_AT_ONCE, cutting, episodes_at_once, spoken
+
+    assert EPISODES_AT_ONCE == 2
+    log: list[tuple[str, int]] = []
+    events = {k: {n: threading.Event() for n in range(1, 6)} for k in ("started", "shoot", "cut")}
+
+    def episode(project: str, n: int) -> dict:
+        log.append(("start", n))
+        events["started"][n].set()
+        spoken(project, n)
+        assert events["shoot"][n].wait(30)
+        log.append(("cutting", n))
+        cutting(project, n)
+        assert events["cut"][n].wait(30)
+        return {"episode": n}
+
+    done: list[int] = []
+    box: dict = {}
+    runner = threading.Thread(target=lambda: box.setdefault("out", episodes_at_once(
+        episode, [("/p", n) for n in range(1, 6)], lambda o: done.append(o["episode"]))))
+    runner.start()
+    try:
+        assert events["started"][1].wait(10) and events["started"][2].wait(10)
+        assert not events["started"][3].wait(1.0)  # two are being shot: the third waits for a place
+        events["shoot"][1].set()  # episode 1 reaches its cut: episode 3 starts beside it
+        assert events["started"][3].wait(10)
+        assert not events["started"][4].wait(1.0)  # 2 and 3 are being shot
+        events["shoot"][2].set()
+        assert events["started"][4].wait(10)
+        assert done == []  # episode 1 is still cutting: no outcome yet, and none out of order
+        for n in (2, 3, 4, 5):
+            events["shoot"][n].set()
+        for n in (5, 4, 3, 2, 1):  # cuts ending in reverse order: outcomes still in order
+            events["cut"][n].set()
+        runner.join(30)
+        assert not runner.is_alive()
+    finally:
+        for kind in events.values():
+            for e in kind.values():
+                e.set()
+    assert [o["episode"] for o in box["out"]] == done == [1, 2, 3, 4, 5]
+    assert [n for what, n in log if what == "start"] == [1, 2, 3, 4, 5]
