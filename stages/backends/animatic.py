@@ -138,9 +138,9 @@ class AnimaticBackend:
     name = "animatic"
     section = None  # no options
 
-    def __init__(self, *, preset: str = "veryfast", crf: int = 20):
-        self.preset = preset
-        self.crf = crf
+    def __init__(self, *, preset: str = "ultrafast", crf: int = 20):
+        # ultrafast: x264 was 2/3 of a shot's CPU at veryfast; as faithful at one CRF (SSIM 0.9997), ~2.5x the bytes
+        self.preset, self.crf = preset, crf
         # It draws from the descriptions (no keyframe, no sheets) and takes no negative or motion prompt;
         # it reads the staging hints (INT./EXT., clean overlays) and knows where it put every face.
         self.capabilities = VideoCapabilities(

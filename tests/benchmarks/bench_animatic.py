@@ -105,7 +105,7 @@ def ssim(ffmpeg: str, a: Path, b: Path) -> float:
     return float(re.findall(r"All:([0-9.]+)", run.stderr)[-1])
 
 
-def encoder_floor(ffmpeg: str, clip: Path, fps: int, work: Path) -> float:
+def encoder_floor(ffmpeg: str, clip: Path, fps: int, work: Path, preset: str, crf: int) -> float:
     """CPU seconds x264 alone spends on `clip`'s frames with the backend's settings (one thread)."""
     def timed(args: list[str]) -> float:
         best = float("inf")
@@ -117,7 +117,7 @@ def encoder_floor(ffmpeg: str, clip: Path, fps: int, work: Path) -> float:
         return best
 
     decode = timed(["-f", "null", "-"])
-    both = timed(["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", str(fps), "-threads", "1",
+    both = timed(["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-g", str(fps), "-threads", "1",
                   "-pix_fmt", "yuv420p", "-an", str(work / "floor.mp4")])
     return max(0.0, both - decode)
 
@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> None:
             log(f"{label}: " + ", ".join(f"{k} {min(v):.2f} s" for k, v in times.items())
                 + (f", SSIM {quality:.4f}" if quality is not None else ""))
         goal_req, goal_clip = next((req, clip) for label, req, _, _, clip in rows if label == GOAL_SHOT)
-        floor = encoder_floor(ffmpeg, goal_clip, goal_req.fps, work)
+        backend = versions["new"].AnimaticBackend()
+        floor = encoder_floor(ffmpeg, goal_clip, goal_req.fps, work, backend.preset, backend.crf)
 
     print(f"animatic: {SHOT_S:g} s shots at 1080x1920, {reqs[GOAL_SHOT].fps} fps; CPU s = user + sys of python + "
           f"ffmpeg, min of {args.repeats} (median in brackets); x = realtime factor (shot s / CPU s)")
@@ -183,7 +184,8 @@ def main(argv: list[str] | None = None) -> None:
             line += f"{min(times['old']) / min(times['new']):>8.2f}x{quality:>8.4f}"
         print(line)
     if floor:
-        print(f"x264 alone on the {GOAL_SHOT} shot's frames (veryfast, CRF 20, one thread): {floor:.2f} CPU s, "
+        print(f"x264 alone on the {GOAL_SHOT} shot's frames ({backend.preset}, CRF {backend.crf}, one thread): "
+              f"{floor:.2f} CPU s, "
               f"so no filter graph can make that shot faster than {SHOT_S / floor:.2f}x realtime")
 
     speed = SHOT_S / min(next(t for label, _, t, _, _ in rows if label == GOAL_SHOT)["new"])
