@@ -27,6 +27,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
 from stages.core.errors import RenderError
 
@@ -49,26 +50,35 @@ def idle_s() -> int:
     return value
 
 
-def connect() -> tuple[str | None, bool]:
+def connect(meanwhile: Callable[[], object] = lambda: None) -> tuple[str | None, bool]:
     """Point this process's Prefect at a server: the user's own, else the shared local one (started
-    when none is alive). Returns (its API address, or None for a temporary one; whether it is the user's)."""
+    when none is alive). Returns (its API address, or None for a temporary one; whether it is the user's).
+    `meanwhile` is called once: while a server starts (it takes 4-10 s), else before returning."""
     from prefect.settings import get_current_settings
 
     settings = get_current_settings()
     if settings.api.url:  # the user's server (environment or profile): theirs to run
+        meanwhile()
         return settings.api.url, True
     idle = idle_s()
-    if not idle:
+    if not idle:  # a temporary server, started by Prefect itself
+        meanwhile()
         return None, False
     home = Path(settings.home).expanduser()
     home.mkdir(parents=True, exist_ok=True)
     timeout = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120"))
-    url = alive(home, wait_s=timeout)
+    url, called = alive(home, wait_s=timeout), []
+
+    def once() -> None:
+        if not called:
+            called.append(meanwhile())
+
     if url is None:
         from filelock import FileLock
 
         with FileLock(str(home / LOCK), timeout=timeout + 30):  # two renders at once start one server
-            url = alive(home, wait_s=timeout) or _start(home, idle, timeout)
+            url = alive(home, wait_s=timeout) or _start(home, idle, timeout, once)
+    once()
     os.environ["PREFECT_API_URL"] = url
     return url, False
 
@@ -135,7 +145,7 @@ def _running(record: dict) -> bool:
         return True
 
 
-def _start(home: Path, idle: int, timeout_s: float) -> str:
+def _start(home: Path, idle: int, timeout_s: float, meanwhile: Callable[[], object] = lambda: None) -> str:
     from flows.lifetime import TOKEN
 
     with socket.socket() as sock:
@@ -151,6 +161,11 @@ def _start(home: Path, idle: int, timeout_s: float) -> str:
                                 cwd=Path(__file__).resolve().parents[1], env=env, stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=log, close_fds=True, start_new_session=True)
     url = f"http://127.0.0.1:{port}/api"
+    try:
+        meanwhile()
+    except BaseException:
+        proc.kill()  # not recorded yet: nobody else would ever stop it
+        raise
     deadline = time.monotonic() + timeout_s
     while not _healthy(url, timeout_s=1.0):
         if proc.poll() is not None or time.monotonic() > deadline:

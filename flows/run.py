@@ -74,9 +74,13 @@ def render(lp: LoadedProject, checked: Checked, *, dask: str | None = None,
 
     tie_children()
     prefect_environment()
+    from importlib import import_module
+
     from flows.prefect_server import connect
 
-    _, users = connect()  # the user's server, or the local one renders share (started by the first)
+    # the user's server, or the local one renders share (started by the first); the flows' code is
+    # imported while a server starts
+    _, users = connect(meanwhile=lambda: import_module("flows.render_series"))
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from flows.render_series import render_series
