@@ -50,35 +50,27 @@ def idle_s() -> int:
     return value
 
 
-def connect(meanwhile: Callable[[], object] = lambda: None) -> tuple[str | None, bool]:
+def connect(while_starting: Callable[[], object] = lambda: None) -> tuple[str | None, bool]:
     """Point this process's Prefect at a server: the user's own, else the shared local one (started
     when none is alive). Returns (its API address, or None for a temporary one; whether it is the user's).
-    `meanwhile` is called once: while a server starts (it takes 4-10 s), else before returning."""
+    `while_starting` is called while this process starts the server (4-10 s), and only then."""
     from prefect.settings import get_current_settings
 
     settings = get_current_settings()
     if settings.api.url:  # the user's server (environment or profile): theirs to run
-        meanwhile()
         return settings.api.url, True
     idle = idle_s()
-    if not idle:  # a temporary server, started by Prefect itself
-        meanwhile()
+    if not idle:
         return None, False
     home = Path(settings.home).expanduser()
     home.mkdir(parents=True, exist_ok=True)
     timeout = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120"))
-    url, called = alive(home, wait_s=timeout), []
-
-    def once() -> None:
-        if not called:
-            called.append(meanwhile())
-
+    url = alive(home, wait_s=timeout)
     if url is None:
         from filelock import FileLock
 
         with FileLock(str(home / LOCK), timeout=timeout + 30):  # two renders at once start one server
-            url = alive(home, wait_s=timeout) or _start(home, idle, timeout, once)
-    once()
+            url = alive(home, wait_s=timeout) or _start(home, idle, timeout, while_starting)
     os.environ["PREFECT_API_URL"] = url
     return url, False
 
@@ -145,7 +137,7 @@ def _running(record: dict) -> bool:
         return True
 
 
-def _start(home: Path, idle: int, timeout_s: float, meanwhile: Callable[[], object] = lambda: None) -> str:
+def _start(home: Path, idle: int, timeout_s: float, while_starting: Callable[[], object] = lambda: None) -> str:
     from flows.lifetime import TOKEN
 
     with socket.socket() as sock:
@@ -162,7 +154,7 @@ def _start(home: Path, idle: int, timeout_s: float, meanwhile: Callable[[], obje
                                 stdout=log, stderr=log, close_fds=True, start_new_session=True)
     url = f"http://127.0.0.1:{port}/api"
     try:
-        meanwhile()
+        while_starting()
     except BaseException:
         proc.kill()  # not recorded yet: nobody else would ever stop it
         raise

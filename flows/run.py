@@ -78,9 +78,9 @@ def render(lp: LoadedProject, checked: Checked, *, dask: str | None = None,
 
     from flows.prefect_server import connect
 
-    # the user's server, or the local one renders share (started by the first); the flows' code is
-    # imported while a server starts
-    _, users = connect(meanwhile=lambda: import_module("flows.render_series"))
+    # the user's server, or the local one renders share (started by the first: the flows' code is
+    # imported meanwhile)
+    _, users = connect(while_starting=lambda: import_module("flows.render_series"))
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from flows.render_series import render_series
