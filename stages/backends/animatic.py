@@ -12,7 +12,6 @@ clear of the faces it names.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import random
 import re
@@ -20,10 +19,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from stages.backends._camera import OVERSCAN as _OVERSCAN
+from stages.backends._camera import PARALLAX, cut as _cut, to_frame as _to_frame, view as _view  # noqa: F401
+from stages.backends._camera import hold as _hold, zoompan as _zoompan
 from stages.backends.base import PermanentError, ShotRequest, TransientError, VideoCapabilities
 
 # The still is drawn larger than the frame so camera moves never run out of picture.
-_OVERSCAN = 1.25
 _MAX_ZOOM = 1.35  # the tightest crop any camera move reaches; captions stay inside it
 VERSION = 5  # 2: set and figures on separate layers (parallax, breath, lip-flap); 3: faces framed above the
 # subtitle band, one set per location lit by the time of day, INT./EXT. sets, clean overlays; 4: a keyframe
@@ -179,7 +180,6 @@ class AnimaticBackend:
             raise PermanentError("animatic: ffmpeg failed: " + proc.stderr.decode("utf-8", "replace")[-500:])
 
 
-PARALLAX = 1.3  # the figures move this much more than the set behind them
 BOB_PX, BOB_S = 5, 3.1  # a breath: the figures rise and fall this far, this slowly
 FLAP_S = 0.26  # one open-close cycle of the mouth while a line is spoken
 
@@ -213,79 +213,14 @@ def _layer_graph(layers: list, req: ShotRequest, frames: int, tmp: Path) -> tupl
         name = tmp / (f"{n}.raw" if n else "0.png")  # the set as a fast PNG: raw, it is 10 MB on disk a shot
         name.write_bytes(cut.tobytes()) if n else cut.save(name, compress_level=1)
         inputs += ["-f", "rawvideo", "-pix_fmt", "rgba", "-s", "%dx%d" % cut.size] * bool(n) + ["-i", str(name)]
-        move = _zoompan(req.camera, PARALLAX if n else 1.0, still, frame, box, rect, frames, req.fps)
+        if n < 2:  # the set's poses, and the figures' (the open mouth is held as its figure is)
+            hold = _hold(req.camera, PARALLAX if n else 1.0, still, frame, rect, req.duration_s, req.fps)
+        move = _zoompan(req.camera, PARALLAX if n else 1.0, still, frame, box, rect, frames, req.fps, hold)
+        move += f",fps={req.fps},tpad=stop_mode=clone:stop={hold}" * (hold > 1)  # each pose shown `hold` times
         parts += [f"[0:v]{move},setsar=1[l0]"] if not n else [
             f"[{n}:v]format=yuva420p,{move}[f{n}]",  # converted once, before the frames are made
             f"[l{n - 1}][f{n}]overlay=x={rect[0]}:y='{rect[1]}+trunc({bob})':eval=frame{enable}[l{n}]"]
     return ";".join(parts + [f"[l{n}]format=yuv420p[v]"]), inputs
-
-
-def _move(camera: str, strength: float = 1.0) -> tuple[tuple[float, float], tuple | None, tuple | None]:
-    """A camera move as (zoom at start, at end) and the crop's x and y as a fraction of the room left
-    to pan, (start, end) (None: centred). Zoom 1 shows the whole still, _OVERSCAN exactly one frame."""
-    k, m = strength, min(strength, 1.0)
-    base = 1.0 + (_OVERSCAN - 1.0) * 0.5
-    return {
-        "push-in": ((base, base + 0.18 * k), None, None),
-        "pull-out": ((base + 0.18 * k, base), None, None),
-        "pan-left": ((_OVERSCAN, _OVERSCAN), (0.5 + 0.3 * k, 0.5 - 0.3 * k), None),
-        "pan-right": ((_OVERSCAN, _OVERSCAN), (0.5 - 0.3 * k, 0.5 + 0.3 * k), None),
-        "tilt-up": ((_OVERSCAN, _OVERSCAN), None, (0.5 + 0.5 * m, 0.5 - 0.5 * m)),
-        "tilt-down": ((_OVERSCAN, _OVERSCAN), None, (0.5 - 0.5 * m, 0.5 + 0.5 * m)),
-    }.get(camera, ((base, base + 0.02 * k), None, None))  # static: a slow drift keeps a held frame alive
-
-
-def _zoompan(camera: str, strength: float, still, frame, box, rect, frames: int, fps: int) -> str:
-    """`_move` as a zoompan that shows the still's `box` (a layer cut to it) in the frame's `rect` as the
-    camera shows the whole still in the whole frame; `on` is the output frame number."""
-    (iw, ih), (w, h), p = still, frame, f"(on/{max(frames - 1, 1)})"
-    (z0, z1), xs, ys = _move(camera, strength)
-
-    def lerp(a: float, b: float) -> str:
-        return f"{a:.4f}{'+' if b >= a else '-'}{abs(b - a):.4f}*{p}"
-
-    z = f"({lerp(z0, z1)})"
-    x = f"({iw}-{iw}/{z})*({lerp(*xs)})" if xs else f"{iw / 2}-{iw / 2}/{z}"
-    y = f"({ih}-{ih}/{z})*({lerp(*ys)})" if ys else f"{ih / 2}-{ih / 2}/{z}"
-    k = w * (box[2] - box[0]) / (iw * (rect[2] - rect[0]))  # the cut's zoom per the still's: 1 for the set
-    if box != (0, 0) + still:  # a cut (yuva420p: it starts on even pixels): on the nearest, not the one before
-        x, y = (f"2*round(({v}+{a * n / o:.4f}/{z}-{b})/2-0.25)" for v, a, n, o, b in
-                ((x, rect[0], iw, w, box[0]), (y, rect[1], ih, h, box[1])))
-    return f"zoompan=z='{k:.6f}*{z}':x='{x}':y='{y}':d={frames}:s={rect[2] - rect[0]}x{rect[3] - rect[1]}:fps={fps}"
-
-
-def _view(camera: str, strength: float, still: tuple[int, int], t: float) -> tuple[float, float, float]:
-    """The camera at progress t (0..1) of its move: its zoom, and the still's point at the frame's top left."""
-    (iw, ih), ((z0, z1), xs, ys) = still, _move(camera, strength)
-    z = z0 + (z1 - z0) * t
-    return (z, (iw - iw / z) * (xs[0] + (xs[1] - xs[0]) * t) if xs else iw / 2 - iw / z / 2,
-            (ih - ih / z) * (ys[0] + (ys[1] - ys[0]) * t) if ys else ih / 2 - ih / z / 2)
-
-
-def _to_frame(box, camera: str, strength: float, still: tuple[int, int], frame: tuple[int, int]):
-    """A box on the still -> the smallest box holding it in the output frame at every moment of the
-    camera move (the mapping is linear in the move's progress, so its two ends bound it)."""
-    (iw, ih), (w, h) = still, frame
-    corners = [((box[i] - x) * z * w / iw, (box[i + 1] - y) * z * h / ih)
-               for z, x, y in (_view(camera, strength, still, t) for t in (0.0, 1.0)) for i in (0, 2)]
-    return (*map(min, zip(*corners)), *map(max, zip(*corners)))
-
-
-def _cut(box, camera: str, still: tuple[int, int], frame: tuple[int, int]):
-    """(cut, rect) of a figure layer that draws in `box`: the frame's part (even) where that ever shows, and
-    the still's part the camera ever shows there, in its aspect. (None, None): never in the frame."""
-    (iw, ih), (w, h), m = still, frame, 3  # m: the resampler's reach, in still pixels
-    x0, y0, x1, y1 = _to_frame((box[0] - m, box[1] - m, box[2] + m, box[3] + m), camera, PARALLAX, still, frame)
-    r = max(0, int(x0 // 2 * 2)), max(0, int(y0 // 2 * 2)), min(w, int(-(-x1 // 2) * 2)), min(h, int(-(-y1 // 2) * 2))
-    if r[2] <= r[0] or r[3] <= r[1]:
-        return None, None
-    seen = [(x + r[i] * iw / (z * w), y + r[i + 1] * ih / (z * h))
-            for z, x, y in (_view(camera, PARALLAX, still, t) for t in (0.0, 1.0)) for i in (0, 2)]
-    (lx, ly), (hx, hy) = map(min, zip(*seen)), map(max, zip(*seen))
-    bw = math.ceil(max(hx - lx + 2, (hy - ly + 2) * (r[2] - r[0]) / (r[3] - r[1])))
-    bh = round(bw * (r[3] - r[1]) / (r[2] - r[0]))
-    cx, cy = math.floor((lx + hx - bw) / 2), math.floor((ly + hy - bh) / 2)
-    return (cx, cy, cx + bw, cy + bh), r
 
 
 # --- layout: the set, and where each figure stands ---------------------------------------------
