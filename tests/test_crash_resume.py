@@ -384,8 +384,32 @@ def _assert_same_outputs(root: Path, ref_root: Path) -> None:
     got, want = _finals(root / "build"), _finals(ref_root / "build")
     assert sorted(got) == sorted(want), "resumed and uninterrupted renders made different files"
     differ = [rel for rel in sorted(want) if _normalized(got[rel], root) != _normalized(want[rel], ref_root)]
-    assert not differ, f"resumed outputs differ from an uninterrupted run's: {differ}"
+    assert not differ, f"resumed outputs differ from an uninterrupted run's: {differ}; " + "; ".join(
+        f"{rel}: {_streams_differ(got[rel], want[rel])}" for rel in differ if rel.endswith(".mp4"))
     assert _clips(root / "build") == _clips(ref_root / "build")
+
+
+def _streams_differ(a: Path, b: Path) -> str:
+    """Which of two media files' streams differ, decoded (what to look at when a resumed output differs)."""
+    import hashlib
+
+    import av
+
+    def digests(path: Path) -> dict[str, tuple]:
+        with av.open(str(path)) as c:
+            out = {}
+            for s in c.streams:
+                h, n = hashlib.sha256(), 0
+                for frame in c.decode(s):
+                    h.update(frame.to_ndarray().tobytes())
+                    n += 1
+                out[f"{s.type}#{s.index}"] = (n, h.hexdigest()[:12])
+                c.seek(0)
+            return out
+
+    da, db = digests(a), digests(b)
+    return ", ".join(f"{k} {da.get(k)} vs {db.get(k)}" for k in sorted({*da, *db}) if da.get(k) != db.get(k)) \
+        or "same decoded streams (the container differs)"
 
 
 def _stream_layout(path: Path) -> list[tuple]:
