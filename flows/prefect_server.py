@@ -17,6 +17,7 @@ the services a temporary server runs, behind a wrapper that notices idleness).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -184,6 +185,7 @@ def _healthy(url: str, *, timeout_s: float) -> bool:
         return False
 
 
+@functools.cache
 def _prefect_version() -> str:
     from importlib.metadata import version
 

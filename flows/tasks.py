@@ -419,10 +419,10 @@ def make_sheets(sheets: list[SheetUnit], backends: BackendSet, paths: BuildPaths
     """The reference sheets of everyone on screen in an episode, each made once (one process at a time
     per character), then reused by every shot: the images made now. One task for the episode's sheets:
     after the first episode they are all made, and a task run per sheet was most of the cost of finding so."""
-    made = 0
+    made, image = 0, _shared(backends).image
     for sheet in sheets:
         with _locked(paths.lock(paths.characters, sheet.character)):
-            made += make_references(sheet, _shared(backends).image)[1]
+            made += make_references(sheet, image)[1]
     return made
 
 
@@ -503,7 +503,8 @@ def sync_shot(unit: LipSyncUnit, backends: BackendSet, limits: Limits, paths: Bu
                          episode=unit.episode, key=unit.key, artifact=unit.path, backend=backend.name)
 
 
-# The cut: each step a task, recorded as one unit (the episode) from its first step to its last.
+# The cut: the translation (retried) is a task, the other steps run in `cut_episode`; recorded as one unit
+# (the episode) from its first step to its last.
 
 @task(name="translate_subtitles", retries=SPEECH_RETRIES,
       retry_delay_seconds=exponential_backoff(backoff_factor=SPEECH_BACKOFF_S)(SPEECH_RETRIES), **_retried)

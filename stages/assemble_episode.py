@@ -60,8 +60,8 @@ def episode_clips(cut: Cut, project: Project, paths: BuildPaths) -> list[Path]:
     drawn = {c.path: generate_shot(c.request, make_video_backend(None, "animatic"), c.path).path for c in cards}
 
     def card(path: Path) -> EpisodeClip:
-        frames = probe(path).frames
-        return EpisodeClip.of(path, frames or shot_frames(probe(path).duration_s, project.fps))
+        info = probe(path)
+        return EpisodeClip.of(path, info.frames or shot_frames(info.duration_s, project.fps))
 
     out = [card(drawn[cut.opening.path])] if cut.opening is not None else []
     for clip, dur, op in zip(cut.clips, cut.durations, conform_ops(cut.transitions)):

@@ -138,7 +138,7 @@ def mix_audio(lines: list[Dialogue] | list[tuple[float, Path]], duration_s: floa
     if loudness is not None:  # in memory: no file and no ffmpeg pass between the mix and its level
         mix = normalize_samples(mix, lufs=loudness[0], true_peak=loudness[1])
     with atomic_path(out_wav) as tmp:
-        _write_wav(tmp, mix, float_samples=False)
+        _write_wav(tmp, mix)
 
 
 def _decode_all(lines: list[Dialogue], effects, music_files: list[str], opts: Music):
@@ -217,14 +217,11 @@ def _music_source(path: str, level_lufs: float):
     return x
 
 
-def _write_wav(path: Path, x, *, float_samples: bool) -> None:
-    """Stereo 48 kHz WAV: 32-bit float (WAVE_FORMAT_IEEE_FLOAT) or 16-bit PCM."""
+def _write_wav(path: Path, x) -> None:
+    """Stereo 48 kHz 16-bit PCM WAV."""
     import numpy as np
 
-    if float_samples:
-        data, fmt, bits = x.astype("<f4").tobytes(), 3, 32
-    else:
-        data, fmt, bits = (np.clip(x, -1, 1) * 32767).round().astype("<i2").tobytes(), 1, 16
+    data, fmt, bits = (np.clip(x, -1, 1) * 32767).round().astype("<i2").tobytes(), 1, 16
     block = 2 * bits // 8
     header = (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE" + b"fmt " +
               struct.pack("<IHHIIHH", 16, fmt, 2, SAMPLE_RATE, SAMPLE_RATE * block, block, bits) +

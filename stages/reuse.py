@@ -27,10 +27,7 @@ def kept_clip(shot: ShotUnit, ledger: Ledger, paths: BuildPaths, remake: frozens
         return None
     if shot.request.extra.get("dialogue") and not paths.lipsync_file(shot.key, ".native.json").exists():
         return None
-    row = ledger.get(shot.id)
-    if row is None or row.spec_hash != shot.key or not row.unchanged(shot.path):
-        return None
-    return ShotResult(shot.path, reused=True)
+    return ShotResult(shot.path, reused=True) if _as_recorded(ledger, shot.id, shot.key, shot.path) else None
 
 
 def kept_take(line: LineUnit, ledger: Ledger, paths: BuildPaths, remake: frozenset[str] = frozenset()) \
@@ -39,7 +36,12 @@ def kept_take(line: LineUnit, ledger: Ledger, paths: BuildPaths, remake: frozens
     reference clip; None when it must go to its task."""
     if line.id in remake or (line.reference is not None and not paths.voice_figure(line.key).exists()):
         return None
-    row = ledger.get(line.id)
-    if row is None or row.spec_hash != line.key or not row.unchanged(line.path):
+    if not _as_recorded(ledger, line.id, line.key, line.path):
         return None
     return SpeechResult(line.path, wav_duration_s(line.path), reused=True)
+
+
+def _as_recorded(ledger: Ledger, unit_id: str, key: str, path) -> bool:
+    """The unit's row is done under `key`, and `path` is the file it recorded, untouched since."""
+    row = ledger.get(unit_id)
+    return row is not None and row.spec_hash == key and row.unchanged(path)

@@ -231,21 +231,6 @@ def normalize_samples(x, *, lufs: float, true_peak: float):
     return np.clip(y, -1.0, 1.0, out=y)
 
 
-def normalize(in_wav: Path, out_wav: Path, *, lufs: float, true_peak: float) -> None:
-    """`in_wav` at `lufs` integrated with true peaks under `true_peak` dBTP, as a 16-bit 48 kHz
-    stereo WAV (`normalize_samples` on the decoded file)."""
-    import wave
-
-    from stages.core.media import decode_audio
-
-    y = normalize_samples(decode_audio(in_wav), lufs=lufs, true_peak=true_peak)
-    with wave.open(str(out_wav), "wb") as w:
-        w.setnchannels(2)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes((y * 32767).round().astype("<i2").tobytes())
-
-
 def _ffmpeg_stderr(args: list[str], what: str) -> str:
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", *args, "-f", "null", "-"]
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
