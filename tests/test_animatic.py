@@ -143,26 +143,27 @@ def test_figures_land_where_the_camera_puts_their_layer(tmp_path):
 
 
 def test_a_slow_drift_holds_each_pose_of_the_set_and_a_pan_does_not(tmp_path):
-    """The set is drawn at fps / hold when the camera moves no point of the frame by over half a pixel
-    in `hold` frames (`_camera.hold`): a static drift's set is drawn at 15 fps and each pose shown twice,
-    a pan's at every frame; either way the clip has every planned frame."""
-    from stages.backends._camera import hold, view
+    """A layer is drawn at fps / hold when the camera moves no point of its part of the frame by over a
+    pixel (HOLD_PX) in `hold` frames (`_camera.hold`): a static drift's set and figure are drawn at 10 fps
+    and each pose shown three times, a pan's at every frame; either way the clip has every planned frame."""
+    from stages.backends._camera import HOLD_PX, hold, view
     from stages.backends.animatic import _layer_graph, draw_layers
 
     still, frame = (1350, 2400), (1080, 1920)
-    assert hold("static", 1.0, still, frame, (0, 0) + frame, 3.0, 30) == 2
+    assert hold("static", 1.0, still, frame, (0, 0) + frame, 3.0, 30) == 3
     assert hold("pan-left", 1.0, still, frame, (0, 0) + frame, 3.0, 30) == 1
     assert hold("push-in", 1.0, still, frame, (0, 0) + frame, 3.0, 30) == 1
-    # a held pose: the frame's farthest point (a corner) moves at most half a pixel from one pose to the next
-    (z0, x0, y0), (z1, x1, y1) = view("static", 1.0, still, 0.0), view("static", 1.0, still, 2 / 89)
+    # a held pose: the frame's farthest point (a corner) moves at most a pixel from one pose to the next
+    (z0, x0, y0), (z1, x1, y1) = view("static", 1.0, still, 0.0), view("static", 1.0, still, 3 / 89)
     corner = (x0 + 1350 / z0, y0 + 2400 / z0)
     moved = np.hypot((corner[0] - x1) * z1 * 1080 / 1350 - 1080, (corner[1] - y1) * z1 * 1920 / 2400 - 1920)
-    assert 0 < moved <= 0.5, moved
+    assert 0 < moved <= HOLD_PX == 1.0, moved
 
-    for camera, set_fps in (("static", 15), ("pan-left", 30)):  # (a 3 s drift: a shorter one moves faster)
+    for camera, layer_fps in (("static", "10"), ("pan-left", "30")):  # (a 3 s drift: a shorter one moves faster)
         req = _req(camera=camera, figures=(MARA,), size="medium", duration_s=3.0, width=1080, height=1920, fps=30)
-        graph, _ = _layer_graph(draw_layers(req), req, 90, tmp_path)
-        assert graph.split(";")[0].split(":fps=")[1].startswith(f"{set_fps},"), graph.split(";")[0]
+        graph, _, _ = _layer_graph(draw_layers(req), req, 90, tmp_path)
+        assert [part.split(":fps=")[1].split(",")[0].split("[")[0] for part in graph.split(";")
+                if "zoompan" in part] == [layer_fps, layer_fps], graph  # the set's poses, then the figure's
         out = tmp_path / f"{camera}.mp4"
         AnimaticBackend().generate(req, out)
         assert probe(out).frames == 90

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import COUNTING, SMALL, TINY_YAML, TWO_EPISODES, run_cli
 from conftest import chaos_calls as _calls
+from stages.backends.animatic import AnimaticBackend
 from stages.estimate_render import BUILTIN, duration, price
 from stages.core.ledger import Ledger
 from stages.schema import Rates
@@ -191,7 +192,8 @@ def test_a_new_project_is_estimated_from_built_in_speeds(tmp_path):
     assert "time unknown" not in text and "built-in, measured on a 2-core laptop CPU" in text, text
     est = json.loads(run_cli("estimate", str(tmp_path / "p"), "--json").stdout)
     video = next(w for w in est["work"] if w["kind"] == "video")
-    assert video["time_s"] == pytest.approx(1.1 * video["todo_s"]) and est["time_s"] > 0
+    per_s = AnimaticBackend().capabilities.seconds_each
+    assert video["time_s"] == pytest.approx(per_s * video["todo_s"]) and est["time_s"] > 0
 
 
 def test_rates_are_validated_with_file_and_line(tiny_project):

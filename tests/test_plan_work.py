@@ -166,8 +166,9 @@ EARLIER = {
     # the animatic's drawing rules 3 (faces above the subtitles, one set per place, INT./EXT.) made new
     # clips on purpose (its VERSION); before: 846174bc5b3bc46a75dc, 750a9ece817b459191e5; and 4 (a
     # keyframe every second), before: 060a262665d54c405ebe, ecc70ae49b3e4b6e793b; and 5 remakes them on purpose
-    # (figure layers moved as cuts, one encoder thread), before: 90161146577bf638dd0a, fabc6b812e4f81c39e24
-    "silent shots": {"ep01-sc01-sh001": "1a662f6d71abf09b36be", "ep01-sc01-sh003": "573530dcbc6a16f3b291"},
+    # (figure layers moved as cuts, one encoder thread), before: 90161146577bf638dd0a, fabc6b812e4f81c39e24;
+    # and 6 (constant QP, poses held under a pixel), before: 1a662f6d71abf09b36be, 573530dcbc6a16f3b291
+    "silent shots": {"ep01-sc01-sh001": "18c1d94be40ad638873c", "ep01-sc01-sh003": "1cfc37991c1665452c0e"},
     # a paid model's shots keep their keys (the image backend's keyframes and sheets draw as they did)
     "shots (openai-videos, openai images)": {"ep01-sc01-sh001": "7de991d5bc2b40915246",
                                              "ep01-sc01-sh003": "607b9c86b71f9b19c556"},

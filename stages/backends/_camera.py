@@ -7,6 +7,10 @@ import math
 
 OVERSCAN = 1.25  # the still is drawn this much larger than the frame: room for the camera to move
 PARALLAX = 1.3  # the figures move this much more than the set behind them
+# zoompan places its crop on whole pixels of the still (0.8 of the frame's) and a figure's cut on even ones:
+# a layer is only ever where the camera puts it to about a pixel, so holding a pose while the camera moves
+# it less than that adds no step the placement does not already make
+HOLD_PX = 1.0
 
 
 def move(camera: str, strength: float = 1.0) -> tuple[tuple[float, float], tuple | None, tuple | None]:
@@ -26,9 +30,9 @@ def move(camera: str, strength: float = 1.0) -> tuple[tuple[float, float], tuple
 
 def hold(camera: str, strength: float, still, frame, rect, duration_s: float, fps: int) -> int:
     """Frames each pose of a layer shown in the frame's `rect` is held: the most (up to 3, a divisor of
-    fps) in which the camera moves no point of the rect by over half a pixel. A slow drift then draws
-    its layers at 15 fps (scaling a layer to its rect, per pose, was half of a shot's CPU); pans and
-    pushes stay at every frame."""
+    fps) in which the camera moves no point of the rect by over HOLD_PX. A slow drift then draws its
+    layers at 10 fps (scaling a layer to its rect, per pose, was half of a shot's CPU); pans and pushes
+    stay at every frame."""
     (iw, ih), (w, h), steps = still, frame, 10
     corners = [(rect[0], rect[1]), (rect[0], rect[3]), (rect[2], rect[1]), (rect[2], rect[3])]
 
@@ -42,7 +46,7 @@ def hold(camera: str, strength: float, still, frame, rect, duration_s: float, fp
         moved = max(moved, *(math.hypot((px - x) * z * w / iw - cx, (py - y) * z * h / ih - cy)
                              for (px, py), (cx, cy) in zip(seen(i / steps), corners)))
     per_frame = moved * steps / max(duration_s * fps, 1)
-    return max(k for k in (1, 2, 3) if k == 1 or (fps % k == 0 and per_frame * k <= 0.5))
+    return max(k for k in (1, 2, 3) if k == 1 or (fps % k == 0 and per_frame * k <= HOLD_PX))
 
 
 def zoompan(camera: str, strength: float, still, frame, box, rect, frames: int, fps: int, hold: int = 1) -> str:

@@ -19,7 +19,8 @@ class AnimaticLipSync:
     section = None
 
     def __init__(self):
-        self.capabilities = LipSyncCapabilities(free=True, concurrency=2, needs_video="animatic", seconds_each=1.1)
+        self.capabilities = LipSyncCapabilities(free=True, concurrency=2, needs_video="animatic",
+                                                 seconds_each=0.2)  # it redraws its piece as the animatic does
 
     def identity(self) -> dict:
         from stages.backends.animatic import VERSION as DRAWING

@@ -105,7 +105,7 @@ def ssim(ffmpeg: str, a: Path, b: Path) -> float:
     return float(re.findall(r"All:([0-9.]+)", run.stderr)[-1])
 
 
-def encoder_floor(ffmpeg: str, clip: Path, fps: int, work: Path, preset: str, crf: int) -> float:
+def encoder_floor(ffmpeg: str, clip: Path, fps: int, work: Path, preset: str, qp: int) -> float:
     """CPU seconds x264 alone spends on `clip`'s frames with the backend's settings (one thread)."""
     def timed(args: list[str]) -> float:
         best = float("inf")
@@ -117,7 +117,7 @@ def encoder_floor(ffmpeg: str, clip: Path, fps: int, work: Path, preset: str, cr
         return best
 
     decode = timed(["-f", "null", "-"])
-    both = timed(["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-g", str(fps), "-threads", "1",
+    both = timed(["-c:v", "libx264", "-preset", preset, "-qp", str(qp), "-g", str(fps), "-threads", "1",
                   "-pix_fmt", "yuv420p", "-an", str(work / "floor.mp4")])
     return max(0.0, both - decode)
 
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
                 + (f", SSIM {quality:.4f}" if quality is not None else ""))
         goal_req, goal_clip = next((req, clip) for label, req, _, _, clip in rows if label == GOAL_SHOT)
         backend = versions["new"].AnimaticBackend()
-        floor = encoder_floor(ffmpeg, goal_clip, goal_req.fps, work, backend.preset, backend.crf)
+        floor = encoder_floor(ffmpeg, goal_clip, goal_req.fps, work, backend.preset, backend.qp)
 
     print(f"animatic: {SHOT_S:g} s shots at 1080x1920, {reqs[GOAL_SHOT].fps} fps; CPU s = user + sys of python + "
           f"ffmpeg, min of {args.repeats} (median in brackets); x = realtime factor (shot s / CPU s)")
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
             line += f"{min(times['old']) / min(times['new']):>8.2f}x{quality:>8.4f}"
         print(line)
     if floor:
-        print(f"x264 alone on the {GOAL_SHOT} shot's frames ({backend.preset}, CRF {backend.crf}, one thread): "
+        print(f"x264 alone on the {GOAL_SHOT} shot's frames ({backend.preset}, QP {backend.qp}, one thread): "
               f"{floor:.2f} CPU s, "
               f"so no filter graph can make that shot faster than {SHOT_S / floor:.2f}x realtime")
 
