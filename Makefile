@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test test-slow bench install clean
+.PHONY: demo test test-slow test-farm bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(VENV)/.installed-test
 
 test-slow: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m slow
+
+# A render farm's slow cases (a worker killed mid-shot: its provider slot comes back after its lease, ~75 s)
+test-farm: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -m farm
 
 # The benchmarks (about 40 minutes on 2 cores; BENCH=--quick for about 10; BENCH="--base DIR" measures
 # another checkout beside this one, the "before"): an edited line's render vs

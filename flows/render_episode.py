@@ -7,6 +7,7 @@ from pathlib import Path
 
 from prefect import flow
 
+from flows.limits import shared
 from flows.tasks import (EpisodeStopped, as_is, cut_episode, cutting, each, enroll, make_sheets, make_shot, map_new,
                          same, speak_line, spoken, sync_shot, translate_episode)
 from stages.backends.registry import backends_for
@@ -23,10 +24,12 @@ from stages.write_shotlist import write_shotlist
 
 @flow(name="render_episode", flow_run_name="{project_dir}:ep{episode}", log_prints=False)
 def render_episode(project_dir: str, episode: int, remake: list[str] | None = None,
-                   command_root: str | None = None, requested_at: float | None = None) -> dict:
+                   command_root: str | None = None, requested_at: float | None = None,
+                   farm: str | None = None) -> dict:
     """Voice, time, generate, subtitle, mix and assemble one episode; `remake` names shots to make
     anew (`rerun --shot`) unless their clip is newer than `requested_at`, `command_root` is the project
-    as the user typed it (for messages).
+    as the user typed it (for messages); `farm`: the token of a render spread over machines (its units
+    take the backends' limits from the Prefect server, and check they see the build folder it names).
 
     Returns {"episode", "mp4" (None if shots failed), "reused" (the cut was already made),
     "failed": [shot ids], "stopped": [shot ids not attempted after the failed-shot limit],
@@ -41,6 +44,11 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
     paths.make_dirs()
     ledger = Ledger(paths.ledger)
     work = plan_work(lp, episode, backends, placeholders=ledger.placeholders())
+    limits = lp.project.limits
+    build = str(paths.root)
+    video_slots = shared("video", backends.video, build, farm, limits.video_concurrency, limits.video_per_minute) \
+        if farm and work.shots else None
+    sync_slots = shared("lipsync", backends.lipsync, build, farm) if farm and work.syncs else None
     outcome = {"episode": episode, "mp4": None, "reused": False, "failed": [], "stopped": [], "shots": [],
                "duration_s": None, "speech": [], "sheets_made": 0, "synced": []}
 
@@ -77,8 +85,8 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
 
     # 5. every shot (its keyframe first, when it starts from one) within its backend's limits
     clips = _results(map_new(make_shot, work.shots, lambda u: kept_clip(u, ledger, paths, remade), "shots",
-                             same(backends), same(lp.project.limits), same(paths), started, same(remade),
-                             same(command_root or project_dir), same(requested_at or started)))
+                             same(backends), same(limits), same(paths), started, same(remade),
+                             same(command_root or project_dir), same(requested_at or started), same(video_slots)))
     outcome["shots"] = [{"id": u.id, "outcome": _shot_outcome(c), "duration_s": u.request.duration_s,
                          "images": 0 if _failed(c) else c.images_made} for u, c in zip(work.shots, clips)]
     outcome["stopped"] = [u.id for u, c in zip(work.shots, clips) if isinstance(c, EpisodeStopped)]
@@ -89,8 +97,8 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
     # 5b. the speaker's lips synced to our voice in every eligible shot (dialogue: tts+lipsync); a
     #     piece over a line spoken again (`rerun --line`) is synced again to the new take
     drop_synced(work.syncs, {ln.path for ln, r in zip(work.lines, voiced) if ln.id in remade and not r.reused})
-    synced = _results(sync_shot.map(each(work.syncs), same(backends), same(lp.project.limits), same(paths),
-                                    started, same(command_root or project_dir)))
+    synced = _results(sync_shot.map(each(work.syncs), same(backends), same(limits), same(paths),
+                                    started, same(command_root or project_dir), same(sync_slots)))
     outcome["synced"] = [{"id": u.shot_id, "outcome": "failed" if _failed(r) else "reused" if r.reused else "made",
                           "figure": None if _failed(r) else r.figure, "seconds": round(u.seconds(), 3)}
                          for u, r in zip(work.syncs, synced)]

@@ -22,6 +22,7 @@ from stages.backends.registry import backends_for
 from stages.core.jobs import Journal
 from stages.core.ledger import Ledger
 from stages.core.paths import BuildPaths
+from stages.core.shared_fs import mark_farm, refuse_unshared
 from stages.load_project import load_project
 from stages.run_report import made_work, report_json, shot_table, summary_markdown, write_report
 
@@ -30,7 +31,7 @@ from stages.run_report import made_work, report_json, shot_table, summary_markdo
 def render_series(project_dir: str, episodes: list[int] | None = None, max_cost: float | None = None,
                   force: list[str] | None = None, skipped: list[int] | None = None,
                   dask_address: str | None = None, command_root: str | None = None,
-                  requested_at: float | None = None) -> list[dict]:
+                  requested_at: float | None = None, shared_limits: bool | None = None) -> list[dict]:
     """Render the episodes (default: all) whose cut is not up to date; one outcome per episode
     rendered (see `render_episode`).
 
@@ -40,7 +41,10 @@ def render_series(project_dir: str, episodes: list[int] | None = None, max_cost:
     them); `dask_address` sends each episode's tasks to that Dask scheduler instead of local threads;
     `command_root` is the project as the user typed it, for the commands on the review pages;
     `requested_at` is when the user asked (default: now): a forced shot whose clip was made after it
-    (by a `rerun --shot` of the same shot running beside this one) is kept, not paid for twice.
+    (by a `rerun --shot` of the same shot running beside this one) is kept, not paid for twice;
+    `shared_limits`: its units run on other machines too (default: with `dask_address`; a deployment's
+    runs set it): the build folder must be one they can share, and they take the backends' limits
+    from the Prefect server.
     """
     started = time.monotonic()
     requested_at = requested_at or time.time()
@@ -59,8 +63,12 @@ def render_series(project_dir: str, episodes: list[int] | None = None, max_cost:
     #    parallel, here or on the cluster)
     episode_flow = render_episode if not dask_address else render_episode.with_options(
         task_runner=dask_runner(dask_address))
+    farm, spread = None, bool(dask_address) if shared_limits is None else shared_limits
+    if spread:  # its units run on other machines too: a folder they can share, a token they check
+        refuse_unshared(lp.build)
+        farm = mark_farm(lp.build)
     calls = [(project_dir, e.number, sorted(checked.force & {s.id for s in (*e.shots, *e.speech)}), command_root,
-              requested_at) for e in checked.todo]
+              requested_at, farm) for e in checked.todo]
     outcomes = episodes_at_once(episode_flow, calls, lambda outcome: outcome["mp4"] and progress.advance("episodes"))
 
     # 4. the series files: build/series.json and the review site

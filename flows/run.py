@@ -62,6 +62,9 @@ def prepare(lp: LoadedProject, numbers: list[int], *, dask: str | None = None, m
             raise InputError("--dask needs a Prefect server that this command and every worker can reach",
                              hint="run `prefect server start --host 0.0.0.0`, then set "
                                   "PREFECT_API_URL=http://HOST:4200/api here and on each worker")
+        from stages.core.shared_fs import refuse_unshared
+
+        refuse_unshared(lp.build)  # every worker makes units under its locks
     return check_render(lp, numbers, max_cost=max_cost, force=force, dry_run=dry_run)
 
 

@@ -26,6 +26,7 @@ from prefect.cache_policies import NONE
 from prefect.tasks import exponential_backoff
 
 from flows import progress
+from flows.limits import Slots, gate, held
 from stages.assemble_episode import assemble_episode, episode_clips
 from stages.backends._jobs import ShotJobs, UnknownJob
 from stages.backends._voices import read_voice
@@ -89,10 +90,29 @@ def map_new(task, units: list, kept: Callable, kind: str, *args) -> list:
     and the Prefect server's CPU: in an edited episode nearly every unit is kept."""
     results = [kept(u) for u in units]
     todo = [u for u, r in zip(units, results) if r is None]
-    futures = iter(task.map(each(todo), *args) if todo else ())
+    made = task.map(each(todo), *args) if todo else []
     if len(todo) < len(units):
         progress.advance(kind, len(units) - len(todo))
+    if made and _elsewhere():  # its hooks advance a worker's progress, not this one's: each as it ends
+        threading.Thread(target=_advance_as_done, args=(list(made), kind), daemon=True).start()
+    futures = iter(made)
     return [_Kept(r) if r is not None else next(futures) for r in results]
+
+
+def _elsewhere() -> bool:
+    """This flow's tasks run in other processes (a Dask cluster), not in its threads."""
+    from prefect.context import FlowRunContext
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    context = FlowRunContext.get()
+    return context is not None and not isinstance(context.task_runner, ThreadPoolTaskRunner)
+
+
+def _advance_as_done(futures: list, kind: str) -> None:
+    from prefect.futures import as_completed
+
+    for _ in as_completed(futures):
+        progress.advance(kind)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +133,7 @@ def episodes_at_once(episode_flow: Callable[..., dict], calls: list[tuple], done
     before, so the order is part of a render's result). An episode gives its place to the next one as
     it starts its cut (`cutting`): the cut is one ffmpeg pass, and the next episode's start (Prefect's
     flow run, the plan, its speech) runs beside it instead of after it. The backends' concurrency and
-    rate limits are per process (`_gate`): they hold across the episodes in flight. An episode that
+    rate limits hold across the episodes in flight (`_slots`). An episode that
     raises (a full disk) stops those not yet started; the ones in flight end on their own."""
     import concurrent.futures
     import contextvars
@@ -249,38 +269,11 @@ def _shared(backends: BackendSet) -> BackendSet:
         return _sets.setdefault(backends.key, backends)
 
 
-class _Gate:
-    """A backend's concurrency and start-rate limits within this process (threads share it)."""
-
-    def __init__(self, concurrency: int, per_minute: float | None):
-        self.slots = threading.BoundedSemaphore(concurrency)
-        self.interval = 60.0 / per_minute if per_minute else 0.0
-        self.lock = threading.Lock()
-        self.next_start = 0.0
-
-    @contextlib.contextmanager
-    def hold(self):
-        with self.slots:
-            if self.interval:
-                with self.lock:  # reserve the next start time, then sleep outside the lock
-                    now = time.monotonic()
-                    start = max(now, self.next_start)
-                    self.next_start = start + self.interval
-                time.sleep(start - now)
-            yield
-
-
-_gates: dict[tuple, _Gate] = {}
-_gates_lock = threading.Lock()
-
-
-def _gate(backend, limits: Limits) -> _Gate:
-    concurrency = limits.video_concurrency or backend.capabilities.concurrency
-    key = (type(backend).__name__, backend.name, concurrency, limits.video_per_minute)
-    with _gates_lock:
-        if key not in _gates:
-            _gates[key] = _Gate(concurrency, limits.video_per_minute)
-        return _gates[key]
+def _slots(backend, limits: Limits, slots: Slots | None):
+    """A unit's turn on its backend: within this process's gate, or the render's global limits where its
+    units run in other processes and machines too (`flows/limits.py`)."""
+    local = gate(backend, limits.video_concurrency, limits.video_per_minute)
+    return held(slots, backend, local) if slots is not None else local.hold()
 
 
 @contextlib.contextmanager
@@ -431,14 +424,15 @@ def make_sheets(sheets: list[SheetUnit], backends: BackendSet, paths: BuildPaths
       on_completion=[_advance("shots")], on_failure=[_advance("shots")], **_retried)
 def make_shot(shot: ShotUnit, backends: BackendSet, limits: Limits, paths: BuildPaths, since: float,
               remake: frozenset[str] = frozenset(), project: str = "PROJECT",
-              requested_at: float | None = None) -> ShotResult:
+              requested_at: float | None = None, slots: Slots | None = None) -> ShotResult:
     """One shot: the accepted placeholder card, or its keyframe then its clip (reused when made),
     one process at a time per shot, within the backend's concurrency, rate and failure limits.
 
     `since` is when this episode's render started: failures after it count against the limit, and
     paid jobs made after it against `limits.recreate_failed_jobs`. A shot in `remake` (`rerun
     --shot`) drops its clip, unless another render made it after the user asked (`requested_at`);
-    `project` is the folder as the user names it, for the commands in messages.
+    `project` is the folder as the user names it, for the commands in messages; `slots`: the render's
+    global limits for the video backend (units in other processes too), else this process's gate.
     """
     backends = _shared(backends)
     if shot.placeholder is not None:  # accepted by the user: a card, not a generation
@@ -453,7 +447,7 @@ def make_shot(shot: ShotUnit, backends: BackendSet, limits: Limits, paths: Build
     unreported = bool(shot.request.extra.get("dialogue")) and not report.exists()
     try:
         # Two renders of one shot (two terminals, two workers): one generates, the other reuses.
-        with _locked(paths.lock(paths.shots, shot.key)), _gate(video, limits).hold():
+        with _locked(paths.lock(paths.shots, shot.key)), _slots(video, limits, slots):
             # Checked and recorded while a slot is held, so the limit sees every finished attempt.
             failed = ledger.failures_since(shot.episode, since)
             if len(failed) >= limits.failed_shots_per_episode:
@@ -488,7 +482,7 @@ def make_shot(shot: ShotUnit, backends: BackendSet, limits: Limits, paths: Build
       retry_delay_seconds=exponential_backoff(backoff_factor=SHOT_BACKOFF_S)(SHOT_RETRIES),
       on_completion=[_advance("lip sync")], on_failure=[_advance("lip sync")], **_retried)
 def sync_shot(unit: LipSyncUnit, backends: BackendSet, limits: Limits, paths: BuildPaths, since: float,
-              project: str = "PROJECT") -> SyncResult:
+              project: str = "PROJECT", slots: Slots | None = None) -> SyncResult:
     """One shot's lips synced to its speech (each piece a paid job at most once), one process at a time
     per shot, within the lip-sync backend's concurrency."""
     backend = _shared(backends).lipsync
@@ -498,7 +492,7 @@ def sync_shot(unit: LipSyncUnit, backends: BackendSet, limits: Limits, paths: Bu
         return ShotJobs(Journal(ledger), f"{unit.id}-{piece.id_suffix}", piece.key, since=since,
                         recreate=limits.recreate_failed_jobs, project=project)
 
-    with _locked(paths.lock(paths.lipsync, unit.key)), _gate(backend, Limits()).hold():
+    with _locked(paths.lock(paths.lipsync, unit.key)), _slots(backend, Limits(), slots):
         return _recorded(paths.ledger, unit.id, lambda: sync_lips(unit, backend, jobs_for), kind=Kind.LIPSYNC,
                          episode=unit.episode, key=unit.key, artifact=unit.path, backend=backend.name)
 

@@ -42,6 +42,7 @@ class Job:
     state: str = "queued"
     billed: float = 0.0
     downloads: int = 0
+    fetched_at: float | None = None  # when its clip was first downloaded: the job is out until then
     cancelled: bool = False
     body: dict = field(default_factory=dict)  # the request as the provider got it (a direct protocol's own shape)
     headers: dict = field(default_factory=dict)  # the create request's headers
@@ -370,6 +371,7 @@ class FakeHosted:
         if fault == "500":
             return _json(h, 500, {"detail": "storage error"})
         job.downloads += 1
+        job.fetched_at = job.fetched_at or time.time()
         _raw(h, 200, b"\x00\x00\x00\x18ftypmp42 not a video at all" if fault == "garbage" else job.result or self.mp4,
              "video/mp4")
 

@@ -4,10 +4,19 @@ Prefect server (`prefect server start`), as on a farm of GPU machines."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 import urllib.request
 
 import pytest
-from conftest import TINY_SCRIPT, TINY_YAML, run_cli
+from conftest import REPO, SMALL, TINY_SCRIPT, TINY_YAML, run_cli
+from fake_hosted import FAL_KEY, FAL_KEY_ENV, FakeHosted
+from fake_openai import provider_mp4  # noqa: F401 (a fixture)
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
 pytest.importorskip("prefect_dask", reason="the dask extra is not installed")
@@ -38,6 +47,116 @@ def test_render_on_a_two_process_dask_cluster(tmp_path, prefect_server, monkeypa
     assert all(c["call"] == 1 for c in calls)  # each shot made once
     # The task runs were recorded by the one server, not by private temporary ones.
     assert _task_runs(prefect_server) - before >= len(calls)
+
+
+@pytest.fixture
+def cluster(prefect_server):
+    """Two worker processes of two threads each: a limit held per process would let four units run at once."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None,
+                                  env={"PREFECT_API_URL": prefect_server, FAL_KEY_ENV: FAL_KEY}) as c:
+        yield c
+
+
+def _project(tmp_path, name: str, backends: str, script: str = TINY_SCRIPT):
+    root = tmp_path / name
+    root.mkdir()
+    (root / "project.yaml").write_text(TINY_YAML + SMALL + backends, encoding="utf-8")
+    (root / "script.fountain").write_text(script, encoding="utf-8")
+    return root
+
+
+def _overlapping(spans: list[tuple[float, float]]) -> list:
+    spans = sorted(spans)
+    return [(a, b) for a, b in zip(spans, spans[1:]) if b[0] < a[1]]
+
+
+def _limit(api: str, name: str) -> dict:
+    return json.loads(urllib.request.urlopen(f"{api}/v2/concurrency_limits/{name}", timeout=10).read())
+
+
+def test_a_gpu_is_used_by_one_shot_at_a_time_across_two_dask_workers(tmp_path, prefect_server, cluster, monkeypatch):
+    """A GPU backend (the chaos backend standing for one, `pool: gpu`) on a farm of two worker processes:
+    its shots take the machine's GPU slot from the Prefect server, so they never overlap, whichever
+    worker runs them; the progress counts every shot as it ends (the workers' own hooks cannot)."""
+    root = _project(tmp_path, "gpu", "backends:\n  video: chaos\n"
+                    "  chaos: {wraps: animatic, fail_rate: 0.0, seed: 1, pool: gpu, device: 'cuda:0'}\n")
+    monkeypatch.setenv("PREFECT_API_URL", prefect_server)
+    proc = run_cli("render", str(root), "--dask", cluster.scheduler_address)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    spans = [json.loads(line) for line in (root / "build" / "shots" / "spans.jsonl").read_text().splitlines()]
+    calls = [json.loads(line) for line in (root / "build" / "shots" / "calls.jsonl").read_text().splitlines()]
+    assert len(spans) == len(calls) >= 4 and all(c["call"] == 1 for c in calls)  # each shot made once
+    assert len({s["pid"] for s in spans}) == 2, spans  # by both workers ...
+    assert not _overlapping([(s["start"], s["end"]) for s in spans]), spans  # ... one at a time
+    from flows.limits import gpu_name
+
+    gpu = gpu_name(type("GPU", (), {"options": type("O", (), {"device": "cuda:0"})})())
+    assert _limit(prefect_server, gpu)["limit"] == 1 and _limit(prefect_server, gpu)["active_slots"] == 0
+    for bar, total in (("shots", len(spans)), ("lines", 3)):  # the bars as they stopped
+        done = re.search(bar + r"\D*(\d+)/(\d+)", proc.stderr)
+        assert done and done.group(1) == done.group(2) == str(total), proc.stderr
+
+
+def test_a_provider_limit_holds_across_two_dask_workers(tmp_path, prefect_server, cluster, provider_mp4,
+                                                         monkeypatch):
+    """A hosted provider with `limits.video_concurrency: 1`, its shots on two worker processes of two threads:
+    the provider never has two jobs out at once (from its creation to its clip's download), and each
+    shot is paid for once."""
+    server = FakeHosted(provider_mp4)
+    try:
+        opts = {"model": "fal-ai/kling-video/v2.1/standard/image-to-video", "queue_url": server.fal_queue,
+                "api_url": server.fal_api, "api_key_env": FAL_KEY_ENV, "durations": [1, 2], "poll_s": 0.05,
+                "request_timeout_s": 5}
+        root = _project(tmp_path, "api", f"backends:\n  video: fal\n  fal: {json.dumps(opts)}\n"
+                        "limits: {video_concurrency: 1}\n")
+        monkeypatch.setenv("PREFECT_API_URL", prefect_server)
+        monkeypatch.setenv(FAL_KEY_ENV, FAL_KEY)
+        proc = run_cli("render", str(root), "--dask", cluster.scheduler_address)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        jobs = server.created()
+        assert len(jobs) >= 4 and len({j.input["prompt"] for j in jobs}) == len(jobs)  # one paid job a shot
+        assert all(j.fetched_at for j in jobs)
+        assert not _overlapping([(j.created_at, j.fetched_at) for j in jobs]), [(j.created_at, j.fetched_at)
+                                                                                for j in jobs]
+        assert _limit(prefect_server, "dramaforge-video-fal")["limit"] == 1
+    finally:
+        server.close()
+
+
+@pytest.mark.farm  # ~2 min: the dead worker's provider slot comes back when its lease runs out
+def test_a_worker_killed_mid_shot_leaves_its_job_to_the_other_worker_and_nothing_is_paid_twice(
+        tmp_path, prefect_server, cluster, provider_mp4, monkeypatch):
+    """The worker polling a hosted job dies (SIGKILL): Dask gives the shot to the other worker, which
+    finds the job in the ledger's journal and waits for it instead of paying for a new one; its
+    provider slot comes back when the dead worker's lease runs out. Every shot is made, each paid once."""
+    server = FakeHosted(provider_mp4)
+    server.outcomes = ["hold"]  # the first job runs until released
+    try:
+        opts = {"model": "fal-ai/kling-video/v2.1/standard/image-to-video", "queue_url": server.fal_queue,
+                "api_url": server.fal_api, "api_key_env": FAL_KEY_ENV, "durations": [1, 2], "poll_s": 0.05,
+                "request_timeout_s": 5}
+        root = _project(tmp_path, "api", f"backends:\n  video: fal\n  fal: {json.dumps(opts)}\n"
+                        "limits: {video_concurrency: 1}\n")
+        env = {**os.environ, "PREFECT_API_URL": prefect_server, FAL_KEY_ENV: FAL_KEY}
+        log = tmp_path / "render.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "render", str(root), "--dask",
+                                     cluster.scheduler_address], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while not (server.created() and server.count("status") >= 2):  # the job is out, and polled
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+            time.sleep(0.05)
+        with sqlite3.connect(root / "build" / "ledger.sqlite") as db:  # who polls it: the shot's owner
+            (owner,) = db.execute("SELECT owner FROM units WHERE state = 'running' AND kind = 'shot'").fetchone()
+        os.kill(int(owner.split("-")[-2]), signal.SIGKILL)
+        server.release.set()
+        assert proc.wait(timeout=400) == 0, log.read_text(errors="replace")[-3000:]
+        jobs = server.created()
+        assert len({j.input["prompt"] for j in jobs}) == len(jobs) >= 4  # one paid job a shot: none twice
+        assert all(j.fetched_at for j in jobs)
+    finally:
+        server.release.set()
+        server.close()
 
 
 def _task_runs(api: str) -> int:

@@ -16,7 +16,8 @@ import pytest
 
 from conftest import COUNTING, REPO, SMALL, TINY_YAML, TWO_EPISODES, run_cli
 from conftest import chaos_calls as _calls
-from flows.tasks import _Gate, _transient_only
+from flows.limits import Gate
+from flows.tasks import _transient_only
 from stages.backends.base import PermanentError, TransientError
 from stages.core.ledger import Ledger
 from stages.core.loudness import measure_ebur128
@@ -151,7 +152,7 @@ def test_two_renders_at_once_generate_each_shot_once(tiny_project):
 
 
 def test_gate_holds_concurrency_and_spaces_starts():
-    gate = _Gate(2, per_minute=600)  # at most 2 at once; one start per 0.1 s
+    gate = Gate(2, per_minute=600)  # at most 2 at once; one start per 0.1 s
     live, peak, starts, lock = [0], [0], [], threading.Lock()
 
     def work():

@@ -2,11 +2,13 @@
 
 Whether a call fails depends on (seed, shot id, how many times this shot was asked for before),
 so a re-run eventually succeeds, and every run with the same history fails the same calls.
-Calls are appended to `calls.jsonl` in the output folder, so tests can count generations.
+Calls are appended to `calls.jsonl` in the output folder, so tests can count generations, and each
+made shot's start and end to `spans.jsonl`, so they can see which ran at once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -32,6 +34,10 @@ class ChaosOptions(Model):
     seed: int = 1
     retry_after_s: float | None = Field(None, ge=0, le=300,
                                         description="a Retry-After hint sent with each simulated error")
+    pool: Literal["cpu", "gpu", "api"] | None = Field(
+        None, description="run as this kind of backend (gpu: one shot at a time on `device`), to test a "
+        "render farm's routing and limits without one; default: the wrapped backend's")
+    device: str = Field("cuda:0", description="the GPU it stands for, with pool: gpu")
 
 
 class ChaosBackend:
@@ -49,7 +55,10 @@ class ChaosBackend:
         self.error = _ERRORS[options.error]
         self.seed = options.seed
         self.retry_after_s = options.retry_after_s
-        self.capabilities = self.inner.capabilities
+        self.options = options
+        self.capabilities = self.inner.capabilities if options.pool is None else dataclasses.replace(
+            self.inner.capabilities, pool=options.pool,
+            concurrency=1 if options.pool == "gpu" else self.inner.capabilities.concurrency)
 
     def identity(self) -> dict:
         # The same pictures as the wrapped backend: switching chaos on or off re-renders nothing.
@@ -71,4 +80,9 @@ class ChaosBackend:
         if fails:
             raise self.error(f"chaos: simulated {self.error.__name__} for {request.shot_id} (call {prior + 1})",
                              retry_after_s=self.retry_after_s)
+        start = time.time()
         self.inner.generate(request, out_mp4)
+        with open(out_mp4.parent / "spans.jsonl", "a", encoding="utf-8") as f:  # when each made shot ran
+            fcntl.flock(f, fcntl.LOCK_EX)
+            f.write(json.dumps({"shot": request.shot_id, "pid": os.getpid(), "start": start, "end": time.time(),
+                                "pool": self.capabilities.pool, "device": self.options.device}) + "\n")

@@ -1,4 +1,5 @@
-"""The durable per-unit record of a project's renders (SQLite, WAL): what is done, failed, and why.
+"""The durable per-unit record of a project's renders (SQLite, WAL; a rollback journal on a network
+filesystem): what is done, failed, and why.
 
 One row per unit of work (a shot, a spoken line, an episode assembly), keyed by its id. The
 artifact on disk stays the truth for "already done?" (`artifacts.is_done`); the ledger tells the
@@ -18,6 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from stages.core.artifacts import alive, owner, owner_gone
+from stages.core.shared_fs import network
 
 
 class State(StrEnum):
@@ -266,7 +268,8 @@ class Ledger:
                 return _Reused(db)
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             db.execute("PRAGMA busy_timeout=30000")
-            db.execute("PRAGMA synchronous=NORMAL")
+            # NORMAL is durable with WAL; a rollback journal (a network filesystem) needs FULL
+            db.execute(f"PRAGMA synchronous={'FULL' if network(str(self.path.parent)) else 'NORMAL'}")
             conns[self._key] = db
             if prepare and self._key not in _ready:  # (`_open` prepares it itself)
                 _prepare(db)
@@ -405,8 +408,8 @@ class _Reused:
 
 
 def _prepare(db: sqlite3.Connection) -> None:
-    """WAL, the table, and columns added since a ledger was first made."""
-    _wal(db)
+    """Its journal, the table, and columns added since a ledger was first made."""
+    _journal(db)
     db.executescript(_SCHEMA + _JOBS)
     columns = {r[1] for r in db.execute("PRAGMA table_info(units)")}
     added = (("backend", "TEXT"), ("owner", "TEXT"), ("bytes", "INTEGER"), ("mtime_ns", "INTEGER"))
@@ -450,16 +453,19 @@ def _snapshot(path: Path) -> Path:
     return copy
 
 
-def _wal(db: sqlite3.Connection) -> None:
-    """Switch to WAL once per database. SQLite answers this pragma `database is locked` at once,
-    without its busy handler, while another process opens the same new database: so wait here."""
+def _journal(db: sqlite3.Connection) -> None:
+    """Switch to WAL once per database, or, on a network filesystem (machines sharing a build folder),
+    to a rollback journal: WAL needs memory shared by every process using the database, so one host
+    (`core.shared_fs`). SQLite answers this pragma `database is locked` at once, without its busy
+    handler, while another process opens the same new database: so wait here."""
     import random
 
+    mode = "delete" if network(str(Path(db.execute("PRAGMA database_list").fetchone()[2]).parent)) else "wal"
     deadline = time.monotonic() + 60
     while True:
         try:
-            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                db.execute("PRAGMA journal_mode=WAL")
+            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != mode:
+                db.execute(f"PRAGMA journal_mode={mode}")
             return
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
