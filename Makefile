@@ -29,7 +29,8 @@ test: $(VENV)/.installed-test
 test-slow: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m slow
 
-# A render farm's slow cases (a worker killed mid-shot: its provider slot comes back after its lease, ~75 s)
+# The render farm's slow tests (Prefect workers on two pools; a worker or an episode run killed mid-shot,
+# whose slot comes back when its lease runs out, ~75 s): about 6 minutes
 test-farm: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m farm
 

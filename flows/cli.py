@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from flows.console import err_console, esc
 from stages.backends.base import BackendError
 from stages.core.errors import DramaforgeError, InputError
 
@@ -79,12 +80,6 @@ def _ranges(nums: list[int]) -> str:
     return f"{nums[0]}-{nums[-1]}" if nums == list(range(nums[0], nums[-1] + 1)) else ",".join(map(str, nums))
 
 
-def _console():
-    from rich.console import Console
-
-    return Console(stderr=True, soft_wrap=True)  # never break paths or file:line across lines
-
-
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="print what would be made, reused, and what it "
                                           "would cost and take (from `rates` in project.yaml); make nothing")]
 MaxCostOpt = Annotated[Optional[float], typer.Option(
@@ -92,9 +87,14 @@ MaxCostOpt = Annotated[Optional[float], typer.Option(
     "rates.currency), or unknown because a billed backend has no rate")]
 
 
+ViaOpt = Annotated[Optional[str], typer.Option(
+    "--via", metavar="deployment", help="`deployment`: run it on the Prefect workers of the project's "
+    "deployment (`dramaforge deploy`) and follow it here")]
+
+
 @app.command()
 def render(project: ProjectArg, episodes: EpisodesOpt = None, dask: DaskOpt = None, dry_run: DryRunOpt = False,
-           max_cost: MaxCostOpt = None) -> None:
+           max_cost: MaxCostOpt = None, via: ViaOpt = None) -> None:
     """Render episodes to PROJECT/build/episodes/epNN.mp4 (+ .srt .vtt subtitles, a .jpg poster and an .otio
     timeline for editors; build/series.json lists them, build/review/index.html shows them), making only
     what is missing or changed. Two episodes are voiced and shot at once while earlier ones are cut.
@@ -102,13 +102,16 @@ def render(project: ProjectArg, episodes: EpisodesOpt = None, dask: DaskOpt = No
     DRAMAFORGE_PREFECT_SERVER_IDLE_S=900 idle seconds), or on yours if PREFECT_API_URL is set."""
     from stages.load_project import load_project
 
+    if via not in (None, "deployment"):
+        raise InputError(f"--via {via}: unknown", hint="--via deployment (after `dramaforge deploy PROJECT`)")
     lp = load_project(project)
     _render(lp, parse_episode_spec(episodes, [e.number for e in lp.script.episodes]), dask, dry_run=dry_run,
-            max_cost=max_cost)
+            max_cost=max_cost, via=via)
 
 
 def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = False,
-            max_cost: float | None = None, force: set[str] = frozenset(), new_job: bool = False) -> None:
+            max_cost: float | None = None, force: set[str] = frozenset(), new_job: bool = False,
+            via: str | None = None) -> None:
     """Render the episodes in `numbers` that are not up to date; exit 1 if shots failed.
 
     The guards run before Prefect starts: an episode whose exact cut exists (same clips, speech,
@@ -121,20 +124,20 @@ def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = 
     from stages.core.ledger import REUSED
 
     asked = time.time()  # a clip made after this by another rerun of the same shot is kept
-    console = _console()
+    console = err_console()
     from stages.project_reach import endpoints
 
     for e in endpoints(lp.project):  # first: a key is about to go somewhere its provider is not
-        console.print(f"[yellow]note[/] {_esc(str(e))}")
+        console.print(f"[yellow]note[/] {esc(str(e))}")
     for w in lp.warnings:
-        console.print(f"[yellow]warning[/] {_esc(f'{w.file}:{w.line}: {w.message}')}")
+        console.print(f"[yellow]warning[/] {esc(f'{w.file}:{w.line}: {w.message}')}")
     started = time.monotonic()
     if not dry_run:  # a full or read-only disk is said before an LLM planner is paid for what cannot be kept
         from stages.core.paths import BuildPaths
 
         BuildPaths(lp.build).check_writable()
     checked = run.prepare(lp, numbers, dask=None if dry_run else dask, max_cost=None if dry_run else max_cost,
-                          force=force, dry_run=dry_run)
+                          force=force, dry_run=dry_run, via=None if dry_run else via)
     if not numbers:
         console.print("nothing to render")
         return
@@ -143,7 +146,7 @@ def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = 
         return
     if new_job:  # after the spend guard: the user chose to pay again for these shots
         for line in run.new_jobs(lp, sorted(force)):
-            console.print(_esc(line))
+            console.print(esc(line))
     current, todo = checked.current, checked.todo
     if not todo:  # no flow will run: recover from a killed render here
         _resumed(console, start_render(lp, checked))
@@ -169,7 +172,7 @@ def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = 
 
     with Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as bars:
-        console.print(f"[bold]{_esc(lp.project.title)}[/]: rendering episode(s) {_ranges([e.number for e in todo])} "
+        console.print(f"[bold]{esc(lp.project.title)}[/]: rendering episode(s) {_ranges([e.number for e in todo])} "
                       f"({totals['shots']} shots, {to_make} to make; {totals['lines']} lines); starting Prefect…")
         ids = {k: bars.add_task(k, total=v) for k, v in totals.items()}
 
@@ -179,18 +182,18 @@ def _render(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = 
                     bars.advance(ids[kind], n)
 
             def note(self, message: str) -> None:
-                console.print(_esc(message))
+                console.print(esc(message))
 
-        outcomes = run.render(lp, checked, dask=dask, reporter=_Bars(), requested_at=asked)
+        outcomes = run.render(lp, checked, dask=dask, reporter=_Bars(), requested_at=asked, via=via)
     failed = _report_outputs(console, sorted(outcomes + kept, key=lambda o: o["episode"]))
-    console.print(f"  review: {_esc(str(run.review_index(lp)))}")
+    console.print(f"  review: {esc(str(run.review_index(lp)))}")
     if any(o.get("blocked") for o in outcomes):
         console.print("[red]fix the voices, lines or references above[/] (project.yaml cast, backends), "
-                      f"then `dramaforge render {_esc(str(lp.root))}` again")
+                      f"then `dramaforge render {esc(str(lp.root))}` again")
         raise typer.Exit(1)
     if failed:
-        console.print(f"[red]{len(failed)} shot(s) failed[/]; see `dramaforge status {_esc(str(lp.root))}`, "
-                      f"then `dramaforge rerun {_esc(str(lp.root))} --failed`")
+        console.print(f"[red]{len(failed)} shot(s) failed[/]; see `dramaforge status {esc(str(lp.root))}`, "
+                      f"then `dramaforge rerun {esc(str(lp.root))} --failed`")
         raise typer.Exit(1)
     console.print(f"[green]done[/] in {time.monotonic() - started:.1f}s")
 
@@ -277,13 +280,13 @@ def _report_outputs(console, outcomes: list[dict]) -> list[str]:
                 info = probe(Path(o["mp4"]))
                 seconds, width, height, fps = info.duration_s, info.width, info.height, info.fps
             note = " (up to date)" if o["reused"] else ""
-            console.print(f"  {_esc(o['mp4'])}  {seconds:.2f}s {width}x{height} {fps:g}fps{note}")
+            console.print(f"  {esc(o['mp4'])}  {seconds:.2f}s {width}x{height} {fps:g}fps{note}")
         elif o.get("blocked"):
             failed.extend(o["blocked"])
             console.print(f"  [red]ep{o['episode']:02d} not rendered[/]: {len(o['blocked'])} problem(s) before "
                           "any shot was made:")
             for reason in o["blocked"]:
-                console.print(f"    {_esc(reason)}")
+                console.print(f"    {esc(reason)}")
         else:
             failed.extend(o["failed"])
             console.print(f"  [red]ep{o['episode']:02d} not assembled[/]: {len(o['failed'])} shot(s) failed")
@@ -291,12 +294,6 @@ def _report_outputs(console, outcomes: list[dict]) -> list[str]:
                 console.print(f"    [red]stopped[/]: {len(o['stopped'])} shot(s) not attempted after "
                               f"{len(o['failed'])} failures (limits.failed_shots_per_episode)")
     return failed
-
-
-def _esc(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 @app.command()
@@ -400,7 +397,7 @@ def plan(project: ProjectArg, episodes: EpisodesOpt = None,
         off = p.duration_s - target
         verdict = "on target" if abs(off) <= 0.15 * target else f"{abs(off):.0f}s {'over' if off > 0 else 'under'}"
         print(f"{p.id} {p.title!r}: {len(p.shots)} shots, ~{p.duration_s:.1f}s of a {target:g}s target "
-              f"({verdict}); {_esc(str(paths.shotlist(p.id)))}")
+              f"({verdict}); {esc(str(paths.shotlist(p.id)))}")
         for s in p.shots:
             said = f"  {s.lines[0].character}: {s.lines[0].text[:50]}" if s.lines else \
                 f"  {s.card and '[card] ' + s.card[:50] or s.action[:60] or ', '.join(s.characters) + ' reacts'}"
@@ -436,7 +433,7 @@ def _print_references(console, refs: dict, most: int = 12) -> None:
                   f"{len(refs['shots']) - len(short)} of {len(refs['shots'])} shot(s) with characters carry "
                   f"every reference" + (", these leave some out:" if short else ""))
     for s in short[:most]:
-        console.print(f"  {s['shot']}: {_esc(', '.join(s['sent']))}; left out: {_esc(', '.join(s['dropped']))}")
+        console.print(f"  {s['shot']}: {esc(', '.join(s['sent']))}; left out: {esc(', '.join(s['dropped']))}")
     if len(short) > most:
         console.print(f"  ... and {len(short) - most} more (`check --json` lists every shot)")
 
@@ -449,7 +446,7 @@ def _print_lipsync(console, plan: dict, most: int = 12) -> None:
     console.print(f"lip sync with {plan['backend']}: {len(synced)} shot(s) synced"
                   + (f"; {len(skipped)} line(s) not synced:" if skipped else ""))
     for s in skipped[:most]:
-        console.print(f"  {s['shot']} line {s['line']}: {_esc(s['why'])}")
+        console.print(f"  {s['shot']} line {s['line']}: {esc(s['why'])}")
     if len(skipped) > most:
         console.print(f"  ... and {len(skipped) - most} more (`check --json` lists every shot)")
 
@@ -467,16 +464,16 @@ def check(project: ProjectArg,
     if as_json:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1))
     else:
-        console = _console()
+        console = err_console()
         for e in report.errors:
             where = f"{e['file']}:{e['line']}: " if e.get("line") else (f"{e['file']}: " if e.get("file") else "")
-            console.print(f"[red]error[/] {_esc(where + e['message'])}")
+            console.print(f"[red]error[/] {esc(where + e['message'])}")
             if e.get("text"):
-                console.print(f"    {_esc(e['text'])}")
+                console.print(f"    {esc(e['text'])}")
             if e.get("hint"):
-                console.print(f"  hint: {_esc(e['hint'])}")
+                console.print(f"  hint: {esc(e['hint'])}")
         for w in report.warnings:
-            console.print(f"[yellow]warning[/] {_esc(f'{w.file}:{w.line}: {w.message}')}")
+            console.print(f"[yellow]warning[/] {esc(f'{w.file}:{w.line}: {w.message}')}")
         _print_references(console, report.references)
         _print_lipsync(console, report.lipsync)
         if not report.errors:
@@ -506,19 +503,19 @@ def new(folder: Annotated[Path, typer.Argument(help="folder to create", show_def
     if base_url and not llm:
         raise InputError("--base-url needs --llm MODEL", hint="e.g. --llm qwen2.5-7b --base-url http://localhost:8000/v1")
     made = scaffold_project(folder, from_script, llm=LLMCasting(llm, base_url) if llm else None)
-    console = _console()
-    console.print(f"created {_esc(str(made.folder))}/project.yaml with {len(made.cast)} character(s):")
+    console = err_console()
+    console.print(f"created {esc(str(made.folder))}/project.yaml with {len(made.cast)} character(s):")
     for line in casting_report(made.cast):
-        console.print(f"  {_esc(line)}")
+        console.print(f"  {esc(line)}")
     report = check_project(made.folder)
     for w in report.warnings:
-        console.print(f"[yellow]warning[/] {_esc(f'{w.file}:{w.line}: {w.message}')}")
+        console.print(f"[yellow]warning[/] {esc(f'{w.file}:{w.line}: {w.message}')}")
     for e in report.errors:
         where = f"{e['file']}:{e['line']}: " if e.get("line") else ""
-        console.print(f"[red]error[/] {_esc(where + e['message'])}")
+        console.print(f"[red]error[/] {esc(where + e['message'])}")
     todo = "fill in each DESCRIBE ME and check the voices, then " if any(
         c.description == "" or c.unknown() for c in made.cast) else "review the cast, then "
-    console.print(f"next: {todo}`dramaforge check {_esc(str(made.folder))}`")
+    console.print(f"next: {todo}`dramaforge check {esc(str(made.folder))}`")
 
 
 @app.command()
@@ -546,21 +543,26 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except KeyboardInterrupt:
-        _console().print("interrupted: finished shots are kept; run the same command to resume")
+        err_console().print("interrupted: finished shots are kept; run the same command to resume")
         sys.exit(130)
     except Exception as exc:
         failure = exc if isinstance(exc, DramaforgeError) else environment_failure(exc)
         if failure is None and isinstance(exc, BackendError):  # a provider failed outside any shot (translation)
-            _console().print(f"[red]error[/] {escape(str(exc))}", highlight=False)
-            _console().print("  the ledger has the reason (`dramaforge status`); what was made is kept: run the "
+            err_console().print(f"[red]error[/] {escape(str(exc))}", highlight=False)
+            err_console().print("  the ledger has the reason (`dramaforge status`); what was made is kept: run the "
                              "same command again to retry")
             sys.exit(1)
         if failure is None:
             raise
         for problem in (failure, *failure.more):  # a check that found several problems names each
-            _console().print(f"[red]error[/] {escape(str(problem))}", highlight=False)
+            err_console().print(f"[red]error[/] {escape(str(problem))}", highlight=False)
         sys.exit(failure.exit_code)
 
+
+from flows.cli_farm import deploy, worker  # noqa: E402 (a render farm's commands)
+
+app.command()(deploy)
+app.command()(worker)
 
 if __name__ == "__main__":
     main()

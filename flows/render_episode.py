@@ -37,6 +37,16 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
     reference sheets that could not be made], "shots": [{id, outcome, duration_s, images}],
     "speech": [{engine, chars, seconds, reused}], "sheets_made": images made for reference sheets}.
     """
+    outcome = _episode(project_dir, episode, remake, command_root, requested_at, farm)
+    if farm:  # a run of the episode deployment: its series run, maybe on another machine, reads it there
+        from flows.farm_runs import write_outcome
+
+        write_outcome(BuildPaths.of(Path(project_dir)).root, farm, outcome)
+    return outcome
+
+
+def _episode(project_dir: str, episode: int, remake: list[str] | None, command_root: str | None,
+             requested_at: float | None, farm: str | None) -> dict:
     # 1. the validated project, its backends, and this episode's work plan
     started = time.time()
     lp = load_project(Path(project_dir))

@@ -13,9 +13,11 @@ from pathlib import Path
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
 
 from flows import progress
 from flows.guards import check_render, deliver, start_render
+from flows.farm_runs import run_episodes, write_outcomes
 from flows.render_episode import render_episode
 from flows.tasks import dask_runner, episodes_at_once
 from stages.backends.registry import backends_for
@@ -31,7 +33,8 @@ from stages.run_report import made_work, report_json, shot_table, summary_markdo
 def render_series(project_dir: str, episodes: list[int] | None = None, max_cost: float | None = None,
                   force: list[str] | None = None, skipped: list[int] | None = None,
                   dask_address: str | None = None, command_root: str | None = None,
-                  requested_at: float | None = None, shared_limits: bool | None = None) -> list[dict]:
+                  requested_at: float | None = None, shared_limits: bool | None = None,
+                  via_deployment: str | None = None) -> list[dict]:
     """Render the episodes (default: all) whose cut is not up to date; one outcome per episode
     rendered (see `render_episode`).
 
@@ -44,7 +47,8 @@ def render_series(project_dir: str, episodes: list[int] | None = None, max_cost:
     (by a `rerun --shot` of the same shot running beside this one) is kept, not paid for twice;
     `shared_limits`: its units run on other machines too (default: with `dask_address`; a deployment's
     runs set it): the build folder must be one they can share, and they take the backends' limits
-    from the Prefect server.
+    from the Prefect server; `via_deployment` runs each episode as a run of that deployment (its pool's
+    workers, `flows/farm.py`) instead of a subflow here.
     """
     started = time.monotonic()
     requested_at = requested_at or time.time()
@@ -69,7 +73,12 @@ def render_series(project_dir: str, episodes: list[int] | None = None, max_cost:
         farm = mark_farm(lp.build)
     calls = [(project_dir, e.number, sorted(checked.force & {s.id for s in (*e.shots, *e.speech)}), command_root,
               requested_at, farm) for e in checked.todo]
-    outcomes = episodes_at_once(episode_flow, calls, lambda outcome: outcome["mp4"] and progress.advance("episodes"))
+    def done(outcome: dict) -> None:
+        if outcome["mp4"]:
+            progress.advance("episodes")
+
+    outcomes = episodes_at_once(episode_flow, calls, done) if not via_deployment else \
+        run_episodes(via_deployment, calls, farm or mark_farm(lp.build), lp.build, done)
 
     # 4. the series files: build/series.json and the review site
     deliver(lp, command_root)
@@ -93,4 +102,6 @@ def render_series(project_dir: str, episodes: list[int] | None = None, max_cost:
                              description="what this render made, reused and failed, and what it cost")
     create_table_artifact(table, key="render-shots", description="every shot of the rendered episodes")
     write_report(paths.reports, markdown, report_json(*report))
+    if via_deployment:  # for the `render --via deployment` following this run, maybe on another machine
+        write_outcomes(lp.build, flow_run.get_id(), outcomes)
     return outcomes

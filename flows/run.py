@@ -5,6 +5,7 @@ Also which episodes and shots a `rerun` means, and accepting placeholders."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from flows import progress
@@ -49,9 +50,15 @@ def quiet_environment_failures() -> None:
 
 
 def prepare(lp: LoadedProject, numbers: list[int], *, dask: str | None = None, max_cost: float | None = None,
-            force: set[str] = frozenset(), dry_run: bool = False) -> Checked:
+            force: set[str] = frozenset(), dry_run: bool = False, via: str | None = None) -> Checked:
     """Everything a render checks before it starts (see `guards.check_render`), and that a Dask
-    cluster can be used at all."""
+    cluster or the project's deployment (`via`) can be used at all."""
+    if via:
+        from flows.farm import need_server
+        from stages.core.shared_fs import refuse_unshared
+
+        need_server("render --via deployment")
+        refuse_unshared(lp.build)
     if dask:
         from flows.tasks import dask_runner
 
@@ -69,10 +76,20 @@ def prepare(lp: LoadedProject, numbers: list[int], *, dask: str | None = None, m
 
 
 def render(lp: LoadedProject, checked: Checked, *, dask: str | None = None,
-           reporter: progress.Reporter | None = None, requested_at: float | None = None) -> list[dict]:
+           reporter: progress.Reporter | None = None, requested_at: float | None = None,
+           via: str | None = None) -> list[dict]:
     """Start Prefect and run `render_series` over the episodes `checked` found not up to date (its
     spend guard passed already: checking again after the LLM planned would refuse what was paid for).
-    Prefect's server and every ffmpeg end with this process, however it ends (`lifetime`)."""
+    Prefect's server and every ffmpeg end with this process, however it ends (`lifetime`). With `via`
+    ("deployment"), a run of the project's deployment on the workers instead, followed here."""
+    if via:
+        from flows.farm import follow
+
+        progress.install(reporter)
+        try:
+            return follow(lp, checked, reporter, requested_at or time.time())
+        finally:
+            progress.install(None)
     from flows.lifetime import tie_children
 
     tie_children()

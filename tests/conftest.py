@@ -52,8 +52,10 @@ def prefect_api(_isolated_env, tmp_path_factory):
            "PREFECT_UI_ENABLED": "false", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
     exe = Path(sys.executable).with_name("prefect")
+    # its log to a file, never an undrained pipe: a server that logs 64 KB into a full pipe stops answering
+    log = tmp_path_factory.mktemp("prefect-server-log") / "server.log"
     proc = subprocess.Popen([str(exe), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=open(log, "wb"), start_new_session=True)
     url = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + 120
     while True:
@@ -63,7 +65,7 @@ def prefect_api(_isolated_env, tmp_path_factory):
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                pytest.fail("prefect server did not start: " + proc.stderr.read().decode()[-2000:])
+                pytest.fail("prefect server did not start: " + log.read_text(errors="replace")[-2000:])
             time.sleep(0.3)
     os.environ["PREFECT_API_URL"] = url
     yield url

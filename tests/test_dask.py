@@ -65,6 +65,15 @@ def _project(tmp_path, name: str, backends: str, script: str = TINY_SCRIPT):
     return root
 
 
+def _fal_project(tmp_path, server: FakeHosted):
+    """The tiny project on fal (the local server's), one shot at a time across the cluster."""
+    opts = {"model": "fal-ai/kling-video/v2.1/standard/image-to-video", "queue_url": server.fal_queue,
+            "api_url": server.fal_api, "api_key_env": FAL_KEY_ENV, "durations": [1, 2], "poll_s": 0.05,
+            "request_timeout_s": 5}
+    return _project(tmp_path, "api", f"backends:\n  video: fal\n  fal: {json.dumps(opts)}\n"
+                    "limits: {video_concurrency: 1}\n")
+
+
 def _overlapping(spans: list[tuple[float, float]]) -> list:
     spans = sorted(spans)
     return [(a, b) for a, b in zip(spans, spans[1:]) if b[0] < a[1]]
@@ -104,11 +113,7 @@ def test_a_provider_limit_holds_across_two_dask_workers(tmp_path, prefect_server
     shot is paid for once."""
     server = FakeHosted(provider_mp4)
     try:
-        opts = {"model": "fal-ai/kling-video/v2.1/standard/image-to-video", "queue_url": server.fal_queue,
-                "api_url": server.fal_api, "api_key_env": FAL_KEY_ENV, "durations": [1, 2], "poll_s": 0.05,
-                "request_timeout_s": 5}
-        root = _project(tmp_path, "api", f"backends:\n  video: fal\n  fal: {json.dumps(opts)}\n"
-                        "limits: {video_concurrency: 1}\n")
+        root = _fal_project(tmp_path, server)
         monkeypatch.setenv("PREFECT_API_URL", prefect_server)
         monkeypatch.setenv(FAL_KEY_ENV, FAL_KEY)
         proc = run_cli("render", str(root), "--dask", cluster.scheduler_address)
@@ -132,11 +137,7 @@ def test_a_worker_killed_mid_shot_leaves_its_job_to_the_other_worker_and_nothing
     server = FakeHosted(provider_mp4)
     server.outcomes = ["hold"]  # the first job runs until released
     try:
-        opts = {"model": "fal-ai/kling-video/v2.1/standard/image-to-video", "queue_url": server.fal_queue,
-                "api_url": server.fal_api, "api_key_env": FAL_KEY_ENV, "durations": [1, 2], "poll_s": 0.05,
-                "request_timeout_s": 5}
-        root = _project(tmp_path, "api", f"backends:\n  video: fal\n  fal: {json.dumps(opts)}\n"
-                        "limits: {video_concurrency: 1}\n")
+        root = _fal_project(tmp_path, server)
         env = {**os.environ, "PREFECT_API_URL": prefect_server, FAL_KEY_ENV: FAL_KEY}
         log = tmp_path / "render.log"
         with open(log, "wb") as out:
