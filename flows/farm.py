@@ -97,14 +97,14 @@ def worker_command(pool: str, gpu: str | None, limit: int | None) -> tuple[list[
     return [prefect, "worker", "start", "--pool", POOLS[pool], "--type", "process", "--limit", str(slots)], env
 
 
-def follow(lp, checked, reporter, requested_at: float) -> list[dict]:
+def follow(lp, checked, requested_at: float) -> list[dict]:
     """`render --via deployment`: a run of the project's series deployment, followed here until it ends,
     its progress read from the ledger (what the workers made); the outcomes its series run wrote."""
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
     from flows import progress
-    from stages.core.ledger import Ledger
+    from stages.core.ledger import REUSED, Ledger
     from stages.core.paths import BuildPaths
 
     need_server("render --via deployment")
@@ -117,8 +117,6 @@ def follow(lp, checked, reporter, requested_at: float) -> list[dict]:
     except Exception as exc:  # no such deployment (404) or no server: say what to run
         raise InputError(f"cannot start {name}: {exc}", hint=f"run `dramaforge deploy {lp.root}` first") from exc
     progress.note(f"submitted {name} as flow run {run.name}; following it (Ctrl-C leaves it running)")
-    from stages.core.ledger import REUSED
-
     ledger, episodes, seen = Ledger(BuildPaths(lp.build).ledger), {e.number for e in checked.todo}, {}
     progress.advance("shots", sum(1 for e in checked.todo for s in e.shots if s.state in REUSED and s.id not in
                                   checked.force))  # kept as made: counted now, as a local render does

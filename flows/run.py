@@ -87,7 +87,7 @@ def render(lp: LoadedProject, checked: Checked, *, dask: str | None = None,
 
         progress.install(reporter)
         try:
-            return follow(lp, checked, reporter, requested_at or time.time())
+            return follow(lp, checked, requested_at or time.time())
         finally:
             progress.install(None)
     from flows.lifetime import tie_children
