@@ -395,21 +395,23 @@ def _streams_differ(a: Path, b: Path) -> str:
 
     import av
 
-    def digests(path: Path) -> dict[str, tuple]:
+    def digests(path: Path) -> dict[str, list[str]]:  # per stream, each decoded frame's digest
         with av.open(str(path)) as c:
             out = {}
             for s in c.streams:
-                h, n = hashlib.sha256(), 0
-                for frame in c.decode(s):
-                    h.update(frame.to_ndarray().tobytes())
-                    n += 1
-                out[f"{s.type}#{s.index}"] = (n, h.hexdigest()[:12])
+                out[f"{s.type}#{s.index}"] = [hashlib.sha256(f.to_ndarray().tobytes()).hexdigest()[:12]
+                                              for f in c.decode(s)]
                 c.seek(0)
             return out
 
     da, db = digests(a), digests(b)
-    return ", ".join(f"{k} {da.get(k)} vs {db.get(k)}" for k in sorted({*da, *db}) if da.get(k) != db.get(k)) \
-        or "same decoded streams (the container differs)"
+    differ = []
+    for k in sorted({*da, *db}):
+        fa, fb = da.get(k, []), db.get(k, [])
+        if fa != fb:  # which frames: a time in the episode names the shot or transition to look at
+            bad = [i for i in range(max(len(fa), len(fb))) if fa[i:i + 1] != fb[i:i + 1]]
+            differ.append(f"{k}: {len(fa)} vs {len(fb)} frames, {len(bad)} differ, frames {bad[:3]}..{bad[-1:]}")
+    return "; ".join(differ) or "same decoded streams (the container differs)"
 
 
 def _stream_layout(path: Path) -> list[tuple]:
