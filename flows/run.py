@@ -53,25 +53,17 @@ def prepare(lp: LoadedProject, numbers: list[int], *, dask: str | None = None, m
             force: set[str] = frozenset(), dry_run: bool = False, via: str | None = None) -> Checked:
     """Everything a render checks before it starts (see `guards.check_render`), and that a Dask
     cluster or the project's deployment (`via`) can be used at all."""
-    if via:
-        from flows.farm import need_server
-        from stages.core.shared_fs import refuse_unshared
-
-        need_server("render --via deployment")
-        refuse_unshared(lp.build)
     if dask:
         from flows.tasks import dask_runner
 
         dask_runner(dask)  # refuse now, before any work, if the extra is missing
-        if not os.environ.get("PREFECT_API_URL"):
-            # Without it every worker would start a private temporary server (and its task runs
-            # would be invisible here); a remote worker could never reach ours anyway.
-            raise InputError("--dask needs a Prefect server that this command and every worker can reach",
-                             hint="run `prefect server start --host 0.0.0.0`, then set "
-                                  "PREFECT_API_URL=http://HOST:4200/api here and on each worker")
+    if dask or via:  # units on other machines: one server everyone reaches (else each Dask worker would
+        # start a private one, its runs and limits invisible here), a build folder whose locks they share
+        from flows.farm import need_server
         from stages.core.shared_fs import refuse_unshared
 
-        refuse_unshared(lp.build)  # every worker makes units under its locks
+        need_server("--dask" if dask else "render --via deployment")
+        refuse_unshared(lp.build)
     return check_render(lp, numbers, max_cost=max_cost, force=force, dry_run=dry_run)
 
 

@@ -41,9 +41,12 @@ class Mount:
 
 
 def mount_of(path: Path, mountinfo: Path | None = None) -> Mount | None:
-    """The mount `path` lives on (the longest mount point above it), from the kernel's mountinfo."""
-    real, best = os.path.realpath(path), None
-    for line in (mountinfo or MOUNTINFO).read_text(encoding="utf-8", errors="replace").splitlines():
+    """The mount `path` lives on (the longest mount point above it), from the kernel's mountinfo (None
+    where there is none to read)."""
+    real, best, mountinfo = os.path.realpath(path), None, mountinfo or MOUNTINFO
+    if not mountinfo.exists():
+        return None
+    for line in mountinfo.read_text(encoding="utf-8", errors="replace").splitlines():
         left, _, right = line.partition(" - ")
         fields, rest = left.split(), right.split()
         if len(fields) < 6 or len(rest) < 3:
@@ -89,7 +92,7 @@ def why_not_shared(mount: Mount | None, kernel: str | None = None) -> str | None
 @functools.lru_cache(maxsize=64)
 def network(folder: str) -> bool:
     """Whether `folder` is on a filesystem other machines may mount too (SQLite's WAL would not hold)."""
-    mount = mount_of(Path(folder)) if MOUNTINFO.exists() else None
+    mount = mount_of(Path(folder))
     return mount is not None and mount.fstype not in LOCAL
 
 
@@ -101,7 +104,7 @@ def refuse_unshared(build: Path) -> None:
     sends its units to other processes and machines."""
     from stages.core.errors import InputError
 
-    mount = mount_of(build) if MOUNTINFO.exists() else None
+    mount = mount_of(build)
     why = why_not_shared(mount)
     if why is not None:
         raise InputError(f"{build} cannot be shared by several machines: {why} "
@@ -141,7 +144,7 @@ def sees_farm(build: str, token: str) -> None:
         raise EnvironmentFailure(f"worker {host} does not see the build folder this render writes ({build}: "
                                  f"{found})", hint="mount the project's shared folder at the same path on every "
                                                    "worker")
-    why = why_not_shared(mount_of(Path(build)) if MOUNTINFO.exists() else None)
+    why = why_not_shared(mount_of(Path(build)))
     if why is not None:
         raise EnvironmentFailure(f"worker {host} sees {build} on a filesystem its locks cannot share: {why}",
                                  hint="mount it on every worker as the machine that started the render does")
