@@ -10,10 +10,11 @@ import contextlib
 import os
 from pathlib import Path
 
-from stages.core.artifacts import atomic_path, partial_file
+from stages.core.artifacts import atomic_path, partial_file, spec_hash
 from stages.schema import ShotList
 
 JPEG_QUALITY = 88
+VERSION = 1  # in each poster's key: a change to how posters are drawn remakes them
 NEARBY = 2  # how many shots either side of the middle may stand in for an empty one
 
 
@@ -52,6 +53,12 @@ def make_poster(mp4: Path, at_s: float, title: str, episode_label: str, out_jpg:
     from stages.core.errors import RenderError
     from stages.core.media import image_validator, probe, run_ffmpeg
 
+    st = mp4.stat()  # the clip's name is its content key; size and time catch it made again
+    key = "dramaforge-poster:" + spec_hash("poster", {
+        "version": VERSION, "clip": [mp4.name, st.st_size, st.st_mtime_ns], "at_s": round(at_s, 4), "title": title,
+        "label": episode_label, "font": font_name})
+    if _made_from(out_jpg) == key.encode():  # a line edited elsewhere in the episode: the same poster
+        return
     info = probe(mp4)
     # Past the last frame's timestamp ffmpeg writes no frame at all: stay 1.5 frames inside the end.
     last = max(0.0, info.duration_s - 1.5 / (info.fps or 30.0))
@@ -74,7 +81,22 @@ def make_poster(mp4: Path, at_s: float, title: str, episode_label: str, out_jpg:
             os.unlink(frame_name)
     poster = draw_title(frame, title, episode_label, font_name=font_name)
     with atomic_path(out_jpg, validate=image_validator(width=frame.width, height=frame.height)) as tmp:
-        poster.save(tmp, "JPEG", quality=JPEG_QUALITY, optimize=True)
+        poster.save(tmp, "JPEG", quality=JPEG_QUALITY, optimize=True, comment=key.encode())
+
+
+def _made_from(jpg: Path) -> bytes | None:
+    """The key a poster was made from (its JPEG comment), or None where there is no whole poster."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with open(jpg, "rb") as f:
+            f.seek(-2, os.SEEK_END)
+            if f.read() != b"\xff\xd9":  # cut short (written atomically: only damage from outside)
+                return None
+        with Image.open(jpg) as im:  # the header alone: the comment is before the picture
+            return im.info.get("comment")
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None
 
 
 def draw_title(frame, title: str, episode_label: str, *, font_name: str = "Noto Sans CJK SC"):

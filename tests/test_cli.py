@@ -92,3 +92,38 @@ def test_the_default_path_never_imports_torch_or_model_runtimes():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "[]", proc.stdout
+
+
+def test_a_command_skips_the_interpreter_teardown_but_not_its_exit_code_output_or_anyones_exit_handler(
+        tiny_project, tmp_path):
+    """main() ends the process once every exit handler has run (flows/quick_exit.py):
+    what the teardown would free is left to the kernel. A sitecustomize leaves an object whose finalizer
+    only the teardown runs, and, in its second form, an exit handler registered before main()."""
+    import os
+
+    marks = tmp_path / "marks.txt"
+    site = tmp_path / "site"
+    site.mkdir()
+    exe = [sys.executable, "-m", "flows.cli"]
+
+    def run(*args: str, handler: bool):
+        (site / "sitecustomize.py").write_text(
+            "import atexit\n"
+            "class _Mark:\n"
+            f"    def __del__(self, open=open): open({str(marks)!r}, 'a').write('teardown\\n')\n"
+            "_mark = _Mark()\n"
+            + (f"atexit.register(lambda: open({str(marks)!r}, 'a').write('handler\\n'))\n" if handler else ""),
+            encoding="utf-8")
+        marks.unlink(missing_ok=True)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
+        proc = subprocess.run([*exe, *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+        return proc, marks.read_text() if marks.exists() else ""
+
+    proc, seen = run("plan", str(REPO / "projects" / "demo"), "--json", handler=False)
+    assert proc.returncode == 0 and seen == "", proc.stderr[-2000:]
+    assert len(json.loads(proc.stdout)) == 3  # every byte of a long answer reached the pipe
+    proc, seen = run("check", str(tmp_path / "nowhere"), handler=False)
+    assert proc.returncode == 2 and "no project folder" in proc.stderr and seen == ""
+    # someone's handler registered first would be skipped: the interpreter ends as it always does
+    proc, seen = run("check", str(tiny_project), handler=True)
+    assert proc.returncode == 0 and seen.split() == ["handler", "teardown"], (seen, proc.stderr[-2000:])

@@ -188,6 +188,22 @@ def test_poster_is_a_titled_jpeg_frame_of_the_video(tmp_path):
         assert im.size == (W, H)
 
 
+def test_a_poster_is_made_again_only_when_its_frame_or_words_change(tmp_path):
+    mp4 = _clip(tmp_path / "sh.mp4", 2.0)
+    out = tmp_path / "ep01.jpg"
+    make_poster(mp4, 1.0, "Title", "EP01", out)
+    made = out.stat().st_mtime_ns
+    make_poster(mp4, 1.0, "Title", "EP01", out)  # another line of the episode edited: the same poster
+    assert out.stat().st_mtime_ns == made
+    for args in ((mp4, 1.5, "Title", "EP01"), (mp4, 1.5, "Title", "EP01 · Dawn")):
+        make_poster(*args, out)
+        assert out.stat().st_mtime_ns != made
+        made = out.stat().st_mtime_ns
+    out.write_bytes(out.read_bytes()[:-100])  # damaged from outside: made whole again
+    make_poster(mp4, 1.5, "Title", "EP01 · Dawn", out)
+    assert out.read_bytes().endswith(b"\xff\xd9")
+
+
 def test_series_json_round_trips_in_episode_order(tmp_path):
     out = tmp_path / "deliver" / "series.json"
     ep_dir = tmp_path / "deliver" / "episodes"

@@ -76,7 +76,9 @@ def steps(name: str, code: Path, work: Path, a, out: dict):
             e = out["edits"][-1]
             log(f"[{name}] edit {i + 1}: total CPU {total:.1f} s, media CPU {e['media_cpu']:.1f} s "
                 f"(ratio {total / e['media_cpu']:.2f}); wall {e['wall']:.1f} s, media busy {e['busy']:.1f} s "
-                f"(ratio {e['wall'] / e['busy']:.2f}); Prefect import + start {e['start']:.1f} s")
+                f"(ratio {e['wall'] / e['busy']:.2f}); Prefect import + start {e['start']:.1f} s; CPU of the render "
+                f"process {r['cpu_s']:.2f} s, its children {r['children_cpu_s']:.2f} s, the Prefect server "
+                f"{r['server_cpu_s']:.2f} s")
         yield "done"
     finally:
         stop_shared_server(env)
