@@ -91,16 +91,19 @@ def render(lp: LoadedProject, checked: Checked, *, dask: str | None = None,
 
     from flows.prefect_server import connect
 
-    # the user's server, or the local one renders share (started by the first: the flows' code is
-    # imported meanwhile)
-    _, users = connect(while_starting=lambda: import_module("flows.render_series"))
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    # Importing Prefect makes a million objects that live until exit, and next to no garbage: the
+    # collector is off meanwhile, then they are frozen out of its way (0.25 CPU-s of a one-line edit)
+    gc.disable()
+    try:
+        # the user's server, or the local one renders share (started by the first: the flows' code is
+        # imported meanwhile)
+        _, users = connect(while_starting=lambda: import_module("flows.render_series"))
+        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    from flows.render_series import render_series
-
-    # What is imported by now (Prefect, pydantic's schemas, the stages: over a million objects) lives
-    # until exit: out of the collector's way, its passes over them stop (0.2 CPU-s of a one-line edit)
-    gc.freeze()
+        from flows.render_series import render_series
+    finally:
+        gc.freeze()
+        gc.enable()
     quiet_environment_failures()
 
     # Flow-run heartbeats serve a server's automations (none on ours), and each flow run waits up to

@@ -551,7 +551,7 @@ def mix_episode(work: EpisodeWork, project: Project, paths: BuildPaths) -> None:
     lines += [Dialogue(a, clip, level_lufs=NATIVE_LUFS) for a, _, clip in cut.native]
     _cut_step(work, paths, lambda: mix_audio(
         lines, cut.duration_s, paths.episode_audio(work.id), loudness=project.audio.target, music=cut.music,
-        effects=cut.effects, options=project.audio.music))
+        effects=cut.effects, options=project.audio.music, meters=paths.meters))
 
 
 def conform_episode(work: EpisodeWork, project: Project, paths: BuildPaths) -> list[Path]:

@@ -97,10 +97,11 @@ def cue_spec(spans: list[MusicSpan], effects: list[Effect], music: Music) -> dic
 
 def mix_audio(lines: list[Dialogue] | list[tuple[float, Path]], duration_s: float, out_wav: Path,
               loudness: tuple[float, float] | None = None, *, music: list[MusicSpan] = (),
-              effects: list[Effect] = (), options: Music | None = None) -> None:
+              effects: list[Effect] = (), options: Music | None = None, meters: Path | None = None) -> None:
     """Mix dialogue, ducked music and effects on a silent bed of `duration_s` (clamped at the end).
 
     `loudness` = (LUFS, dBTP): the mix is normalised to it in memory (see `stages.core.loudness`).
+    `meters`: where each music file's measured loudness is kept by its content (`BuildPaths.meters`).
     """
     import numpy as np
 
@@ -108,7 +109,7 @@ def mix_audio(lines: list[Dialogue] | list[tuple[float, Path]], duration_s: floa
     n = int(round(duration_s * SAMPLE_RATE))
     items = [item if isinstance(item, Dialogue) else Dialogue(*item) for item in lines]
     used = {str(m.file) for m in music if min(round(m.end_s * SAMPLE_RATE), n) > round(m.start_s * SAMPLE_RATE)}
-    voices, sounds = _decode_all(items, effects, sorted(used), opts)
+    voices, sounds = _decode_all(items, effects, sorted(used), opts, meters)
     dialogue = np.zeros((n, 2), dtype=np.float32)
     spoken: list[tuple[int, int]] = []
     for line, x in zip(items, voices):
@@ -122,7 +123,7 @@ def mix_audio(lines: list[Dialogue] | list[tuple[float, Path]], duration_s: floa
         b = min(b, n)
         if b <= a:
             continue
-        src = _music_source(str(span.file), opts.level_lufs)
+        src = _music_source(str(span.file), opts.level_lufs, meters)
         track = np.resize(src, (b - a, 2))  # loops a short track, trims a long one
         fade = min(int(opts.fade_s * SAMPLE_RATE), (b - a) // 2)
         if fade:
@@ -141,7 +142,7 @@ def mix_audio(lines: list[Dialogue] | list[tuple[float, Path]], duration_s: floa
         _write_wav(tmp, mix)
 
 
-def _decode_all(lines: list[Dialogue], effects, music_files: list[str], opts: Music):
+def _decode_all(lines: list[Dialogue], effects, music_files: list[str], opts: Music, meters: Path | None):
     """Every line (treated, set to its level where asked) and effect decoded, in order, and the music
     sources cached, side by side: the ffmpeg processes (treatments, compressed files, the music's
     meter) mostly wait on their own start-up."""
@@ -152,7 +153,7 @@ def _decode_all(lines: list[Dialogue], effects, music_files: list[str], opts: Mu
         return _at_loudness(x, line.level_lufs) if line.level_lufs is not None else x
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        cached = [pool.submit(_music_source, f, opts.level_lufs) for f in music_files]
+        cached = [pool.submit(_music_source, f, opts.level_lufs, meters) for f in music_files]
         voices = list(pool.map(voice, lines))
         sounds = list(pool.map(lambda fx: decode_audio(fx.file, what="decoding sound effect"), effects))
         for f in cached:
@@ -201,20 +202,39 @@ def _add(dst, x, at: int) -> int:
 
 
 @functools.lru_cache(maxsize=8)
-def _music_source(path: str, level_lufs: float):
+def _music_source(path: str, level_lufs: float, meters: Path | None = None):
     """A music file decoded once per process and set to `level_lufs` integrated."""
     import numpy as np
-
-    from stages.core.loudness import measure_ebur128
 
     x = decode_audio(Path(path), what="decoding music")
     if not len(x):
         raise InputError(f"music file has no audio: {path}", hint="check it plays; re-export it as WAV or MP3")
-    measured = measure_ebur128(Path(path)).integrated_lufs
+    measured = _integrated_lufs(Path(path), meters)
     if measured > -70:  # silence stays silence
         x *= np.float32(10 ** ((level_lufs - measured) / 20))
     x.flags.writeable = False  # shared between episodes: np.resize copies
     return x
+
+
+def _integrated_lufs(path: Path, meters: Path | None) -> float:
+    """A file's integrated loudness by ffmpeg's meter, kept in `meters` under its content's hash: an
+    edited line re-mixes its episode without metering the same music again."""
+    import json
+
+    from stages.core.artifacts import write_text_atomic
+    from stages.core.loudness import measure_ebur128
+
+    kept = meters / f"{file_digest(path)}.json" if meters is not None else None
+    if kept is not None:
+        try:
+            return float(json.loads(kept.read_text(encoding="utf-8"))["integrated_lufs"])
+        except (OSError, ValueError, KeyError, TypeError):  # not metered yet, or a damaged record
+            pass
+    measured = measure_ebur128(path).integrated_lufs
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(kept, json.dumps({"file": str(path), "integrated_lufs": measured}) + "\n")
+    return measured
 
 
 def _write_wav(path: Path, x) -> None:

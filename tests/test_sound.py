@@ -115,6 +115,27 @@ def test_music_loops_trims_and_fades(tmp_path):
     assert _db(seg(1.65, 1.7)) < _db(seg(0.9, 1.3)) - 6  # faded out
 
 
+def test_a_music_file_is_metered_once_by_its_content_not_once_per_mix(tmp_path, monkeypatch):
+    import stages.core.loudness as loudness
+    from stages.mix_audio import _music_source
+
+    metered = []
+    real = loudness.measure_ebur128
+    monkeypatch.setattr(loudness, "measure_ebur128", lambda path: metered.append(path) or real(path))
+    music, meters, opts = tmp_path / "m.wav", tmp_path / "meters", Music(fade_s=0.2, level_lufs=-20)
+    _tone(music, 0.4, hz=1000)
+    outs = []
+    for n in range(2):  # two renders: each process decodes the music, the meter's figure is kept
+        _music_source.cache_clear()
+        outs.append(tmp_path / f"mix{n}.wav")
+        mix_audio([], 2.0, outs[-1], music=[MusicSpan(0.5, 1.7, music)], options=opts, meters=meters)
+    assert len(metered) == 1 and outs[0].read_bytes() == outs[1].read_bytes()
+    _tone(music, 0.5, hz=500, amp=0.1)  # another track under the same name: metered anew
+    _music_source.cache_clear()
+    mix_audio([], 2.0, tmp_path / "mix2.wav", music=[MusicSpan(0.5, 1.7, music)], options=opts, meters=meters)
+    assert len(metered) == 2 and len(list(meters.glob("*.json"))) == 2
+
+
 def test_duck_envelope_shape():
     opts = Music(duck_db=20, attack_s=0.1, release_s=0.2)
     g = duck_envelope(SAMPLE_RATE * 2, [(SAMPLE_RATE // 2, SAMPLE_RATE)], opts)

@@ -73,6 +73,11 @@ class BuildPaths:
         return self.root / "work"
 
     @property
+    def meters(self) -> Path:
+        """Each music file's measured loudness, by its content's hash (metered once, not per render)."""
+        return self.work / "meters"
+
+    @property
     def reports(self) -> Path:
         return self.root / "reports"
 
