@@ -16,8 +16,10 @@ from stages.core.errors import InputError
 def deploy(project: Annotated[Path, typer.Argument(help="project folder (holds project.yaml)",
                                                    show_default=False)]) -> None:
     """Register PROJECT with the Prefect server (PREFECT_API_URL) for its workers: the work pools
-    dramaforge-api and dramaforge-gpu (made once), and two deployments: the series on dramaforge-api, its
-    episodes on the pool its video backend needs (gpu for a local model). Then start workers
+    dramaforge-api and dramaforge-gpu (made once), and its deployments: the series and its episodes
+    (speech, the cut) on dramaforge-api, their pictures (sheets, shots, lip sync) on dramaforge-gpu where
+    a backend making them runs a local model, and an automation that marks a run Crashed when its machine
+    dies (its heartbeats stop), so that it is run again elsewhere. Then start workers
     (`dramaforge worker --pool gpu|api`) and `dramaforge render PROJECT --via deployment`."""
     from flows.farm import deploy as register
     from flows.run import prefect_environment
@@ -32,8 +34,9 @@ def deploy(project: Annotated[Path, typer.Argument(help="project folder (holds p
                   f"`dramaforge render {esc(str(project))} --via deployment`")
 
 
-def worker(pool: Annotated[str, typer.Option("--pool", metavar="api|gpu", help="dramaforge-api (hosted backends, "
-                                             "TTS, LLM: many runs at once) or dramaforge-gpu (local models)")],
+def worker(pool: Annotated[str, typer.Option("--pool", metavar="api|gpu", help="dramaforge-api (speech, hosted "
+                                             "models, the cuts: many runs at once) or dramaforge-gpu (local models' "
+                                             "pictures)")],
            gpu: Annotated[Optional[str], typer.Option("--gpu", metavar="N", help="the GPU this worker uses "
                                                       "(sets CUDA_VISIBLE_DEVICES): start one worker per GPU")] = None,
            limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="runs at once (default: 1 on the "

@@ -1,14 +1,17 @@
 """A series rendered by Prefect workers on other machines: `dramaforge deploy`, `dramaforge worker`,
 `render --via deployment`.
 
-`deploy PROJECT` makes two process work pools, `dramaforge-api` (hosted backends, TTS, LLM: many
-slots, little memory) and `dramaforge-gpu` (local models: a worker per GPU, one run at a time), and two
-deployments of the project: `render_series/<name>` on the API pool (it only plans, waits and writes the
-series files) and `render_episode/<name>` on the pool its video backend declares (`capabilities.pool`:
-gpu for a local model, api otherwise). The series run starts each episode as a run of the episode
-deployment, so episodes spread over that pool's workers; their units take the backends' limits from the
-Prefect server (`flows/limits.py`). A crashed episode run (its worker died) is started again, on any
-worker of the pool: what it made is kept, a paid job is resumed by id. Deployments name their flows by
+`deploy PROJECT` makes two process work pools, `dramaforge-api` (hosted backends, TTS, LLM, the cut:
+many slots, little memory) and `dramaforge-gpu` (local models: a worker per GPU, one run at a time), and
+the project's deployments: `render_series/<name>` (it plans, waits and writes the series files) and
+`render_episode/<name>` (speech and the cut) on the API pool and, where a backend making the pictures
+declares a GPU (`capabilities.pool`), `render_pictures/<name>` (reference sheets, shots, lip sync) on the
+GPU pool. The series run starts each episode as a run of the episode deployment, which starts its
+pictures as a run of the pictures deployment, so each unit runs on the pool its backend needs and the
+episodes spread over the pools' workers; their units take the backends' limits from the Prefect server
+(`flows/limits.py`). A crashed run (its worker died) is started again, on any worker of its pool: what
+it made is kept, a paid job is resumed by id; a run whose machine died outright is marked Crashed when
+its heartbeats stop (`_zombie_automation`). Deployments name their flows by
 module (`flows.render_series.render_series`): every worker needs dramaforge installed, and the project
 folder at the same path (`stages/core/shared_fs.py` says which filesystems hold its locks).
 """
@@ -28,6 +31,10 @@ from flows.farm_runs import RUNS
 from stages.core.errors import InputError, RenderError
 
 POOLS = {"api": "dramaforge-api", "gpu": "dramaforge-gpu"}
+TAG = "dramaforge"  # on every run of the deployments: what the zombie automation watches
+HEARTBEAT_S = 30  # a worker's flow runs beat this often (Prefect's least)...
+ZOMBIE_S = 3 * HEARTBEAT_S  # ...and one silent this long is marked Crashed, so it is started again
+ZOMBIE = "dramaforge: a run whose machine died is Crashed"
 
 
 def deployment_name(root: Path) -> str:
@@ -55,6 +62,7 @@ def deploy(lp) -> dict[str, str]:
     from prefect.workers.process import ProcessWorker
 
     from flows.render_episode import render_episode
+    from flows.render_pictures import render_pictures
     from flows.render_series import render_series
     from stages.backends.registry import backends_for
     from stages.core.shared_fs import refuse_unshared
@@ -68,19 +76,59 @@ def deploy(lp) -> dict[str, str]:
                     name=pool, type="process", base_job_template=ProcessWorker.get_default_base_job_template()))
             except ObjectAlreadyExists:
                 pass
+    _zombie_automation()
     name, root = deployment_name(lp.root), str(lp.root.resolve())
-    episode_pool = POOLS["gpu" if backends_for(lp.project, lp.root).video.capabilities.pool == "gpu" else "api"]
+    base = {"project_dir": root, "command_root": str(lp.root)}
+    plan = [(render_series, POOLS["api"], {**base, "shared_limits": True, "via_deployment": f"render_episode/{name}"}),
+            (render_episode, POOLS["api"], base)]
+    if pictures_pool(backends_for(lp.project, lp.root)) == "gpu":  # the pictures on the GPU pool's workers
+        plan[1] = (render_episode, POOLS["api"], {**base, "pictures_via": f"render_pictures/{name}"})
+        plan.append((render_pictures, POOLS["gpu"], base))
     made = {}
-    for flow, pool, parameters in (
-            (render_series, POOLS["api"], {"project_dir": root, "command_root": str(lp.root), "shared_limits": True,
-                                           "via_deployment": f"render_episode/{name}"}),
-            (render_episode, episode_pool, {"project_dir": root, "command_root": str(lp.root)})):
+    for flow, pool, parameters in plan:
         with contextlib.redirect_stdout(io.StringIO()):  # Prefect prints its own table of what it applied
             flow.deploy(name=name, work_pool_name=pool, entrypoint_type=EntrypointType.MODULE_PATH,
-                        parameters=parameters, build=False, push=False, print_next_steps=False,
+                        parameters=parameters, build=False, push=False, print_next_steps=False, tags=[TAG],
                         ignore_warnings=True, description=f"dramaforge: {lp.project.title} ({root})")
         made[f"{flow.name}/{name}"] = pool
     return made
+
+
+def _zombie_automation() -> None:
+    """The server's automation (made once) that marks a run of these deployments Crashed when its
+    heartbeats stop: its worker machine died outright, and nothing else would say so. The run waiting
+    on it then starts it again on another worker (`farm_runs`). As Prefect's own guide builds it
+    (docs.prefect.io/v3/advanced/detect-zombie-flows), limited to runs tagged `dramaforge`."""
+    from datetime import timedelta
+
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    try:
+        Automation.read(name=ZOMBIE)
+        return
+    except ValueError:  # none by that name yet
+        pass
+    Automation(name=ZOMBIE, description="made by `dramaforge deploy`", trigger=EventTrigger(
+        after={"prefect.flow-run.heartbeat"},
+        expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"},
+        match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+        match_related=ResourceSpecification({"prefect.resource.id": f"prefect.tag.{TAG}"}),
+        for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
+        within=timedelta(seconds=ZOMBIE_S)),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED,
+                                    message=f"no heartbeat for {ZOMBIE_S} s: its worker machine is gone")]).create()
+
+
+def pictures_pool(backends) -> str:
+    """Where an episode's pictures are made: on the GPU pool if a backend making them (the video, the
+    reference sheets' images, lip sync) runs a local model, else with the rest of the episode."""
+    return "gpu" if any(b.capabilities.pool == "gpu" for b in (backends.video, backends.image, backends.lipsync)) \
+        else "api"
 
 
 def worker_command(pool: str, gpu: str | None, limit: int | None) -> tuple[list[str], dict[str, str]]:
@@ -89,7 +137,7 @@ def worker_command(pool: str, gpu: str | None, limit: int | None) -> tuple[list[
     import sys
 
     need_server("dramaforge worker")
-    env = dict(os.environ)
+    env = {**os.environ, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S)}  # see _zombie_automation
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
     prefect = shutil.which("prefect", path=str(Path(sys.executable).parent)) or shutil.which("prefect") or "prefect"

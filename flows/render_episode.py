@@ -7,6 +7,7 @@ from pathlib import Path
 
 from prefect import flow
 
+from flows.farm_runs import run_pictures
 from flows.limits import shared
 from flows.tasks import (EpisodeStopped, as_is, cut_episode, cutting, each, enroll, make_sheets, make_shot, map_new,
                          same, speak_line, spoken, sync_shot, translate_episode)
@@ -25,11 +26,13 @@ from stages.write_shotlist import write_shotlist
 @flow(name="render_episode", flow_run_name="{project_dir}:ep{episode}", log_prints=False)
 def render_episode(project_dir: str, episode: int, remake: list[str] | None = None,
                    command_root: str | None = None, requested_at: float | None = None,
-                   farm: str | None = None) -> dict:
+                   farm: str | None = None, pictures_via: str | None = None) -> dict:
     """Voice, time, generate, subtitle, mix and assemble one episode; `remake` names shots to make
     anew (`rerun --shot`) unless their clip is newer than `requested_at`, `command_root` is the project
     as the user typed it (for messages); `farm`: the token of a render spread over machines (its units
-    take the backends' limits from the Prefect server, and check they see the build folder it names).
+    take the backends' limits from the Prefect server, and check they see the build folder it names);
+    `pictures_via`: the deployment that makes its reference sheets, shots and lip sync (on the pool those
+    backends declare: a GPU worker's), while its speech and its cut are made here.
 
     Returns {"episode", "mp4" (None if shots failed), "reused" (the cut was already made),
     "failed": [shot ids], "stopped": [shot ids not attempted after the failed-shot limit],
@@ -37,7 +40,7 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
     reference sheets that could not be made], "shots": [{id, outcome, duration_s, images}],
     "speech": [{engine, chars, seconds, reused}], "sheets_made": images made for reference sheets}.
     """
-    outcome = _episode(project_dir, episode, remake, command_root, requested_at, farm)
+    outcome = _episode(project_dir, episode, remake, command_root, requested_at, farm, pictures_via)
     if farm:  # a run of the episode deployment: its series run, maybe on another machine, reads it there
         from flows.farm_runs import write_outcome
 
@@ -46,7 +49,7 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
 
 
 def _episode(project_dir: str, episode: int, remake: list[str] | None, command_root: str | None,
-             requested_at: float | None, farm: str | None) -> dict:
+             requested_at: float | None, farm: str | None, pictures_via: str | None) -> dict:
     # 1. the validated project, its backends, and this episode's work plan
     started = time.time()
     lp = load_project(Path(project_dir))
@@ -54,11 +57,6 @@ def _episode(project_dir: str, episode: int, remake: list[str] | None, command_r
     paths.make_dirs()
     ledger = Ledger(paths.ledger)
     work = plan_work(lp, episode, backends, placeholders=ledger.placeholders())
-    limits = lp.project.limits
-    build = str(paths.root)
-    video_slots = shared("video", backends.video, build, farm, limits.video_concurrency, limits.video_per_minute) \
-        if farm and work.shots else None
-    sync_slots = shared("lipsync", backends.lipsync, build, farm) if farm and work.syncs else None
     outcome = {"episode": episode, "mp4": None, "reused": False, "failed": [], "stopped": [], "shots": [],
                "duration_s": None, "speech": [], "sheets_made": 0, "synced": []}
 
@@ -86,34 +84,18 @@ def _episode(project_dir: str, episode: int, remake: list[str] | None, command_r
     write_shotlist(work.plan, paths.shotlist(work.id))
     outcome["duration_s"] = work.plan.duration_s
 
-    # 4. the reference sheet of everyone on screen (made once, reused by every shot)
-    sheets = _results([make_sheets.submit(as_is(work.sheets), as_is(backends), as_is(paths))])[0] \
-        if work.sheets else 0
-    if _failed(sheets):
-        return {**outcome, "blocked": [f"reference sheet: {sheets}"], "duration_s": None}
-    outcome["sheets_made"] = sheets
-
-    # 5. every shot (its keyframe first, when it starts from one) within its backend's limits
-    clips = _results(map_new(make_shot, work.shots, lambda u: kept_clip(u, ledger, paths, remade), "shots",
-                             same(backends), same(limits), same(paths), started, same(remade),
-                             same(command_root or project_dir), same(requested_at or started), same(video_slots)))
-    outcome["shots"] = [{"id": u.id, "outcome": _shot_outcome(c), "duration_s": u.request.duration_s,
-                         "images": 0 if _failed(c) else c.images_made} for u, c in zip(work.shots, clips)]
-    outcome["stopped"] = [u.id for u, c in zip(work.shots, clips) if isinstance(c, EpisodeStopped)]
-    outcome["failed"] = [u.id for u, c in zip(work.shots, clips) if _failed(c) and not isinstance(c, EpisodeStopped)]
+    # 4-5. the pictures: reference sheets, shots, lip sync; here, or on the workers of the pool their
+    #      backends declare (a render spread over machines: `flows/farm.py`)
+    respoken = sorted(ln.id for ln, r in zip(work.lines, voiced) if ln.id in remade and not r.reused)
+    made = run_pictures(pictures_via, project_dir, episode, remake, command_root, requested_at or started,
+                        farm, respoken) if pictures_via else \
+        pictures(lp, work, backends, ledger, paths, remade, respoken, started, command_root or project_dir,
+                 requested_at or started, farm)
+    new_take = made.pop("new_take")
+    outcome.update(made)
+    if outcome.get("blocked"):
+        return {**outcome, "duration_s": None}
     if outcome["failed"] or outcome["stopped"]:  # the ledger holds each reason; `dramaforge status` shows them
-        return outcome
-
-    # 5b. the speaker's lips synced to our voice in every eligible shot (dialogue: tts+lipsync); a
-    #     piece over a line spoken again (`rerun --line`) is synced again to the new take
-    drop_synced(work.syncs, {ln.path for ln, r in zip(work.lines, voiced) if ln.id in remade and not r.reused})
-    synced = _results(sync_shot.map(each(work.syncs), same(backends), same(limits), same(paths),
-                                    started, same(command_root or project_dir), same(sync_slots)))
-    outcome["synced"] = [{"id": u.shot_id, "outcome": "failed" if _failed(r) else "reused" if r.reused else "made",
-                          "figure": None if _failed(r) else r.figure, "seconds": round(u.seconds(), 3)}
-                         for u, r in zip(work.syncs, synced)]
-    outcome["failed"] = [u.id for u, r in zip(work.syncs, synced) if _failed(r)]
-    if outcome["failed"]:
         return outcome
 
     # 6. the cut, unless this exact one exists: subtitles (translated if asked), the sound mix, the
@@ -121,9 +103,7 @@ def _episode(project_dir: str, episode: int, remake: list[str] | None, command_r
     #    the next episode starts beside it
     cutting(project_dir, episode)
     outcome["mp4"] = str(work.mp4)
-    new_take = any(u.id in remade and not c.reused for u, c in zip(work.shots, clips))  # same key, a new clip
-    new_take = new_take or any(u.shot_id in remade and not r.reused for u, r in zip(work.syncs, synced))
-    new_take = new_take or any(ln.id in remade and not r.reused for ln, r in zip(work.lines, voiced))
+    new_take = new_take or bool(respoken)  # the same keys, a new clip or take
     if not new_take and cut_made(work, ledger.get(work.id), lp.project):
         outcome["reused"] = True
         return outcome
@@ -132,6 +112,50 @@ def _episode(project_dir: str, episode: int, remake: list[str] | None, command_r
     translated = translate_episode(work, as_is(backends), paths, series) if translating else None
     cut_episode(work, as_is(lp.project), paths, as_is(translated), series)
     return outcome
+
+
+def pictures(lp, work, backends, ledger: Ledger, paths: BuildPaths, remade: frozenset, respoken: list[str],
+             started: float, command_root: str, requested_at: float, farm: str | None) -> dict:
+    """Steps 4-5 of an episode (its plan timed from its speech): {"sheets_made", "shots", "stopped",
+    "failed", "synced", "new_take" (a shot or piece made anew under the same key), "blocked" if the
+    reference sheets could not be made}."""
+    limits, build = lp.project.limits, str(paths.root)
+    video_slots = shared("video", backends.video, build, farm, limits.video_concurrency, limits.video_per_minute) \
+        if farm and work.shots else None
+    sync_slots = shared("lipsync", backends.lipsync, build, farm) if farm and work.syncs else None
+    made = {"sheets_made": 0, "shots": [], "stopped": [], "failed": [], "synced": [], "new_take": False}
+
+    # 4. the reference sheet of everyone on screen (made once, reused by every shot)
+    sheets = _results([make_sheets.submit(as_is(work.sheets), as_is(backends), as_is(paths))])[0] \
+        if work.sheets else 0
+    if _failed(sheets):
+        return {**made, "blocked": [f"reference sheet: {sheets}"]}
+    made["sheets_made"] = sheets
+
+    # 5. every shot (its keyframe first, when it starts from one) within its backend's limits
+    clips = _results(map_new(make_shot, work.shots, lambda u: kept_clip(u, ledger, paths, remade), "shots",
+                             same(backends), same(limits), same(paths), started, same(remade),
+                             same(command_root), same(requested_at), same(video_slots)))
+    made["shots"] = [{"id": u.id, "outcome": _shot_outcome(c), "duration_s": u.request.duration_s,
+                      "images": 0 if _failed(c) else c.images_made} for u, c in zip(work.shots, clips)]
+    made["stopped"] = [u.id for u, c in zip(work.shots, clips) if isinstance(c, EpisodeStopped)]
+    made["failed"] = [u.id for u, c in zip(work.shots, clips) if _failed(c) and not isinstance(c, EpisodeStopped)]
+    if made["failed"] or made["stopped"]:
+        return made
+    made["new_take"] = any(u.id in remade and not c.reused for u, c in zip(work.shots, clips))
+
+    # 5b. the speaker's lips synced to our voice in every eligible shot (dialogue: tts+lipsync); a
+    #     piece over a line spoken again (`rerun --line`) is synced again to the new take
+    drop_synced(work.syncs, {ln.path for ln in work.lines if ln.id in set(respoken)})
+    synced = _results(sync_shot.map(each(work.syncs), same(backends), same(limits), same(paths),
+                                    started, same(command_root), same(sync_slots)))
+    made["synced"] = [{"id": u.shot_id, "outcome": "failed" if _failed(r) else "reused" if r.reused else "made",
+                       "figure": None if _failed(r) else r.figure, "seconds": round(u.seconds(), 3)}
+                      for u, r in zip(work.syncs, synced)]
+    made["failed"] = [u.id for u, r in zip(work.syncs, synced) if _failed(r)]
+    made["new_take"] = made["new_take"] or any(u.shot_id in remade and not r.reused
+                                               for u, r in zip(work.syncs, synced))
+    return made
 
 
 def _results(futures) -> list:

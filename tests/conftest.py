@@ -52,9 +52,10 @@ def prefect_api(_isolated_env, tmp_path_factory):
            "PREFECT_UI_ENABLED": "false", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
     exe = Path(sys.executable).with_name("prefect")
-    # its log to a file, never an undrained pipe: a server that logs 64 KB into a full pipe stops answering
+    # its log to a file, never an undrained pipe: a server that logs 64 KB into a full pipe stops answering;
+    # on every interface, as README starts the one a studio's workers reach
     log = tmp_path_factory.mktemp("prefect-server-log") / "server.log"
-    proc = subprocess.Popen([str(exe), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
+    proc = subprocess.Popen([str(exe), "server", "start", "--host", "0.0.0.0", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=open(log, "wb"), start_new_session=True)
     url = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + 120

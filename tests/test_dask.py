@@ -3,6 +3,7 @@ Prefect server (`prefect server start`), as on a farm of GPU machines."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from conftest import REPO, SMALL, TINY_SCRIPT, TINY_YAML, run_cli
@@ -49,12 +51,43 @@ def test_render_on_a_two_process_dask_cluster(tmp_path, prefect_server, monkeypa
     assert _task_runs(prefect_server) - before >= len(calls)
 
 
+class _Cluster:
+    """A scheduler and two workers started as README's many-machines section starts them (`dask scheduler`,
+    `dask worker tcp://SCHEDULER:PORT --nthreads N --nworkers 1`), each worker a process of two threads:
+    a limit held per process would let four units run at once."""
+
+    def __init__(self, env: dict, logs, workers: int = 2, threads: int = 2):
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.scheduler_address = f"tcp://127.0.0.1:{port}"
+        dask = str(Path(sys.executable).with_name("dask"))
+        commands = [[dask, "scheduler", "--host", "127.0.0.1", "--port", str(port)]] + \
+            [[dask, "worker", self.scheduler_address, "--nthreads", str(threads), "--nworkers", "1"]] * workers
+        self.procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=open(logs / f"dask-{i}.log", "wb"),
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+                      for i, cmd in enumerate(commands)]
+        try:
+            with distributed.Client(self.scheduler_address, timeout=60) as client:
+                client.wait_for_workers(workers, timeout=120)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 @pytest.fixture
-def cluster(prefect_server):
-    """Two worker processes of two threads each: a limit held per process would let four units run at once."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None,
-                                  env={"PREFECT_API_URL": prefect_server, FAL_KEY_ENV: FAL_KEY}) as c:
-        yield c
+def cluster(prefect_server, tmp_path):
+    c = _Cluster({**os.environ, "PREFECT_API_URL": prefect_server, FAL_KEY_ENV: FAL_KEY}, tmp_path)
+    yield c
+    c.close()
 
 
 def _project(tmp_path, name: str, backends: str, script: str = TINY_SCRIPT):
@@ -101,6 +134,10 @@ def test_a_gpu_is_used_by_one_shot_at_a_time_across_two_dask_workers(tmp_path, p
 
     gpu = gpu_name(type("GPU", (), {"options": type("O", (), {"device": "cuda:0"})})())
     assert _limit(prefect_server, gpu)["limit"] == 1 and _limit(prefect_server, gpu)["active_slots"] == 0
+    # as README shows them: `prefect gcl ls`
+    ls = subprocess.run([str(Path(sys.executable).with_name("prefect")), "gcl", "ls"], capture_output=True, text=True,
+                        env={**os.environ, "COLUMNS": "250"}, timeout=120)
+    assert ls.returncode == 0 and gpu in ls.stdout, ls.stdout + ls.stderr
     for bar, total in (("shots", len(spans)), ("lines", 3)):  # the bars as they stopped
         done = re.search(bar + r"\D*(\d+)/(\d+)", proc.stderr)
         assert done and done.group(1) == done.group(2) == str(total), proc.stderr

@@ -4,6 +4,7 @@ machines would render it; the episodes spread over the GPU pool's workers, the l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, SMALL, TINY_YAML, run_cli
+from fake_hosted import FakeHosted
 
 THREE = """\
 Title: Three
@@ -45,6 +47,8 @@ Then I am leaving.
 """
 
 GPU = "backends:\n  video: chaos\n  chaos: {wraps: animatic, fail_rate: 0.0, seed: 1, pool: gpu, device: 'cuda:0'}\n"
+CLIP_TEXT = ("The harbour lights were out by the time we reached the pier, and the boats knocked softly "
+             "against the stones all night long while we waited for the morning ferry to come.")
 
 
 def _dramaforge(*args: str, env: dict, log: Path | None = None) -> subprocess.Popen:
@@ -55,21 +59,45 @@ def _dramaforge(*args: str, env: dict, log: Path | None = None) -> subprocess.Po
 
 
 @pytest.fixture
-def farm(prefect_api, tmp_path):
-    """The project deployed (its work pools made), then an API worker and two GPU workers (one run at a
-    time each) on the session's Prefect server, as README's many-machines section starts them."""
+def tts():
+    """MiniMax's speech API on a local server (`fakes_tts/minimax_speech.py`): ANN's hosted voice."""
+    server = FakeHosted(b"", hang_s=0.3)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def farm(prefect_api, tmp_path, tts):
+    """A project whose shots need a GPU (the chaos backend standing for a local model) and whose ANN speaks
+    through a hosted TTS (her voice cloned from a clip), deployed (its work pools made); then an API worker
+    and two GPU workers (one run at a time each) on the session's Prefect server, as README's
+    many-machines section starts them."""
+    from fakes_tts import minimax_speech as proto
+    from stages.backends.base import SpeechRequest
+    from stages.backends.espeak import EspeakBackend
+
     env = {**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_WORKER_QUERY_SECONDS": "2",
-           "PREFECT_LOGGING_LEVEL": "INFO"}
-    root = _project(tmp_path, GPU)
+           "PREFECT_LOGGING_LEVEL": "INFO", **proto.ENV}
+    hosted = {**proto.options(tts), "request_timeout_s": 5}
+    root = _project(tmp_path, GPU + f"  minimax_tts: {json.dumps(hosted)}\n")
+    (root / "ann.wav").parent.mkdir(exist_ok=True)
+    EspeakBackend().synthesize(SpeechRequest(text=CLIP_TEXT, language="en-us", variant="f2", pitch=60,
+                                             speed_wpm=140), root / "ann.wav")
+    yaml = (root / "project.yaml").read_text(encoding="utf-8").replace(
+        "voice: {language: en-us, variant: f2, pitch: 60}",
+        f"voice: {{backend: minimax-tts, reference: ann.wav, reference_text: {json.dumps(CLIP_TEXT)}}}")
+    (root / "project.yaml").write_text(yaml, encoding="utf-8")
     proc = subprocess.run([str(Path(sys.executable).with_name("dramaforge")), "deploy", str(root)], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "on work pool dramaforge-gpu" in proc.stderr and "on work pool dramaforge-api" in proc.stderr
+    for name, pool in (("render_series", "api"), ("render_episode", "api"), ("render_pictures", "gpu")):
+        assert f"deployment {name}/" in proc.stderr and f" on work pool dramaforge-{pool}" in proc.stderr, name
     workers = {name: _dramaforge("worker", "--pool", pool, env=env, log=tmp_path / f"{name}.log")
                for name, pool in (("api", "api"), ("gpu-a", "gpu"), ("gpu-b", "gpu"))}
     yield root, env, workers
     for proc in workers.values():
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # one a test killed
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
 
@@ -97,7 +125,10 @@ def _overlapping(spans: list[dict]) -> list:
 
 
 @pytest.mark.farm  # about a minute: three workers, a flow-run process per episode
-def test_a_series_rendered_by_workers_on_two_pools_uses_its_gpu_one_shot_at_a_time(farm, tmp_path, prefect_api):
+def test_a_series_rendered_by_workers_on_two_pools_uses_its_gpu_one_shot_at_a_time(farm, tmp_path, prefect_api,
+                                                                                    tts):
+    """Each unit on the pool its backend declares: speech (a hosted TTS) and the cut on the API pool's
+    worker, the shots on the GPU pool's two workers, one at a time."""
     root, env, workers = farm
     render = subprocess.run([str(Path(sys.executable).with_name("dramaforge")), "render", str(root), "--via",
                              "deployment"], cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
@@ -112,33 +143,63 @@ def test_a_series_rendered_by_workers_on_two_pools_uses_its_gpu_one_shot_at_a_ti
     assert not _overlapping(spans), spans  # the GPU's one slot held across the workers' processes
     assert len({s["pid"] for s in spans}) >= 2  # the episodes ran in more than one worker's run
     assert os.getpid() not in {s["pid"] for s in spans}
-    # where each run ran: the series on the API pool, each episode on the GPU pool
+    # where each run ran: the series and its episodes (speech, cut) on the API pool, their pictures on the GPU's
     runs = _runs(prefect_api, work_pools={"name": {"any_": ["dramaforge-gpu", "dramaforge-api"]}})
-    pools = {r["name"]: r["work_pool_name"] for r in runs}
-    assert sorted(pools.values()).count("dramaforge-gpu") >= 3 and "dramaforge-api" in pools.values(), pools
+    pools = {r["name"]: r["work_pool_name"] for r in runs if str(root.resolve()) in r["name"]}
+    assert {n: p for n, p in pools.items() if n.endswith(":pictures")} == {
+        f"{root.resolve()}:ep{n}:pictures": "dramaforge-gpu" for n in (1, 2, 3)}, pools
+    assert {n: p for n, p in pools.items() if not n.endswith(":pictures")} == {
+        f"{root.resolve()}:ep{n}": "dramaforge-api" for n in (1, 2, 3)}, pools
+    # ANN's two lines spoken by the hosted voice, cloned once: each paid once
+    assert [c for c, _ in tts.calls if c in ("enroll", "tts")] == ["enroll", "tts", "tts"], tts.calls
 
 
 @pytest.mark.farm  # about two minutes: the killed run's GPU slot comes back when its lease runs out
 def test_an_episode_run_killed_mid_shot_is_run_again_on_another_worker(farm, tmp_path, prefect_api):
     root, env, workers = farm
+    _render_killing(root, env, tmp_path, lambda pid: os.kill(pid, signal.SIGKILL))  # its worker sees it crash
+    crashed = _runs(prefect_api, flow_runs={"state": {"type": {"any_": ["CRASHED"]}}})
+    assert any(r["work_pool_name"] == "dramaforge-gpu" for r in crashed)  # the killed run, run again
+    assert not _overlapping(_spans(root))
+
+
+@pytest.mark.farm  # about three minutes: the dead machine's run is known by its silence (flows/farm.py, ZOMBIE_S)
+def test_a_gpu_worker_machine_that_dies_outright_has_its_run_crashed_and_made_again_elsewhere(farm, tmp_path,
+                                                                                                prefect_api):
+    """A GPU worker and the run it is making die at once, as with a machine that loses power: nobody is left
+    to report the run, whose heartbeats stop; the server's automation marks it Crashed, and its episode
+    run starts it again on the other GPU worker. Every episode is made, no two shots at once."""
+    root, env, workers = farm
+
+    def machine_dies(pid: int) -> None:  # the worker and its run at once: nobody is left to say so
+        assert os.getpgid(pid) in {w.pid for n, w in workers.items() if n.startswith("gpu")}  # a GPU worker's
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+
+    _render_killing(root, env, tmp_path, machine_dies)
+    crashed = _runs(prefect_api, flow_runs={"state": {"type": {"any_": ["CRASHED"]}}})
+    assert any("no heartbeat" in (r["state"]["message"] or "") and r["name"].endswith(":pictures")
+               for r in crashed), [(r["name"], r["state"]["message"]) for r in crashed]
+    assert not _overlapping(_spans(root))
+
+
+def _render_killing(root: Path, env: dict, tmp_path: Path, kill) -> None:
+    """`render --via deployment`, `kill`ing the process of the first shot being made; then every episode
+    is there, however the render got past it."""
     log = tmp_path / "render.log"
     render = _dramaforge("render", str(root), "--via", "deployment", env=env, log=log)
     try:
+        calls = root / "build" / "shots" / "calls.jsonl"
         deadline = time.monotonic() + 180
-        while not (root / "build" / "shots" / "calls.jsonl").exists():  # a shot is being made
+        while not calls.exists():  # a shot is being made
             assert render.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
             time.sleep(0.05)
-        victim = json.loads((root / "build" / "shots" / "calls.jsonl").read_text().splitlines()[0])["pid"]
-        os.kill(victim, signal.SIGKILL)  # the episode's flow-run process, mid-shot: its worker sees it crash
-        assert render.wait(timeout=400) == 0, log.read_text(errors="replace")[-3000:]
+        kill(json.loads(calls.read_text().splitlines()[0])["pid"])  # the flow-run process making it
+        assert render.wait(timeout=600) == 0, log.read_text(errors="replace")[-3000:]
     finally:
         if render.poll() is None:
             os.killpg(render.pid, signal.SIGKILL)
     for n in (1, 2, 3):
         assert (root / "build" / "episodes" / f"ep{n:02d}.mp4").exists()
-    crashed = _runs(prefect_api, flow_runs={"state": {"type": {"any_": ["CRASHED"]}}})
-    assert any(r["work_pool_name"] == "dramaforge-gpu" for r in crashed)  # the killed run, run again
-    assert not _overlapping(_spans(root))
 
 
 def test_the_farm_commands_refuse_what_cannot_work_before_anything_starts(tiny_project, monkeypatch):
