@@ -28,7 +28,7 @@ def deploy(project: Annotated[Path, typer.Argument(help="project folder (holds p
     lp = load_project(project)
     prefect_environment()
     console = err_console()
-    for name, pool in register(lp).items():
+    for name, pool in register(lp, warn=lambda m: console.print(f"[yellow]warning[/] {esc(m)}")).items():
         console.print(f"deployment {esc(name)} on work pool {pool}")
     console.print(f"next: `dramaforge worker --pool api` (and `--pool gpu` per GPU) on each machine, then "
                   f"`dramaforge render {esc(str(project))} --via deployment`")

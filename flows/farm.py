@@ -53,8 +53,9 @@ def need_server(what: str) -> str:
     return url
 
 
-def deploy(lp) -> dict[str, str]:
-    """The work pools (made once) and the project's two deployments (made or updated): name -> pool."""
+def deploy(lp, warn=lambda message: None) -> dict[str, str]:
+    """The work pools and the zombie automation (made once) and the project's deployments (made or
+    updated): name -> pool. `warn` hears what works without being as it should."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists
@@ -76,7 +77,11 @@ def deploy(lp) -> dict[str, str]:
                     name=pool, type="process", base_job_template=ProcessWorker.get_default_base_job_template()))
             except ObjectAlreadyExists:
                 pass
-    _zombie_automation()
+    try:
+        _zombie_automation()
+    except Exception as exc:  # a server without automations: the rest works, a dead machine's run waits
+        warn(f"could not make the automation {ZOMBIE!r} on {need_server('deploy')}: {exc}; a run whose "
+             "worker machine dies will stay Running until you cancel it (`prefect flow-run cancel ID`)")
     name, root = deployment_name(lp.root), str(lp.root.resolve())
     base = {"project_dir": root, "command_root": str(lp.root)}
     plan = [(render_series, POOLS["api"], {**base, "shared_limits": True, "via_deployment": f"render_episode/{name}"}),

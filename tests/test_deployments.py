@@ -213,3 +213,21 @@ def test_the_farm_commands_refuse_what_cannot_work_before_anything_starts(tiny_p
     proc = run_cli("render", str(tiny_project), "--via", "dask")
     assert proc.returncode == 2 and "--via deployment" in proc.stderr
     assert not (tiny_project / "build").exists()
+
+
+def test_a_server_without_automations_still_gets_the_deployments_and_a_warning(prefect_api, tmp_path, monkeypatch):
+    """`deploy` on a server that refuses the zombie automation: the pools and deployments are made, and
+    the user is told that a dead machine's run would wait for them."""
+    import flows.farm as farm
+    from stages.load_project import load_project
+
+    monkeypatch.setenv("PREFECT_API_URL", prefect_api)
+
+    def refused():
+        raise RuntimeError("403: automations are not available on this plan")
+
+    monkeypatch.setattr(farm, "_zombie_automation", refused)
+    said = []
+    made = farm.deploy(load_project(_project(tmp_path, GPU)), warn=said.append)
+    assert set(made.values()) == {"dramaforge-api", "dramaforge-gpu"} and len(made) == 3
+    assert len(said) == 1 and "403" in said[0] and "prefect flow-run cancel" in said[0]
