@@ -74,7 +74,7 @@ class Slots:
 
 def shared(kind: str, backend, build: str, farm: str, concurrency: int | None = None,
            per_minute: float | None = None) -> Slots:
-    """The server's limits for `backend` (a `kind` backend: video, lipsync), created or resized now,
+    """The server's limits for `backend` (a `kind` backend: video, lipsync, speech), created or resized now,
     before any unit takes them: a missing limit would be skipped silently by a lenient take. `farm`:
     the token `shared_fs.mark_farm` left in `build` for this render."""
     from prefect.client.orchestration import get_client
@@ -146,3 +146,12 @@ def _gpu_limit(backend) -> str:
             client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=GPU_SLOTS))
         _made.add(name)
     return name
+
+
+def voice_turn(engine, slots: Slots | None):
+    """A line's turn on a hosted voice (its `concurrency` lines at once): this process's gate, or the
+    render's global limit (`slots`). A local voice is paced by the threads that speak."""
+    if engine.capabilities.pool != "api":
+        return contextlib.nullcontext()
+    local = gate(engine, None, None)
+    return held(slots, engine, local) if slots is not None else local.hold()

@@ -69,8 +69,11 @@ def _episode(project_dir: str, episode: int, remake: list[str] | None, command_r
     if unenrolled:  # each reason is in the ledger too
         return {**outcome, "blocked": unenrolled}
     remade = frozenset(remake or ())
+    hosted = sorted({ln.engine for ln in work.lines if backends.speech(ln.engine).capabilities.pool == "api"})
+    voice_slots = {e: shared("speech", backends.speech(e), str(paths.root), farm) for e in hosted} if farm else None
     voiced = _results(map_new(speak_line, work.lines, lambda ln: kept_take(ln, ledger, paths, remade), "lines",
-                              same(backends), same(paths), same(remade), same(requested_at or started)))
+                              same(backends), same(paths), same(remade), same(requested_at or started),
+                              same(voice_slots)))
     outcome["speech"] = [{"engine": ln.engine, "chars": len(ln.request.text), "reused": r.reused,
                           "bytes": len(ln.request.text.encode("utf-8")), "seconds": r.duration_s}
                          for ln, r in zip(work.lines, voiced) if not _failed(r)]

@@ -26,7 +26,7 @@ from prefect.cache_policies import NONE
 from prefect.tasks import exponential_backoff
 
 from flows import progress
-from flows.limits import Slots, gate, held
+from flows.limits import Slots, gate, held, voice_turn
 from stages.assemble_episode import assemble_episode, episode_clips
 from stages.backends._jobs import ShotJobs, UnknownJob
 from stages.backends._voices import read_voice
@@ -360,10 +360,12 @@ def _record(ledger: Ledger, unit_id: str, make: Callable[[], R], *, kind, episod
       retry_delay_seconds=exponential_backoff(backoff_factor=SPEECH_BACKOFF_S)(SPEECH_RETRIES),
       on_completion=[_advance("lines")], on_failure=[_advance("lines")], **_retried)
 def speak_line(line: LineUnit, backends: BackendSet, paths: BuildPaths, remake: frozenset[str] = frozenset(),
-               requested_at: float = 0.0) -> SpeechResult:
+               requested_at: float = 0.0, slots: dict[str, Slots] | None = None) -> SpeechResult:
     """One line's audio (in its character's enrolled voice, where it has one) and its voice figure
     against their reference clip; its `where` (episode, scene, script file:line) is in every failure.
-    A line in `remake` (`rerun --line`) is spoken again, unless its take is newer than `requested_at`."""
+    A line in `remake` (`rerun --line`) is spoken again, unless its take is newer than `requested_at`.
+    A hosted voice speaks within its provider's `concurrency`: this process's, or the render's global
+    limit where `slots` has its engine's (a render spread over machines)."""
     kept = kept_take(line, Ledger(paths.ledger), paths, remake)
     if kept is not None:  # as the ledger recorded it
         return kept
@@ -376,7 +378,8 @@ def speak_line(line: LineUnit, backends: BackendSet, paths: BuildPaths, remake: 
         request = line.request
         if line.voice is not None:  # enrolled before any line is spoken (render_episode, step 2)
             request = dataclasses.replace(request, voice_id=read_voice(line.voice.path))
-        spoken = synthesize_speech(request, engine, line.path)
+        with voice_turn(engine, (slots or {}).get(line.engine)):
+            spoken = synthesize_speech(request, engine, line.path)
         if line.reference is not None:
             measure_voice(line.path, line.reference, paths.voice_figure(line.key))
         return spoken

@@ -170,6 +170,19 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
                           env=os.environ.copy())
 
 
+def espeak_clip(path: Path, text: str, *, variant: str = "f2", pitch: int = 60, speed_wpm: int = 140) -> Path:
+    """An actor's reference clip spoken by eSpeak NG in a process of its own: libespeak-ng keeps state
+    between utterances (the same request gives other samples after other text), and the fake providers
+    speak with it in this process (`fakes_tts/_voice.py`), so their output must not depend on this."""
+    code = ("import sys; from pathlib import Path; from stages.backends.base import SpeechRequest; "
+            "from stages.backends.espeak import EspeakBackend; "
+            "EspeakBackend().synthesize(SpeechRequest(text=sys.argv[2], language='en-us', variant=sys.argv[3], "
+            "pitch=int(sys.argv[4]), speed_wpm=int(sys.argv[5])), Path(sys.argv[1]))")
+    subprocess.run([sys.executable, "-c", code, str(path), text, variant, str(pitch), str(speed_wpm)], cwd=REPO,
+                   check=True, timeout=60)
+    return path
+
+
 def copy_demo(dest: Path) -> Path:
     shutil.copytree(REPO / "projects" / "demo", dest, ignore=shutil.ignore_patterns("build"))
     return dest

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SMALL, TINY_YAML, run_cli
+from conftest import REPO, SMALL, TINY_YAML, espeak_clip, run_cli
 from fake_hosted import FakeHosted
 
 THREE = """\
@@ -73,16 +73,12 @@ def farm(prefect_api, tmp_path, tts):
     and two GPU workers (one run at a time each) on the session's Prefect server, as README's
     many-machines section starts them."""
     from fakes_tts import minimax_speech as proto
-    from stages.backends.base import SpeechRequest
-    from stages.backends.espeak import EspeakBackend
 
     env = {**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_WORKER_QUERY_SECONDS": "2",
            "PREFECT_LOGGING_LEVEL": "INFO", **proto.ENV}
     hosted = {**proto.options(tts), "request_timeout_s": 5}
     root = _project(tmp_path, GPU + f"  minimax_tts: {json.dumps(hosted)}\n")
-    (root / "ann.wav").parent.mkdir(exist_ok=True)
-    EspeakBackend().synthesize(SpeechRequest(text=CLIP_TEXT, language="en-us", variant="f2", pitch=60,
-                                             speed_wpm=140), root / "ann.wav")
+    espeak_clip(root / "ann.wav", CLIP_TEXT)
     yaml = (root / "project.yaml").read_text(encoding="utf-8").replace(
         "voice: {language: en-us, variant: f2, pitch: 60}",
         f"voice: {{backend: minimax-tts, reference: ann.wav, reference_text: {json.dumps(CLIP_TEXT)}}}")
@@ -152,6 +148,9 @@ def test_a_series_rendered_by_workers_on_two_pools_uses_its_gpu_one_shot_at_a_ti
         f"{root.resolve()}:ep{n}": "dramaforge-api" for n in (1, 2, 3)}, pools
     # ANN's two lines spoken by the hosted voice, cloned once: each paid once
     assert [c for c, _ in tts.calls if c in ("enroll", "tts")] == ["enroll", "tts", "tts"], tts.calls
+    voice = json.loads(urllib.request.urlopen(f"{prefect_api}/v2/concurrency_limits/dramaforge-speech-minimax-tts",
+                                              timeout=10).read())
+    assert voice["limit"] == 4 and voice["active_slots"] == 0  # its `concurrency`, held across the workers
 
 
 @pytest.mark.farm  # about two minutes: the killed run's GPU slot comes back when its lease runs out

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import COUNTING, REPO, SMALL, TINY_YAML, TWO_EPISODES, run_cli
+from conftest import COUNTING, REPO, SMALL, TINY_YAML, TWO_EPISODES, espeak_clip, run_cli
 from conftest import chaos_calls as _calls
 from flows.limits import Gate
 from flows.tasks import _transient_only
@@ -248,3 +248,63 @@ def test_episodes_start_in_order_two_shot_at_once_and_the_next_starts_beside_a_c
                 e.set()
     assert [o["episode"] for o in box["out"]] == done == [1, 2, 3, 4, 5]
     assert [n for what, n in log if what == "start"] == [1, 2, 3, 4, 5]
+
+
+ANN_SPEAKS = """\
+Title: Talk
+
+# Episode 1: Talk
+
+INT. KITCHEN - DAY
+
+ANN
+Is it ready?
+
+ANN
+It smells of smoke.
+
+ANN
+Open the window, please.
+
+ANN
+Never mind, I will do it.
+"""
+
+
+def test_a_hosted_voice_speaks_no_more_lines_at_once_than_its_concurrency(tmp_path, monkeypatch):
+    """ANN's voice on MiniMax (the local fake) with `concurrency: 1`: her four lines, voiced on the
+    render's threads, reach the provider one at a time (each answer held 0.3 s, so any two would meet)."""
+    from fake_hosted import FakeHosted
+    from fakes_tts import minimax_speech as proto
+    server = FakeHosted(b"", hang_s=0.3)
+    spans, route = [], server.route
+
+    def timed(h, method):
+        if "/t2a" not in h.path:
+            return route(h, method)
+        start = time.monotonic()
+        time.sleep(0.3)
+        route(h, method)
+        spans.append((start, time.monotonic()))
+
+    server.route = timed
+    try:
+        for env, value in proto.ENV.items():
+            monkeypatch.setenv(env, value)
+        root = tmp_path / "talk"
+        root.mkdir()
+        text = ("The harbour lights were out by the time we reached the pier, and the boats knocked softly "
+                "against the stones all night long while we waited for the morning ferry to come.")
+        espeak_clip(root / "ann.wav", text)
+        yaml = TINY_YAML.replace("voice: {language: en-us, variant: f2, pitch: 60}",
+                                 f"voice: {{backend: minimax-tts, reference: ann.wav, reference_text: {json.dumps(text)}}}")
+        options = {**proto.options(server), "request_timeout_s": 5, "concurrency": 1}
+        (root / "project.yaml").write_text(yaml + SMALL + COUNTING + f"  minimax_tts: {json.dumps(options)}\n",
+                                           encoding="utf-8")
+        (root / "script.fountain").write_text(ANN_SPEAKS, encoding="utf-8")
+        proc = run_cli("render", str(root))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    finally:
+        server.close()
+    spans.sort()
+    assert len(spans) == 4 and all(b[0] >= a[1] for a, b in zip(spans, spans[1:])), spans
