@@ -84,11 +84,10 @@ def deploy(lp, warn=lambda message: None) -> dict[str, str]:
              "worker machine dies will stay Running until you cancel it (`prefect flow-run cancel ID`)")
     name, root = deployment_name(lp.root), str(lp.root.resolve())
     base = {"project_dir": root, "command_root": str(lp.root)}
+    on_gpu = pictures_pool(backends_for(lp.project, lp.root)) == "gpu"  # the pictures on the GPU pool's workers
     plan = [(render_series, POOLS["api"], {**base, "shared_limits": True, "via_deployment": f"render_episode/{name}"}),
-            (render_episode, POOLS["api"], base)]
-    if pictures_pool(backends_for(lp.project, lp.root)) == "gpu":  # the pictures on the GPU pool's workers
-        plan[1] = (render_episode, POOLS["api"], {**base, "pictures_via": f"render_pictures/{name}"})
-        plan.append((render_pictures, POOLS["gpu"], base))
+            (render_episode, POOLS["api"], {**base, "pictures_via": f"render_pictures/{name}"} if on_gpu else base)]
+    plan += [(render_pictures, POOLS["gpu"], base)] if on_gpu else []
     made = {}
     for flow, pool, parameters in plan:
         with contextlib.redirect_stdout(io.StringIO()):  # Prefect prints its own table of what it applied

@@ -23,7 +23,7 @@ def run_episodes(name: str, calls: list[tuple], farm: str, build: Path, done) ->
         project_dir, episode, remake, command_root, requested_at = args[:5]
         return _run_and_read(name, {"project_dir": project_dir, "episode": episode, "remake": remake,
                                     "command_root": command_root, "requested_at": requested_at, "farm": farm},
-                             build / RUNS / farm / f"ep{episode:02d}.json", f"episode {episode}")
+                             outcome_path(build, farm, episode), f"episode {episode}")
 
     with concurrent.futures.ThreadPoolExecutor(min(32, max(1, len(calls))), thread_name_prefix="episode-run") as pool:
         # each in a copy of this flow run's context: Prefect records the episode runs as its children
@@ -44,7 +44,7 @@ def run_pictures(name: str, project_dir: str, episode: int, remake: list[str] | 
     made = _run_and_read(name, {"project_dir": project_dir, "episode": episode, "remake": remake,
                                 "command_root": command_root, "requested_at": requested_at, "farm": farm,
                                 "respoken": respoken},
-                         BuildPaths.of(Path(project_dir)).root / RUNS / farm / f"ep{episode:02d}-pictures.json",
+                         outcome_path(BuildPaths.of(Path(project_dir)).root, farm, episode, "pictures"),
                          f"episode {episode}'s pictures")
     made.pop("episode", None)
     return made
@@ -71,10 +71,14 @@ def write_outcome(build: Path, farm: str, outcome: dict, part: str | None = None
     shared build folder)."""
     from stages.core.artifacts import write_text_atomic
 
-    folder = build / RUNS / farm
-    folder.mkdir(parents=True, exist_ok=True)
-    name = f"ep{outcome['episode']:02d}" + (f"-{part}" if part else "")
-    write_text_atomic(folder / f"{name}.json", json.dumps(outcome))
+    path = outcome_path(build, farm, outcome["episode"], part)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(outcome))
+
+
+def outcome_path(build: Path, farm: str, episode: int, part: str | None = None) -> Path:
+    """Where a run of episode `episode` (or of its `part`) leaves its outcome: its writer and its reader."""
+    return build / RUNS / farm / (f"ep{episode:02d}" + (f"-{part}" if part else "") + ".json")
 
 
 def write_outcomes(build: Path, run_id: str, outcomes: list[dict]) -> None:
