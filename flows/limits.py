@@ -148,10 +148,11 @@ def _gpu_limit(backend) -> str:
     return name
 
 
-def voice_turn(engine, slots: Slots | None):
-    """A line's turn on a hosted voice (its `concurrency` lines at once): this process's gate, or the
-    render's global limit (`slots`). A local voice is paced by the threads that speak."""
-    if engine.capabilities.pool != "api":
+def api_turn(backend, slots: Slots | None):
+    """A call's turn on a hosted API that is not a video model (a voice's line, an episode's translation:
+    its `concurrency` calls at once): this process's gate, or the render's global limit (`slots`). A local
+    engine is paced by the threads that run it."""
+    if backend.capabilities.pool != "api":
         return contextlib.nullcontext()
-    local = gate(engine, None, None)
-    return held(slots, engine, local) if slots is not None else local.hold()
+    local = gate(backend, None, None)
+    return held(slots, backend, local) if slots is not None else local.hold()

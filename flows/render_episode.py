@@ -112,7 +112,8 @@ def _episode(project_dir: str, episode: int, remake: list[str] | None, command_r
         return outcome
     series, translating = lp.script.title or lp.project.title, work.translation is not None
     work, paths = as_is(work), as_is(paths)  # passed to the tasks as they are
-    translated = translate_episode(work, as_is(backends), paths, series) if translating else None
+    text_slots = shared("translation", backends.translation, str(paths.root), farm) if farm and translating else None
+    translated = translate_episode(work, as_is(backends), paths, series, text_slots) if translating else None
     cut_episode(work, as_is(lp.project), paths, as_is(translated), series)
     return outcome
 

@@ -26,7 +26,7 @@ from prefect.cache_policies import NONE
 from prefect.tasks import exponential_backoff
 
 from flows import progress
-from flows.limits import Slots, gate, held, voice_turn
+from flows.limits import Slots, api_turn, gate, held
 from stages.assemble_episode import assemble_episode, episode_clips
 from stages.backends._jobs import ShotJobs, UnknownJob
 from stages.backends._voices import read_voice
@@ -378,7 +378,7 @@ def speak_line(line: LineUnit, backends: BackendSet, paths: BuildPaths, remake: 
         request = line.request
         if line.voice is not None:  # enrolled before any line is spoken (render_episode, step 2)
             request = dataclasses.replace(request, voice_id=read_voice(line.voice.path))
-        with voice_turn(engine, (slots or {}).get(line.engine)):
+        with api_turn(engine, (slots or {}).get(line.engine)):
             spoken = synthesize_speech(request, engine, line.path)
         if line.reference is not None:
             measure_voice(line.path, line.reference, paths.voice_figure(line.key))
@@ -505,11 +505,14 @@ def sync_shot(unit: LipSyncUnit, backends: BackendSet, limits: Limits, paths: Bu
 
 @task(name="translate_subtitles", retries=SPEECH_RETRIES,
       retry_delay_seconds=exponential_backoff(backoff_factor=SPEECH_BACKOFF_S)(SPEECH_RETRIES), **_retried)
-def translate_episode(work: EpisodeWork, backends: BackendSet, paths: BuildPaths, series: str) -> list[str]:
-    """The episode's subtitle lines in the second language (cached per exact lines): the cut's first step."""
+def translate_episode(work: EpisodeWork, backends: BackendSet, paths: BuildPaths, series: str,
+                      slots: Slots | None = None) -> list[str]:
+    """The episode's subtitle lines in the second language (cached per exact lines): the cut's first step.
+    The server is asked within its `concurrency`: this process's, or the render's global limit (`slots`)."""
     translator = _shared(backends).translation
     return _cut_step(work, paths, lambda: translate_subtitles(work.translation, translator,
-                                                              f"{series}, episode {work.number}"), begins=True)
+                                                              f"{series}, episode {work.number}",
+                                                              lambda: api_turn(translator, slots)), begins=True)
 
 
 def _cut_step(work: EpisodeWork, paths: BuildPaths, make: Callable[[], R], *, begins=False, ends=False) -> R:

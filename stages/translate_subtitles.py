@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from stages.backends.base import TranslationBackend
@@ -18,16 +20,18 @@ from stages.units import TranslationUnit
 log = logging.getLogger("dramaforge.translate")
 
 
-def translate_subtitles(unit: TranslationUnit, backend: TranslationBackend, context: str) -> list[str]:
+def translate_subtitles(unit: TranslationUnit, backend: TranslationBackend, context: str,
+                        turn: Callable[[], AbstractContextManager] = nullcontext) -> list[str]:
     """The unit's lines in its target language, same count and order (or the cached answer for exactly
-    these lines at its content-addressed path)."""
+    these lines at its content-addressed path). The server is asked within `turn()` (its limits)."""
     lines = list(unit.lines)
     if not lines:
         return []
     cached = _read(unit.path, len(lines))
     if cached is not None:
         return cached
-    out = backend.translate(lines, unit.source, unit.target, context)
+    with turn():
+        out = backend.translate(lines, unit.source, unit.target, context)
     if len(out) != len(lines) or not all(isinstance(t, str) for t in out):  # a backend bug must not be cached
         raise ValueError(f"translation backend {backend.name!r} returned {len(out)} lines for {len(lines)}")
     write_text_atomic(unit.path, json.dumps({"source": unit.source, "target": unit.target, "lines": lines,

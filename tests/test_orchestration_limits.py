@@ -308,3 +308,36 @@ def test_a_hosted_voice_speaks_no_more_lines_at_once_than_its_concurrency(tmp_pa
         server.close()
     spans.sort()
     assert len(spans) == 4 and all(b[0] >= a[1] for a, b in zip(spans, spans[1:])), spans
+
+
+def test_translations_reach_their_server_no_more_at_once_than_its_concurrency(tmp_path):
+    """Three episodes' subtitles translated through a chat server with `concurrency: 1`: the render cuts
+    episodes side by side, yet their requests reach the server one at a time (each answer held 1.5 s, so
+    any two would meet)."""
+    from test_deployments import THREE
+    from test_openai_backends import FakeOpenAI, chat_reply, sent_lines
+
+    server, spans = FakeOpenAI(), []
+
+    def translate(body: dict):
+        start = time.monotonic()
+        time.sleep(1.5)
+        spans.append((start, time.monotonic()))
+        return chat_reply(json.dumps({"lines": [{"id": i, "text": t.upper()} for i, t in sent_lines(body).items()]}))
+
+    server.replies.extend([translate] * 3)
+    try:
+        root = tmp_path / "three"
+        root.mkdir()
+        (root / "project.yaml").write_text(
+            TINY_YAML + SMALL + COUNTING + "subtitles:\n  translation: {language: fr, base_url: '"
+            + server.base_url + "', model: chat-test, concurrency: 1}\n", encoding="utf-8")
+        (root / "script.fountain").write_text(THREE, encoding="utf-8")
+        proc = run_cli("render", str(root))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
+    spans.sort()
+    assert len(spans) == 3 and all(b[0] >= a[1] for a, b in zip(spans, spans[1:])), spans
+    assert "ALMOST." in (root / "build" / "episodes" / "ep01.fr.srt").read_text(encoding="utf-8")

@@ -8,6 +8,7 @@ problems are sent back for a bounded number of repair rounds. Long episodes are 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from pydantic import Field
@@ -83,6 +84,7 @@ class TranslationOptions(Model):
     base_url: str | None = Field(None, description="default: OpenAI")
     api_key_env: str = Field("OPENAI_API_KEY")
     timeout_s: float = Field(120, gt=0, le=900)
+    concurrency: int = Field(4, ge=1, le=32, description="episodes translated at once (requests to the server)")
 
 
 class OpenAITranslationBackend:
@@ -96,6 +98,7 @@ class OpenAITranslationBackend:
     def __init__(self, options: TranslationOptions, project_dir: Path | None = None):
         self.options = options
         self.project_dir = project_dir
+        self.capabilities = replace(type(self).capabilities, concurrency=options.concurrency)
         self.client = LazyClient(options.api_key_env, options.base_url, options.timeout_s,
                                  what="subtitle translation", setting="subtitles.translation.base_url")
 
