@@ -140,6 +140,9 @@ def worker_command(pool: str, gpu: str | None, limit: int | None) -> tuple[list[
     import shutil
     import sys
 
+    if pool == "api" and limit is not None and limit < 2:  # its one slot held by a series run that waits on episodes
+        raise InputError(f"--pool api --limit {limit}: a series run and its episode runs run on the API pool at once",
+                         hint="give it --limit 2 or more (default 8)")
     need_server("dramaforge worker")
     env = {**os.environ, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S)}  # see _zombie_automation
     if gpu is not None:

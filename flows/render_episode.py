@@ -18,7 +18,7 @@ from stages.core.paths import BuildPaths
 from stages.load_project import load_project
 from stages.plan_work import plan_work
 from stages.project_status import cut_made
-from stages.reuse import kept_clip, kept_take
+from stages.reuse import kept_clip, kept_take, pictures_kept
 from stages.sync_lips import drop_synced
 from stages.write_shotlist import write_shotlist
 
@@ -89,11 +89,13 @@ def _episode(project_dir: str, episode: int, remake: list[str] | None, command_r
 
     # 4-5. the pictures: reference sheets, shots, lip sync; here, or on the workers of the pool their
     #      backends declare (a render spread over machines: `flows/farm.py`)
+    #      (not when every one is made: a run there would only find so)
     respoken = sorted(ln.id for ln, r in zip(work.lines, voiced) if ln.id in remade and not r.reused)
+    kept = bool(pictures_via) and pictures_kept(work, ledger, paths, remade, respoken)
     made = run_pictures(pictures_via, project_dir, episode, remake, command_root, requested_at or started,
-                        farm, respoken) if pictures_via else \
+                        farm, respoken) if pictures_via and not kept else \
         pictures(lp, work, backends, ledger, paths, remade, respoken, started, command_root or project_dir,
-                 requested_at or started, farm)
+                 requested_at or started, None if kept else farm)  # kept: no slot to take, nothing made
     new_take = made.pop("new_take")
     outcome.update(made)
     if outcome.get("blocked"):

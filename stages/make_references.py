@@ -48,9 +48,19 @@ def make_references(sheet: SheetUnit, backend: ImageBackend) -> tuple[list[Path]
                 shutil.copyfile(src, tmp)
     made = 0
     for request, path in zip(sheet.requests, sheet.paths):
-        check = image_validator(width=request.width, height=request.height)
+        check = _sized(request)
         if not is_done(path, check):
             with atomic_path(path, validate=check) as tmp:
                 backend.generate_image(request, tmp)
             made += 1
     return list(sheet.paths), made
+
+
+def sheet_made(sheet: SheetUnit) -> bool:
+    """`make_references` would ask its backend for nothing: every image of the sheet is there and whole."""
+    return all(is_done(dst, image_validator()) for dst in sheet.paths[:len(sheet.sources)]) and \
+        all(is_done(path, _sized(request)) for request, path in zip(sheet.requests, sheet.paths))
+
+
+def _sized(request: ImageRequest):
+    return image_validator(width=request.width, height=request.height)

@@ -45,3 +45,14 @@ def _as_recorded(ledger: Ledger, unit_id: str, key: str, path) -> bool:
     """The unit's row is done under `key`, and `path` is the file it recorded, untouched since."""
     row = ledger.get(unit_id)
     return row is not None and row.spec_hash == key and row.unchanged(path)
+
+
+def pictures_kept(work, ledger: Ledger, paths: BuildPaths, remake: frozenset[str], respoken: list[str]) -> bool:
+    """Every reference sheet, shot and lip-synced clip of the episode (a `plan_work.EpisodeWork`) is made
+    and untouched, and no line under a synced piece was spoken again: its pictures need no backend."""
+    from stages.make_references import sheet_made
+    from stages.sync_lips import synced
+
+    return not (respoken and work.syncs) and all(sheet_made(s) for s in work.sheets) \
+        and all(kept_clip(u, ledger, paths, remake) is not None for u in work.shots) \
+        and all(synced(u) for u in work.syncs)

@@ -188,10 +188,7 @@ class SyncResult:
 def sync_lips(unit, backend, jobs_for: Callable[[object], object] | None = None) -> SyncResult:
     """Make `unit.path` (a `units.LipSyncUnit`): every piece synced (or reused), spliced into the shot's
     clip, each piece's figure measured and the report written beside it."""
-    from stages.core.media import video_validator
-
-    req = unit.request
-    check = video_validator(width=req.width, height=req.height, min_duration_s=req.duration_s - 1.5 / req.fps)
+    check = _whole(unit.request)
     _drop_older(unit.source, [unit.path, *(p.path for p in unit.pieces)])
     if is_done(unit.path, check) and unit.report.exists():
         return SyncResult(unit.path, True, _lowest(unit.report))
@@ -200,13 +197,31 @@ def sync_lips(unit, backend, jobs_for: Callable[[object], object] | None = None)
     for piece in unit.pieces:
         rows.append(_sync_piece(unit, piece, backend, jobs_for))
     with atomic_path(unit.path, validate=check) as tmp:
-        splice(unit.source, [(p.start, p.frames, p.path) for p in unit.pieces], req.fps, tmp)
+        splice(unit.source, [(p.start, p.frames, p.path) for p in unit.pieces], unit.request.fps, tmp)
     report = {"shot": unit.shot_id, "backend": backend.name, "identity": backend.identity(),
               "source": {"path": unit.source.name, "sha256": file_sha256(unit.source)},
               "pieces": rows, "not_sent": list(unit.not_sent),
               "figure": min((r["figure"] for r in rows), default=None)}
     write_text_atomic(unit.report, json.dumps(report, indent=1, ensure_ascii=False))
     return SyncResult(unit.path, False, report["figure"])
+
+
+def synced(unit) -> bool:
+    """`sync_lips` would reuse the unit's synced clip as it is: made from its shot's current clip, whole,
+    with its report (nothing to send)."""
+    try:
+        if unit.path.stat().st_mtime < unit.source.stat().st_mtime:
+            return False
+    except FileNotFoundError:
+        return False
+    return bool(is_done(unit.path, _whole(unit.request))) and unit.report.exists()
+
+
+def _whole(req):
+    """The synced clip's check: the shot's size, and no more than a frame and a half short."""
+    from stages.core.media import video_validator
+
+    return video_validator(width=req.width, height=req.height, min_duration_s=req.duration_s - 1.5 / req.fps)
 
 
 def _sync_piece(unit, piece, backend, jobs_for) -> dict:

@@ -139,6 +139,17 @@ def test_a_series_rendered_by_workers_on_two_pools_uses_its_gpu_one_shot_at_a_ti
     """Each unit on the pool its backend declares: speech (a hosted TTS) and the cut on the API pool's
     worker, the shots on the GPU pool's two workers, one at a time."""
     _render_by_the_farm(*farm, tmp_path, prefect_api, tts)
+    # a change the pictures do not see (the end card's words): the cuts are made again, no GPU run is started
+    root, env, workers = farm
+    with open(root / "project.yaml", "a", encoding="utf-8") as f:
+        f.write("cards: {end_text: 'Tomorrow, the ferry'}\n")
+    before = {r["id"] for r in _runs(prefect_api, work_pools={"name": {"any_": ["dramaforge-gpu"]}})}
+    cut = {n: (root / "build" / "episodes" / f"ep{n:02d}.mp4").stat().st_mtime_ns for n in (1, 2, 3)}
+    render = subprocess.run([str(Path(sys.executable).with_name("dramaforge")), "render", str(root), "--via",
+                             "deployment"], cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert render.returncode == 0, render.stderr[-3000:]
+    assert {r["id"] for r in _runs(prefect_api, work_pools={"name": {"any_": ["dramaforge-gpu"]}})} == before
+    assert all((root / "build" / "episodes" / f"ep{n:02d}.mp4").stat().st_mtime_ns > t for n, t in cut.items())
 
 
 @pytest.mark.farm  # about a minute and a half: a PostgreSQL server, then a Prefect server migrating onto it
@@ -255,6 +266,8 @@ def test_the_farm_commands_refuse_what_cannot_work_before_anything_starts(tiny_p
         assert proc.returncode == 2 and "PREFECT_API_URL" in proc.stderr and "Traceback" not in proc.stderr, args
     proc = run_cli("worker", "--pool", "cpu")
     assert proc.returncode == 2 and "--pool api or --pool gpu" in proc.stderr
+    proc = run_cli("worker", "--pool", "api", "--limit", "1")  # it would take a series run and wait forever
+    assert proc.returncode == 2 and "--limit 2 or more" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_cli("render", str(tiny_project), "--via", "dask")
     assert proc.returncode == 2 and "--via deployment" in proc.stderr
     assert not (tiny_project / "build").exists()
