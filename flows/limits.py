@@ -61,6 +61,10 @@ def gate(backend, concurrency: int | None, per_minute: float | None) -> Gate:
         return _gates[key]
 
 
+# (server, limit) -> (size, decay) this process made or resized it to: an episode run asks for the same again
+_sized: dict[tuple[str | None, str], tuple[int, float]] = {}
+
+
 @dataclass(frozen=True)
 class Slots:
     """The global limits a render's units of one backend take (made on the server by `shared`)."""
@@ -74,12 +78,14 @@ class Slots:
 
 def shared(kind: str, backend, build: str, farm: str, concurrency: int | None = None,
            per_minute: float | None = None) -> Slots:
-    """The server's limits for `backend` (a `kind` backend: video, lipsync, speech), created or resized now,
-    before any unit takes them: a missing limit would be skipped silently by a lenient take. `farm`:
-    the token `shared_fs.mark_farm` left in `build` for this render."""
+    """The server's limits for `backend` (a `kind` backend: video, lipsync, speech, translation), created
+    or resized (unless this process already did) before any unit takes them: a missing limit would be
+    skipped silently by a lenient take. `farm`: the token `shared_fs.mark_farm` left in `build` for this
+    render."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
     from prefect.exceptions import ObjectAlreadyExists
+    from prefect.settings import get_current_settings
 
     if backend.capabilities.pool == "cpu":  # its limit is a machine's cores, not an account's
         return Slots(None, build=build, farm=farm)
@@ -87,14 +93,18 @@ def shared(kind: str, backend, build: str, farm: str, concurrency: int | None = 
     sizes = {name: (concurrency or backend.capabilities.concurrency, 0.0)}
     if per_minute:  # one start, then the next once its slot has decayed: 60 / per_minute s later
         sizes[f"{name}-rate"] = (1, per_minute / 60.0)
-    with get_client(sync_client=True) as client:
-        for limit_name, (size, decay) in sizes.items():
-            try:
-                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(
-                    name=limit_name, limit=size, slot_decay_per_second=decay))
-            except ObjectAlreadyExists:  # an earlier render's: sized as this one asks
-                client.update_global_concurrency_limit(limit_name, GlobalConcurrencyLimitUpdate(
-                    limit=size, slot_decay_per_second=decay, active=True))
+    server = get_current_settings().api.url
+    todo = {n: v for n, v in sizes.items() if _sized.get((server, n)) != v}  # not made so by this process yet
+    if todo:
+        with get_client(sync_client=True) as client:
+            for limit_name, (size, decay) in todo.items():
+                try:
+                    client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(
+                        name=limit_name, limit=size, slot_decay_per_second=decay))
+                except ObjectAlreadyExists:  # an earlier render's: sized as this one asks
+                    client.update_global_concurrency_limit(limit_name, GlobalConcurrencyLimitUpdate(
+                        limit=size, slot_decay_per_second=decay, active=True))
+                _sized[server, limit_name] = (size, decay)
     return Slots(name, f"{name}-rate" if per_minute else None, backend.capabilities.pool == "gpu", build, farm)
 
 
@@ -148,11 +158,14 @@ def _gpu_limit(backend) -> str:
     return name
 
 
+def turn(backend, slots: Slots | None, concurrency: int | None = None, per_minute: float | None = None):
+    """A unit's turn on its backend: within this process's gate, or the render's global limits (`slots`)
+    where its units run in other processes and machines too."""
+    local = gate(backend, concurrency, per_minute)
+    return held(slots, backend, local) if slots is not None else local.hold()
+
+
 def api_turn(backend, slots: Slots | None):
     """A call's turn on a hosted API that is not a video model (a voice's line, an episode's translation:
-    its `concurrency` calls at once): this process's gate, or the render's global limit (`slots`). A local
-    engine is paced by the threads that run it."""
-    if backend.capabilities.pool != "api":
-        return contextlib.nullcontext()
-    local = gate(backend, None, None)
-    return held(slots, backend, local) if slots is not None else local.hold()
+    its `concurrency` calls at once). A local engine is paced by the threads that run it."""
+    return turn(backend, slots) if backend.capabilities.pool == "api" else contextlib.nullcontext()

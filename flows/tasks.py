@@ -26,7 +26,7 @@ from prefect.cache_policies import NONE
 from prefect.tasks import exponential_backoff
 
 from flows import progress
-from flows.limits import Slots, api_turn, gate, held
+from flows.limits import Slots, api_turn, turn
 from stages.assemble_episode import assemble_episode, episode_clips
 from stages.backends._jobs import ShotJobs, UnknownJob
 from stages.backends._voices import read_voice
@@ -133,7 +133,7 @@ def episodes_at_once(episode_flow: Callable[..., dict], calls: list[tuple], done
     before, so the order is part of a render's result). An episode gives its place to the next one as
     it starts its cut (`cutting`): the cut is one ffmpeg pass, and the next episode's start (Prefect's
     flow run, the plan, its speech) runs beside it instead of after it. The backends' concurrency and
-    rate limits hold across the episodes in flight (`_slots`). An episode that
+    rate limits hold across the episodes in flight (`limits.turn`). An episode that
     raises (a full disk) stops those not yet started; the ones in flight end on their own."""
     import concurrent.futures
     import contextvars
@@ -267,13 +267,6 @@ def _shared(backends: BackendSet) -> BackendSet:
     gets a fresh copy of `backends` with each task; threads share the flow's)."""
     with _sets_lock:
         return _sets.setdefault(backends.key, backends)
-
-
-def _slots(backend, limits: Limits, slots: Slots | None):
-    """A unit's turn on its backend: within this process's gate, or the render's global limits where its
-    units run in other processes and machines too (`flows/limits.py`)."""
-    local = gate(backend, limits.video_concurrency, limits.video_per_minute)
-    return held(slots, backend, local) if slots is not None else local.hold()
 
 
 @contextlib.contextmanager
@@ -450,7 +443,8 @@ def make_shot(shot: ShotUnit, backends: BackendSet, limits: Limits, paths: Build
     unreported = bool(shot.request.extra.get("dialogue")) and not report.exists()
     try:
         # Two renders of one shot (two terminals, two workers): one generates, the other reuses.
-        with _locked(paths.lock(paths.shots, shot.key)), _slots(video, limits, slots):
+        with _locked(paths.lock(paths.shots, shot.key)), \
+                turn(video, slots, limits.video_concurrency, limits.video_per_minute):
             # Checked and recorded while a slot is held, so the limit sees every finished attempt.
             failed = ledger.failures_since(shot.episode, since)
             if len(failed) >= limits.failed_shots_per_episode:
@@ -495,7 +489,7 @@ def sync_shot(unit: LipSyncUnit, backends: BackendSet, limits: Limits, paths: Bu
         return ShotJobs(Journal(ledger), f"{unit.id}-{piece.id_suffix}", piece.key, since=since,
                         recreate=limits.recreate_failed_jobs, project=project)
 
-    with _locked(paths.lock(paths.lipsync, unit.key)), _slots(backend, Limits(), slots):
+    with _locked(paths.lock(paths.lipsync, unit.key)), turn(backend, slots):
         return _recorded(paths.ledger, unit.id, lambda: sync_lips(unit, backend, jobs_for), kind=Kind.LIPSYNC,
                          episode=unit.episode, key=unit.key, artifact=unit.path, backend=backend.name)
 
