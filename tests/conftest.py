@@ -297,3 +297,14 @@ def translated(lines: list[str], source: str, options, context: str, cache: Path
     unit = TranslationUnit(key, cache / f"{key}.json", tuple(lines), source, options.language,
                            backend.calls(len(lines)))
     return translate_subtitles(unit, backend, context)
+
+
+def gpu_slot(visible: str) -> str:
+    """The name `flows.limits` gives the chaos backend's `cuda:0` in a worker started on GPU `visible`."""
+    from types import SimpleNamespace
+    from unittest import mock
+
+    from flows.limits import gpu_name
+
+    with mock.patch.dict(os.environ, {"CUDA_VISIBLE_DEVICES": visible}):
+        return gpu_name(SimpleNamespace(options=SimpleNamespace(device="cuda:0")))

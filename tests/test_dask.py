@@ -16,12 +16,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SMALL, TINY_SCRIPT, TINY_YAML, run_cli
+from conftest import REPO, SMALL, TINY_SCRIPT, TINY_YAML, gpu_slot, run_cli
 from fake_hosted import FAL_KEY, FAL_KEY_ENV, FakeHosted
 from fake_openai import provider_mp4  # noqa: F401 (a fixture)
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
 pytest.importorskip("prefect_dask", reason="the dask extra is not installed")
+
+GPU = "1"  # the workers' CUDA_VISIBLE_DEVICES: not the default ordinal, so the slot shows they read it
 
 
 @pytest.fixture
@@ -53,8 +55,8 @@ def test_render_on_a_two_process_dask_cluster(tmp_path, prefect_server, monkeypa
 
 class _Cluster:
     """A scheduler and two workers started as README's many-machines section starts them (`dask scheduler`,
-    `dask worker tcp://SCHEDULER:PORT --nthreads N --nworkers 1`), each worker a process of two threads:
-    a limit held per process would let four units run at once."""
+    `CUDA_VISIBLE_DEVICES=1 dask worker tcp://SCHEDULER:PORT --nthreads N --nworkers 1`: both on GPU 1), each
+    worker a process of two threads: a limit held per process would let four units run at once."""
 
     def __init__(self, env: dict, logs, workers: int = 2, threads: int = 2):
         import socket
@@ -66,8 +68,10 @@ class _Cluster:
         dask = str(Path(sys.executable).with_name("dask"))
         commands = [[dask, "scheduler", "--host", "127.0.0.1", "--port", str(port)]] + \
             [[dask, "worker", self.scheduler_address, "--nthreads", str(threads), "--nworkers", "1"]] * workers
-        self.procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=open(logs / f"dask-{i}.log", "wb"),
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+        worker_env = {**env, "CUDA_VISIBLE_DEVICES": GPU}
+        self.procs = [subprocess.Popen(cmd, cwd=REPO, env=env if i == 0 else worker_env,
+                                       stdout=open(logs / f"dask-{i}.log", "wb"), stderr=subprocess.STDOUT,
+                                       start_new_session=True)
                       for i, cmd in enumerate(commands)]
         try:
             with distributed.Client(self.scheduler_address, timeout=60) as client:
@@ -130,9 +134,7 @@ def test_a_gpu_is_used_by_one_shot_at_a_time_across_two_dask_workers(tmp_path, p
     assert len(spans) == len(calls) >= 4 and all(c["call"] == 1 for c in calls)  # each shot made once
     assert len({s["pid"] for s in spans}) == 2, spans  # by both workers ...
     assert not _overlapping([(s["start"], s["end"]) for s in spans]), spans  # ... one at a time
-    from flows.limits import gpu_name
-
-    gpu = gpu_name(type("GPU", (), {"options": type("O", (), {"device": "cuda:0"})})())
+    gpu = gpu_slot(GPU)  # the workers' GPU, as they named its slot
     assert _limit(prefect_server, gpu)["limit"] == 1 and _limit(prefect_server, gpu)["active_slots"] == 0
     # as README shows them: `prefect gcl ls`
     ls = subprocess.run([str(Path(sys.executable).with_name("prefect")), "gcl", "ls"], capture_output=True, text=True,

@@ -13,10 +13,10 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from unittest import mock
 
 import pytest
-from conftest import REPO, SMALL, TINY_YAML, espeak_clip, postgres_database, prefect_server, run_cli
+from conftest import (REPO, SMALL, TINY_YAML, espeak_clip, gpu_slot, postgres_database, prefect_server,
+                      run_cli)
 from fake_hosted import FakeHosted
 
 THREE = """\
@@ -196,18 +196,8 @@ def _render_by_the_farm(root: Path, env: dict, workers: dict, tmp_path: Path, ap
                                               timeout=10).read())
     assert voice["limit"] == 4 and voice["active_slots"] == 0  # its `concurrency`, held across the workers
     # the GPU the workers were started on (`CUDA_VISIBLE_DEVICES=1`, `--gpu 1`): one slot, shared by both
-    gpu = json.loads(urllib.request.urlopen(f"{api}/v2/concurrency_limits/{_gpu_slot('1')}", timeout=10).read())
+    gpu = json.loads(urllib.request.urlopen(f"{api}/v2/concurrency_limits/{gpu_slot('1')}", timeout=10).read())
     assert gpu["limit"] == 1 and gpu["active_slots"] == 0
-
-
-def _gpu_slot(visible: str) -> str:
-    """The name `flows.limits` gives the chaos backend's `cuda:0` in a worker started on GPU `visible`."""
-    from types import SimpleNamespace
-
-    from flows.limits import gpu_name
-
-    with mock.patch.dict(os.environ, {"CUDA_VISIBLE_DEVICES": visible}):
-        return gpu_name(SimpleNamespace(options=SimpleNamespace(device="cuda:0")))
 
 
 @pytest.mark.farm  # about two minutes: the killed run's GPU slot comes back when its lease runs out
