@@ -517,11 +517,11 @@ def _cut_step(work: EpisodeWork, paths: BuildPaths, make: Callable[[], R], *, be
 @task(name="cut_episode", **_common)
 def cut_episode(work: EpisodeWork, project: Project, paths: BuildPaths, translated: list[str] | None,
                 series: str) -> Path:
-    """The cut, after its translation (if any): subtitles, the sound mix, the shots conformed where
-    needed, one ffmpeg pass, then the editor's timeline and the poster. One task: its steps are quick
-    next to the encode and are never retried, and a task run each cost more than most of them."""
+    """The cut, after its translation (if any): subtitles, the shots conformed where needed, one encode
+    of the pictures with the sound mix made meanwhile, then the editor's timeline and the poster. One
+    task: its steps are quick next to the encode and are never retried, and a task run each cost more
+    than most of them."""
     subtitle_episode(work, project, paths, translated)
-    mix_episode(work, project, paths)
     pictures = conform_episode(work, project, paths)
     assemble(work, project, paths, pictures)
     finish_episode(work, project, paths, pictures, series)
@@ -542,16 +542,15 @@ def subtitle_episode(work: EpisodeWork, project: Project, paths: BuildPaths, tra
         begins=work.translation is None)  # else the translation began the cut
 
 
-def mix_episode(work: EpisodeWork, project: Project, paths: BuildPaths) -> None:
-    """Dialogue, music ducked under it, effects, at the platform's loudness."""
+def _mix(work: EpisodeWork, project: Project, paths: BuildPaths) -> None:
+    """The sound mix: dialogue, music ducked under it, effects, at the platform's loudness."""
     cut = work.cut
     model = cut.by_model or [False] * len(cut.lines)  # lines the model spoke: its clip's sound, not ours
     lines = [Dialogue(ln.start_s, wav, voice_treatment(ln.extension, project))
              for ln, wav, theirs in zip(cut.lines, cut.speech, model) if not theirs]
     lines += [Dialogue(a, clip, level_lufs=NATIVE_LUFS) for a, _, clip in cut.native]
-    _cut_step(work, paths, lambda: mix_audio(
-        lines, cut.duration_s, paths.episode_audio(work.id), loudness=project.audio.target, music=cut.music,
-        effects=cut.effects, options=project.audio.music, meters=paths.meters))
+    mix_audio(lines, cut.duration_s, paths.episode_audio(work.id), loudness=project.audio.target, music=cut.music,
+              effects=cut.effects, options=project.audio.music, meters=paths.meters)
 
 
 def conform_episode(work: EpisodeWork, project: Project, paths: BuildPaths) -> list[Path]:
@@ -561,9 +560,10 @@ def conform_episode(work: EpisodeWork, project: Project, paths: BuildPaths) -> l
 
 
 def assemble(work: EpisodeWork, project: Project, paths: BuildPaths, clips: list[Path]) -> Path:
-    """One ffmpeg pass: the clips, the burned subtitles and the mix."""
+    """One encode: the clips and the burned subtitles, the sound mix made meanwhile and joined to them."""
     _cut_step(work, paths, lambda: assemble_episode(clips, paths.episode_ass(work.id), paths.episode_audio(work.id),
-                                                     work.cut.duration_s, project, work.mp4))
+                                                     work.cut.duration_s, project, work.mp4,
+                                                     mix=lambda: _mix(work, project, paths)))
     return work.mp4
 
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from stages.backends.registry import make_video_backend
 from stages.conform_shot import conform_clip, conform_ops, shot_frames
 from stages.core.artifacts import atomic_path, partial_file
 from stages.core.fonts import fonts_dir
-from stages.core.media import escape_filter_value, probe, run_ffmpeg, video_validator
+from stages.core.media import escape_filter_value, ffmpeg_running, probe, run_ffmpeg, video_validator
 from stages.core.paths import BuildPaths
 from stages.generate_shot import generate_shot
 from stages.schema import Project
@@ -138,8 +139,12 @@ def _any(terms: list[str]) -> str:
 
 
 def assemble_episode(shot_clips: list[Path], subtitles_ass: Path, audio_wav: Path, duration_s: float,
-                     project: Project, out_mp4: Path) -> None:
-    """Write the finished episode; validated (size, duration ±1 frame, audio) before it is moved in."""
+                     project: Project, out_mp4: Path, mix: Callable[[], object] | None = None) -> None:
+    """Write the finished episode; validated (size, duration ±1 frame, audio) before it is moved in.
+
+    `mix` makes `audio_wav` (the sound mix). Given, it runs while ffmpeg encodes the pictures alone, its
+    AAC is encoded beside them, and the two are joined without another encode: the mix costs no wall
+    time, where one pass would wait for it (ffmpeg reads its inputs in step: a late one stalls all)."""
     # Named like every partial file, so a restart after kill -9 sweeps it too.
     fd, concat = partial_file(out_mp4.parent, out_mp4.stem, ".txt", tag="concat")
     list_name = str(concat)
@@ -160,17 +165,32 @@ def assemble_episode(shot_clips: list[Path], subtitles_ass: Path, audio_wav: Pat
     check = video_validator(width=project.width, height=project.height,
                             min_duration_s=duration_s - 1.0 / project.fps, audio=True)
     e = project.encoding
+    # One graph for the whole timeline: a clip tagged with other colour metadata must not restart it
+    # (the frame counts the transitions are placed by would start again).
+    pictures = ["-reinit_filter", "0", "-f", "concat", "-safe", "0", "-i", list_name]
+    encode = [*video, "-map", "0:v:0" if transitions is None else "[v]", "-r", str(project.fps), "-c:v", "libx264",
+              "-profile:v", "high", "-preset", e.x264_preset, "-crf", str(e.crf), "-pix_fmt", "yuv420p"]
+    sound = ["-c:a", "aac", "-b:a", f"{e.audio_kbps}k", "-ar", "48000", "-ac", "2"]
+    length = ["-t", f"{duration_s:.6f}"]
+    parts: list[Path] = []
     try:
         with atomic_path(out_mp4, validate=check) as tmp:
-            # One graph for the whole timeline: a clip tagged with other colour metadata must not
-            # restart it (the frame counts the transitions are placed by would start again).
-            run_ffmpeg(["-reinit_filter", "0", "-f", "concat", "-safe", "0", "-i", list_name, "-i", str(audio_wav), *video,
-                        "-map", "0:v:0" if transitions is None else "[v]", "-map", "1:a:0", "-r", str(project.fps),
-                        "-c:v", "libx264", "-profile:v", "high", "-preset", e.x264_preset, "-crf", str(e.crf),
-                        "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", f"{e.audio_kbps}k", "-ar", "48000", "-ac", "2",
-                        "-t", f"{duration_s:.6f}", "-movflags", "+faststart", str(tmp)],
-                       what=f"assembling {out_mp4.name}")
+            if mix is None:
+                run_ffmpeg([*pictures, "-i", str(audio_wav), *encode, "-map", "1:a:0", *sound, *length,
+                            "-movflags", "+faststart", str(tmp)], what=f"assembling {out_mp4.name}")
+            else:
+                for suffix in (".mp4", ".m4a"):
+                    fd, part = partial_file(out_mp4.parent, out_mp4.stem, suffix, tag="part")
+                    os.close(fd)
+                    parts.append(part)
+                with ffmpeg_running([*pictures, *encode, "-an", *length, str(parts[0])],
+                                    what=f"encoding the pictures of {out_mp4.name}"):
+                    mix()
+                    run_ffmpeg(["-i", str(audio_wav), "-map", "0:a:0", *sound, *length, str(parts[1])],
+                               what=f"encoding the sound of {out_mp4.name}")
+                run_ffmpeg(["-i", str(parts[0]), "-i", str(parts[1]), "-map", "0:v:0", "-map", "1:a:0", "-c", "copy",
+                            "-movflags", "+faststart", str(tmp)], what=f"assembling {out_mp4.name}")
     finally:
-        for name in filter(None, (list_name, graph_name)):
+        for name in filter(None, (list_name, graph_name, *parts)):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name)

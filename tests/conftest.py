@@ -260,8 +260,9 @@ def copy_demo(dest: Path) -> Path:
 
 
 def assemble_cut(cut, timed, project, paths, unit: str = "ep01", *, finish: bool = False):
-    """Run the cut's steps as `render_episode` does (without Prefect): subtitles, the mix, the shots
-    conformed, one ffmpeg pass (and, with `finish`, the timeline and poster); returns the mp4."""
+    """Run the cut's steps as `render_episode` does (without Prefect): subtitles, the shots conformed,
+    one encode with the sound mix made meanwhile (and, with `finish`, the timeline and poster); returns
+    the mp4."""
     import flows.tasks as t
     from stages.units import EpisodeWork
 
@@ -269,7 +270,6 @@ def assemble_cut(cut, timed, project, paths, unit: str = "ep01", *, finish: bool
     work = EpisodeWork(number, "", timed, (), (), (), None, cut, paths.episode_mp4(unit))
     paths.make_dirs()
     t.subtitle_episode(work, project, paths, None)
-    t.mix_episode(work, project, paths)
     clips = t.conform_episode(work, project, paths)
     out = t.assemble(work, project, paths, clips)
     if finish:

@@ -98,17 +98,18 @@ def _solid(path, color: str, seconds: float):
 
 
 def _x264_encodes(monkeypatch) -> list[list[str]]:
-    """Every ffmpeg command run from here on that encodes video with x264."""
+    """Every ffmpeg command started from here on (run or in the background) that encodes video with x264."""
     import subprocess
 
-    seen, run = [], subprocess.run
+    seen = []
 
-    def spy(cmd, *a, **kw):
-        if isinstance(cmd, list) and "libx264" in cmd:
-            seen.append(list(cmd))
-        return run(cmd, *a, **kw)
+    class Spy(subprocess.Popen):  # `subprocess.run` starts its command with it too
+        def __init__(self, cmd, *a, **kw):
+            if isinstance(cmd, list) and "libx264" in cmd:
+                seen.append(list(cmd))
+            super().__init__(cmd, *a, **kw)
 
-    monkeypatch.setattr(subprocess, "run", spy)
+    monkeypatch.setattr(subprocess, "Popen", Spy)
     return seen
 
 
@@ -125,7 +126,7 @@ def test_transitions_are_drawn_in_the_one_episode_encode(tmp_path, monkeypatch):
                    paths=BuildPaths(tmp_path / "build"), series="Sync", episode_title="One")
     encodes = _x264_encodes(monkeypatch)
     out = _assemble(tmp_path, cut, project)
-    assert len(encodes) == 1 and encodes[0][-1].endswith(".part.mp4"), encodes  # the episode's, nothing else
+    assert len(encodes) == 1 and encodes[0][-1].endswith(".part.mp4"), encodes  # the episode's pictures, nothing else
     assert not list((tmp_path / "build").rglob("conformed/*.mp4"))
     with av.open(str(out)) as c:
         y = [f.to_ndarray(format="gray").astype(float).mean() for f in c.decode(c.streams.video[0])]

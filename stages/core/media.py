@@ -6,6 +6,7 @@ ffprobe, so probing and decode checks use PyAV.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import subprocess
 import wave
@@ -34,10 +35,38 @@ def run_ffmpeg(args: list[str], *, cwd: Path | None = None, what: str = "ffmpeg"
         proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout_s)
     except subprocess.TimeoutExpired as exc:  # run() kills the child before raising
         raise RenderError(f"{what} took over {timeout_s:.0f} s and was stopped") from exc
-    if proc.returncode != 0:
-        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-8:]
+    _check_exit(proc.returncode, proc.stderr, what)
+
+
+@contextlib.contextmanager
+def ffmpeg_running(args: list[str], *, what: str = "ffmpeg", timeout_s: float = FFMPEG_TIMEOUT_S):
+    """`run_ffmpeg`, but in the background while the block runs: on leaving it, ffmpeg is waited for
+    (the same errors); if the block raises, ffmpeg is stopped and its partial output left to the caller."""
+    import tempfile
+    import time
+
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+    deadline = time.monotonic() + timeout_s
+    with tempfile.TemporaryFile() as log:  # never an undrained pipe: ffmpeg would stop when it filled
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            yield
+            proc.wait(timeout=max(deadline - time.monotonic(), 0))
+        except subprocess.TimeoutExpired as exc:
+            raise RenderError(f"{what} took over {timeout_s:.0f} s and was stopped") from exc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        log.seek(0)
+        _check_exit(proc.returncode, log.read(), what)
+
+
+def _check_exit(returncode: int, stderr: bytes, what: str) -> None:
+    if returncode != 0:
+        tail = stderr.decode("utf-8", "replace").strip().splitlines()[-8:]
         raise RenderError(
-            f"{what} failed (ffmpeg exit {proc.returncode})",
+            f"{what} failed (ffmpeg exit {returncode})",
             text="\n    ".join(tail) or None,
             hint=_ffmpeg_hint("\n".join(tail)),
         )

@@ -13,11 +13,12 @@ contestant concatenates exactly the same pictures). The Cut comes from `plan_cut
 so lines start where the timeline puts them (each shot's start + lead-in).
 
 Contestants, each writing a 60 s 1080x1920 H.264 (High, veryfast, CRF 20) + AAC 192k 48 kHz stereo mp4:
-  A  dramaforge       the cut's tasks as `render_episode` runs them (`.fn`): ledger, SRT/VTT/ASS subtitles, the sound
-                      mix (dialogue + music looped, faded, set to its level and ducked by a gain envelope
-                      + the loudness normaliser), conforming (probes every clip; nothing to re-encode,
-                      they match the project), the one ffmpeg pass (concat demuxer + transitions + ASS
-                      burn + AAC) and the validation of the result (probe + decode of the tail).
+  A  dramaforge       the cut's tasks as `render_episode` runs them (`.fn`): ledger, SRT/VTT/ASS subtitles,
+                      conforming (probes every clip; nothing to re-encode, they match the project), the
+                      one encode of the pictures (concat demuxer + transitions + ASS burn) with, meanwhile,
+                      the sound mix (dialogue + music looped, faded, set to its level and ducked by a gain
+                      envelope + the loudness normaliser) and its AAC, then both joined (stream copy),
+                      and the validation of the result (probe + decode of the tail).
   B  reference        ONE ffmpeg command doing the same work: the concat demuxer over the same clips,
                       the same transitions (dissolve windows cut out with trim, drawn by xfade, joined
                       back with concat; the dip's fades enabled on their frames), the same ASS file
@@ -261,6 +262,8 @@ class StageTimer:
         import stages.mix_audio as mix
 
         self.spent: dict[str, float] = {}
+        self.within: dict[str, str] = {}  # a step timed inside another (the loudness in the mix, the mix in the encode)
+        self._open: list[str] = []
         self.clips: list[Path] = []
         self._orig = []
         # the normaliser: in memory since issue 22 (`normalize_samples`), ffmpeg passes before (`normalize`)
@@ -275,11 +278,15 @@ class StageTimer:
     def _wrap(self, label, fn):
         def timed(*a, **kw):
             t = time.perf_counter()
+            if self._open:
+                self.within[label] = self._open[-1]
+            self._open.append(label)
             try:
                 out = fn(*a, **kw)
                 self.clips = list(out) if label == "conform" else self.clips
                 return out
             finally:
+                self._open.pop()
                 self.spent[label] = self.spent.get(label, 0.0) + time.perf_counter() - t
         return timed
 
@@ -317,26 +324,28 @@ def run_dramaforge(s: Setup, run_dir: Path) -> tuple[float, Path, dict[str, floa
     paths = BuildPaths(run_dir / "build")
     paths.make_dirs()
     mix_audio._music_source.cache_clear()  # a fresh render decodes and meters the music: so does every run
-    timer, encodes, run = StageTimer(), [], subprocess.run
+    timer, encodes, popen = StageTimer(), [], subprocess.Popen
 
-    def spy(cmd, *a, **kw):  # every x264 encode A runs, from any module
-        if isinstance(cmd, (list, tuple)) and "libx264" in map(str, cmd):
-            encodes.append([str(c) for c in cmd])
-        return run(cmd, *a, **kw)
+    class Spy(subprocess.Popen):  # every x264 encode A starts, from any module, run or in the background
+        def __init__(self, cmd, *a, **kw):
+            if isinstance(cmd, (list, tuple)) and "libx264" in map(str, cmd):
+                encodes.append([str(c) for c in cmd])
+            super().__init__(cmd, *a, **kw)
 
-    subprocess.run = spy
+    subprocess.Popen = Spy
     try:
         t = time.perf_counter()
         reused = paths.episode_mp4(UNIT).exists()
         out = assemble_cut(s.cut, None, s.project, paths, UNIT)
         dt = time.perf_counter() - t
     finally:
-        subprocess.run = run
+        subprocess.Popen = popen
         timer.restore()
     if reused:
         raise SystemExit("dramaforge reused an earlier episode: the benchmark's build folder was not fresh")
     n_lossy = sum(map(lossy, encodes))
-    return dt, out, timer.spent, (generations(timer.clips, paths.conformed), n_lossy, len(encodes) - n_lossy)
+    return dt, out, {**timer.spent, "within": timer.within}, \
+        (generations(timer.clips, paths.conformed), n_lossy, len(encodes) - n_lossy)
 
 
 # --- B: one reference ffmpeg command ------------------------------------------------------------
@@ -534,7 +543,7 @@ def main(argv: list[str] | None = None) -> None:
                     a_times.append(dt)
                     spent.append(st)
                     chains.append(chain)
-                    log(f"  dramaforge {dt:.1f} s (" + ", ".join(f"{k} {v:.1f}" for k, v in st.items()) + ")")
+                    log(f"  dramaforge {dt:.1f} s (" + ", ".join(f"{k} {v:.1f}" for k, v in st.items() if k != "within") + ")")
                 else:
                     log(f"round {r + 1}/{a.repeats}: reference ffmpeg…")
                     dt, b_out = run_reference(s, work / "run-reference")
@@ -559,11 +568,13 @@ def main(argv: list[str] | None = None) -> None:
               f"x264 {s.project.encoding.x264_preset} crf {s.project.encoding.crf}, "
               f"AAC {s.project.encoding.audio_kbps}k; {a.repeats} alternating rounds")
         print(f"dramaforge cut steps: runs {runs(a_times)} s, median {a_med:.1f} s")
-        keys = sorted({k for st in spent for k in st}, key="subtitles mix loudness conform encode".split().index)
+        within = spent[0]["within"]
+        keys = sorted({k for st in spent for k in st if k != "within"},
+                      key="subtitles mix loudness conform encode".split().index)
         inside = {k: statistics.median(st.get(k, 0.0) for st in spent) for k in keys}
         print("  of which (medians): " + ", ".join(
-            f"{k} {v:.1f} s" + (" (inside mix)" if k == "loudness" else "") for k, v in inside.items())
-              + f", rest {a_med - sum(v for k, v in inside.items() if k != 'loudness'):.1f} s")
+            f"{k} {v:.1f} s" + (f" (inside {within[k]})" if k in within else "") for k, v in inside.items())
+              + f", rest {a_med - sum(v for k, v in inside.items() if k not in within):.1f} s")
         print(f"  output: {describe(a_out)}")
         worst = max(chains)
         print(f"  x264 runs (all rounds): {sum(c[1] for c in chains)} lossy, {sum(c[2] for c in chains)} "
