@@ -3,60 +3,55 @@
     python tests/benchmarks/bench_assembly.py [--repeats 2] [--clips animatic|testsrc2] [--cuts-only]
                                               [--skip-moviepy | --moviepy-seconds N] [--keep DIR] [--quick]
 
-Setup (not timed): a synthetic 60 s episode at 1080x1920, 30 fps: 20 shot clips of 3 s (H.264 yuv420p,
-drawn by the animatic backend: stills + zoompan, figures that talk; or ffmpeg's testsrc2), 15 spoken
-lines (eSpeak NG, one in each shot but every fourth), a 20 s music WAV that the mix loops under the
-whole episode, transitions at the scene changes (a cross-dissolve into shots 6 and 16, a dip to black
-into shot 11; `--cuts-only`: none, the workload before they were drawn in the episode pass), and a
-Project with cards OFF (no title/end card: the clips alone make the 60 s, so every
-contestant concatenates exactly the same pictures). The Cut comes from `plan_cut` on a timed ShotList,
-so lines start where the timeline puts them (each shot's start + lead-in).
+Setup (not timed): a synthetic 60 s episode at 1080x1920, 30 fps: 20 shot clips of 3 s (H.264 yuv420p, drawn by the
+animatic backend: stills + zoompan, figures that talk; or ffmpeg's testsrc2), 15 spoken lines (eSpeak NG, one in each
+shot but every fourth), a 20 s music WAV that the mix loops under the whole episode, transitions at the scene changes
+(a cross-dissolve into shots 6 and 16, a dip to black into shot 11; `--cuts-only`: none, the workload before they were
+drawn in the episode pass), and a Project with cards OFF (no title/end card: the clips alone make the 60 s, so every
+contestant concatenates exactly the same pictures). The Cut comes from `plan_cut` on a timed ShotList, so lines start
+where the timeline puts them (each shot's start + lead-in).
 
 Contestants, each writing a 60 s 1080x1920 H.264 (High, veryfast, CRF 20) + AAC 192k 48 kHz stereo mp4:
-  A  dramaforge       the cut's tasks as `render_episode` runs them (`.fn`): ledger, SRT/VTT/ASS subtitles,
-                      conforming (probes every clip; nothing to re-encode, they match the project), the
-                      one encode of the pictures (concat demuxer + transitions + ASS burn) with, meanwhile,
-                      the sound mix (dialogue + music looped, faded, set to its level and ducked by a gain
-                      envelope + the loudness normaliser) and its AAC, then both joined (stream copy),
-                      and the validation of the result (probe + decode of the tail).
-  B  reference        ONE ffmpeg command doing the same work: the concat demuxer over the same clips,
-                      the same transitions (dissolve windows cut out with trim, drawn by xfade, joined
-                      back with concat; the dip's fades enabled on their frames), the same ASS file
-                      burned (written once in setup by the same `make_subtitles`: milliseconds), and
-                      the audio built inside the same command:
-                      each speech WAV placed with `adelay` and summed with `amix`, the music looped
-                      (`-stream_loop -1`), set to the same level (gain measured once in setup), faded,
-                      ducked with `sidechaincompress` keyed on the speech, then single-pass `loudnorm`
-                      to the project's target; same encoder settings, +faststart, -t the episode length.
-  C  moviepy-only     moviepy 2.2 composition of the same: concatenate_videoclips of VideoFileClips,
-                      one TextClip per line (bundled Noto Sans CJK) at the bottom, CompositeAudioClip
-                      of the speech and the looped music (set to the same level, dropped 12 dB while
-                      a line is spoken, no loudness normalisation), write_videofile with libx264
-                      veryfast CRF 20 and AAC; cuts only. `--moviepy-seconds N` renders only the first
-                      N s and scales the time by 60/N (said so in the output).
+  A  dramaforge       the cut's tasks as `render_episode` runs them (`.fn`): ledger, SRT/VTT/ASS subtitles, conforming
+                      (probes every clip; nothing to re-encode, they match the project), the one encode of the
+                      pictures (concat demuxer + transitions + ASS burn) with, meanwhile, the sound mix (dialogue +
+                      music looped, faded, set to its level and ducked by a gain envelope + the loudness normaliser)
+                      and its AAC, then both joined (stream copy), and the validation of the result (probe + decode of
+                      the tail).
+  B  reference        ONE ffmpeg command doing the same work: the concat demuxer over the same clips, the same
+                      transitions (dissolve windows cut out with trim, drawn by xfade, joined back with concat; the
+                      dip's fades enabled on their frames), the same ASS file burned (written once in setup by the
+                      same `make_subtitles`: milliseconds), and the audio built inside the same command: each speech
+                      WAV placed with `adelay` and summed with `amix`, the music looped (`-stream_loop -1`), set to
+                      the same level (gain measured once in setup), faded, ducked with `sidechaincompress` keyed on
+                      the speech, then single-pass `loudnorm` to the project's target; same encoder settings,
+                      +faststart, -t the episode length.
+  C  moviepy-only     moviepy 2.2 composition of the same: concatenate_videoclips of VideoFileClips, one TextClip per
+                      line (bundled Noto Sans CJK) at the bottom, CompositeAudioClip of the speech and the looped
+                      music (set to the same level, dropped 12 dB while a line is spoken, no loudness normalisation),
+                      write_videofile with libx264 veryfast CRF 20 and AAC; cuts only. `--moviepy-seconds N` renders
+                      only the first N s and scales the time by 60/N (said so in the output).
 
-Why it is fair: same inputs, same output format, length and encoder settings; A and B run alternately
-(round r: A then B when r is even, B then A when odd) so load that drifts on a shared machine falls on
-both; medians are compared (wall time; CPU time, user + sys with children, is printed beside it). A
-runs in this process with everything imported in setup (Prefect too) and the music cache of
-`stages.mix_audio` cleared before each run, so it decodes and meters the music every time, as a fresh
-render does; every run of A gets a fresh build folder (no ledger hit). B is a child process started
-from here. A does more than B (the SRT/VTT files, an exact gain-envelope duck, a loudness normaliser
-that lands within 0.3 LU, a validated result); that extra is what the ratio prices. The outputs'
-lengths, frame counts, formats and loudness are printed to show the work is equal. They are, except
-the loudness: single-pass `loudnorm` (dynamic mode under a true-peak ceiling) falls short of the
-target on eSpeak's peaky speech (about -18 LUFS for -14 here), and moviepy does not normalise at all.
+Why it is fair: same inputs, same output format, length and encoder settings; A and B run alternately (round r: A then
+B when r is even, B then A when odd) so load that drifts on a shared machine falls on both; medians are compared (wall
+time; CPU time, user + sys with children, is printed beside it). A runs in this process with everything imported in
+setup (Prefect too) and the music cache of `stages.mix_audio` cleared before each run, so it decodes and meters the
+music every time, as a fresh render does; every run of A gets a fresh build folder (no ledger hit). B is a child
+process started from here. A does more than B (the SRT/VTT files, an exact gain-envelope duck, a loudness normaliser
+that lands within 0.3 LU, a validated result); that extra is what the ratio prices. The outputs' lengths, frame
+counts, formats and loudness are printed to show the work is equal. They are, except the loudness: single-pass
+`loudnorm` (dynamic mode under a true-peak ceiling) falls short of the target on eSpeak's peaky speech (about -18 LUFS
+for -14 here), and moviepy does not normalise at all.
 
 The last stdout lines are `assembly/ffmpeg ratio: X.XX` (A's median / B's median) and the goals:
 
     goal assembly: X.XX x one ffmpeg command (target <= 1.05) met|missed
     goal one lossy generation: N encode(s) between clip and episode (target 1) met|missed
 
-The second is counted, not asserted: every x264 command A runs is recorded (lossy: CRF or QP over 1),
-and a shot's chain is the episode's encode plus one if its clip there is a conformed file whose own
-x264 record says lossy (QP 1, the near-lossless conform, ~72 dB PSNR, is not). Progress: stderr.
-Needs a few hundred MB in the temp dir; setup takes a minute or two (2 cores), a whole run with
-moviepy 8-15 minutes, `--quick` (no moviepy, one round) 2-3.
+The second is counted, not asserted: every x264 command A runs is recorded (lossy: CRF or QP over 1), and a shot's
+chain is the episode's encode plus one if its clip there is a conformed file whose own x264 record says lossy (QP 1,
+the near-lossless conform, ~72 dB PSNR, is not). Progress: stderr. Needs a few hundred MB in the temp dir; setup takes
+a minute or two (2 cores), a whole run with moviepy 8-15 minutes, `--quick` (no moviepy, one round) 2-3.
 """
 
 from __future__ import annotations
@@ -261,11 +256,8 @@ class StageTimer:
         import flows.tasks as tasks
         import stages.mix_audio as mix
 
-        self.spent: dict[str, float] = {}
-        self.within: dict[str, str] = {}  # a step timed inside another (the loudness in the mix, the mix in the encode)
-        self._open: list[str] = []
-        self.clips: list[Path] = []
-        self._orig = []
+        # spent: seconds per step; within: a step timed inside another (loudness in the mix, the mix in the encode)
+        self.spent, self.within, self._open, self.clips, self._orig = {}, {}, [], [], []
         # the normaliser: in memory since issue 22 (`normalize_samples`), ffmpeg passes before (`normalize`)
         loudness = "normalize_samples" if hasattr(mix, "normalize_samples") else "normalize"
         for mod, name, label in ((tasks, "make_subtitles", "subtitles"), (tasks, "mix_audio", "mix"),
@@ -315,7 +307,7 @@ def generations(clips: list[Path], conformed: Path) -> int:
     return 1 + extra
 
 
-def run_dramaforge(s: Setup, run_dir: Path) -> tuple[float, Path, dict[str, float], tuple[int, int, int]]:
+def run_dramaforge(s: Setup, run_dir: Path) -> tuple[float, Path, StageTimer, tuple[int, int, int]]:
     from tests.conftest import assemble_cut
     from stages import mix_audio
     from stages.core.paths import BuildPaths
@@ -344,8 +336,7 @@ def run_dramaforge(s: Setup, run_dir: Path) -> tuple[float, Path, dict[str, floa
     if reused:
         raise SystemExit("dramaforge reused an earlier episode: the benchmark's build folder was not fresh")
     n_lossy = sum(map(lossy, encodes))
-    return dt, out, {**timer.spent, "within": timer.within}, \
-        (generations(timer.clips, paths.conformed), n_lossy, len(encodes) - n_lossy)
+    return dt, out, timer, (generations(timer.clips, paths.conformed), n_lossy, len(encodes) - n_lossy)
 
 
 # --- B: one reference ffmpeg command ------------------------------------------------------------
@@ -539,11 +530,12 @@ def main(argv: list[str] | None = None) -> None:
                 c0 = cpu_s()
                 if who == "A":
                     log(f"round {r + 1}/{a.repeats}: dramaforge…")
-                    dt, a_out, st, chain = run_dramaforge(s, work / "run-dramaforge")
+                    dt, a_out, timer, chain = run_dramaforge(s, work / "run-dramaforge")
                     a_times.append(dt)
-                    spent.append(st)
+                    spent.append(timer.spent)
+                    within = timer.within
                     chains.append(chain)
-                    log(f"  dramaforge {dt:.1f} s (" + ", ".join(f"{k} {v:.1f}" for k, v in st.items() if k != "within") + ")")
+                    log(f"  dramaforge {dt:.1f} s (" + ", ".join(f"{k} {v:.1f}" for k, v in timer.spent.items()) + ")")
                 else:
                     log(f"round {r + 1}/{a.repeats}: reference ffmpeg…")
                     dt, b_out = run_reference(s, work / "run-reference")
@@ -568,9 +560,7 @@ def main(argv: list[str] | None = None) -> None:
               f"x264 {s.project.encoding.x264_preset} crf {s.project.encoding.crf}, "
               f"AAC {s.project.encoding.audio_kbps}k; {a.repeats} alternating rounds")
         print(f"dramaforge cut steps: runs {runs(a_times)} s, median {a_med:.1f} s")
-        within = spent[0]["within"]
-        keys = sorted({k for st in spent for k in st if k != "within"},
-                      key="subtitles mix loudness conform encode".split().index)
+        keys = sorted({k for st in spent for k in st}, key="subtitles mix loudness conform encode".split().index)
         inside = {k: statistics.median(st.get(k, 0.0) for st in spent) for k in keys}
         print("  of which (medians): " + ", ".join(
             f"{k} {v:.1f} s" + (f" (inside {within[k]})" if k in within else "") for k, v in inside.items())

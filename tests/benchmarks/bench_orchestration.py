@@ -15,7 +15,9 @@ Each render is the real CLI (`dramaforge render PROJECT`) in a child process, st
 every `from ... import` sees the wrapper), the backends' own work with timers:
   video     AnimaticBackend.generate      (draw the still + one ffmpeg encode)
   speech    EspeakBackend.synthesize      (eSpeak NG + writing the WAV; includes waiting for its lock)
-  assemble  run_ffmpeg in assemble_episode (the ffmpeg pass that burns subtitles and muxes sound)
+  assemble  the episode's encode in assemble_episode: its one ffmpeg pass, or (since the mix is made while
+            the pictures encode) that encode's ffmpeg and the sound's AAC beside it (their CPU, not the mix's);
+            joining the two by stream copy is `mux`, pipeline work
   loudness  stages.core.loudness.normalize / normalize_samples (normalising the episode mix: ffmpeg passes
                                            or the in-memory meter and limiter; counted like assembly: media work)
 Validating what they wrote (probe, decode check), hashing, the ledger, loading, planning, mixing audio
@@ -66,7 +68,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 BACKEND_KINDS = ("video", "speech", "assemble", "loudness")
 # pipeline work, shown but counted as overhead; summed over threads, so not exclusive of each other
-INFO_KINDS = ("assemble_call", "validate", "hash", "ledger", "load", "plan", "mix", "subtitles", "connect")
+INFO_KINDS = ("assemble_call", "validate", "hash", "ledger", "load", "plan", "mix", "subtitles", "connect", "mux")
 # (assemble_call and mix contain the assemble and loudness busy time; the rest is pipeline work)
 
 
@@ -81,6 +83,7 @@ def _children_cpu() -> float:
 
 def _child(out_json: str, cli_args: list[str]) -> None:
     """Run the CLI with the backends timed; write what was seen to `out_json`, then exit as the CLI did."""
+    import contextlib
     import functools
     import importlib.abc
     import importlib.util
@@ -129,9 +132,38 @@ def _child(out_json: str, cli_args: list[str]) -> None:
         patch_attr(m, "decode_check", lambda f: timed("validate", f))
         patch_attr(m, "wav_validator", lambda f: timed_factory("validate", f))
 
+    encoding = threading.local()  # inside `ffmpeg_running`: its interval counts every ffmpeg it waits on
+
+    def encode_running(fn):  # the pictures' encode, the mix made meanwhile in this thread: its ffmpeg CPU only
+        @contextlib.contextmanager
+        def wrapper(*a, **kw):
+            s, kids = time.monotonic(), _children_cpu()
+            encoding.on = True
+            try:
+                with fn(*a, **kw):
+                    yield
+            finally:
+                encoding.on = False
+                intervals.append(("assemble", s, time.monotonic(), _children_cpu() - kids))
+        return wrapper
+
+    def ffmpeg_pass(fn):
+        timed_pass, timed_mux = timed("assemble", fn), timed("mux", fn)
+
+        @functools.wraps(fn)
+        def wrapper(args, *a, **kw):
+            if getattr(encoding, "on", False):  # the sound's AAC, beside the pictures: counted there
+                return fn(args, *a, **kw)
+            # joining the pictures and the sound without an encode: pipeline work the reference does not do
+            return (timed_mux if "copy" in args else timed_pass)(args, *a, **kw)
+        return wrapper
+
     def assembly(m):
-        # the backend's own time is the ffmpeg pass; the validation around it is pipeline work, as for shots
-        patch_attr(m, "run_ffmpeg", lambda f: timed("assemble", f))
+        # the backend's own time is the ffmpeg encode (and the sound's AAC); the validation around it is
+        # pipeline work, as for shots
+        patch_attr(m, "run_ffmpeg", ffmpeg_pass)
+        if hasattr(m, "ffmpeg_running"):
+            patch_attr(m, "ffmpeg_running", encode_running)
         patch_attr(m, "assemble_episode", lambda f: timed("assemble_call", f))
 
     def artifacts(m):
