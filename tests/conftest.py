@@ -86,11 +86,16 @@ def prefect_server(home: Path, **settings: str):
     try:
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Asked to end, then killed if it has not within 30 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 @contextlib.contextmanager
@@ -141,11 +146,7 @@ def postgres_database(name: str = "prefect"):
 
         yield f"postgresql+asyncpg://dramaforge:secret@127.0.0.1:{port}/{name}", sql
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
         shutil.rmtree(top, ignore_errors=True)
 
 
