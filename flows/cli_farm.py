@@ -40,7 +40,8 @@ def worker(pool: Annotated[str, typer.Option("--pool", metavar="api|gpu", help="
            gpu: Annotated[Optional[str], typer.Option("--gpu", metavar="N", help="the GPU this worker uses "
                                                       "(sets CUDA_VISIBLE_DEVICES): start one worker per GPU")] = None,
            limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="runs at once (default: 1 on the "
-                                                        "gpu pool, 8 on the api pool)")] = None) -> None:
+                                                        "gpu pool, 8 on the api pool, which needs 2 or more)")]
+           = None) -> None:
     """Start a Prefect worker for a dramaforge work pool on this machine (PREFECT_API_URL names the server;
     the project folders must be mounted here at the same paths). Runs until stopped (Ctrl-C)."""
     from flows.farm import worker_command

@@ -82,29 +82,13 @@ def shared(kind: str, backend, build: str, farm: str, concurrency: int | None = 
     or resized (unless this process already did) before any unit takes them: a missing limit would be
     skipped silently by a lenient take. `farm`: the token `shared_fs.mark_farm` left in `build` for this
     render."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
-    from prefect.exceptions import ObjectAlreadyExists
-    from prefect.settings import get_current_settings
-
     if backend.capabilities.pool == "cpu":  # its limit is a machine's cores, not an account's
         return Slots(None, build=build, farm=farm)
     name = f"dramaforge-{kind}-{backend.name}"
     sizes = {name: (concurrency or backend.capabilities.concurrency, 0.0)}
     if per_minute:  # one start, then the next once its slot has decayed: 60 / per_minute s later
         sizes[f"{name}-rate"] = (1, per_minute / 60.0)
-    server = get_current_settings().api.url
-    todo = {n: v for n, v in sizes.items() if _sized.get((server, n)) != v}  # not made so by this process yet
-    if todo:
-        with get_client(sync_client=True) as client:
-            for limit_name, (size, decay) in todo.items():
-                try:
-                    client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(
-                        name=limit_name, limit=size, slot_decay_per_second=decay))
-                except ObjectAlreadyExists:  # an earlier render's: sized as this one asks
-                    client.update_global_concurrency_limit(limit_name, GlobalConcurrencyLimitUpdate(
-                        limit=size, slot_decay_per_second=decay, active=True))
-                _sized[server, limit_name] = (size, decay)
+    _made_as(sizes)
     return Slots(name, f"{name}-rate" if per_minute else None, backend.capabilities.pool == "gpu", build, farm)
 
 
@@ -130,9 +114,6 @@ def held(slots: Slots, backend, local: Gate):
         yield
 
 
-_made: set[str] = set()
-
-
 def gpu_name(backend) -> str:
     """`dramaforge-gpu-<host>-<gpu>`: the physical GPU the backend's device is on this machine (its
     ordinal among CUDA_VISIBLE_DEVICES when that is set, as a worker per GPU sets it)."""
@@ -147,15 +128,31 @@ def gpu_name(backend) -> str:
 def _gpu_limit(backend) -> str:
     """This machine's limit for the backend's GPU, made the first time any worker here uses it."""
     name = gpu_name(backend)
-    if name not in _made:
-        from prefect.client.orchestration import get_client
-        from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-        from prefect.exceptions import ObjectAlreadyExists
-
-        with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=GPU_SLOTS))
-        _made.add(name)
+    _made_as({name: (GPU_SLOTS, 0.0)})
     return name
+
+
+def _made_as(sizes: dict[str, tuple[int, float]]) -> None:
+    """Each global limit (name -> slots, decay per second) made on the server, or resized to that, unless
+    this process already did."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.settings import get_current_settings
+
+    server = get_current_settings().api.url
+    todo = {n: v for n, v in sizes.items() if _sized.get((server, n)) != v}
+    if not todo:
+        return
+    with get_client(sync_client=True) as client:
+        for name, (size, decay) in todo.items():
+            try:
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(
+                    name=name, limit=size, slot_decay_per_second=decay))
+            except ObjectAlreadyExists:  # an earlier render's: sized as this one asks
+                client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(
+                    limit=size, slot_decay_per_second=decay, active=True))
+            _sized[server, name] = (size, decay)
 
 
 def turn(backend, slots: Slots | None, concurrency: int | None = None, per_minute: float | None = None):

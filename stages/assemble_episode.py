@@ -139,12 +139,12 @@ def _any(terms: list[str]) -> str:
 
 
 def assemble_episode(shot_clips: list[Path], subtitles_ass: Path, audio_wav: Path, duration_s: float,
-                     project: Project, out_mp4: Path, mix: Callable[[], object] | None = None) -> None:
+                     project: Project, out_mp4: Path, mix: Callable[[], object]) -> None:
     """Write the finished episode; validated (size, duration ±1 frame, audio) before it is moved in.
 
-    `mix` makes `audio_wav` (the sound mix). Given, it runs while ffmpeg encodes the pictures alone, its
-    AAC is encoded beside them, and the two are joined without another encode: the mix costs no wall
-    time, where one pass would wait for it (ffmpeg reads its inputs in step: a late one stalls all)."""
+    `mix` makes `audio_wav` (the sound mix). It runs while ffmpeg encodes the pictures alone, its AAC is
+    encoded beside them, and the two are joined without another encode: the mix costs no wall time,
+    where one pass would wait for it (ffmpeg reads its inputs in step: a late one stalls all)."""
     # Named like every partial file, so a restart after kill -9 sweeps it too.
     fd, concat = partial_file(out_mp4.parent, out_mp4.stem, ".txt", tag="concat")
     list_name = str(concat)
@@ -175,21 +175,17 @@ def assemble_episode(shot_clips: list[Path], subtitles_ass: Path, audio_wav: Pat
     parts: list[Path] = []
     try:
         with atomic_path(out_mp4, validate=check) as tmp:
-            if mix is None:
-                run_ffmpeg([*pictures, "-i", str(audio_wav), *encode, "-map", "1:a:0", *sound, *length,
-                            "-movflags", "+faststart", str(tmp)], what=f"assembling {out_mp4.name}")
-            else:
-                for suffix in (".mp4", ".m4a"):
-                    fd, part = partial_file(out_mp4.parent, out_mp4.stem, suffix, tag="part")
-                    os.close(fd)
-                    parts.append(part)
-                with ffmpeg_running([*pictures, *encode, "-an", *length, str(parts[0])],
-                                    what=f"encoding the pictures of {out_mp4.name}"):
-                    mix()
-                    run_ffmpeg(["-i", str(audio_wav), "-map", "0:a:0", *sound, *length, str(parts[1])],
-                               what=f"encoding the sound of {out_mp4.name}")
-                run_ffmpeg(["-i", str(parts[0]), "-i", str(parts[1]), "-map", "0:v:0", "-map", "1:a:0", "-c", "copy",
-                            "-movflags", "+faststart", str(tmp)], what=f"assembling {out_mp4.name}")
+            for suffix in (".mp4", ".m4a"):
+                fd, part = partial_file(out_mp4.parent, out_mp4.stem, suffix, tag="part")
+                os.close(fd)
+                parts.append(part)
+            with ffmpeg_running([*pictures, *encode, "-an", *length, str(parts[0])],
+                                what=f"encoding the pictures of {out_mp4.name}"):
+                mix()
+                run_ffmpeg(["-i", str(audio_wav), "-map", "0:a:0", *sound, *length, str(parts[1])],
+                           what=f"encoding the sound of {out_mp4.name}")
+            run_ffmpeg(["-i", str(parts[0]), "-i", str(parts[1]), "-map", "0:v:0", "-map", "1:a:0", "-c", "copy",
+                        "-movflags", "+faststart", str(tmp)], what=f"assembling {out_mp4.name}")
     finally:
         for name in filter(None, (list_name, graph_name, *parts)):
             with contextlib.suppress(FileNotFoundError):

@@ -190,7 +190,7 @@ def sync_lips(unit, backend, jobs_for: Callable[[object], object] | None = None)
     clip, each piece's figure measured and the report written beside it."""
     check = _whole(unit.request)
     _drop_older(unit.source, [unit.path, *(p.path for p in unit.pieces)])
-    if is_done(unit.path, check) and unit.report.exists():
+    if synced(unit):
         return SyncResult(unit.path, True, _lowest(unit.report))
     unit.path.parent.mkdir(parents=True, exist_ok=True)
     rows = []
