@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from prefect import flow
-
 from flows.farm_runs import run_pictures
 from flows.limits import shared
+from flows.plain_flow import flow
 from flows.tasks import (EpisodeStopped, as_is, cut_episode, cutting, each, enroll, make_sheets, make_shot, map_new,
                          same, speak_line, spoken, sync_shot, translate_episode)
 from stages.backends.registry import backends_for

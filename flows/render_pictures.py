@@ -7,8 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from prefect import flow
-
+from flows.plain_flow import flow
 from flows.render_episode import pictures
 from stages.backends.registry import backends_for
 from stages.core.ledger import Ledger

@@ -11,13 +11,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from flows import progress
 from flows.guards import check_render, deliver, start_render
 from flows.farm_runs import run_episodes, write_outcomes
+from flows.plain_flow import flow
 from flows.render_episode import render_episode
 from flows.tasks import dask_runner, episodes_at_once
 from stages.backends.registry import backends_for

@@ -115,25 +115,33 @@ def test_music_loops_trims_and_fades(tmp_path):
     assert _db(seg(1.65, 1.7)) < _db(seg(0.9, 1.3)) - 6  # faded out
 
 
-def test_a_music_file_is_metered_once_by_its_content_not_once_per_mix(tmp_path, monkeypatch):
+def test_a_music_file_is_metered_and_decoded_once_by_its_content_not_once_per_mix(tmp_path, monkeypatch):
     import stages.core.loudness as loudness
+    import stages.mix_audio as mix
     from stages.mix_audio import _music_source
 
-    metered = []
-    real = loudness.measure_ebur128
+    metered, decoded = [], []
+    real, real_decode = loudness.measure_ebur128, mix.decode_audio
     monkeypatch.setattr(loudness, "measure_ebur128", lambda path: metered.append(path) or real(path))
+    monkeypatch.setattr(mix, "decode_audio", lambda path, **kw: decoded.append(path) or real_decode(path, **kw))
     music, meters, opts = tmp_path / "m.wav", tmp_path / "meters", Music(fade_s=0.2, level_lufs=-20)
     _tone(music, 0.4, hz=1000)
     outs = []
-    for n in range(2):  # two renders: each process decodes the music, the meter's figure is kept
+    for n in range(2):  # two renders: the meter's figure and the decoded samples are kept
         _music_source.cache_clear()
         outs.append(tmp_path / f"mix{n}.wav")
         mix_audio([], 2.0, outs[-1], music=[MusicSpan(0.5, 1.7, music)], options=opts, meters=meters)
-    assert len(metered) == 1 and outs[0].read_bytes() == outs[1].read_bytes()
-    _tone(music, 0.5, hz=500, amp=0.1)  # another track under the same name: metered anew
+    assert len(metered) == 1 and len(decoded) == 1 and outs[0].read_bytes() == outs[1].read_bytes()
+    _tone(music, 0.5, hz=500, amp=0.1)  # another track under the same name: metered and decoded anew
     _music_source.cache_clear()
     mix_audio([], 2.0, tmp_path / "mix2.wav", music=[MusicSpan(0.5, 1.7, music)], options=opts, meters=meters)
     assert len(metered) == 2 and len(list(meters.glob("*.json"))) == 2
+    assert len(decoded) == 2 and len(list(meters.glob("*.npy"))) == 2
+    for kept in meters.glob("*.npy"):  # a damaged copy is decoded again, not trusted
+        kept.write_bytes(kept.read_bytes()[:100])
+    _music_source.cache_clear()
+    mix_audio([], 2.0, tmp_path / "mix3.wav", music=[MusicSpan(0.5, 1.7, music)], options=opts, meters=meters)
+    assert len(decoded) == 3 and (tmp_path / "mix3.wav").read_bytes() == (tmp_path / "mix2.wav").read_bytes()
 
 
 def test_duck_envelope_shape():

@@ -74,7 +74,7 @@ class BuildPaths:
 
     @property
     def meters(self) -> Path:
-        """Each music file's measured loudness, by its content's hash (metered once, not per render)."""
+        """Each music file's measured loudness and decoded samples, by its content's hash (once, not per render)."""
         return self.work / "meters"
 
     @property
