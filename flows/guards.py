@@ -80,9 +80,10 @@ def check_cost(est: Estimate, max_cost: float) -> None:
                          "charge and project.yaml has no rate for it (nothing was started)",
                          hint=f"set {rate_hint(w)} in project.yaml (0 for a free local server), then "
                               "`dramaforge estimate` shows the cost")
-    if est.cost > max_cost:
-        raise InputError(f"this render would cost about {est.currency} {est.cost:,.2f}, over --max-cost "
-                         f"{max_cost:,.2f} (nothing was started)",
+    if est.cost + est.retake_cost > max_cost:  # retakes the identity check may order count: paid for unasked
+        retakes = f" with up to {est.retakes} identity retake(s)" if est.retakes else ""
+        raise InputError(f"this render would cost about {est.currency} {est.cost + est.retake_cost:,.2f}{retakes}, "
+                         f"over --max-cost {max_cost:,.2f} (nothing was started)",
                          hint="render fewer episodes (--episodes 1-2), raise --max-cost, or see "
                               "`dramaforge estimate` for what would be made")
 

@@ -8,9 +8,10 @@ from pathlib import Path
 from flows.farm_runs import run_pictures
 from flows.limits import shared
 from flows.plain_flow import flow
-from flows.tasks import (EpisodeStopped, as_is, cut_episode, cutting, each, enroll, make_sheets, make_shot, map_new,
-                         same, speak_line, spoken, sync_shot, translate_episode)
+from flows.tasks import (EpisodeStopped, as_is, cut_episode, cutting, each, enroll, identify, make_sheets, make_shot,
+                         map_new, same, speak_line, spoken, sync_shot, translate_episode)
 from stages.backends.registry import backends_for
+from stages.check_identity import identity_outcomes
 from stages.core.errors import EnvironmentFailure
 from stages.core.ledger import Ledger
 from stages.core.paths import BuildPaths
@@ -97,6 +98,8 @@ def _episode(project_dir: str, episode: int, remake: list[str] | None, command_r
                  requested_at or started, None if kept else farm)  # kept: no slot to take, nothing made
     new_take = made.pop("new_take")
     outcome.update(made)
+    if lp.project.identity.check:  # the takes it picked are the ones cut
+        work = plan_work(lp, episode, backends, placeholders=ledger.placeholders())
     if outcome.get("blocked"):
         return {**outcome, "duration_s": None}
     if outcome["failed"] or outcome["stopped"]:  # the ledger holds each reason; `dramaforge status` shows them
@@ -149,6 +152,22 @@ def pictures(lp, work, backends, ledger: Ledger, paths: BuildPaths, remade: froz
         return made
     made["new_take"] = any(u.id in remade and not c.reused for u, c in zip(work.shots, clips))
 
+    # 5a. is the person on screen the character? every take checked, the best one cut (identity.check);
+    #     when none matches, `on_drift: retake` makes one more take of the shot, once
+    if lp.project.identity.check:
+        work, retakes = _identified(lp, work, backends, ledger, paths)
+        if retakes:
+            again = _results(map_new(make_shot, retakes, lambda u: kept_clip(u, ledger, paths, remade), "shots",
+                                     same(backends), same(limits), same(paths), started, same(remade),
+                                     same(command_root), same(requested_at), same(video_slots)))
+            made["shots"] += [{"id": u.id, "outcome": _shot_outcome(c), "duration_s": u.request.duration_s,
+                               "images": 0 if _failed(c) else c.images_made} for u, c in zip(retakes, again)]
+            made["failed"] += [u.id for u, c in zip(retakes, again) if _failed(c)]
+            if made["failed"]:
+                return made
+            work, _ = _identified(lp, work, backends, ledger, paths)
+        made["identity"] = identity_outcomes(work, lp.project, paths)
+
     # 5b. the speaker's lips synced to our voice in every eligible shot (dialogue: tts+lipsync); a
     #     piece over a line spoken again (`rerun --line`) is synced again to the new take
     drop_synced(work.syncs, {ln.path for ln in work.lines if ln.id in set(respoken)})
@@ -161,6 +180,16 @@ def pictures(lp, work, backends, ledger: Ledger, paths: BuildPaths, remade: froz
     made["new_take"] = made["new_take"] or any(u.shot_id in remade and not r.reused
                                                for u, r in zip(work.syncs, synced))
     return made
+
+
+def _identified(lp, work, backends, ledger: Ledger, paths: BuildPaths):
+    """Every made take checked; then the plan again (it picks the best take by the checks), and the
+    takes it adds (a retake) that are not made yet."""
+    _results(identify.map(each([u for u in work.shots if u.placeholder is None and u.path and u.path.exists()]),
+                          same(paths)))
+    again = plan_work(lp, work.number, backends, placeholders=ledger.placeholders())
+    known = {u.id for u in work.shots}
+    return again, [u for u in again.shots if u.id not in known]
 
 
 def _results(futures) -> list:

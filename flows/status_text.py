@@ -12,7 +12,8 @@ from stages.core.ledger import NEEDS_RERUN, SHOWN, State
 def print_status(lp, eps, project, *, as_json: bool = False) -> None:
     if as_json:
         print(json.dumps({"episodes": [{"id": e.id, "assembly": str(e.assembly), "mp4": e.mp4, "shots": [
-            {"id": s.id, "state": str(s.state), "reason": s.reason, "attempts": s.attempts, "artifact": s.artifact}
+            {"id": s.id, "shot": s.shot, "take": s.take, "chosen": s.chosen, "state": str(s.state),
+             "reason": s.reason, "attempts": s.attempts, "artifact": s.artifact, "identity": s.identity}
             for s in e.shots], "lipsync": [
             {"id": s.id, "shot": s.shot, "state": str(s.state), "seconds": s.seconds, "figure": s.figure,
              "low": s.low, "reason": s.reason} for s in e.syncs],
@@ -53,6 +54,16 @@ def print_status(lp, eps, project, *, as_json: bool = False) -> None:
                 new = f"--shot {s.id} --new-job  (pays for a new job: check the provider first)" \
                     if s.state == "unknown-job" else "--failed"
                 print(f"    re-run: dramaforge rerun {root} {new}")
+    for e in eps:
+        checked = [s for s in e.shots if s.identity]
+        if checked:  # identity.check: what is cut, and every take that is not the character
+            cut = [s for s in checked if s.chosen]
+            print(f"{e.id} identity: {sum(s.identity['verdict'] == 'match' for s in cut)} of {len(cut)} shot(s) "
+                  "cut from a take that matches its characters")
+            for s in checked:
+                if s.identity["verdict"] != "match":
+                    print(f"  {s.id}{' (cut)' if s.chosen else ''}  {s.identity['verdict']}: {s.identity['why']}"
+                          f"  [{s.identity['frame']}]")
     for state, what in ((State.STALE, "inputs changed since it was made"), (State.PLACEHOLDER, "a card stands in")):
         ids = [s.id for e in eps for s in e.shots if s.state == state]
         if ids:

@@ -40,7 +40,7 @@ from stages.generate_shot import ShotResult, generate_shot
 from stages.make_keyframe import make_keyframe
 from stages.make_references import make_references
 from stages.make_subtitles import Cue, make_subtitles
-from stages.mix_audio import NATIVE_LUFS, Dialogue, mix_audio, voice_treatment
+from stages.mix_audio import mix_cut
 from stages.reuse import kept_clip, kept_take
 from stages.schema import Limits, Project
 from stages.enroll_voice import VoiceResult, enroll_voice
@@ -494,6 +494,15 @@ def sync_shot(unit: LipSyncUnit, backends: BackendSet, limits: Limits, paths: Bu
                          episode=unit.episode, key=unit.key, artifact=unit.path, backend=backend.name)
 
 
+@task(name="check_identity", **_common)
+def identify(shot: ShotUnit, paths: BuildPaths):
+    """The faces in one take against its characters' reference faces; cached under the check's own key
+    (a take checked once is never decoded again), so no ledger row: the verdict is read from it."""
+    from stages.check_identity import check_take, face_references
+
+    return check_take(shot.path, shot.key, face_references(shot.request), paths.identity)
+
+
 # The cut: the translation (retried) is a task, the other steps run in `cut_episode`; recorded as one unit
 # (the episode) from its first step to its last.
 
@@ -542,17 +551,6 @@ def subtitle_episode(work: EpisodeWork, project: Project, paths: BuildPaths, tra
         begins=work.translation is None)  # else the translation began the cut
 
 
-def _mix(work: EpisodeWork, project: Project, paths: BuildPaths) -> None:
-    """The sound mix: dialogue, music ducked under it, effects, at the platform's loudness."""
-    cut = work.cut
-    model = cut.by_model or [False] * len(cut.lines)  # lines the model spoke: its clip's sound, not ours
-    lines = [Dialogue(ln.start_s, wav, voice_treatment(ln.extension, project))
-             for ln, wav, theirs in zip(cut.lines, cut.speech, model) if not theirs]
-    lines += [Dialogue(a, clip, level_lufs=NATIVE_LUFS) for a, _, clip in cut.native]
-    mix_audio(lines, cut.duration_s, paths.episode_audio(work.id), loudness=project.audio.target, music=cut.music,
-              effects=cut.effects, options=project.audio.music, meters=paths.meters)
-
-
 def conform_episode(work: EpisodeWork, project: Project, paths: BuildPaths) -> list[Path]:
     """The card backgrounds and every shot, conformed where its format or length needs it (transitions
     are drawn in the assemble pass)."""
@@ -563,32 +561,24 @@ def assemble(work: EpisodeWork, project: Project, paths: BuildPaths, clips: list
     """One encode: the clips and the burned subtitles, the sound mix made meanwhile and joined to them."""
     _cut_step(work, paths, lambda: assemble_episode(clips, paths.episode_ass(work.id), paths.episode_audio(work.id),
                                                      work.cut.duration_s, project, work.mp4,
-                                                     mix=lambda: _mix(work, project, paths)))
+                                                     mix=lambda: mix_cut(work.cut, project, paths.episode_audio(
+                                                         work.id), paths.meters)))
     return work.mp4
 
 
 def finish_episode(work: EpisodeWork, project: Project, paths: BuildPaths, clips: list[Path], series: str) -> None:
     """The editor's timeline and the poster beside the episode; then the cut is done."""
     from stages.export_otio import write_otio
-    from stages.make_poster import make_poster
+    from stages.make_poster import make_poster, poster_frame
 
     cut = work.cut
 
     def make() -> None:
         cards = (clips[0] if cut.opening else None, clips[-1] if cut.ending else None)
         write_otio(cut, work.plan, project.fps, paths.otio(work.id), title=series, card_clips=cards)
-        clip, at = _poster_frame(work)  # the chosen shot's own clip: the picture without subtitles or cards
+        clip, at = poster_frame(cut, work.plan)
         make_poster(clip, at, series, " · ".join(t for t in (work.id.upper(), work.title) if t),
                     paths.poster(work.id), font_name=project.subtitles.font)
 
     _cut_step(work, paths, make, ends=True)
 
-
-def _poster_frame(work: EpisodeWork) -> tuple[Path, float]:
-    from stages.make_poster import poster_time
-
-    at, i, cut = poster_time(work.plan), 0, work.cut
-    while i < len(cut.durations) - 1 and at >= cut.durations[i]:
-        at -= cut.durations[i]
-        i += 1
-    return cut.clips[i], at

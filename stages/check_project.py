@@ -28,10 +28,11 @@ class CheckReport:
     references: dict = field(default_factory=dict)
     # which shots' lips are synced, and why the others' lines are not (`sync_lips.lipsync_plan`)
     lipsync: dict = field(default_factory=dict)
+    takes: int = 1  # clips made of each shot (the project's, for its video backend; a shot list may differ)
 
     def to_dict(self) -> dict:
         return {"episodes": self.episodes, "scenes": self.scenes, "characters": self.characters,
-                "lines": self.lines, "references": self.references, "lipsync": self.lipsync,
+                "lines": self.lines, "takes": self.takes, "references": self.references, "lipsync": self.lipsync,
                 "warnings": [w.model_dump() for w in self.warnings], "errors": self.errors}
 
 
@@ -132,6 +133,12 @@ def check_project(root: Path) -> CheckReport:
         from stages.check_voices import acting_warnings
 
         report.warnings.extend(acting_warnings(lp, backends))
+        report.takes = project.takes_for(project.backends.video)
+        if report.takes > 1 and not backends.video.capabilities.seeded:
+            report.warnings.append(Warning_(file=yaml_file, line=lp.line_of("takes"), message=(
+                f"takes: {report.takes} with the {project.backends.video} backend, which draws the same picture "
+                "whatever the seed: its takes of a shot will look alike; set takes for a model backend "
+                f"({{kling: 3}}) or leave them at 1")))
     for cid, name in script.characters.items():
         in_cast = any(c.id == cid for c in project.cast)
         report.characters.append({"id": cid, "name": name, "lines": spoken.get(cid, 0), "in_cast": in_cast})
@@ -192,6 +199,12 @@ def blockers(lp, *, keys: bool = True) -> list[InputError]:
     for module, how in needs.items():
         if importlib.util.find_spec(module) is None:
             out.append(InputError(f"this project uses {module}, which is not installed", file=yaml_file, hint=how))
+    if project.identity.check:
+        from stages.check_identity import available
+
+        if (missing := available()) is not None:
+            out.append(InputError(f"identity: {{check: true}}: {missing}", file=yaml_file,
+                                  line=lp.line_of("identity", "check"), hint="or set identity.check to false"))
     music = project.audio.music
     for name in [music.file, *music.episodes.values()]:
         if name and name.lower() != "none" and not (root / name).is_file():

@@ -11,6 +11,7 @@ declared capabilities.
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,7 @@ class Work:
     todo_s: float = 0.0  # seconds of media to make (video: as asked of the backend; speech estimated from its text)
     images: int = 0  # video: images the requests send (keyframes, reference sheets)
     uploads: int = 0  # video: files a provider with an upload step is given first (each once per account)
+    takes: int = 0  # video: of `todo`, takes after a shot's first (`takes: N`)
     jobs: int = 0  # video on a hosted backend: paid jobs (a run report counts them from the job journal)
     unknown: int = 0  # of those, jobs whose request's answer was lost: maybe made, maybe billed
     resolution: str | None = None  # video: what the backend makes, as billed
@@ -60,14 +62,22 @@ class Estimate:
     provisional: list[str] = field(default_factory=list)  # episodes counted from a stand-in plan
     recreate: int = 0  # paid jobs a shot may re-create in one run (`limits.recreate_failed_jobs`)
     hosted: bool = False  # shots are paid jobs of a hosted provider (the job protocol)
+    retakes: int = 0  # shots made now that may get one more take (identity: {on_drift: retake})
 
     @property
     def worst_cost(self) -> float | None:
-        """The cost if every shot's paid job is re-created as often as the project allows."""
+        """The cost if every shot's paid job is re-created as often as the project allows, and every shot
+        that may be retaken (identity.on_drift: retake) is, at its takes' average price."""
         if self.cost is None:
             return None
-        video = sum(w.cost for w in self.work if w.kind == "video" and w.todo and w.cost)
-        return round(self.cost + video * self.recreate, 4)
+        spent = sum(w.cost for w in self.work if w.kind == "video" and w.todo and w.cost)
+        return round(self.cost + spent * self.recreate + self.retake_cost * (1 + self.recreate), 4)
+
+    @property
+    def retake_cost(self) -> float:
+        """What the identity check's retakes would cost if every one is ordered (at the takes' average)."""
+        return round(sum(w.cost / w.todo for w in self.work if w.kind == "video" and w.todo and w.cost)
+                     * self.retakes, 4)
 
     @property
     def cost(self) -> float | None:
@@ -87,7 +97,8 @@ class Estimate:
 
     def to_dict(self) -> dict:
         return {"currency": self.currency, "episodes": self.episodes, "up_to_date": self.up_to_date,
-                "cost": self.cost, "worst_cost": self.worst_cost, "recreate": self.recreate,
+                "cost": self.cost, "worst_cost": self.worst_cost, "recreate": self.recreate, "retakes": self.retakes,
+                "retake_cost": self.retake_cost,
                 "hosted": self.hosted, "time_s": None if self.time_s is None else round(self.time_s, 1),
                 "concurrency": self.concurrency, "work": [asdict(w) for w in self.work],
                 "shots": {f"ep{n:02d}": ids for n, ids in self.shots.items()}, "provisional": self.provisional}
@@ -111,6 +122,7 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, backends: B
     cuts = Work("assembly", "ffmpeg", todo=len(assemble), cached=len(statuses) - len(assemble),
                 ids=[e.id for e in assemble])
     per_episode: dict[int, list[str]] = {}
+    retakes = 0
     sheets: dict[str, bool] = {}
     keyframes: dict[str, bool] = {}
     video = backends.video
@@ -126,6 +138,11 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, backends: B
         made = [s for s in e.shots if s.state not in REUSED or s.id in force or s.id in retimed]
         per_episode[e.number] = [s.id for s in made]
         shots.todo += len(made)
+        shots.takes += sum(1 for s in made if s.take > 1)
+        if project.identity.check and project.identity.on_drift == "retake":  # one more per shot, at most
+            base = {s.id: s.takes or project.takes_for(video.name) for s in e.work.plan.shots if s.take is None}
+            takes = Counter(s.shot for s in e.shots)
+            retakes += len({s.shot for s in made if s.shot in base and takes[s.shot] == base[s.shot]})
         shots.cached += len(e.shots) - len(made)
         # what the backend is asked for (a hosted model's 5 or 10 s clip for a 3.2 s shot), as it bills
         shots.todo_s += sum(requested_seconds(caps, units[s.id].request.duration_s, project.fps) for s in made)
@@ -189,7 +206,7 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, backends: B
     return Estimate(rates.currency, [e.number for e in todo], [e.number for e in statuses if e not in todo],
                     [shots, *lines.values(), images, cuts, plans, words, *lips], concurrency, per_episode,
                     provisional=plans.ids, recreate=project.limits.recreate_failed_jobs if caps.resumable else 0,
-                    hosted=caps.resumable)
+                    hosted=caps.resumable, retakes=retakes)
 
 
 def lipsync_work(todo: list[EpisodeStatus], project: Project, backends: BackendSet, ledger: Ledger | None

@@ -18,6 +18,16 @@ VERSION = 1  # in each poster's key: a change to how posters are drawn remakes t
 NEARBY = 2  # how many shots either side of the middle may stand in for an empty one
 
 
+def poster_frame(cut, shotlist: ShotList) -> tuple[Path, float]:
+    """(clip, time in it) of the poster frame: the chosen shot's own clip, the picture without subtitles
+    or cards (`cut`: the episode's `units.Cut`)."""
+    at, i = poster_time(shotlist), 0
+    while i < len(cut.durations) - 1 and at >= cut.durations[i]:
+        at -= cut.durations[i]
+        i += 1
+    return cut.clips[i], at
+
+
 def poster_time(shotlist: ShotList, *, lead_s: float = 0.0) -> float:
     """When to grab the poster frame: the middle of the shot at the episode's midpoint, or of the
     nearest shot within two of it that has characters on screen (an empty street sells nothing).

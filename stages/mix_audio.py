@@ -88,6 +88,17 @@ def _input_file(project_dir: Path, name: str, what: str, shot) -> Path:
     return path
 
 
+def mix_cut(cut, project: Project, out_wav: Path, meters: Path | None = None) -> None:
+    """An episode's sound (`cut`: its `units.Cut`): dialogue (not the lines its clips' own sound speaks),
+    the model's native lines, music ducked under them, effects, at the platform's loudness."""
+    model = cut.by_model or [False] * len(cut.lines)
+    lines = [Dialogue(ln.start_s, wav, voice_treatment(ln.extension, project))
+             for ln, wav, theirs in zip(cut.lines, cut.speech, model) if not theirs]
+    lines += [Dialogue(a, clip, level_lufs=NATIVE_LUFS) for a, _, clip in cut.native]
+    mix_audio(lines, cut.duration_s, out_wav, loudness=project.audio.target, music=cut.music, effects=cut.effects,
+              options=project.audio.music, meters=meters)
+
+
 def cue_spec(spans: list[MusicSpan], effects: list[Effect], music: Music) -> dict:
     """What the cues contribute to an episode's content address: times, file contents, levels."""
     return {"music": [[round(s.start_s, 4), round(s.end_s, 4), file_digest(s.file)] for s in spans],

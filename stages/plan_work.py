@@ -113,14 +113,31 @@ def plan_work(lp: LoadedProject, episode: int, backends: BackendSet, *,
             kf = keyframe_request(request)
             keyframe = KeyframeUnit(kf, paths.keyframe(keyframe_key(kf, image)))
             request = replace(request, keyframe=keyframe.path)
-        key = shot_key(request, video) if s.id in measured or not s.lines else None
-        card = None
-        if placeholders and s.id in placeholders and key is not None:
-            card = clip(placeholder_request(request, placeholders[s.id]), paths)
-        shots.append(ShotUnit(s.id, ep.number, request, key, paths.clip(key) if key else None, keyframe, card))
+        timed_known = s.id in measured or not s.lines
+        takes = []  # (take, its key, its request)
+        for take in range(1, takes_of(s, project, video, paths.shotlist(ep.id)) + 1):
+            asked = request if take == 1 else replace(request, seed=take_seed(request.seed, take))
+            takes.append((take, shot_key(asked, video) if timed_known else None, asked))
+        chosen_take = s.take or 1
+        if project.identity.check and s.take is None and timed_known:  # the best take the check has seen
+            from stages.check_identity import choose
+
+            chosen_take, retake = choose(takes, project.identity, paths.identity)
+            if retake:  # every take drifted: one more (once: it is chosen only if it matches)
+                asked = replace(request, seed=take_seed(request.seed, len(takes) + 1))
+                takes.append((len(takes) + 1, shot_key(asked, video), asked))
+                chosen_take, _ = choose(takes, project.identity, paths.identity)
+        for take, key, asked in takes:
+            uid = s.id if take == 1 else f"{s.id}-t{take}"
+            card = None
+            if placeholders and uid in placeholders and key is not None:
+                card = clip(placeholder_request(asked, placeholders[uid]), paths)
+            shots.append(ShotUnit(uid, ep.number, asked, key, paths.clip(key) if key else None, keyframe, card,
+                                  take, take == chosen_take))
+    chosen = [u for u in shots if u.chosen]  # one per shot, in order: what the episode is cut from
 
     # 4. lip sync: the shots whose speaker's lips follow our voice, piece by piece (tts+lipsync)
-    syncs, unsynced = lipsync_units(timed, shots, lines, project, backends, paths)
+    syncs, unsynced = lipsync_units(timed, chosen, lines, project, backends, paths)
     synced = {u.shot_id: u for u in syncs}
 
     # 5. the subtitle translation (the lines in order), and the cut once every line is spoken
@@ -129,19 +146,36 @@ def plan_work(lp: LoadedProject, episode: int, backends: BackendSet, *,
     final = ep.number == lp.script.episodes[-1].number
     if all(ln.path.exists() for ln in lines):
         spoken = {(ln.shot_id, ln.index): (ln.key, ln.path) for ln in lines}
-        made = [(synced[u.id].key, synced[u.id].path) if u.id in synced else u.clip for u in shots]
+        made = [(synced[u.shot_id].key, synced[u.shot_id].path) if u.shot_id in synced else u.clip for u in chosen]
         faces = [video.faces(u.request) if video.capabilities.faces and u.placeholder is None else []
-                 for u in shots]
+                 for u in chosen]
         # dialogue: native: the model's own sound voices these lines (a placeholder card has none)
         from stages.sync_lips import native_lines
 
         native = {u.id: (u.path, u.key, tuple(native_lines(s, project)))
-                  for s, u in zip(timed.shots, shots) if u.request.extra.get("dialogue") and u.placeholder is None}
+                  for s, u in zip(timed.shots, chosen) if u.request.extra.get("dialogue") and u.placeholder is None}
         cut = plan_cut(timed, [k for k, _ in made], [p for _, p in made], spoken, project, root, paths=paths,
                        series=lp.script.title or project.title, episode_title=ep.title, final=final,
                        end_text=ep.end_text, faces=faces, native=native)
     return EpisodeWork(ep.number, ep.title, timed, tuple(lines), tuple(sheets.values()), tuple(shots),
                        translation, cut, paths.episode_mp4(ep.id), provisional, tuple(syncs), tuple(unsynced))
+
+
+def takes_of(shot, project: Project, video, shotlist: Path) -> int:
+    """How many takes of `shot` to make: its shot list's `takes`, else the project's for the video backend;
+    a chosen `take` beyond them is refused where the user wrote it."""
+    n = shot.takes or project.takes_for(video.name)
+    if (shot.take or 1) > n:
+        raise InputError(f"shot {shot.id} picks take {shot.take}, but {n} take{'s are' if n > 1 else ' is'} made of it",
+                         file=str(shotlist), text=f"take: {shot.take}",
+                         hint=f"pick 1 to {n} (`dramaforge takes PROJECT --shot {shot.id}` lists them), or raise "
+                              f"`takes:` for it")
+    return n
+
+
+def take_seed(seed: int, take: int) -> int:
+    """Take K's seed: the shot's own for take 1, the next ones after it (a model's noise differs)."""
+    return (seed + take - 1) % 2**31
 
 
 def voice_unit(character: str, request: SpeechRequest, project: Project, backend, paths: BuildPaths) -> VoiceUnit:

@@ -33,6 +33,10 @@ class ShotStatus:
     artifact: str | None = None
     key: str | None = None  # the clip a render would use now (None until its speech exists)
     keyframe: str | None = None  # the first frame it starts from, for image-to-video backends
+    shot: str = ""  # the shot it is a take of (its own id for take 1)
+    take: int = 1
+    chosen: bool = True  # the take its episode uses
+    identity: dict | None = None  # the identity check's verdict, scores and deciding frame (identity.check)
 
 
 @dataclass
@@ -121,7 +125,7 @@ def project_status(lp: LoadedProject, episodes: list[int] | None = None, *, back
     rows = {r.id: r for r in ledger.rows()} if ledger is not None else {}
     placeholders = {uid: r.message for uid, r in rows.items() if r.state == State.PLACEHOLDER}
     return [episode_status(plan_work(lp, ep.number, backends, placeholders=placeholders, cached_only=cached_only),
-                           rows, lp.project, verify=verify)
+                           rows, lp.project, verify=verify, paths=paths)
             for ep in lp.script.episodes if episodes is None or ep.number in episodes]
 
 
@@ -150,9 +154,10 @@ def rebuild_ledger(lp: LoadedProject, ledger: Ledger, backends: BackendSet) -> i
     return made
 
 
-def episode_status(work: EpisodeWork, rows: dict[str, Row], project: Project, *, verify: bool = False
-                   ) -> EpisodeStatus:
-    """One episode's plan against the ledger's rows and the files on disk."""
+def episode_status(work: EpisodeWork, rows: dict[str, Row], project: Project, *, verify: bool = False,
+                   paths: BuildPaths | None = None) -> EpisodeStatus:
+    """One episode's plan against the ledger's rows and the files on disk (and the identity check's
+    verdicts, with `paths`)."""
     t = work.translation
     status = EpisodeStatus(work.id, work.number, plan=work.plan, work=work, provisional=work.provisional,
                            translation_calls=t.calls if t is not None and t.lines and not t.path.exists() else 0,
@@ -166,9 +171,15 @@ def episode_status(work: EpisodeWork, rows: dict[str, Row], project: Project, *,
                                         ln.request.text))
     status.voices = [voice_status(v, rows.get(v.id)) for v in work.voices]
     status.shots = [shot_status(unit, rows.get(unit.id)) for unit in work.shots]
+    if project.identity.check and paths is not None:
+        from stages.check_identity import identity_outcomes
+
+        verdicts = {v["id"]: v for v in identity_outcomes(work, project, paths)}
+        for s in status.shots:
+            s.identity = verdicts.get(s.id)
     status.syncs = [sync_status(u, rows.get(u.id), project.dialogue.min_sync) for u in work.syncs]
     status.syncs += [native_status(u, project.dialogue.min_sync) for u in work.shots
-                     if u.request.extra.get("dialogue") and u.key is not None and u.placeholder is None]
+                     if u.chosen and u.request.extra.get("dialogue") and u.key is not None and u.placeholder is None]
     status.unsynced = list(work.unsynced)
     status.assembly, status.mp4 = _assembly(status, work, rows.get(work.id), project, verify)
     return status
@@ -190,6 +201,12 @@ def voice_status(unit, row: Row | None) -> VoiceStatus:
 
 
 def shot_status(unit: ShotUnit, row: Row | None) -> ShotStatus:
+    status = _shot_status(unit, row)
+    status.shot, status.take, status.chosen = unit.shot_id, unit.take, unit.chosen
+    return status
+
+
+def _shot_status(unit: ShotUnit, row: Row | None) -> ShotStatus:
     keyframe = str(unit.request.keyframe) if unit.request.keyframe is not None else None
     if row is None:
         return ShotStatus(unit.id, State.PENDING, key=unit.key, keyframe=keyframe)
@@ -238,9 +255,9 @@ def native_status(unit: ShotUnit, min_sync: float) -> SyncStatus:
     report = read_report(unit.path.parent.parent / "lipsync" / f"{unit.key}.native.json")
     seconds = round(unit.request.duration_s, 3)
     if report is None or not unit.path.exists():
-        return SyncStatus(f"{unit.id}-native", unit.id, State.PENDING, seconds)
+        return SyncStatus(f"{unit.id}-native", unit.shot_id, State.PENDING, seconds)
     figure = report.get("figure")
-    return SyncStatus(f"{unit.id}-native", unit.id, State.DONE, seconds, figure,
+    return SyncStatus(f"{unit.id}-native", unit.shot_id, State.DONE, seconds, figure,
                       figure is not None and figure < min_sync, artifact=str(unit.path))
 
 

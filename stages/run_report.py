@@ -120,6 +120,14 @@ def summary_markdown(title: str, project_dir: str, outcomes: list[dict], table: 
     if unspoken:
         lines += ["", "## Why episodes made no shots", ""]
         lines += [f"- ep{ep:02d}: {reason}" for ep, reason in unspoken]
+    checked = [v for o in outcomes for v in o.get("identity") or []]
+    if checked:  # identity.check: is the person on screen the character?
+        cut = [v for v in checked if v["chosen"]]
+        lines += ["", "## Identity", "",
+                  f"{sum(v['verdict'] == 'match' for v in cut)} of {len(cut)} shot(s) cut from a take that matches "
+                  f"its characters; {len(checked)} take(s) checked."]
+        lines += [f"- `{v['id']}`{' (cut)' if v['chosen'] else ''} {v['verdict']}: {v['why']} (frame: {v['frame']})"
+                  for v in checked if v["verdict"] != "match"]
     attention = [r for r in table if r["outcome"] in ("failed", "not attempted", "placeholder")]
     if attention:
         lines += ["", "## Shots that need attention", ""]
@@ -165,8 +173,8 @@ def report_json(title: str, project_dir: str, outcomes: list[dict], table: list[
         "title": title, "project": project_dir, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "wall_s": round(wall_s, 2), "skipped": skipped, "currency": currency, "cost": total_cost(work),
         "made": [asdict(w) for w in work],
-        "episodes": [{k: o.get(k) for k in ("episode", "mp4", "reused", "failed", "stopped", "blocked", "duration_s")}
-                     for o in outcomes],
+        "episodes": [{k: o.get(k) for k in ("episode", "mp4", "reused", "failed", "stopped", "blocked", "duration_s",
+                                            "identity")} for o in outcomes],
         "shots": table}, ensure_ascii=False, indent=1)
 
 

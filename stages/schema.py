@@ -176,6 +176,19 @@ class Planner(Model):
     max_shot_s: float = Field(10, gt=0, le=60, description="longest shot the video backend can make")
 
 
+class IdentityCheck(Model):
+    """`identity:`: is the person on screen the character? (faces in sampled frames of every take against
+    their reference faces; needs the identity extra)."""
+
+    check: bool = Field(False, description="check every take: a verdict per take in status, the report and "
+                                           "the review page; picks the best take of a shot the user has not picked")
+    min_similarity: float = Field(0.45, ge=0, le=1, description="1 - the face embeddings' distance a take needs "
+                                  "for each character (dlib reads 0.4 and up as the same person)")
+    on_drift: Literal["flag", "retake"] = Field(
+        "flag", description="when no take of a shot matches: flag it, or make one more take (once per shot, "
+                            "priced by estimate)")
+
+
 class Limits(Model):
     """How hard to push the backends, and when an episode gives up."""
 
@@ -309,6 +322,9 @@ class Style(Model):
                           "backends never draw them")
 
 
+MAX_TAKES = 9
+
+
 class Project(Model):
     title: str = Field(..., min_length=1)
     language: str = Field("en", description="the script's language: en, zh, ...")
@@ -323,6 +339,10 @@ class Project(Model):
     encoding: Encoding = Field(default_factory=Encoding)
     cards: Cards = Field(default_factory=Cards)
     seed: int = 0
+    takes: int | dict[str, int] = Field(
+        1, description="clips made of every shot, to pick the best from (`dramaforge takes`, `dramaforge pick`): a "
+                       "number, or one per video backend ({kling: 3}: others make 1); a shot list's `takes` overrides it")
+    identity: IdentityCheck = Field(default_factory=IdentityCheck)
     avoid: str = Field("", description="added to the negative prompt of every shot")
     target_episode_s: float = Field(90, gt=0, le=3600, description="the runtime each episode aims at")
     cast: list[Character] = Field(default_factory=list)
@@ -352,6 +372,20 @@ class Project(Model):
     @classmethod
     def _style(cls, v: Style | str) -> Style:
         return Style(prompt=v) if isinstance(v, str) else v
+
+    @field_validator("takes")
+    @classmethod
+    def _takes(cls, v: int | dict[str, int]) -> int | dict[str, int]:
+        for backend, n in (v.items() if isinstance(v, dict) else [("", v)]):
+            if backend and backend not in registry.VIDEO:
+                raise ValueError(f"{backend!r} is not a video backend (one of: {', '.join(registry.VIDEO)})")
+            if not 1 <= n <= MAX_TAKES:
+                raise ValueError(f"takes must be 1 to {MAX_TAKES} (got {n}{f' for {backend}' if backend else ''})")
+        return v
+
+    def takes_for(self, backend: str) -> int:
+        """How many takes of each shot the video backend `backend` makes (a shot list may say otherwise)."""
+        return self.takes.get(backend, 1) if isinstance(self.takes, dict) else self.takes
 
     @property
     def overlays(self) -> Literal["storyboard", "clean"]:
@@ -527,6 +561,8 @@ class Shot(Model):
                                                             "character's and the project's)")
     lipsync: bool | None = Field(None, description="true: sync the speaker's lips whatever the framing; false: "
                                                    "never (with dialogue tts+lipsync)")
+    takes: int | None = Field(None, ge=1, le=MAX_TAKES, description="clips to make of this shot (over the project's takes)")
+    take: int | None = Field(None, ge=1, le=MAX_TAKES, description="the take the episode uses (`dramaforge pick`; default 1)")
 
 
 class ShotList(Model):

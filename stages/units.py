@@ -82,6 +82,12 @@ class ShotUnit:
     path: Path | None
     keyframe: KeyframeUnit | None = None
     placeholder: Clip | None = None  # the card the user accepted in its place
+    take: int = 1  # take 1's unit id is the shot's; take K's is <shot id>-tK
+    chosen: bool = True  # the take its episode uses (one per shot)
+
+    @property
+    def shot_id(self) -> str:
+        return self.request.shot_id
 
     @property
     def clip(self) -> tuple[str, Path] | None:

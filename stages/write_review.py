@@ -68,8 +68,13 @@ def _episode_view(e: EpisodeStatus, lp: LoadedProject, paths: BuildPaths, root: 
     for shot_id, why in e.unsynced:
         skipped.setdefault(shot_id, []).append(why)
     spoken = {ln.id: ln for ln in e.speech}
-    shots = [_shot_view(s, shot, e.number, lp, paths, root, video, syncs.get(s.id), skipped.get(s.id, []), spoken)
-             for s, shot in zip(e.shots, e.plan.shots)]
+    takes: dict[str, list] = {}
+    for s in e.shots:
+        takes.setdefault(s.shot or s.id, []).append(s)
+    chosen = [s for s in e.shots if s.chosen]  # one per shot: the take the cut uses
+    shots = [_shot_view(s, shot, e.number, lp, paths, root, video, syncs.get(s.shot or s.id),
+                        skipped.get(s.shot or s.id, []), spoken, takes[s.shot or s.id])
+             for s, shot in zip(chosen, e.plan.shots)]
     counts = Counter(s.state for s in e.shots)
     return {
         "id": e.id, "number": e.number, "title": ep.title, "cut": str(e.assembly),
@@ -84,7 +89,7 @@ def _episode_view(e: EpisodeStatus, lp: LoadedProject, paths: BuildPaths, root: 
 
 
 def _shot_view(s: ShotStatus, shot, episode: int, lp: LoadedProject, paths: BuildPaths, root: str,
-               video, sync=None, unsynced: list[str] = (), spoken: dict | None = None) -> dict:
+               video, sync=None, unsynced: list[str] = (), spoken: dict | None = None, takes: list = ()) -> dict:
     from stages.route_references import shot_fit
 
     clip, current = None, False
@@ -107,15 +112,22 @@ def _shot_view(s: ShotStatus, shot, episode: int, lp: LoadedProject, paths: Buil
         source = f"{Path(shot.file).resolve().relative_to(lp.root.resolve())}:{shot.line}"
     except ValueError:
         source = f"{Path(shot.file).name}:{shot.line}"
+    shot_id = s.shot or s.id
     return {
-        "id": s.id, "state": str(s.state), "reason": s.reason, "attempts": s.attempts, "command": command,
+        "id": shot_id, "take": s.take, "takes": [
+            {"take": t.take, "state": str(t.state), "chosen": t.chosen, "identity": _identity_view(t, paths),
+             "clip": _href(paths.clip(t.key), paths) if t.key and paths.clip(t.key).exists() else None,
+             "pick": None if t.chosen else f"dramaforge pick {root} --shot {shot_id} --take {t.take}"}
+            for t in takes] if len(takes) > 1 else [],
+        "identity": _identity_view(s, paths),
+        "state": str(s.state), "reason": s.reason, "attempts": s.attempts, "command": command,
         "accept": f"dramaforge accept {root} --shot {s.id} --placeholder" if s.state in (State.FAILED, State.REJECTED)
         else None,
         "size": shot.size, "camera": shot.camera, "duration_s": shot.duration_s, "transition": shot.transition,
         "location": shot.location, "time": shot.time, "action": shot.action, "card": shot.card,
         "prompt": shot.prompt, "source": source,
         "characters": [names.get(c, c) for c in shot.characters],
-        "lines": [_line_view(ln, (spoken or {}).get(f"{s.id}-l{i + 1}"), names, lp, root)
+        "lines": [_line_view(ln, (spoken or {}).get(f"{shot_id}-l{i + 1}"), names, lp, root)
                   for i, ln in enumerate(shot.lines)],
         "clip": _href(clip, paths) if clip else None, "clip_current": current,
         "thumb": thumb, "thumb_is_keyframe": keyframe is not None,
@@ -128,6 +140,16 @@ def _shot_view(s: ShotStatus, shot, episode: int, lp: LoadedProject, paths: Buil
             "low": bool(sync and sync.low), "min_sync": lp.project.dialogue.min_sync,
             "reason": sync.reason if sync else None, "not_synced": list(unsynced)},
     }
+
+
+def _identity_view(s: ShotStatus, paths: BuildPaths) -> dict | None:
+    """The identity check's verdict on a take, its scores and the frame that decided it (identity.check)."""
+    v = s.identity
+    if not v:
+        return None
+    frame = Path(v["frame"]) if v.get("frame") else None
+    return {"verdict": v["verdict"], "why": v["why"], "scores": {c: x for c, x in v["scores"].items() if x is not None},
+            "frame": _href(frame, paths) if frame is not None and frame.exists() else None}
 
 
 def _line_view(ln, st, names: dict, lp: LoadedProject, root: str) -> dict:

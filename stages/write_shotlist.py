@@ -104,7 +104,8 @@ def apply_edits(plan: ShotList, path: Path, reprompt: Callable[[Shot], str],
 
     A shot is kept as edited when it is `locked: true` or its fields differ from what the planner
     made (the `planned` mark written with it). Spoken lines always come from the script. A changed
-    prompt is kept verbatim; otherwise the prompt is rebuilt from the edited fields. `known`: the
+    prompt is kept verbatim; otherwise the prompt is rebuilt from the edited fields. A shot's `takes` and
+    chosen `take` are always kept (they change no picture). `known`: the
     character ids a shot may show (the cast's and the script's); an edit naming another is refused.
     """
     shots = [s.model_copy(update={"planned": planned_mark(s)}) for s in plan.shots]
@@ -114,6 +115,8 @@ def apply_edits(plan: ShotList, path: Path, reprompt: Callable[[Shot], str],
     out = []
     for s in shots:
         o = old.get(s.id)
+        if o is not None and (o.takes, o.take) != (None, None):  # how many takes, and which: always the user's
+            s = s.model_copy(update={"takes": o.takes, "take": o.take})
         edited = o is not None and (o.locked or (o.planned is not None and planned_mark(o) != o.planned))
         if not edited:
             out.append(s)

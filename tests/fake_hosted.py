@@ -77,6 +77,7 @@ class FakeHosted:
         self.lock = threading.Lock()
         self.list_has_payloads = True  # fal's request list carries json_input
         self.status_hides_errors = False  # a fal app whose status says COMPLETED, its error only in the result
+        self.clip_for = None  # a test's clip for a job's input (a seed's own picture), else `mp4` for all
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -144,7 +145,8 @@ class FakeHosted:
             job_id = f"{prefix}{len(self.jobs) + 1:04d}"
             outcome = self.outcomes.pop(0) if self.outcomes else "ok"
             job = Job(job_id, model, body, time.time(), outcome, body=raw if raw is not None else body,
-                      headers=dict(headers or {}), result=result)
+                      headers=dict(headers or {}), result=result if result is not None or self.clip_for is None
+                      else self.clip_for(body))
             seconds = _seconds(body)
             job.billed = round(seconds * self.price_per_second + self.price_per_request, 4)
             self.jobs[job_id] = job

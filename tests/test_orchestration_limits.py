@@ -310,6 +310,7 @@ def test_a_hosted_voice_speaks_no_more_lines_at_once_than_its_concurrency(tmp_pa
     assert len(spans) == 4 and all(b[0] >= a[1] for a, b in zip(spans, spans[1:])), spans
 
 
+@pytest.mark.farm  # ~25 s: a global limit's test, run with the farm's (make test-farm, in .ci/run)
 def test_translations_reach_their_server_no_more_at_once_than_its_concurrency(tmp_path):
     """Three episodes' subtitles translated through a chat server with `concurrency: 1`: the render cuts
     episodes side by side, yet their requests reach the server one at a time (each answer held 1.5 s, so

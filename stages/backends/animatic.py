@@ -150,7 +150,7 @@ class AnimaticBackend:
         self.capabilities = VideoCapabilities(
             uses=frozenset({"staging"}), ignores=frozenset({"negative_prompt", "motion_prompt", "keyframe",
                                                             "references"}),
-            concurrency=os.cpu_count() or 1, faces=True,  # CPU-bound: one ffmpeg per core
+            concurrency=os.cpu_count() or 1, faces=True, seeded=False,  # CPU-bound: one ffmpeg per core
             seconds_each=0.2)  # wall s per second of 1080x1920 video, two at once on 2 cores (measured 0.16-0.17)
 
     def identity(self) -> dict:

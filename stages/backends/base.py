@@ -89,6 +89,7 @@ class VideoCapabilities(Capabilities):
     native_audio: bool = False  # its clips carry sound of their own (dropped: dramaforge mixes the episode)
     resolution: str | None = None  # what it is asked to make, as its provider bills it (e.g. "720p", "4k")
     faces: bool = False  # it can say where it drew each face (`faces(request)`): subtitles keep clear of them
+    seeded: bool = True  # another seed gives another picture: a shot's takes differ
     uploads: bool = False  # its images go through an upload step first (once per file and account)
 
 

@@ -73,6 +73,11 @@ class BuildPaths:
         return self.root / "work"
 
     @property
+    def identity(self) -> Path:
+        """The identity check's faces and scores per take, its sampled frames, its reference faces."""
+        return self.root / "identity"
+
+    @property
     def meters(self) -> Path:
         """Each music file's measured loudness and decoded samples, by its content's hash (once, not per render)."""
         return self.work / "meters"
