@@ -184,16 +184,16 @@ def plan(project: ProjectArg, episodes: EpisodesOpt = None,
     from stages.core.paths import BuildPaths
     from stages.load_project import load_project
     from stages.plan_shots import plan_shots
-    from stages.write_shotlist import write_shotlist
+    from stages.write_shotlist import editing, write_shotlist
 
     lp = load_project(project)
     numbers = parse_episode_spec(episodes, [e.number for e in lp.script.episodes])
-    plans = [plan_shots(lp.script.episode(n), lp.project, project_dir=lp.root,
-                        characters=lp.script.characters) for n in numbers]
-    paths = BuildPaths(lp.build)
-    paths.shotlists.mkdir(parents=True, exist_ok=True)
-    for p in plans:
-        write_shotlist(p, paths.shotlist(p.id))
+    paths, plans = BuildPaths(lp.build), []
+    for n in numbers:
+        with editing(paths.shotlist(f"ep{n:02d}")):  # an edit made meanwhile is read, not overwritten
+            plans.append(plan_shots(lp.script.episode(n), lp.project, project_dir=lp.root,
+                                    characters=lp.script.characters))
+            write_shotlist(plans[-1], paths.shotlist(plans[-1].id))
     if as_json:
         print(json.dumps([p.model_dump(mode="json") for p in plans], ensure_ascii=False, indent=1))
         return
@@ -378,12 +378,15 @@ def _main() -> None:
 
 
 from flows.cli_farm import deploy, worker  # noqa: E402 (a render farm's commands)
-from flows.cli_takes import pick, takes  # noqa: E402
+from flows.cli_takes import edit, pick, takes  # noqa: E402
+from flows.studio import studio  # noqa: E402
 
 app.command()(deploy)
 app.command()(worker)
 app.command()(takes)
 app.command()(pick)
+app.command()(edit)
+app.command()(studio)
 
 if __name__ == "__main__":
     main()

@@ -1,15 +1,17 @@
-"""`dramaforge takes` and `dramaforge pick` (`flows/cli.py` adds them to the command line)."""
+"""`dramaforge takes`, `dramaforge pick` and `dramaforge edit`: a shot's takes, the one cut, its shot list's
+fields (`flows/cli.py` adds them to the command line; the studio does the same through them)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from flows.console import err_console, esc
+from stages.core.errors import InputError
 
 ProjectArg = Annotated[Path, typer.Argument(help="project folder (holds project.yaml)", show_default=False)]
 ShotOpt = Annotated[str, typer.Option("--shot", metavar="ID", help="the shot, as the shot list names it "
@@ -64,3 +66,20 @@ def pick(project: ProjectArg, shot: ShotOpt,
     from flows.cli_render import render_episodes
 
     render_episodes(lp, [status.number])
+
+
+def edit(project: ProjectArg, shot: ShotOpt,
+         prompt: Annotated[Optional[str], typer.Option("--prompt", help="the shot's prompt, verbatim")] = None,
+         size: Annotated[Optional[str], typer.Option("--size", help="its framing, e.g. close-up, medium, wide")] = None,
+         camera: Annotated[Optional[str], typer.Option("--camera", help="its camera move, e.g. static, push-in")] = None,
+         lock: Annotated[Optional[bool], typer.Option("--lock/--unlock", help="keep the shot exactly as written "
+                                                                          "when re-planning")] = None) -> None:
+    """Change a shot's prompt, size, camera or lock in its shot list, as a hand edit there would (re-planning
+    keeps it); the next render makes the shot anew."""
+    from stages.edit_shot import edit_shot
+    from stages.load_project import load_project
+
+    if prompt is None and size is None and camera is None and lock is None:
+        raise InputError("nothing to edit", hint="give --prompt, --size, --camera, --lock or --unlock")
+    path = edit_shot(load_project(project), shot, prompt=prompt, size=size, camera=camera, locked=lock)
+    err_console().print(f"shot {shot} edited in {esc(str(path))}; `dramaforge render {esc(str(project))}` makes it")

@@ -20,7 +20,7 @@ from stages.plan_work import plan_work
 from stages.project_status import cut_made
 from stages.reuse import kept_clip, kept_take, pictures_kept
 from stages.sync_lips import drop_synced
-from stages.write_shotlist import write_shotlist
+from stages.write_shotlist import editing, write_shotlist
 
 
 @flow(name="render_episode", flow_run_name="{project_dir}:ep{episode}", log_prints=False)
@@ -83,8 +83,9 @@ def _episode(project_dir: str, episode: int, remake: list[str] | None, command_r
         return {**outcome, "blocked": unspoken}
 
     # 3. the plan again, now timed from the measured speech: every shot's length and key, the cut's
-    work = plan_work(lp, episode, backends, placeholders=ledger.placeholders())
-    write_shotlist(work.plan, paths.shotlist(work.id))
+    with editing(paths.shotlist(f"ep{episode:02d}")):  # an edit made meanwhile (`edit`, the studio) is kept
+        work = plan_work(lp, episode, backends, placeholders=ledger.placeholders())
+        write_shotlist(work.plan, paths.shotlist(work.id))
     outcome["duration_s"] = work.plan.duration_s
 
     # 4-5. the pictures: reference sheets, shots, lip sync; here, or on the workers of the pool their

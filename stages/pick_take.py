@@ -17,7 +17,7 @@ from stages.core.ledger import REUSED, Ledger, State
 from stages.core.paths import BuildPaths
 from stages.load_project import LoadedProject
 from stages.project_status import EpisodeStatus, ShotStatus, project_status
-from stages.write_shotlist import read_shotlist, write_shotlist
+from stages.write_shotlist import editing, read_shotlist, write_shotlist
 
 
 @dataclass
@@ -35,7 +35,7 @@ class Take:
 
 def shot_takes(lp: LoadedProject, shot: str) -> tuple[EpisodeStatus, list[Take]]:
     """Every take of `shot` (a shot id as in the shot list), in order, and its episode's status."""
-    episode = _episode_of(lp, shot)
+    episode = episode_of(lp, shot)
     status = project_status(lp, [episode], cached_only=True)[0]
     mine = [s for s in status.shots if s.shot == shot]
     if not mine:
@@ -61,9 +61,10 @@ def pick_take(lp: LoadedProject, shot: str, take: int) -> tuple[EpisodeStatus, P
                               if asked.state in (State.PENDING, State.STALE) else
                               f"`dramaforge rerun {lp.root} --shot {asked.id}` tries it again")
     path = BuildPaths(lp.build).shotlist(status.id)
-    shotlist = read_shotlist(path)  # the render wrote it with every shot; a hand edit in it is kept as it is
-    shots = [s.model_copy(update={"take": take}) if s.id == shot else s for s in shotlist.shots]
-    write_shotlist(shotlist.model_copy(update={"shots": shots}), path)
+    with editing(path):  # the render wrote it with every shot; a hand edit in it is kept as it is
+        shotlist = read_shotlist(path)
+        shots = [s.model_copy(update={"take": take}) if s.id == shot else s for s in shotlist.shots]
+        write_shotlist(shotlist.model_copy(update={"shots": shots}), path)
     return status, path
 
 
@@ -74,7 +75,7 @@ def still_to_make(status: EpisodeStatus) -> list:
         [u for u in status.syncs if u.id.endswith("-lips") and u.state != State.DONE]
 
 
-def _episode_of(lp: LoadedProject, shot: str) -> int:
+def episode_of(lp: LoadedProject, shot: str) -> int:
     m = re.match(r"^ep(\d+)-sc\d+-sh\d+$", shot)
     numbers = [e.number for e in lp.script.episodes]
     if m is None or int(m.group(1)) not in numbers:

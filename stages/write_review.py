@@ -52,8 +52,8 @@ def write_review(lp: LoadedProject, statuses: list[EpisodeStatus], paths: BuildP
               "width": lp.project.width, "height": lp.project.height, "font_family": FONT_FAMILY}
     # Two passes: the font is subset to every character the pages show, then linked from them.
     drafts = {name: render_page(t, lp.root, font_css=None, **common, **ctx) for name, (t, ctx) in pages.items()}
-    font_css = _font_css(paths.review_assets, "".join(drafts.values()), lp.project.subtitles.font)
-    css = Path(os.path.relpath(font_css, paths.review)).as_posix()
+    fonts = font_css(paths.review_assets, "".join(drafts.values()), lp.project.subtitles.font)
+    css = Path(os.path.relpath(fonts, paths.review)).as_posix()
     for name, (template, ctx) in pages.items():
         write_text_atomic(paths.review_page(name), render_page(template, lp.root, font_css=css, **common, **ctx))
     return paths.review_page("index.html")
@@ -195,7 +195,7 @@ def _first_frame(source: Path):
     raise ValueError(f"{source.name} has no video frame")
 
 
-def _font_css(assets: Path, text: str, family: str) -> Path:
+def font_css(assets: Path, text: str, family: str) -> Path:
     """A stylesheet whose @font-face is the bundled font cut down to the glyphs of `text` (inline:
     browsers refuse font files from file:// pages, but not a data: URL inside a local stylesheet)."""
     chars = "".join(sorted(set(text) | set(map(chr, range(0x20, 0x7F)))))

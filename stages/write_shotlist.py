@@ -18,6 +18,15 @@ LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # writing them: 1.7 -> 0.2 s of `plan` on 100 episodes
 
 
+def editing(path: Path):
+    """Held while a shot list is read, changed and written (a render re-planning it, `edit`, `pick`, the
+    studio): an edit made meanwhile is never overwritten by a plan read before it."""
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path.parent / f".{path.name}.lock"), timeout=60)
+
+
 def write_shotlist(shotlist: ShotList, path: Path) -> None:
     data = shotlist.model_dump(mode="json", exclude_none=True)
     header = (f"# Shot list for {shotlist.id}, made by `dramaforge plan`/`render`. Edit size, camera,\n"

@@ -210,3 +210,24 @@ def test_a_failed_take_is_not_picked_and_is_rerun_on_its_own(tmp_path):
     run_cli("rerun", str(root), "--shot", take["id"])
     assert ledger.get(take["id"]).attempts > take["attempts"]  # that take was tried again
     assert {i: ledger.get(i).finished_at for i in made} == made  # the takes already made are kept
+
+
+def test_edit_writes_a_shot_as_a_hand_edit_and_refuses_what_the_shot_list_would(two_takes):
+    shot = _plan(two_takes).plan.shots[0].id
+    proc = run_cli("edit", str(two_takes), "--shot", shot, "--prompt", "a kettle on a gas ring, steam rising",
+                   "--size", "close-up", "--lock")
+    assert proc.returncode == 0, proc.stderr
+    listed = yaml.safe_load((two_takes / "build" / "shotlists" / "ep01.yaml").read_text(encoding="utf-8"))
+    mine = next(s for s in listed["shots"] if s["id"] == shot)
+    assert (mine["prompt"], mine["size"], mine["locked"]) == ("a kettle on a gas ring, steam rising", "close-up", True)
+    assert run_cli("plan", str(two_takes)).returncode == 0  # re-planning keeps the edit
+    again = next(s for s in _plan(two_takes).plan.shots if s.id == shot)
+    assert (again.prompt, again.size, again.locked) == ("a kettle on a gas ring, steam rising", "close-up", True)
+    status = json.loads(run_cli("status", str(two_takes), "--json").stdout)["episodes"][0]["shots"]
+    assert {s["state"] for s in status if s["shot"] == shot} == {"stale"}  # the next render makes it anew
+    for args, said in ((["--size", "huge"], "size: Input should be"), ([], "nothing to edit"),
+                       (["--camera", "spin"], "camera: Input should be")):
+        proc = run_cli("edit", str(two_takes), "--shot", shot, *args)
+        assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("edit", str(two_takes), "--shot", "ep01-sc09-sh001", "--lock")
+    assert proc.returncode == 2 and "no shot ep01-sc09-sh001" in proc.stderr
