@@ -23,8 +23,8 @@ def editing(path: Path):
     studio): an edit made meanwhile is never overwritten by a plan read before it."""
     from filelock import FileLock
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(path.parent / f".{path.name}.lock"), timeout=60)
+    (path.parent / ".locks").mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path.parent / ".locks" / f"{path.name}.lock"), timeout=60)
 
 
 def write_shotlist(shotlist: ShotList, path: Path) -> None:

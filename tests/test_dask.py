@@ -120,6 +120,7 @@ def _limit(api: str, name: str) -> dict:
     return json.loads(urllib.request.urlopen(f"{api}/v2/concurrency_limits/{name}", timeout=10).read())
 
 
+@pytest.mark.farm  # ~18 s: a render farm's limit (make test-farm, in .ci/run; make test keeps under 15 minutes)
 def test_a_gpu_is_used_by_one_shot_at_a_time_across_two_dask_workers(tmp_path, prefect_server, cluster, monkeypatch):
     """A GPU backend (the chaos backend standing for one, `pool: gpu`) on a farm of two worker processes:
     its shots take the machine's GPU slot from the Prefect server, so they never overlap, whichever
@@ -145,6 +146,7 @@ def test_a_gpu_is_used_by_one_shot_at_a_time_across_two_dask_workers(tmp_path, p
         assert done and done.group(1) == done.group(2) == str(total), proc.stderr
 
 
+@pytest.mark.farm  # ~15 s: as above
 def test_a_provider_limit_holds_across_two_dask_workers(tmp_path, prefect_server, cluster, provider_mp4,
                                                          monkeypatch):
     """A hosted provider with `limits.video_concurrency: 1`, its shots on two worker processes of two threads:

@@ -200,6 +200,11 @@ def test_every_template_renders_under_strict_undefined(kind, tmp_path):
     page = (index.parent / "ep01.html").read_text(encoding="utf-8")
     assert page.count("data-shot-id=") == len(plan.shots) and "not made yet" in page
     used |= {"review_base.html.j2", "review_index.html.j2", "review_episode.html.j2"}
+    from stages.core.prompts import render_page
+
+    studio = render_page("studio.html.j2", root, series="Tiny", language="en", font_family="F")
+    assert "<title>Tiny · studio</title>" in studio and 'fetch("api/series")' in studio
+    used.add("studio.html.j2")
     assert used == {p.name for p in TEMPLATES_DIR.glob("*.j2")} | {  # a new template needs a test here
         f"acting/{p.name}" for p in (TEMPLATES_DIR / "acting").glob("*.j2")}
 
