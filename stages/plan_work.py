@@ -152,7 +152,7 @@ def plan_work(lp: LoadedProject, episode: int, backends: BackendSet, *,
         # dialogue: native: the model's own sound voices these lines (a placeholder card has none)
         from stages.sync_lips import native_lines
 
-        native = {u.id: (u.path, u.key, tuple(native_lines(s, project)))
+        native = {u.shot_id: (u.path, u.key, tuple(native_lines(s, project)))
                   for s, u in zip(timed.shots, chosen) if u.request.extra.get("dialogue") and u.placeholder is None}
         cut = plan_cut(timed, [k for k, _ in made], [p for _, p in made], spoken, project, root, paths=paths,
                        series=lp.script.title or project.title, episode_title=ep.title, final=final,

@@ -270,6 +270,16 @@ def test_native_dialogue_is_asked_for_kept_mixed_at_loudness_and_subtitled_at_th
         assert [s["id"] for s in status] == [f"{work.shots[-1].id}-native"] and status[0]["figure"] is not None
         again = run_cli("render", str(root))
         assert again.returncode == 0 and len(server.created()) == len(jobs)
+        # a second take of the speaking shot, chosen: its own sound is what the cut voices the line with
+        import yaml
+
+        listed = root / "build" / "shotlists" / "ep01.yaml"
+        data = yaml.safe_load(listed.read_text(encoding="utf-8"))
+        data["shots"][-1].update(takes=2, take=2)
+        listed.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        work = _work(root)
+        (two,) = [u for u in work.shots if u.take == 2]
+        assert two.chosen and [p for _, _, p in work.cut.native] == [two.path] and work.cut.by_model == [True]
     finally:
         server.close()
 
