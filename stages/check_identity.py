@@ -119,10 +119,16 @@ def face_references(request) -> dict[str, list[Path]]:
 def cached(clip_key: str, references: dict[str, list[Path]], cache: Path) -> Identity | None:
     """The check's result for this take if it was made (never runs it: `status` and the plan read this)."""
     try:
-        key = identity_key(clip_key, references)
-        data = json.loads((cache / f"{key}.json").read_text(encoding="utf-8"))
+        return _read(cache / f"{identity_key(clip_key, references)}.json")
+    except OSError:  # a reference not made yet
+        return None
+
+
+def _read(kept: Path) -> Identity | None:
+    try:
+        data = json.loads(kept.read_text(encoding="utf-8"))
         return Identity(**{**data, "faces": [Found(**{**f, "box": tuple(f["box"])}) for f in data["faces"]]})
-    except (OSError, ValueError, TypeError, KeyError):  # not checked yet, a reference not made yet
+    except (OSError, ValueError, TypeError, KeyError):  # not checked yet, or a damaged record
         return None
 
 
@@ -173,11 +179,11 @@ def identity_key(clip_key: str, references: dict[str, list[Path]]) -> str:
 def check_take(clip: Path, clip_key: str, references: dict[str, list[Path]], cache: Path) -> Identity:
     """The faces in `clip` matched to each character's references (`references`: character id -> their
     images); cached in `cache` under `identity_key`."""
-    found = cached(clip_key, references, cache)
-    if found is not None:
-        return found
     key = identity_key(clip_key, references)
     kept = cache / f"{key}.json"
+    found = _read(kept)
+    if found is not None:
+        return found
     refs = {c: reference_faces(ps, cache) for c, ps in references.items()}
     checked = sorted(c for c, r in refs.items() if r)
     result = Identity(key, checked, sorted(c for c, r in refs.items() if not r), [], [])
