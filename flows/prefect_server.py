@@ -8,6 +8,11 @@ it in `PREFECT_HOME/dramaforge-server.json`; later renders find it alive and con
 It stops by itself after `DRAMAFORGE_PREFECT_SERVER_IDLE_S` seconds (default 900) without a
 request or an open connection.
 
+A fresh home's database starts as a copy of a template, `<venv>/share/dramaforge/prefect-<version>.db`
+(or `DRAMAFORGE_PREFECT_TEMPLATES`): Prefect's 111 migrations and its block registration cost 6-7 s
+on a first render otherwise. `make install` prepares it (`python -m flows.prefect_server --prepare`);
+the first server that migrates a database itself saves one.
+
 A server the user runs (PREFECT_API_URL, in the environment or the Prefect profile) is always used
 instead. `DRAMAFORGE_PREFECT_SERVER_IDLE_S=0` restores Prefect's temporary server per render.
 
@@ -33,6 +38,7 @@ from typing import Callable
 from stages.core.errors import RenderError
 
 IDLE_ENV = "DRAMAFORGE_PREFECT_SERVER_IDLE_S"
+TEMPLATES_ENV = "DRAMAFORGE_PREFECT_TEMPLATES"
 DEFAULT_IDLE_S = 900
 RECORD, LOCK, LOG = "dramaforge-server.json", "dramaforge-server.lock", "dramaforge-server.log"
 
@@ -144,6 +150,11 @@ def _start(home: Path, idle: int, timeout_s: float, while_starting: Callable[[],
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    database = _database()
+    fresh = database is not None and not database.exists()
+    if fresh and _template().exists():
+        _copy_database(_template(), database)
+        fresh = False
     env = {k: v for k, v in os.environ.items() if k not in (TOKEN, "PREFECT_API_URL")}  # outlives this render
     # No service that nothing here reads (automations, the stored event feed, event and log streams):
     # 27 % less of its CPU per task run, measured; task and flow runs are recorded as before. Nor Prefect's
@@ -174,9 +185,73 @@ def _start(home: Path, idle: int, timeout_s: float, while_starting: Callable[[],
         time.sleep(0.1)
     from stages.core.artifacts import start_ticks, write_text_atomic
 
+    if fresh:  # migrated here: the next fresh home starts from this state
+        _save_template(database)
     write_text_atomic(home / RECORD, json.dumps({"url": url, "pid": proc.pid, "start": start_ticks(proc.pid),
                                                  "prefect": _prefect_version(), "idle_s": idle}))
     return url
+
+
+def _database() -> Path | None:
+    """The server's SQLite file, when it is one (PostgreSQL needs no template)."""
+    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
+
+    url = PREFECT_API_DATABASE_CONNECTION_URL.value() or ""
+    prefix = "sqlite+aiosqlite:///"
+    return Path(url[len(prefix):]).expanduser() if url.startswith(prefix) and ":memory:" not in url else None
+
+
+def _template() -> Path:
+    folder = os.environ.get(TEMPLATES_ENV) or Path(sys.prefix) / "share" / "dramaforge"
+    return Path(folder) / f"prefect-{_prefect_version()}.db"
+
+
+def _copy_database(source: Path, final: Path) -> None:
+    """A consistent copy of a live SQLite database (its WAL included), written atomically."""
+    import sqlite3
+
+    from stages.core.artifacts import atomic_path
+
+    with atomic_path(final) as tmp:
+        src = sqlite3.connect(source)
+        try:
+            dst = sqlite3.connect(tmp)
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
+        finally:
+            src.close()
+
+
+def _save_template(database: Path) -> None:
+    """Keep a just-migrated database as the template. A cache: where the folder is not writable (a
+    system-wide install), every fresh home migrates, as Prefect does."""
+    if _template().exists():
+        return
+    try:
+        _copy_database(database, _template())
+    except OSError:
+        pass
+
+
+def prepare() -> Path:
+    """Make the template: a server started once in a throwaway home (what `make install` runs)."""
+    import shutil
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="dramaforge-prefect-"))
+    os.environ["PREFECT_HOME"] = str(home)
+    os.environ.pop("PREFECT_API_URL", None)
+    os.environ.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)
+    try:
+        if not _template().exists():
+            _template().parent.mkdir(parents=True, exist_ok=True)
+            connect()
+    finally:
+        stop(home)
+        shutil.rmtree(home, ignore_errors=True)
+    return _template()
 
 
 def _healthy(url: str, *, timeout_s: float) -> bool:
@@ -273,4 +348,9 @@ def _serve(port: int, idle: int) -> None:
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]), int(sys.argv[2]))
+    if sys.argv[1:] == ["--prepare"]:
+        made = prepare()
+        print(f"Prefect's database template: {made}" if made.exists() else
+              "no template for Prefect's database: this Prefect's database is not a local SQLite file")
+    else:
+        _serve(int(sys.argv[1]), int(sys.argv[2]))
