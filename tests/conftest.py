@@ -42,8 +42,10 @@ def prefect_api(_isolated_env, tmp_path_factory):
     """One real Prefect server (`prefect server start`) for every render in the session: each CLI
     render would otherwise start and stop a temporary server of its own (about 6 s each). The
     temporary server a user's render starts is still tested: test_end_to_end's render unsets it."""
-    with prefect_server(tmp_path_factory.mktemp("prefect-server")) as url:
+    home = tmp_path_factory.mktemp("prefect-server")
+    with prefect_server(home) as url:
         os.environ["PREFECT_API_URL"] = url
+        os.environ["DRAMAFORGE_TEST_PREFECT_DB"] = str(home / "prefect.db")  # a migrated database, for a template
         yield url
         os.environ.pop("PREFECT_API_URL", None)
 

@@ -228,47 +228,44 @@ serve(app, {port}, 1)
             proc.kill()
 
 
-def test_a_fresh_prefect_home_starts_from_the_saved_database_template(tmp_path):
-    """The first server that migrates a database keeps it as the template (Prefect's migrations and block
-    registration, 6-7 s); a server in another fresh home starts from a copy of it, and works."""
+def test_a_fresh_prefect_home_starts_from_the_saved_database_template(tmp_path, monkeypatch):
+    """A server in a fresh home starts from a copy of the template (Prefect's migrations and block
+    registration, 6-7 s otherwise), and works; the first server that migrates a database itself keeps a
+    copy as the template (here: the session's server's database, migrated by `prefect server start`)."""
     import os
     import sqlite3
     import subprocess
     import sys
+    from pathlib import Path
 
     from conftest import REPO
+    from flows import prefect_server
     from flows.prefect_server import stop
 
     templates = tmp_path / "templates"
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["DRAMAFORGE_PREFECT_TEMPLATES"] = str(templates)
-
-    def start(home):
-        started = subprocess.run([sys.executable, "-c", "from flows.prefect_server import connect; print(connect()[0])"],
-                                 cwd=REPO, env={**env, "PREFECT_HOME": str(home)}, capture_output=True, text=True,
-                                 timeout=180)
-        assert started.returncode == 0, started.stderr[-2000:]
-        return started.stdout.strip()
-
-    first, second = tmp_path / "first", tmp_path / "second"
-    try:
-        start(first)
-    finally:
-        stop(first)
+    monkeypatch.setenv("DRAMAFORGE_PREFECT_TEMPLATES", str(templates))
+    prefect_server._save_template(Path(os.environ["DRAMAFORGE_TEST_PREFECT_DB"]))
     [template] = templates.iterdir()
+    prefect_server._save_template(tmp_path / "nothing.db")  # one is kept: never replaced
+    assert template.name == f"prefect-{prefect_server._prefect_version()}.db"
     with sqlite3.connect(template) as db:
         assert db.execute("select count(*) from alembic_version").fetchone()[0] == 1
         assert db.execute("select count(*) from block_type").fetchone()[0] > 0  # registered: not done again
-        assert db.execute("select count(*) from flow_run").fetchone()[0] == 0
         db.execute("insert into configuration (id, key, value) values ('x', 'copied-from-template', '{}')")
+    home = tmp_path / "home"
+    started = subprocess.run([sys.executable, "-c", "from flows.prefect_server import connect; print(connect()[0])"],
+                             cwd=REPO, env={**env, "PREFECT_HOME": str(home)}, capture_output=True, text=True,
+                             timeout=180)
     try:
-        url = start(second)
+        assert started.returncode == 0, started.stderr[-2000:]
         code = "from prefect import flow\n@flow\ndef f():\n    return 7\nprint(f())"
         ran = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=180,
-                             env={**env, "PREFECT_HOME": str(second), "PREFECT_API_URL": url})
+                             env={**env, "PREFECT_HOME": str(home), "PREFECT_API_URL": started.stdout.strip()})
         assert ran.returncode == 0 and ran.stdout.strip().endswith("7"), ran.stderr[-2000:]
     finally:
-        stop(second)
-    with sqlite3.connect(second / "prefect.db") as db:
+        stop(home)
+    with sqlite3.connect(home / "prefect.db") as db:
         assert db.execute("select count(*) from configuration where key = 'copied-from-template'").fetchone()[0] == 1
         assert db.execute("select count(*) from flow_run").fetchone()[0] == 1

@@ -260,7 +260,8 @@ class StageTimer:
         self.spent, self.within, self._open, self.clips, self._orig = {}, {}, [], [], []
         # the normaliser: in memory since issue 22 (`normalize_samples`), ffmpeg passes before (`normalize`)
         loudness = "normalize_samples" if hasattr(mix, "normalize_samples") else "normalize"
-        for mod, name, label in ((tasks, "make_subtitles", "subtitles"), (tasks, "mix_audio", "mix"),
+        mixer = tasks if hasattr(tasks, "mix_audio") else mix  # the mix: called by `mix_audio.mix_cut` now
+        for mod, name, label in ((tasks, "make_subtitles", "subtitles"), (mixer, "mix_audio", "mix"),
                                  (mix, loudness, "loudness"), (tasks, "episode_clips", "conform"),
                                  (tasks, "assemble_episode", "encode")):
             fn = getattr(mod, name)
