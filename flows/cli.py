@@ -84,21 +84,30 @@ ViaOpt = Annotated[Optional[str], typer.Option(
     "deployment (`dramaforge deploy`) and follow it here")]
 
 
+LanguageOpt = Annotated[Optional[list[str]], typer.Option(
+    "--language", metavar="LANG", help="make only this dub (of those `languages:` lists; repeat for more): "
+    "epNN.LANG.mp4, its pictures the original's")]
+
+
 @app.command()
 def render(project: ProjectArg, episodes: EpisodesOpt = None, dask: DaskOpt = None, dry_run: DryRunOpt = False,
-           max_cost: MaxCostOpt = None, via: ViaOpt = None) -> None:
+           max_cost: MaxCostOpt = None, via: ViaOpt = None, language: LanguageOpt = None) -> None:
     """Render episodes to PROJECT/build/episodes/epNN.mp4 (+ .srt .vtt subtitles, a .jpg poster and an .otio
     timeline for editors; build/series.json lists them, build/review/index.html shows them), making only
-    what is missing or changed. Two episodes are voiced and shot at once while earlier ones are cut.
+    what is missing or changed, and each dub `languages:` lists as epNN.LANG.mp4 (+ .LANG.srt .vtt). Two
+    episodes are voiced and shot at once while earlier ones are cut.
     Prefect runs on a local server that renders share (started by the first; it stops after
     DRAMAFORGE_PREFECT_SERVER_IDLE_S=900 idle seconds), or on yours if PREFECT_API_URL is set."""
     from stages.load_project import load_project
 
     if via not in (None, "deployment"):
         raise InputError(f"--via {via}: unknown", hint="--via deployment (after `dramaforge deploy PROJECT`)")
-    lp = load_project(project)
+    if via and language:
+        raise InputError("--language with --via deployment: the deployment makes every dub `languages:` lists",
+                         hint="leave out --language, or render here")
+    lp = load_project(project).dubbing(language)
     render_episodes(lp, parse_episode_spec(episodes, [e.number for e in lp.script.episodes]), dask, dry_run=dry_run,
-            max_cost=max_cost, via=via)
+            max_cost=max_cost, via=via, languages=language)
 
 
 @app.command()

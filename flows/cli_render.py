@@ -21,8 +21,9 @@ def ranges(nums: list[int]) -> str:
 
 def render_episodes(lp, numbers: list[int], dask: str | None = None, *, dry_run: bool = False,
             max_cost: float | None = None, force: set[str] = frozenset(), new_job: bool = False,
-            via: str | None = None) -> None:
-    """Render the episodes in `numbers` that are not up to date; exit 1 if shots failed.
+            via: str | None = None, languages: list[str] | None = None) -> None:
+    """Render the episodes in `numbers` that are not up to date; exit 1 if shots failed. `languages`: the
+    dubs to make (`lp` is narrowed to them already; the flow is told too).
 
     The guards run before Prefect starts: an episode whose exact cut exists (same clips, speech,
     timing and settings) is skipped, so a no-op re-render costs about as much as `status`.
@@ -70,7 +71,7 @@ def render_episodes(lp, numbers: list[int], dask: str | None = None, *, dry_run:
             deliver(lp)
         console.print(f"[green]nothing to do[/] ({time.monotonic() - started:.1f}s)")
         return
-    totals = {"lines": sum(e.lines for e in todo), "shots": sum(len(e.shots) for e in todo), "episodes": len(todo)}
+    totals = {"lines": sum(e.lines + sum(len(d.speech) for d in e.dubs) for e in todo), "shots": sum(len(e.shots) for e in todo), "episodes": len(todo)}
     from stages.sync_lips import line_verdicts
 
     synced = sum(1 for e in todo if e.work is not None for s in e.work.plan.shots
@@ -97,12 +98,16 @@ def render_episodes(lp, numbers: list[int], dask: str | None = None, *, dry_run:
             def note(self, message: str) -> None:
                 console.print(esc(message))
 
-        outcomes = run.render(lp, checked, dask=dask, reporter=_Bars(), requested_at=asked, via=via)
+        outcomes = run.render(lp, checked, dask=dask, reporter=_Bars(), requested_at=asked, via=via,
+                              languages=languages)
     failed = _report_outputs(console, sorted(outcomes + kept, key=lambda o: o["episode"]))
     console.print(f"  review: {esc(str(run.review_index(lp)))}")
     if any(o.get("blocked") for o in outcomes):
         console.print("[red]fix the voices, lines or references above[/] (project.yaml cast, backends), "
                       f"then `dramaforge render {esc(str(lp.root))}` again")
+        raise typer.Exit(1)
+    if any(d.get("failed") or d.get("blocked") for o in outcomes for d in o.get("dubs", ())):
+        console.print("[red]a dub was not made[/] (above): fix it, then render again (`--language` makes one)")
         raise typer.Exit(1)
     if failed:
         console.print(f"[red]{len(failed)} shot(s) failed[/]; see `dramaforge status {esc(str(lp.root))}`, "
@@ -198,6 +203,14 @@ def _report_outputs(console, outcomes: list[dict]) -> list[str]:
                 seconds, width, height, fps = info.duration_s, info.width, info.height, info.fps
             note = " (up to date)" if o["reused"] else ""
             console.print(f"  {esc(o['mp4'])}  {seconds:.2f}s {width}x{height} {fps:g}fps{note}")
+            for d in o.get("dubs", ()):  # each dub language's cut, or why it is not made
+                if d.get("mp4") and not (d.get("failed") or d.get("blocked")):
+                    console.print(f"  {esc(d['mp4'])}{' (up to date)' if d['reused'] else ''}")
+                for h in d.get("held", ()):
+                    console.print(f"    [yellow]held[/] {h['line']}: {h['overrun_s']:.2f} s longer than its place "
+                                  f"at {h['tempo']:g}x; {h['shot']} holds its last frame for it")
+                for reason in d.get("failed", []) + d.get("blocked", []):
+                    console.print(f"  [red]ep{o['episode']:02d} {d['language']} not made[/]: {esc(reason)}")
         elif o.get("blocked"):
             failed.extend(o["blocked"])
             console.print(f"  [red]ep{o['episode']:02d} not rendered[/]: {len(o['blocked'])} problem(s) before "

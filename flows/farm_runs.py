@@ -22,7 +22,8 @@ def run_episodes(name: str, calls: list[tuple], farm: str, build: Path, done) ->
     def one(args) -> dict:
         project_dir, episode, remake, command_root, requested_at = args[:5]
         return _run_and_read(name, {"project_dir": project_dir, "episode": episode, "remake": remake,
-                                    "command_root": command_root, "requested_at": requested_at, "farm": farm},
+                                    "command_root": command_root, "requested_at": requested_at, "farm": farm,
+                                    **({"languages": args[7]} if len(args) > 7 and args[7] is not None else {})},
                              outcome_path(build, farm, episode), f"episode {episode}")
 
     with concurrent.futures.ThreadPoolExecutor(min(32, max(1, len(calls))), thread_name_prefix="episode-run") as pool:

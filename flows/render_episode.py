@@ -9,7 +9,7 @@ from flows.farm_runs import run_pictures
 from flows.limits import shared
 from flows.plain_flow import flow
 from flows.tasks import (EpisodeStopped, as_is, cut_episode, cutting, each, enroll, identify, make_sheets, make_shot,
-                         map_new, same, speak_line, spoken, sync_shot, translate_episode)
+                         map_new, same, speak_line, spoken, sync_shot, translate_dub, translate_episode)
 from stages.backends.registry import backends_for
 from stages.check_identity import identity_outcomes
 from stages.core.errors import EnvironmentFailure
@@ -26,21 +26,24 @@ from stages.write_shotlist import editing, write_shotlist
 @flow(name="render_episode", flow_run_name="{project_dir}:ep{episode}", log_prints=False)
 def render_episode(project_dir: str, episode: int, remake: list[str] | None = None,
                    command_root: str | None = None, requested_at: float | None = None,
-                   farm: str | None = None, pictures_via: str | None = None) -> dict:
+                   farm: str | None = None, pictures_via: str | None = None,
+                   languages: list[str] | None = None) -> dict:
     """Voice, time, generate, subtitle, mix and assemble one episode; `remake` names shots to make
     anew (`rerun --shot`) unless their clip is newer than `requested_at`, `command_root` is the project
     as the user typed it (for messages); `farm`: the token of a render spread over machines (its units
     take the backends' limits from the Prefect server, and check they see the build folder it names);
     `pictures_via`: the deployment that makes its reference sheets, shots and lip sync (on the pool those
-    backends declare: a GPU worker's), while its speech and its cut are made here.
+    backends declare: a GPU worker's), while its speech and its cut are made here; `languages`: the dubs
+    to make (default: every one `languages:` lists).
 
     Returns {"episode", "mp4" (None if shots failed), "reused" (the cut was already made),
     "failed": [shot ids], "stopped": [shot ids not attempted after the failed-shot limit],
     "blocked": [why no shot was attempted: unspeakable lines (with episode, scene, file:line) or
     reference sheets that could not be made], "shots": [{id, outcome, duration_s, images}],
-    "speech": [{engine, chars, seconds, reused}], "sheets_made": images made for reference sheets}.
+    "speech": [{engine, chars, seconds, reused}], "sheets_made": images made for reference sheets,
+    "dubs": [{language, mp4, reused, held, failed or blocked}]}.
     """
-    outcome = _episode(project_dir, episode, remake, command_root, requested_at, farm, pictures_via)
+    outcome = _episode(project_dir, episode, remake, command_root, requested_at, farm, pictures_via, languages)
     if farm:  # a run of the episode deployment: its series run, maybe on another machine, reads it there
         from flows.farm_runs import write_outcome
 
@@ -49,10 +52,11 @@ def render_episode(project_dir: str, episode: int, remake: list[str] | None = No
 
 
 def _episode(project_dir: str, episode: int, remake: list[str] | None, command_root: str | None,
-             requested_at: float | None, farm: str | None, pictures_via: str | None) -> dict:
+             requested_at: float | None, farm: str | None, pictures_via: str | None,
+             languages: list[str] | None) -> dict:
     # 1. the validated project, its backends, and this episode's work plan
     started = time.time()
-    lp = load_project(Path(project_dir))
+    lp = load_project(Path(project_dir)).dubbing(languages)
     paths, backends = BuildPaths(lp.build), backends_for(lp.project, lp.root)
     paths.make_dirs()
     ledger = Ledger(paths.ledger)
@@ -112,15 +116,52 @@ def _episode(project_dir: str, episode: int, remake: list[str] | None, command_r
     cutting(project_dir, episode)
     outcome["mp4"] = str(work.mp4)
     new_take = new_take or bool(respoken)  # the same keys, a new clip or take
+    series, translating = lp.script.title or lp.project.title, work.translation is not None
     if not new_take and cut_made(work, ledger.get(work.id), lp.project):
         outcome["reused"] = True
-        return outcome
-    series, translating = lp.script.title or lp.project.title, work.translation is not None
-    work, paths = as_is(work), as_is(paths)  # passed to the tasks as they are
-    text_slots = shared("translation", backends.translation, str(paths.root), farm) if farm and translating else None
-    translated = translate_episode(work, as_is(backends), paths, series, text_slots) if translating else None
-    cut_episode(work, as_is(lp.project), paths, as_is(translated), series)
+    else:
+        text_slots = shared("translation", backends.translation, str(paths.root), farm) \
+            if farm and translating else None
+        translated = translate_episode(as_is(work), as_is(backends), as_is(paths), series, text_slots) \
+            if translating else None
+        cut_episode(as_is(work), as_is(lp.project), as_is(paths), as_is(translated), series)
+
+    # 7. each dub language: the lines translated, spoken in each character's voice in it, fitted to
+    #    their places, and cut from the same pictures as epNN.<language>.mp4
+    outcome["dubs"] = [_dub(lp, work, lang, backends, ledger, paths, remade, requested_at or started, farm, series,
+                            new_take) for lang in lp.project.languages]
     return outcome
+
+
+def _dub(lp, work, language: str, backends, ledger: Ledger, paths: BuildPaths, remade: frozenset,
+         requested_at: float, farm: str | None, series: str, new_take: bool) -> dict:
+    """One episode's dub in `language` (`stages.plan_dub`); what became of it."""
+    from stages.plan_dub import plan_dub
+
+    dub = plan_dub(lp, work, language, backends, paths)
+    out = {"language": language, "mp4": None, "reused": False, "held": []}
+    if dub.translated is None:
+        slots = shared("translation", backends.translation, str(paths.root), farm) if farm else None
+        said = _results([translate_dub.submit(as_is(dub.translation), as_is(backends),
+                                              f"{series}, episode {work.number}", slots)])[0]
+        if _failed(said):
+            return {**out, "failed": [f"the {language} translation: {said}"]}
+        dub = plan_dub(lp, work, language, backends, paths, said)
+    hosted = sorted({ln.engine for ln in dub.lines if backends.speech(ln.engine).capabilities.pool == "api"})
+    voice_slots = {e: shared("speech", backends.speech(e), str(paths.root), farm) for e in hosted} if farm else None
+    voiced = _results(map_new(speak_line, dub.lines, lambda ln: kept_take(ln, ledger, paths, remade), "lines",
+                              same(backends), same(paths), same(remade), same(requested_at), same(voice_slots)))
+    unspoken = [str(r) for r in voiced if _failed(r)]
+    if unspoken:
+        return {**out, "blocked": unspoken}
+    dub = plan_dub(lp, work, language, backends, paths)
+    cut = dub.episode
+    out.update(mp4=str(cut.mp4), held=[{"line": f.line, "shot": f.shot_id, "tempo": f.tempo, "overrun_s": f.overrun_s}
+                                       for f in dub.fits if f.overrun_s])
+    if not new_take and cut_made(cut, ledger.get(cut.id), lp.project):
+        return {**out, "reused": True}
+    cut_episode(as_is(cut), as_is(lp.project), as_is(paths), None, series)
+    return out
 
 
 def pictures(lp, work, backends, ledger: Ledger, paths: BuildPaths, remade: frozenset, respoken: list[str],

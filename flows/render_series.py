@@ -34,7 +34,7 @@ def render_series(project_dir: str, episodes: list[int] | None = None, max_cost:
                   force: list[str] | None = None, skipped: list[int] | None = None,
                   dask_address: str | None = None, command_root: str | None = None,
                   requested_at: float | None = None, shared_limits: bool | None = None,
-                  via_deployment: str | None = None) -> list[dict]:
+                  via_deployment: str | None = None, languages: list[str] | None = None) -> list[dict]:
     """Render the episodes (default: all) whose cut is not up to date; one outcome per episode
     rendered (see `render_episode`).
 
@@ -48,12 +48,13 @@ def render_series(project_dir: str, episodes: list[int] | None = None, max_cost:
     `shared_limits`: its units run on other machines too (default: with `dask_address`; a deployment's
     runs set it): the build folder must be one they can share, and they take the backends' limits
     from the Prefect server; `via_deployment` runs each episode as a run of that deployment (its pool's
-    workers, `flows/farm.py`) instead of a subflow here.
+    workers, `flows/farm.py`) instead of a subflow here; `languages`: the dubs to make (default: every one
+    `languages:` lists).
     """
     started = time.monotonic()
     requested_at = requested_at or time.time()
     # 1. refuse what cannot work or costs too much, before anything is made; find what is up to date
-    lp = load_project(Path(project_dir))
+    lp = load_project(Path(project_dir)).dubbing(languages)
     numbers = episodes if episodes is not None else [e.number for e in lp.script.episodes]
     checked = check_render(lp, numbers, max_cost=max_cost, force=set(force or ()))
     skipped = sorted({*(skipped or ()), *checked.estimate.up_to_date})
@@ -72,7 +73,7 @@ def render_series(project_dir: str, episodes: list[int] | None = None, max_cost:
         refuse_unshared(lp.build)
         farm = mark_farm(lp.build)
     calls = [(project_dir, e.number, sorted(checked.force & {s.id for s in (*e.shots, *e.speech)}), command_root,
-              requested_at, farm) for e in checked.todo]
+              requested_at, farm, None, languages) for e in checked.todo]
     def done(outcome: dict) -> None:
         if outcome["mp4"]:
             progress.advance("episodes")

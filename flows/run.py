@@ -70,7 +70,7 @@ def prepare(lp: LoadedProject, numbers: list[int], *, dask: str | None = None, m
 
 def render(lp: LoadedProject, checked: Checked, *, dask: str | None = None,
            reporter: progress.Reporter | None = None, requested_at: float | None = None,
-           via: str | None = None) -> list[dict]:
+           via: str | None = None, languages: list[str] | None = None) -> list[dict]:
     """Start Prefect and run `render_series` over the episodes `checked` found not up to date (its
     spend guard passed already: checking again after the LLM planned would refuse what was paid for).
     Prefect's server and every ffmpeg end with this process, however it ends (`lifetime`). With `via`
@@ -114,7 +114,8 @@ def render(lp: LoadedProject, checked: Checked, *, dask: str | None = None,
         with temporary_settings(updates=beats):
             return render_series(str(lp.root.resolve()), [e.number for e in checked.todo],
                                  force=sorted(checked.force), skipped=[e.number for e in checked.current],
-                                 dask_address=dask, command_root=str(lp.root), requested_at=requested_at)
+                                 dask_address=dask, command_root=str(lp.root), requested_at=requested_at,
+                                 languages=languages)
     finally:
         progress.install(None)
 

@@ -22,13 +22,23 @@ def print_status(lp, eps, project, *, as_json: bool = False) -> None:
                         "voice_id": v.voice_id, "clip": v.clip, "reason": v.reason} for v in e.voices],
             "lines": [{"id": ln.id, "character": ln.character, "engine": ln.engine, "done": ln.done,
                        "seconds": round(ln.speech_s, 3), "voice_figure": ln.figure, "low": ln.low}
-                      for ln in e.speech]} for e in eps]},
+                      for ln in e.speech],
+            "dubs": [{"id": d.id, "language": d.language, "state": str(d.state), "step": d.step, "mp4": d.mp4,
+                      "lines": len(d.speech), "lines_spoken": sum(ln.done for ln in d.speech), "held": d.held}
+                     for d in e.dubs]} for e in eps]},
             ensure_ascii=False, indent=1))
         return
     print(f"{'episode':<8} " + " ".join(f"{s:>11}" for s in SHOWN) + "  cut")
     for e in eps:
         print(f"{e.id:<8} " + " ".join(f"{e.count(s):>11}" for s in SHOWN) + f"  {e.assembly}")
     root = shlex.quote(str(project))
+    for e in eps:
+        for d in e.dubs:
+            print(f"{d.id:<8} {d.language}: {d.step if d.state != State.STALE else 'stale (to cut again)'}, "
+                  f"{sum(ln.done for ln in d.speech)} of {len(d.speech)} line(s) spoken")
+            for h in d.held:
+                print(f"  {h['line']}  {h['overrun_s']:.2f} s longer than its place at {h['tempo']:g}x: "
+                      f"{h['shot']} holds its last frame {h['overrun_s']:.2f} s longer")
     for e in eps:
         for s in e.shots:
             if s.state in NEEDS_RERUN:

@@ -41,13 +41,14 @@ from stages.make_keyframe import make_keyframe
 from stages.make_references import make_references
 from stages.make_subtitles import Cue, make_subtitles
 from stages.mix_audio import mix_cut
+from stages.plan_dub import make_fitted
 from stages.reuse import kept_clip, kept_take
 from stages.schema import Limits, Project
 from stages.enroll_voice import VoiceResult, enroll_voice
 from stages.synthesize_speech import SpeechResult, measure_voice, synthesize_speech
 from stages.translate_subtitles import translate_subtitles
 from stages.sync_lips import SyncResult, native_report, sync_lips
-from stages.units import EpisodeWork, LineUnit, LipSyncUnit, SheetUnit, ShotUnit, VoiceUnit
+from stages.units import EpisodeWork, LineUnit, LipSyncUnit, SheetUnit, ShotUnit, TranslationUnit, VoiceUnit
 
 SHOT_RETRIES, SHOT_BACKOFF_S = 3, 5
 SPEECH_RETRIES, SPEECH_BACKOFF_S = 2, 2
@@ -518,6 +519,14 @@ def translate_episode(work: EpisodeWork, backends: BackendSet, paths: BuildPaths
                                                               lambda: api_turn(translator, slots)), begins=True)
 
 
+@task(name="translate_dub", retries=SPEECH_RETRIES,
+      retry_delay_seconds=exponential_backoff(backoff_factor=SPEECH_BACKOFF_S)(SPEECH_RETRIES), **_retried)
+def translate_dub(unit: TranslationUnit, backends: BackendSet, context: str, slots: Slots | None = None) -> list[str]:
+    """An episode's lines in a dub language (cached per exact lines, language and glossary)."""
+    translator = _shared(backends).translation
+    return translate_subtitles(unit, translator, context, lambda: api_turn(translator, slots))
+
+
 def _cut_step(work: EpisodeWork, paths: BuildPaths, make: Callable[[], R], *, begins=False, ends=False) -> R:
     return _recorded(paths.ledger, work.id, make, kind=Kind.EPISODE, episode=work.number, key=work.cut.key,
                      artifact=work.mp4, begins=begins, ends=ends)
@@ -530,6 +539,8 @@ def cut_episode(work: EpisodeWork, project: Project, paths: BuildPaths, translat
     of the pictures with the sound mix made meanwhile, then the editor's timeline and the poster. One
     task: its steps are quick next to the encode and are never retried, and a task run each cost more
     than most of them."""
+    if work.fits:  # a dub's lines sped up to fit their places (`stages.plan_dub`)
+        _cut_step(work, paths, lambda: [make_fitted(*fit) for fit in work.fits], begins=True)
     subtitle_episode(work, project, paths, translated)
     pictures = conform_episode(work, project, paths)
     assemble(work, project, paths, pictures)
@@ -548,7 +559,7 @@ def subtitle_episode(work: EpisodeWork, project: Project, paths: BuildPaths, tra
                                                paths.episode_subtitles(work.id, lang, ".vtt")) if lang else None,
         faces=cut.faces, names=sorted({*(n for c in project.cast for n in (c.name, *c.aliases)),
                                        *(ln.character for ln in cut.lines)})),
-        begins=work.translation is None)  # else the translation began the cut
+        begins=work.translation is None and not work.fits)  # else the translation or the fitting began it
 
 
 def conform_episode(work: EpisodeWork, project: Project, paths: BuildPaths) -> list[Path]:

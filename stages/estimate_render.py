@@ -112,15 +112,17 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, backends: B
     shots to count as made anew (`rerun --shot`).
     """
     rates = project.rates
-    todo = [e for e in statuses
-            if e.assembly != State.DONE or any(s.id in force for s in (*e.shots, *e.speech, *e.voices))]
+    forced = {e.number for e in statuses if any(s.id in force for s in (*e.shots, *e.speech, *e.voices))}
+    todo = [e for e in statuses if not e.current or e.number in forced]
     shots = Work("video", project.backends.video)
     lines: dict[tuple[str, str], Work] = {}
     enrolling: set[str] = set()
     images = Work("image", project.backends.image.kind)
-    assemble = [e for e in todo if not e.cut_kept]
-    cuts = Work("assembly", "ffmpeg", todo=len(assemble), cached=len(statuses) - len(assemble),
-                ids=[e.id for e in assemble])
+    assemble = [e for e in todo if not e.cut_kept and (e.assembly != State.DONE or e.number in forced)]
+    dubs = [d for e in todo for d in e.dubs if d.state != State.DONE]  # each language's cut to make
+    cuts = Work("assembly", "ffmpeg", todo=len(assemble) + len(dubs),
+                cached=len(statuses) - len(assemble) + sum(len(e.dubs) for e in statuses) - len(dubs),
+                ids=[e.id for e in assemble] + [d.id for d in dubs])
     per_episode: dict[int, list[str]] = {}
     retakes = 0
     sheets: dict[str, bool] = {}
@@ -154,7 +156,7 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, backends: B
             if v.state != State.DONE and v.id not in enrolling:
                 enrolling.add(v.id)
                 lines.setdefault((v.engine, v.character), Work("speech", v.engine, who=v.character)).voices += 1
-        for ln in e.speech:  # priced per character, as each provider bills a voice's text
+        for ln in [*e.speech, *(ln for d in e.dubs for ln in d.speech)]:  # per character, as providers bill
             w = lines.setdefault((ln.engine, ln.character), Work("speech", ln.engine, who=ln.character))
             if ln.done and ln.id not in force:
                 w.cached += 1
@@ -189,15 +191,19 @@ def estimate_render(statuses: list[EpisodeStatus], project: Project, backends: B
                                            builtin=image.capabilities.seconds_each)
     cuts.cost = price_work(cuts, rates, False)
     cuts.time_s, cuts.basis = duration("assembly", rates, "ffmpeg", ledger, count=cuts.todo,
-                                       seconds=sum(e.work.plan.duration_s for e in assemble if e.work),
+                                       seconds=sum(e.work.plan.duration_s for e in assemble if e.work)
+                                       + sum(e.work.plan.duration_s for e in todo for d in e.dubs
+                                             if d.state != State.DONE and e.work),
                                        builtin=ASSEMBLY_S_PER_S * pixels)
     # Chat calls: an LLM planner's first plan of an episode, subtitle translation of a new cut.
     plans = Work("planning", "planner", ids=[e.id for e in statuses if e.provisional])
     plans.todo = len(plans.ids)
     plans.cached = len(statuses) - plans.todo if project.planner.kind == "llm" else 0
     calls = {e.id: e.translation_calls for e in assemble if e.translation_calls}
+    calls.update({d.id: d.translation_calls for d in dubs if d.translation_calls})
     words = Work("translation", "translation", todo=sum(calls.values()), ids=list(calls))
-    words.cached = len(assemble) - len(calls) if project.subtitles.translation is not None else 0
+    asked = len(assemble) * (project.subtitles.translation is not None) + len(dubs)
+    words.cached = asked - len(calls)
     for w in (plans, words):  # both go to a chat server, which may charge
         w.cost = price_work(w, rates, True)  # the planner is no backend; translation's says it bills
         w.time_s, w.basis = duration("text", rates, w.backend, None, count=w.todo)

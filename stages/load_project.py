@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from stages.core.yaml_lines import _line, _line_of, read_yaml
 from stages.core.errors import InputError
 from stages.core.paths import BuildPaths
+from stages.glossary import Translations, read_translations
 from stages.schema import Project, Script, Warning_, normalize_name
 
 
@@ -24,6 +25,7 @@ class LoadedProject:
     root: Path
     project: Project
     script: Script
+    translations: Translations = Translations()  # glossary.yaml and translations/<language>.yaml
 
     @property
     def build(self) -> Path:
@@ -32,6 +34,19 @@ class LoadedProject:
     @property
     def warnings(self) -> list[Warning_]:
         return self.script.warnings
+
+    def dubbing(self, languages: list[str] | None) -> "LoadedProject":
+        """This project making only the dubs in `languages` (None: every one `languages:` lists)."""
+        if languages is None:
+            return self
+        import dataclasses
+
+        unknown = sorted(set(languages) - set(self.project.languages))
+        if unknown:
+            raise InputError(f"--language {', '.join(unknown)}: project.yaml does not dub into it",
+                             file=str(self.root / "project.yaml"),
+                             hint=f"add it to `languages:` (now: {self.project.languages or 'none'})")
+        return dataclasses.replace(self, project=self.project.model_copy(update={"languages": list(languages)}))
 
     @functools.cached_property
     def _yaml(self) -> tuple[str, object]:
@@ -72,7 +87,8 @@ def load_project(root: Path) -> LoadedProject:
     _within_limits(script)
     _cues_within_reach(script, root)
     script.warnings.extend(_cast_warnings(project, script, root))
-    return LoadedProject(root=root, project=project, script=script)
+    targets = [*project.languages, *([project.subtitles.translation.language] if project.subtitles.translation else [])]
+    return LoadedProject(root=root, project=project, script=script, translations=read_translations(root, targets))
 
 
 def _within_reach(project: Project, root: Path) -> None:

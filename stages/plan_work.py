@@ -141,7 +141,8 @@ def plan_work(lp: LoadedProject, episode: int, backends: BackendSet, *,
     synced = {u.shot_id: u for u in syncs}
 
     # 5. the subtitle translation (the lines in order), and the cut once every line is spoken
-    translation = translation_unit([ln.text for s in timed.shots for ln in s.lines], project, backends, paths)
+    translation = translation_unit([ln.text for s in timed.shots for ln in s.lines], project, backends, paths,
+                                   lp.translations.glossary)
     cut = None
     final = ep.number == lp.script.episodes[-1].number
     if all(ln.path.exists() for ln in lines):
@@ -273,15 +274,19 @@ def sheet_unit(character: Character, episode: int, project: Project, project_dir
                      requests)
 
 
-def translation_unit(texts: list[str], project: Project, backends: BackendSet,
-                     paths: BuildPaths) -> TranslationUnit | None:
+def translation_unit(texts: list[str], project: Project, backends: BackendSet, paths: BuildPaths,
+                     glossary=None, target: str | None = None) -> TranslationUnit | None:
+    """The lines in the second subtitle language, or in the dub language `target`; `glossary`: the
+    project's (`stages.glossary.Glossary`), whose terms in that language the translation must use."""
     options = project.subtitles.translation
-    if options is None:
+    target = target or (options.language if options else None)
+    if target is None:
         return None
     backend = backends.translation
-    key = translation_key(texts, project.language, options.language, backend.identity())
-    return TranslationUnit(key, paths.translation(key), tuple(texts), project.language, options.language,
-                           backend.calls(len(texts)))
+    pairs = glossary.pairs(target) if glossary is not None else ()
+    key = translation_key(texts, project.language, target, backend.identity(), pairs)
+    return TranslationUnit(key, paths.translation(key), tuple(texts), project.language, target,
+                           backend.calls(len(texts)), pairs)
 
 
 def clip(request: ShotRequest, paths: BuildPaths) -> Clip:
@@ -338,8 +343,10 @@ def keyframe_key(request: ImageRequest, backend) -> str:
     return spec_hash("keyframe", {"request": spec, "backend": backend.identity()})
 
 
-def translation_key(lines: list[str], source: str, target: str, identity: dict) -> str:
-    return spec_hash("translation", {"lines": list(lines), "source": source, "target": target, "backend": identity})
+def translation_key(lines: list[str], source: str, target: str, identity: dict, glossary: tuple = ()) -> str:
+    # the glossary counts only when it has terms for the language (keys made without one hold)
+    return spec_hash("translation", {"lines": list(lines), "source": source, "target": target, "backend": identity,
+                                     **({"glossary": [list(p) for p in glossary]} if glossary else {})})
 
 
 def _image_spec(request: ImageRequest) -> dict:
@@ -353,7 +360,8 @@ def _image_spec(request: ImageRequest) -> dict:
 def plan_cut(timed: ShotList, clip_keys: list[str], clips: list[Path], speech: dict[tuple[str, int], tuple[str, Path]],
              project: Project, project_dir: Path, *, paths: BuildPaths, series: str = "", episode_title: str = "",
              final: bool = False, end_text: str | None = None, faces: list[list] | None = None,
-             native: dict[str, tuple[Path, str, tuple[int, ...]]] | None = None) -> Cut:
+             native: dict[str, tuple[Path, str, tuple[int, ...]]] | None = None,
+             episode_label: str | None = None) -> Cut:
     """The cut of a timed shot list: `speech` maps (shot id, line index) to (speech key, wav).
 
     Adds the opening card (series title, episode number and title) and the end card, whose drawn
@@ -377,7 +385,8 @@ def plan_cut(timed: ShotList, clip_keys: list[str], clips: list[Path], speech: d
     opening = ending = None
     first, last = (timed.shots[0], timed.shots[-1]) if timed.shots else (None, None)
     if lead:
-        label = f"Episode {timed.episode}" if not project.language.lower().startswith("zh") else f"第{timed.episode}集"
+        label = episode_label or (f"Episode {timed.episode}" if not project.language.lower().startswith("zh")
+                                  else f"第{timed.episode}集")
         cards.insert(0, (0.0, lead, "\n".join(t for t in (series, label, episode_title) if t)))
         opening = clip(_card_background(f"ep{timed.episode:02d}-opening", first, lead, project), paths)
     if tail:

@@ -90,11 +90,14 @@ def endpoints(project) -> list[Endpoint]:
         used.append((f"backends.{section}", getattr(b, section)))
     if b.image.kind == "openai":
         used.append(("backends.image", b.image))
-    for engine in dict.fromkeys([b.speech, *(c.voice.backend or b.speech for c in project.cast)]):
+    for engine in dict.fromkeys([b.speech, *(v.backend or b.speech for c in project.cast
+                                             for v in (c.voice, *c.voices.values()))]):
         if (section := registry.backend_class("speech", engine).section) is not None:  # openai, the cloning ones
             used.append((f"backends.{section}", getattr(b, section)))
     if project.subtitles.translation is not None:
         used.append(("subtitles.translation", project.subtitles.translation))
+    elif project.languages:
+        used.append(("translation", project.translation))
     if project.planner.kind == "llm":
         used.append(("planner", project.planner))
     out = []
@@ -136,12 +139,14 @@ def path_problems(project, root: Path, yaml_file: str, line_of) -> list[InputErr
                   for j, p in enumerate(c.references)]
         named += [(f"cast {c.id}: reference image of look {n}", p, ("cast", i, "looks", n, "references", j), False)
                   for n, look in c.looks.items() for j, p in enumerate(look.references)]
-        if (c.voice.backend or project.backends.speech) == "piper" and c.voice.voice:
-            named += [(f"cast {c.id}: Piper voice", f, ("cast", i, "voice", "voice"), False)
-                      for f in (c.voice.voice, f"{c.voice.voice}.json")]
-        if c.voice.reference is not None:  # sent to a cloning provider: never a file from outside the project
-            named.append((f"cast {c.id}: voice reference clip", c.voice.reference, ("cast", i, "voice", "reference"),
-                          False))
+        for loc, v in [(("voice",), c.voice), *((("voices", lang), v) for lang, v in c.voices.items())]:
+            which = f" ({loc[1]})" if len(loc) > 1 else ""
+            if (v.backend or c.voice.backend or project.backends.speech) == "piper" and v.voice:
+                named += [(f"cast {c.id}: Piper voice{which}", f, ("cast", i, *loc, "voice"), False)
+                          for f in (v.voice, f"{v.voice}.json")]
+            if v.reference is not None:  # sent to a cloning provider: never a file from outside the project
+                named.append((f"cast {c.id}: voice reference clip{which}", v.reference, ("cast", i, *loc, "reference"),
+                              False))
     music = project.audio.music
     named += [("music file", name, ("audio", "music", "file") if n is None else ("audio", "music", "episodes", n),
                False) for n, name in [(None, music.file), *music.episodes.items()]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from stages.backends.registry import BackendSet, backends_for
 from stages.core.artifacts import is_done
@@ -98,6 +98,12 @@ class EpisodeStatus:
     syncs: list[SyncStatus] = field(default_factory=list)  # shots whose lips are synced (tts+lipsync)
     unsynced: list[tuple[str, str]] = field(default_factory=list)  # (shot, why a line of it is not synced)
     voices: list[VoiceStatus] = field(default_factory=list)  # cloned voices its lines are spoken in
+    dubs: list["DubStatus"] = field(default_factory=list)  # the episode in each dub language (`languages:`)
+
+    @property
+    def current(self) -> bool:
+        """Its cut and every dub's are made exactly as a render would make them now."""
+        return self.assembly == State.DONE and all(d.state == State.DONE for d in self.dubs)
 
     @property
     def lines(self) -> int:
@@ -107,8 +113,24 @@ class EpisodeStatus:
         return sum(1 for s in self.shots if s.state == state)
 
 
+@dataclass
+class DubStatus:
+    """One episode in one dub language: whether this exact dub cut exists, else its next step."""
+
+    id: str  # epNN.<language>
+    language: str
+    state: State  # done (this exact dub cut exists) | stale | pending
+    step: str  # done | to translate | to speak | to cut
+    mp4: str | None
+    speech: list[LineStatus]  # its lines (stand-ins with the original's text until translated)
+    translation_calls: int  # calls its translation would make (0: cached)
+    held: list[dict]  # {line, shot, tempo, overrun_s}: a line longer than its place, its shot held for it
+    work: object = None  # its `plan_dub.DubWork`
+
+
 def project_status(lp: LoadedProject, episodes: list[int] | None = None, *, backends: BackendSet | None = None,
-                   verify: bool = False, cached_only: bool = False) -> list[EpisodeStatus]:
+                   verify: bool = False, cached_only: bool = False,
+                   languages: list[str] | None = None) -> list[EpisodeStatus]:
     """Every shot's state and each episode's cut, as a render would see them now.
 
     `verify` decodes each finished episode (as the render's own check does) before calling it done.
@@ -124,9 +146,39 @@ def project_status(lp: LoadedProject, episodes: list[int] | None = None, *, back
         logging.getLogger("dramaforge.ledger").warning("warning: %s (%d unit(s) found made)", notice, made)
     rows = {r.id: r for r in ledger.rows()} if ledger is not None else {}
     placeholders = {uid: r.message for uid, r in rows.items() if r.state == State.PLACEHOLDER}
-    return [episode_status(plan_work(lp, ep.number, backends, placeholders=placeholders, cached_only=cached_only),
-                           rows, lp.project, verify=verify, paths=paths)
-            for ep in lp.script.episodes if episodes is None or ep.number in episodes]
+    out = [episode_status(plan_work(lp, ep.number, backends, placeholders=placeholders, cached_only=cached_only),
+                          rows, lp.project, verify=verify, paths=paths)
+           for ep in lp.script.episodes if episodes is None or ep.number in episodes]
+    for status in out:  # `languages`: the dubs a render would make (default: every one `languages:` lists)
+        status.dubs = [dub_status(lp, status, lang, backends, rows, paths, verify)
+                       for lang in (lp.project.languages if languages is None else languages)]
+    return out
+
+
+def dub_status(lp: LoadedProject, original: EpisodeStatus, language: str, backends: BackendSet, rows: dict,
+               paths: BuildPaths, verify: bool = False) -> DubStatus:
+    from stages.plan_dub import dub_id, plan_dub
+
+    dub = plan_dub(lp, original.work, language, backends, paths)
+    did = dub_id(original.id, language)
+    if dub.translated is None:  # its lines are not known yet: the original's stand in for them
+        speech = [replace(ln, id=dub_id(ln.id, language), done=False) for ln in original.speech]
+    else:
+        speech = [LineStatus(ln.id, ln.engine, len(ln.request.text), ln.path.exists(),
+                             wav_duration_s(ln.path) if ln.path.exists() else estimate_speech_s(ln.request.text),
+                             ln.character, text=ln.request.text) for ln in dub.lines]
+    calls = dub.translation.calls if dub.translated is None and dub.translation.lines else 0
+    held = [{"line": f.line, "shot": f.shot_id, "tempo": f.tempo, "overrun_s": f.overrun_s} for f in dub.fits
+            if f.overrun_s]
+    state, mp4, step = State.PENDING, None, dub.state
+    row = rows.get(did)
+    if dub.episode is not None and row is not None and row.state == State.DONE:
+        state = State.STALE if row.spec_hash != dub.episode.cut.key else State.PENDING
+        mp4_path = dub.episode.mp4
+        if state == State.PENDING and original.assembly == State.DONE and is_done(
+                mp4_path, cut_validator(dub.episode, lp.project) if verify and not row.unchanged(mp4_path) else None):
+            state, mp4, step = State.DONE, str(dub.episode.mp4), "done"
+    return DubStatus(did, language, state, step, mp4, speech, calls, held, dub)
 
 
 def rebuild_ledger(lp: LoadedProject, ledger: Ledger, backends: BackendSet) -> int:

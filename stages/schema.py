@@ -80,6 +80,9 @@ class Character(Model):
                                    "sent in place of an image, in the same reference slots")
     dialogue: DialogueMode | None = Field(None, description="how this character's lines are voiced; default: the "
                                                             "project's dialogue.mode")
+    voices: dict[str, Voice] = Field(default_factory=dict, description="the voice in each dub language (`languages`), "
+                                     "by language: {es: {variant: m5}}; what it sets replaces `voice`'s fields, the rest "
+                                     "are `voice`'s with the language's eSpeak voice")
 
     def look(self, episode: int) -> tuple[str, list[Path]]:
         """(description, own reference images) for `episode`: the latest look at or before it."""
@@ -355,6 +358,10 @@ class Project(Model):
     subtitles: SubtitleStyle = Field(default_factory=SubtitleStyle)
     dialogue: DialogueOptions = Field(default_factory=DialogueOptions, description="tts, tts+lipsync or native (or {mode, sizes, "
                                                                      "min_sync})")
+    languages: list[str] = Field(default_factory=list, description="dub languages: every episode re-voiced and "
+                                 "subtitled in each (epNN.<language>.mp4), its pictures reused, e.g. [en, es]")
+    translation: TranslationOptions = Field(default_factory=TranslationOptions, description="the chat server that "
+                                            "translates the dubs' lines (subtitles.translation's, when that is set)")
 
     @model_validator(mode="before")
     @classmethod
@@ -413,22 +420,68 @@ class Project(Model):
                 seen[key] = c.id
         return self
 
+    @field_validator("languages")
+    @classmethod
+    def _languages(cls, v: list[str]) -> list[str]:
+        for lang in v:
+            if not re.fullmatch(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*", lang):
+                raise ValueError(f"{lang!r} is not a language code (e.g. en, es, pt-br, zh-Hant)")
+        twice = next((x for x in v if v.count(x) > 1), None)
+        if twice:
+            raise ValueError(f"{twice!r} is listed twice")
+        return v
+
+    @model_validator(mode="after")
+    def _dubbable(self) -> "Project":
+        if self.languages:
+            if self.language in self.languages:
+                raise ValueError(f"languages: {self.language!r} is the script's own language (`language:`); list "
+                                 "only the languages to dub into")
+            second = self.subtitles.translation
+            if second is not None and second.language in self.languages:
+                raise ValueError(f"subtitles.translation.language {second.language!r} is also a dub language: the "
+                                 f"dub's own epNN.{second.language}.srt is its subtitles; drop one of the two")
+            native = [c.id for c in self.cast if c.dialogue == "native"]
+            if self.dialogue.mode == "native" or native:
+                raise ValueError("languages: lines the video model speaks (dialogue: native"
+                                 f"{', for ' + ', '.join(native) if native else ''}) are in its own voice and the "
+                                 "script's language: a dub cannot re-voice them; use dialogue: tts or tts+lipsync")
+        for c in self.cast:
+            extra = sorted(set(c.voices) - set(self.languages))
+            if extra:
+                raise ValueError(f"cast {c.id!r}: voices for {', '.join(extra)}, which `languages:` does not list")
+        return self
+
+    def translator(self) -> TranslationOptions | None:
+        """The chat server that translates: subtitles.translation's, else the dubs' `translation`."""
+        return self.subtitles.translation or (self.translation if self.languages else None)
+
     def character(self, char_id: str) -> Character:
         for c in self.cast:
             if c.id == char_id:
                 return c
         raise KeyError(char_id)
 
-    def voice_for(self, char_id: str) -> Voice:
-        """The cast member's voice; a character missing from the cast (a `check` warning) gets the default."""
+    def voice_for(self, char_id: str, language: str | None = None) -> Voice:
+        """The cast member's voice (in the dub `language`); a character missing from the cast (a `check`
+        warning) gets the default. A dub's voice is the character's own, in the language's eSpeak voice,
+        with what `voices[language]` sets over it."""
         try:
-            return self.character(char_id).voice
+            c = self.character(char_id)
+            voice, own = c.voice, c.voices.get(language) if language else None
         except KeyError:
-            return Voice(language=default_voice_language(self.language))
+            voice, own = Voice(language=default_voice_language(self.language)), None
+        if not language or language == self.language:
+            return voice
+        update = {"language": default_voice_language(language)}
+        if own is not None:
+            update.update({k: getattr(own, k) for k in own.model_fields_set})
+        return voice.model_copy(update=update)
 
 
 def default_voice_language(language: str) -> str:
-    return {"zh": "cmn", "zh-cn": "cmn", "zh-tw": "cmn", "yue": "yue", "en": "en-us"}.get(language.lower(), language)
+    return {"zh": "cmn", "zh-cn": "cmn", "zh-tw": "cmn", "zh-hans": "cmn", "zh-hant": "cmn", "yue": "yue",
+            "en": "en-us"}.get(language.lower(), language)
 
 
 def normalize_name(name: str) -> str:
@@ -441,81 +494,9 @@ def normalize_name(name: str) -> str:
     return re.sub(r"\s+", " ", s).casefold()
 
 
-# --- the script --------------------------------------------------------------------------------
+# --- the script: stages/schema_script.py ------------------------------------------------------
 
-ElementKind = Literal[
-    "action",
-    "dialogue",
-    "transition",
-    "centered",  # Fountain >text< and 【字幕：…】: on-screen text, never spoken
-    "lyrics",
-    "note",  # [[...]]: shot hints, never spoken
-    "reaction",  # a cue with only a parenthetical (`林晓：（怔住）`): a wordless reaction shot
-    "section",
-    "synopsis",
-    "page_break",
-]
-
-
-class Element(Model):
-    kind: ElementKind
-    text: str = Field(..., description="clean text: emphasis stripped, notes removed for dialogue")
-    file: str
-    line: int = Field(..., ge=1)
-    character: str | None = Field(None, description="character id (dialogue only)")
-    cue: str | None = Field(None, description="the cue as written, e.g. 'MARY (V.O.)'")
-    extension: str | None = Field(None, description="V.O., O.S., CONT'D, 续 ...")
-    parenthetical: str | None = None
-    dual: bool = False
-
-
-class Scene(Model):
-    number: int = Field(..., ge=1, description="position within the episode, from 1")
-    heading: str
-    location: str
-    time: str = ""
-    interior: Literal["INT", "EXT", "INT/EXT", ""] = ""
-    scene_number: str | None = Field(None, description="a forced scene number like #12#")
-    file: str
-    line: int
-    elements: list[Element] = Field(default_factory=list)
-
-
-class Episode(Model):
-    number: int = Field(..., ge=1)
-    title: str = ""
-    file: str
-    line: int
-    scenes: list[Scene] = Field(default_factory=list)
-    end_text: str | None = Field(None, description="the script's own closing words (TO BE CONTINUED, 未完待续): "
-                                                   "the episode's end card, instead of the automatic one")
-
-    @property
-    def id(self) -> str:
-        return f"ep{self.number:02d}"
-
-
-class Warning_(Model):
-    file: str
-    line: int
-    message: str
-
-
-class Script(Model):
-    title: str = ""
-    title_page: dict[str, str] = Field(default_factory=dict)
-    episodes: list[Episode] = Field(default_factory=list)
-    characters: dict[str, str] = Field(default_factory=dict, description="character id -> display name")
-    front_matter: list[Element] = Field(default_factory=list, description="text before the first scene that "
-                                        "is never filmed (a synopsis, a cast list with each character's bio)")
-    warnings: list[Warning_] = Field(default_factory=list)
-
-    def episode(self, number: int) -> Episode:
-        for ep in self.episodes:
-            if ep.number == number:
-                return ep
-        raise KeyError(number)
-
+from stages.schema_script import Element, ElementKind, Episode, Scene, Script, Warning_  # noqa: E402,F401
 
 # --- shots -------------------------------------------------------------------------------------
 

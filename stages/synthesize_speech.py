@@ -19,23 +19,24 @@ class SpeechResult:
     reused: bool
 
 
-def speech_engine(project: Project, character: str) -> str:
-    """The speech backend that voices `character`: their own `voice.backend`, else the project's."""
-    return project.voice_for(character).backend or project.backends.speech
+def speech_engine(project: Project, character: str, language: str | None = None) -> str:
+    """The speech backend that voices `character` (in the dub `language`): their own `voice.backend`, else
+    the project's."""
+    return project.voice_for(character, language).backend or project.backends.speech
 
 
 def speech_request(text: str, character: str, project: Project, project_dir: Path | None = None, *,
                    parenthetical: str | None = None, extension: str | None = None,
-                   backend: SpeechBackend | None = None) -> SpeechRequest:
+                   backend: SpeechBackend | None = None, language: str | None = None) -> SpeechRequest:
     """Everything that shapes one line's audio, for the engine that voices `character` (`backend`: that
-    engine, made; default: made here from the project).
+    engine, made; default: made here from the project), in the dub `language` (default: the script's).
 
     Each engine gets only the fields it reads, so a setting for another engine never invalidates this
     line's cached audio. Acting notes reach an engine that takes them through its own template
     (templates/acting/<engine>.j2); a cloning engine gets the character's reference clip.
     """
-    voice = project.voice_for(character)
-    engine = speech_engine(project, character)
+    voice = project.voice_for(character, language)
+    engine = speech_engine(project, character, language)
     if backend is None:
         from stages.backends.registry import make_speech_backend
 
@@ -48,13 +49,13 @@ def speech_request(text: str, character: str, project: Project, project_dir: Pat
         who = next((c.name for c in project.cast if c.id == character), character)
         acting = render_template(f"acting/{engine}.j2", project_dir, character=who, notes=voice.notes,
                                  parenthetical=(parenthetical or "").strip("()（） "), extension=extension or "",
-                                 language=project.language, text=text) or None
+                                 language=language or project.language, text=text) or None
         if acting and caps.acting == "emotion" and acting not in caps.emotions:
             raise InputError(f"templates/acting/{engine}.j2 gave {acting!r} for {character}'s line {text[:40]!r}; "
                              f"{engine} takes one of: {', '.join(caps.emotions)}",
                              hint="make the template output one of those words, or nothing")
     if getattr(caps, "cloning", False):
-        clip = reference_clip(project, character, project_dir)
+        clip = reference_clip(project, character, project_dir, language)
         if clip is None:
             raise InputError(f"{character}: {engine} speaks in a voice cloned from a clip, and this character has "
                              "no voice.reference", hint="record 10-30 s of the actor (README, \"How to record a "
@@ -66,6 +67,11 @@ def speech_request(text: str, character: str, project: Project, project_dir: Pat
         return SpeechRequest(**base, voice=voice.voice or project.backends.openai.voice, speed=voice.speed,
                              instructions=acting)
     if engine == "piper":
+        own = next((c.voices.get(language) for c in project.cast if c.id == character), None) if language else None
+        if language and language != project.language and not (own and "voice" in own.model_fields_set):
+            raise InputError(f"{character}: a Piper voice speaks one language, and this character has none for "
+                             f"{language!r}", hint=f"set voices: {{{language}: {{voice: voices/<a {language} Piper "
+                                                   "voice>.onnx}}} on them")
         if not voice.voice:
             raise InputError(f"{character}: the piper backend needs voice.voice, a Piper voice file",
                              hint="set voice: {backend: piper, voice: voices/en_US-lessac-medium.onnx}")
@@ -75,9 +81,11 @@ def speech_request(text: str, character: str, project: Project, project_dir: Pat
     return SpeechRequest(**base)
 
 
-def reference_clip(project: Project, character: str, project_dir: Path | None) -> Path | None:
-    """The character's reference clip (`voice.reference`), checked to exist; None when they have none."""
-    ref = project.voice_for(character).reference
+def reference_clip(project: Project, character: str, project_dir: Path | None,
+                   language: str | None = None) -> Path | None:
+    """The character's reference clip (`voice.reference`, or their dub voice's), checked to exist; None
+    when they have none."""
+    ref = project.voice_for(character, language).reference
     if ref is None:
         return None
     path = ref if project_dir is None or ref.is_absolute() else project_dir / ref

@@ -31,12 +31,18 @@ def translate_subtitles(unit: TranslationUnit, backend: TranslationBackend, cont
     if cached is not None:
         return cached
     with turn():
-        out = backend.translate(lines, unit.source, unit.target, context)
+        out = backend.translate(lines, unit.source, unit.target, context, unit.glossary) if unit.glossary else \
+            backend.translate(lines, unit.source, unit.target, context)
     if len(out) != len(lines) or not all(isinstance(t, str) for t in out):  # a backend bug must not be cached
         raise ValueError(f"translation backend {backend.name!r} returned {len(out)} lines for {len(lines)}")
     write_text_atomic(unit.path, json.dumps({"source": unit.source, "target": unit.target, "lines": lines,
                                              "translated": out}, ensure_ascii=False, indent=1))
     return out
+
+
+def cached_translation(unit: TranslationUnit) -> list[str] | None:
+    """The unit's translation if it is made (an empty one has nothing to make), else None."""
+    return [] if not unit.lines else _read(unit.path, len(unit.lines))
 
 
 def _read(path: Path, count: int) -> list[str] | None:

@@ -145,6 +145,7 @@ class TranslationUnit:
     source: str
     target: str
     calls: int  # requests translating them takes (batches of the backend's size)
+    glossary: tuple[tuple[str, str], ...] = ()  # (term, its word in `target`) from glossary.yaml
 
 
 @dataclass(frozen=True)
@@ -187,10 +188,12 @@ class EpisodeWork:
     provisional: bool = False  # an LLM planner has not planned it yet: the rules planner's shots stand in
     syncs: tuple[LipSyncUnit, ...] = ()  # shots whose lips are synced (dialogue: tts+lipsync)
     unsynced: tuple[tuple[str, str], ...] = ()  # (shot id, why a line of it is not synced)
+    language: str | None = None  # a dub's language (`stages.plan_dub`): its id and files are epNN.<language>
+    fits: tuple[tuple[Path, float, Path], ...] = ()  # a dub's sped-up lines: (spoken WAV, tempo, laid WAV)
 
     @property
     def id(self) -> str:
-        return f"ep{self.number:02d}"
+        return f"ep{self.number:02d}" + (f".{self.language}" if self.language else "")
 
     @property
     def voices(self) -> tuple[VoiceUnit, ...]:

@@ -85,6 +85,8 @@ def _episode_view(e: EpisodeStatus, lp: LoadedProject, paths: BuildPaths, root: 
         "duration_measured": made,
         "counts": {k: counts.get(k, 0) for k in STATES}, "shots": shots, "lines": e.lines,
         "render": f"dramaforge render {root} --episodes {e.number}",
+        "dubs": [{"language": d.language, "state": str(d.state), "step": d.step, "held": d.held,
+                  "mp4": _href(paths.episode_mp4(d.id), paths) if d.mp4 else None} for d in e.dubs],
     }
 
 

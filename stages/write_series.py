@@ -44,10 +44,24 @@ def write_series(lp, statuses, paths: BuildPaths) -> Path:
                          "cut_key": rows[e.id].spec_hash if e.id in rows else None,
                          "shots": [{"id": s.id, "key": s.key, "state": str(s.state)} for s in e.shots],
                          "subtitles": [p for p in extra if p.exists()],
-                         "poster": paths.poster(e.id), "otio": paths.otio(e.id)})
+                         "poster": paths.poster(e.id), "otio": paths.otio(e.id),
+                         **({"languages": _dubs(e, paths, rows)} if e.dubs else {})})
     write_series_json(paths.series_json, title=lp.script.title or lp.project.title,
                       project_settings=redact_settings(lp.project.model_dump(mode="json")), episodes=episodes)
     return paths.series_json
+
+
+def _dubs(e, paths: BuildPaths, rows: dict) -> dict:
+    """Each dub language of an episode that is made: its files, length and cut key."""
+    out = {}
+    for d in e.dubs:
+        mp4 = paths.episode_mp4(d.id)
+        if d.state == State.DONE and mp4.exists():
+            out[d.language] = {"mp4": mp4, "duration_s": round(probe(mp4).duration_s, 3),
+                               "cut_key": rows[d.id].spec_hash if d.id in rows else None,
+                               "subtitles": [p for p in (paths.episode_srt(d.id), paths.episode_vtt(d.id)) if p.exists()],
+                               "otio": paths.otio(d.id), "held": d.held}
+    return out
 
 
 def write_series_json(path: Path, *, title: str, project_settings: dict, episodes: list[dict]) -> None:

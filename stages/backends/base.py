@@ -362,8 +362,10 @@ class TranslationBackend(Protocol):
     def calls(self, count: int) -> int:
         """Requests that translating `count` lines takes (what an estimate prices)."""
 
-    def translate(self, lines: list[str], source: str, target: str, context: str) -> list[str]:
-        """The lines in `target`, same count and order; `context` is the series title and setting."""
+    def translate(self, lines: list[str], source: str, target: str, context: str,
+                  glossary: tuple[tuple[str, str], ...] = ()) -> list[str]:
+        """The lines in `target`, same count and order; `context` is the series title and setting;
+        `glossary`: (term, its word in `target`) pairs a line that has the term must translate so."""
 
 
 @dataclass(frozen=True)

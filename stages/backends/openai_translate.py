@@ -34,17 +34,25 @@ RESPONSE_SCHEMA = {
 
 
 def translation_messages(lines: list[str], source: str, target: str, context: str,
-                         project_dir: Path | None = None, *, previous: list[str] | tuple = ()) -> list[dict]:
-    """The chat messages that ask for `lines` (ids 1..n) in `target`."""
+                         project_dir: Path | None = None, *, previous: list[str] | tuple = (),
+                         glossary: tuple[tuple[str, str], ...] = ()) -> list[dict]:
+    """The chat messages that ask for `lines` (ids 1..n) in `target`, with the glossary's (term, word)
+    pairs that these lines use."""
+    from stages.core.text import contains
+
+    terms = [{"term": t, "word": w} for t, w in glossary if any(contains(line, t) for line in lines)]
     system = render_template("translate.system.j2", project_dir, keep_lines=True, source=source, target=target)
     user = render_template("translate.user.j2", project_dir, keep_lines=True, source=source, target=target,
-                           context=context, previous=list(previous),
+                           context=context, previous=list(previous), glossary=terms,
                            lines=[{"id": i, "text": text} for i, text in enumerate(lines, 1)])
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-def validate(answer, lines: list[str]) -> list[str]:
-    """Everything wrong with a parsed answer for `lines`, as sentences the model can act on."""
+def validate(answer, lines: list[str], glossary: tuple[tuple[str, str], ...] = ()) -> list[str]:
+    """Everything wrong with a parsed answer for `lines`, as sentences the model can act on (a glossary
+    term's word missing from its line's translation included)."""
+    from stages.core.text import contains
+
     if not isinstance(answer, dict) or not isinstance(answer.get("lines"), list):
         return ["the answer must be a JSON object with a `lines` array"]
     n = len(lines)
@@ -64,6 +72,9 @@ def validate(answer, lines: list[str]) -> list[str]:
             errors.append(f"id {lid} needs a string `text`")
         elif not text.strip() and lines[lid - 1].strip():
             errors.append(f"id {lid} has an empty translation")
+        else:
+            errors += [f"id {lid} must write {w!r} for {t!r} (the glossary)" for t, w in glossary
+                       if contains(lines[lid - 1], t) and not contains(text, w)]
     missing = [i for i in range(1, n + 1) if i not in seen]
     if missing:
         errors.append(f"id(s) {_ids(missing)} are missing; translate every line")
@@ -112,24 +123,27 @@ class OpenAITranslationBackend:
         """Requests that translating `count` lines takes (before any repair round)."""
         return -(-count // BATCH_LINES)
 
-    def translate(self, lines: list[str], source: str, target: str, context: str) -> list[str]:
+    def translate(self, lines: list[str], source: str, target: str, context: str,
+                  glossary: tuple[tuple[str, str], ...] = ()) -> list[str]:
         # Blank lines are not worth a model's attention (nor a chance to get them wrong).
         todo = [i for i, text in enumerate(lines) if text.strip()]
         out = ["" for _ in lines]
         for b in range(0, len(todo), BATCH_LINES):
             idx = todo[b:b + BATCH_LINES]
             previous = [lines[i] for i in todo[max(0, b - CONTEXT_LINES):b]]
-            batch = self._batch([lines[i] for i in idx], source, target, context, previous)
+            batch = self._batch([lines[i] for i in idx], source, target, context, previous, glossary)
             for i, text in zip(idx, batch, strict=True):
                 out[i] = text
         return out
 
-    def _batch(self, lines: list[str], source: str, target: str, context: str, previous: list[str]) -> list[str]:
+    def _batch(self, lines: list[str], source: str, target: str, context: str, previous: list[str],
+               glossary: tuple[tuple[str, str], ...] = ()) -> list[str]:
         import openai
 
         o = self.options
         what = f"subtitle translation ({o.model} at {redact_url(o.base_url) or 'api.openai.com'})"
-        history = translation_messages(lines, source, target, context, self.project_dir, previous=previous)
+        history = translation_messages(lines, source, target, context, self.project_dir, previous=previous,
+                                       glossary=glossary)
         problems: list[str] = []
         for _ in range(MAX_REPAIRS + 1):
             try:
@@ -148,7 +162,7 @@ class OpenAITranslationBackend:
             content = msg.content or ""
             try:
                 answer = json.loads(content)
-                problems = validate(answer, lines)
+                problems = validate(answer, lines, glossary)
             except json.JSONDecodeError as exc:
                 answer, problems = None, [f"the answer is not valid JSON ({exc.msg} at character {exc.pos})"]
             if not problems:

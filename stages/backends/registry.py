@@ -112,7 +112,7 @@ def make_speech_backend(name: str, config=None):
 
 
 def make_translation_backend(options, project_dir: Path | None = None, name: str = "openai"):
-    """options: the project's `subtitles.translation`; project_dir: where its own templates/ may live."""
+    """options: the project's translator (`Project.translator`); project_dir: where its own templates/ may live."""
     return backend_class("translation", name)(options, project_dir)
 
 
@@ -166,4 +166,4 @@ class BackendSet:
 
 def backends_for(project, project_dir: Path | None = None) -> BackendSet:
     """The backends a `schema.Project` names."""
-    return BackendSet(project.backends, project.subtitles.translation, project_dir)
+    return BackendSet(project.backends, project.translator(), project_dir)

@@ -173,3 +173,13 @@ def cn_number(s: str) -> int:
         elif ch.isdigit():
             cur = cur * 10 + int(ch)
     return total + cur
+
+
+def contains(text: str, term: str) -> bool:
+    """`term` in `text`, ignoring case and full/half width (a name is the same name in either)."""
+    import unicodedata
+
+    def norm(s: str) -> str:
+        return unicodedata.normalize("NFKC", s).casefold()
+
+    return norm(term) in norm(text)
