@@ -129,8 +129,7 @@ class DubStatus:
 
 
 def project_status(lp: LoadedProject, episodes: list[int] | None = None, *, backends: BackendSet | None = None,
-                   verify: bool = False, cached_only: bool = False,
-                   languages: list[str] | None = None) -> list[EpisodeStatus]:
+                   verify: bool = False, cached_only: bool = False) -> list[EpisodeStatus]:
     """Every shot's state and each episode's cut, as a render would see them now.
 
     `verify` decodes each finished episode (as the render's own check does) before calling it done.
@@ -149,9 +148,8 @@ def project_status(lp: LoadedProject, episodes: list[int] | None = None, *, back
     out = [episode_status(plan_work(lp, ep.number, backends, placeholders=placeholders, cached_only=cached_only),
                           rows, lp.project, verify=verify, paths=paths)
            for ep in lp.script.episodes if episodes is None or ep.number in episodes]
-    for status in out:  # `languages`: the dubs a render would make (default: every one `languages:` lists)
-        status.dubs = [dub_status(lp, status, lang, backends, rows, paths, verify)
-                       for lang in (lp.project.languages if languages is None else languages)]
+    for status in out:  # each dub `languages:` lists (`LoadedProject.dubbing` narrows them)
+        status.dubs = [dub_status(lp, status, lang, backends, rows, paths, verify) for lang in lp.project.languages]
     return out
 
 

@@ -16,6 +16,8 @@ from test_openai_backends import FakeOpenAI, chat_reply, sent_lines
 SPANISH = {"Is it ready?": "¿Está listo?", "Almost. Patience.": "Casi. Paciencia.",
            # far longer than its place: sped up to the bound, then its shot holds
            "Then I am leaving.": "Entonces me voy ahora mismo, sin mirar atrás, y no volveré nunca jamás a esta casa."}
+FRENCH = {"Is it ready?": "C'est prêt ?", "Almost. Patience.": "Presque. Patience.",
+          "Then I am leaving.": "Alors je m'en vais."}
 
 
 @pytest.fixture
@@ -27,13 +29,15 @@ def server():
 
 
 def _translate(body: dict):
-    lines = sent_lines(body)
-    return chat_reply(json.dumps({"lines": [{"id": i, "text": SPANISH[t]} for i, t in lines.items()]}))
+    """A translator that knows these lines in Spanish and French (the language the request names)."""
+    user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+    words = {"es": SPANISH, "fr": FRENCH}[re.search(r'into "(\w+)"', user).group(1)]
+    return chat_reply(json.dumps({"lines": [{"id": i, "text": words[t]} for i, t in sent_lines(body).items()]}))
 
 
-def _project(root, server, extra: str = "") -> None:
+def _project(root, server, extra: str = "", languages: str = "[es]") -> None:
     (root / "project.yaml").write_text(
-        TINY_YAML + SMALL + "languages: [es]\n"
+        TINY_YAML + SMALL + f"languages: {languages}\n"
         f"translation: {{base_url: '{server.base_url}', model: chat-test, api_key_env: DRAMAFORGE_TEST_OPENAI_KEY}}\n"
         + extra, encoding="utf-8")
 
@@ -64,15 +68,18 @@ def test_a_dub_reuses_the_pictures_speaks_spanish_fits_its_lines_and_respeaks_on
     from stages.plan_work import plan_work
 
     monkeypatch.setenv("DRAMAFORGE_TEST_OPENAI_KEY", "sk-test")
-    _project(tiny_project, server)
+    _project(tiny_project, server, languages="[es, fr]")
     server.replies.extend([_translate] * 4)
-    proc = run_cli("render", str(tiny_project))
+    proc = run_cli("render", str(tiny_project), "--language", "es")  # only that dub
     assert proc.returncode == 0, proc.stderr[-3000:]
     chats = [r for r in server.requests if r["path"] == "/v1/chat/completions"]
     assert len(chats) == 1 and chats[0]["headers"]["authorization"] == "Bearer sk-test"
     episodes = tiny_project / "build" / "episodes"
-    original, dub = episodes / "ep01.mp4", episodes / "ep01.es.mp4"
-    assert original.is_file() and dub.is_file()
+    original, dub, french = episodes / "ep01.mp4", episodes / "ep01.es.mp4", episodes / "ep01.fr.mp4"
+    assert original.is_file() and dub.is_file() and not french.exists()
+    proc = run_cli("render", str(tiny_project))  # the French dub now; the rest is up to date
+    assert proc.returncode == 0 and french.is_file(), proc.stderr[-3000:]
+    assert len([r for r in server.requests if r["path"] == "/v1/chat/completions"]) == 2
 
     # its speech: each character's eSpeak voice in Spanish, the same voice otherwise
     lp = load_project(tiny_project)
@@ -90,8 +97,9 @@ def test_a_dub_reuses_the_pictures_speaks_spanish_fits_its_lines_and_respeaks_on
     assert long.tempo == MAX_TEMPO and long.overrun_s > 0.5
     assert all(f.tempo <= MAX_TEMPO for f in es.fits)
     status = json.loads(run_cli("status", str(tiny_project), "--json").stdout)
-    [d] = status["episodes"][0]["dubs"]
+    d, fr = status["episodes"][0]["dubs"]
     assert d["state"] == "done" and d["held"] and d["held"][0]["line"] == long.line
+    assert fr["language"] == "fr" and fr["state"] == "done" and not fr["held"]
     from stages.core.media import probe
 
     assert probe(dub).duration_s == pytest.approx(probe(original).duration_s + long.overrun_s, abs=0.2)
@@ -117,7 +125,7 @@ def test_a_dub_reuses_the_pictures_speaks_spanish_fits_its_lines_and_respeaks_on
 
     # one line translated by the writer: that line of that language is spoken again, nothing else
     wavs = {p.name for p in (tiny_project / "build").rglob("*.wav")}
-    before = {p: p.stat().st_mtime_ns for p in (original, dub)}
+    before = {p: p.stat().st_mtime_ns for p in (original, dub, french)}
     (tiny_project / "translations").mkdir()
     (tiny_project / "translations" / "es.yaml").write_text('"Is it ready?": "¿Ya está?"\n', encoding="utf-8")
     asked = len(server.requests)
@@ -129,6 +137,7 @@ def test_a_dub_reuses_the_pictures_speaks_spanish_fits_its_lines_and_respeaks_on
     es = plan_dub(lp, plan_work(lp, 1, backends), "es", backends, paths)
     assert new == {es.lines[0].path.name} and es.lines[0].request.text == "¿Ya está?"
     assert original.stat().st_mtime_ns == before[original] and dub.stat().st_mtime_ns != before[dub]
+    assert french.stat().st_mtime_ns == before[french]
     assert "nothing to do" in run_cli("render", str(tiny_project)).stderr
 
     # the glossary: an own translation without a term's word is refused by `check`, where it is written;
