@@ -549,8 +549,11 @@ def cut_episode(work: EpisodeWork, project: Project, paths: BuildPaths, translat
 
 
 def subtitle_episode(work: EpisodeWork, project: Project, paths: BuildPaths, translated: list[str] | None) -> None:
-    """SRT, WebVTT and ASS from the cut's lines and cards (a second language under them if asked)."""
+    """SRT, WebVTT and ASS from the cut's lines and cards (a second language with them if asked: the
+    translation's, or on a bilingual dub the script's own)."""
     cut, lang = work.cut, work.translation.target if work.translation else None
+    if cut.second:
+        lang, translated = cut.second
     _cut_step(work, paths, lambda: make_subtitles(
         [Cue(ln.start_s, ln.end_s, ln.text, ln.character) for ln in cut.lines], project.subtitles,
         width=project.width, height=project.height, out_srt=paths.episode_srt(work.id),
@@ -558,7 +561,8 @@ def subtitle_episode(work: EpisodeWork, project: Project, paths: BuildPaths, tra
         translated=translated, out_translated=(paths.episode_subtitles(work.id, lang, ".srt"),
                                                paths.episode_subtitles(work.id, lang, ".vtt")) if lang else None,
         faces=cut.faces, names=sorted({*(n for c in project.cast for n in (c.name, *c.aliases)),
-                                       *(ln.character for ln in cut.lines)})),
+                                       *(ln.character for ln in cut.lines)}),
+        languages=(work.language or project.language, lang) if lang else None),
         begins=work.translation is None and not work.fits)  # else the translation or the fitting began it
 
 

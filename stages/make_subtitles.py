@@ -27,7 +27,7 @@ class Cue:
 def make_subtitles(cues: list[Cue], style: SubtitleStyle, *, width: int, height: int, out_srt: Path, out_ass: Path,
                    cards: list[tuple[float, float, str]] = (), translated: list[str] | None = None,
                    out_vtt: Path | None = None, out_translated: tuple[Path, Path] | None = None,
-                   faces: list = (), names: list[str] = ()) -> None:
+                   faces: list = (), names: list[str] = (), languages: tuple[str, str] | None = None) -> None:
     """Write SRT and WebVTT (UTF-8; the WebVTT beside the SRT unless `out_vtt`) and ASS (PlayRes =
     the video size, so libass places text in pixels).
 
@@ -35,7 +35,9 @@ def make_subtitles(cues: list[Cue], style: SubtitleStyle, *, width: int, height:
     `translated` (one per cue) is a second language: under each cue (`second_line`) or only in
     its own `epNN.<lang>.srt/.vtt` (`separate`; or `out_translated`); both modes write the separate files.
     `faces` (start, end, [box, ...]) are where the picture shows faces; `names` are words the Chinese
-    line breaker keeps whole.
+    line breaker keeps whole. `languages`: (the cues', the translation's); when `style.bilingual` names
+    both, both are burned in that order, each in its own ASS style (`L-<language>`) and wrapped by its
+    own rules, and each has its own SRT/WebVTT.
     """
     import pysubs2
 
@@ -63,7 +65,14 @@ def make_subtitles(cues: list[Cue], style: SubtitleStyle, *, width: int, height:
                                            marginv=0, bold=True, **common)
     if translated is not None and len(translated) != len(cues):
         raise ValueError(f"{len(translated)} translations for {len(cues)} subtitle cues")
+    pair = languages if translated is not None and languages and style.bilingual and \
+        set(style.bilingual) == set(languages) else None
     second = translated is not None and style.translation is not None and style.translation.mode == "second_line"
+    if pair:  # the first language of `bilingual` above, full size; the other under it, smaller
+        for lang, px in zip(style.bilingual, (size_px, int(size_px * 0.75))):
+            subs.styles[f"L-{lang}"] = pysubs2.SSAStyle(fontsize=px, alignment=pysubs2.Alignment.BOTTOM_CENTER,
+                                                        marginv=round(style.margin_bottom_px * kv), **common)
+    own_srt = pysubs2.SSAFile()
     # the safe area: between the platform's top bar and the caption band, inside safe_width
     top, floor = style.margin_top_px * kv, height - style.margin_bottom_px * kv
     line_h = size_px * LINE_HEIGHT + 2 * style.outline_px * k
@@ -74,11 +83,23 @@ def make_subtitles(cues: list[Cue], style: SubtitleStyle, *, width: int, height:
         end = max(int(round(cue.end_s * 1000)), start + 1)
         prev_end = end
         timed.append((start, end))
-        wrapped = wrap_text(clean_markup(cue.text), font, max_w, words=names)
+        own = clean_markup(cue.text)
+        if pair:
+            own_srt.events.append(pysubs2.SSAEvent(start=start, end=end, text=own))
+            if style.bilingual[0] != pair[0]:  # the translation goes above
+                own, translated_i = translated[i], own
+            else:
+                translated_i = translated[i]
+        wrapped = wrap_text(own, font, max_w, words=names)
         text = r"\N".join(_ass_escape(ln) for ln in wrapped)
         box_w = max((font.getlength(ln) for ln in wrapped), default=0.0)
         box_h = len(wrapped) * line_h
-        if second and translated[i].strip():
+        if pair and translated_i.strip():
+            more = wrap_text(translated_i, small, max_w, words=names)
+            text += r"\N{\rL-%s}" % style.bilingual[1] + r"\N".join(_ass_escape(ln) for ln in more)
+            box_w = max([box_w, *(small.getlength(ln) for ln in more)])
+            box_h += len(more) * line_h * 0.75
+        elif second and translated[i].strip():
             more = wrap_text(translated[i], small, max_w)
             text += r"\N{\fs%d}" % int(size_px * 0.75) + r"\N".join(_ass_escape(ln) for ln in more)
             box_w = max([box_w, *(small.getlength(ln) for ln in more)])
@@ -86,9 +107,10 @@ def make_subtitles(cues: list[Cue], style: SubtitleStyle, *, width: int, height:
         bottom = place(start / 1000, end / 1000, box_w, box_h, faces, width=width, top=top, floor=floor)
         if bottom != floor:  # moved off a face: pinned where it is clear
             text = r"{\an2\pos(%d,%d)}" % (width // 2, round(bottom)) + text
-        subs.events.append(pysubs2.SSAEvent(start=start, end=end, text=text))
-    srt = pysubs2.SSAFile()
-    for ev in subs.events:
+        subs.events.append(pysubs2.SSAEvent(start=start, end=end, text=text,
+                                            style=f"L-{style.bilingual[0]}" if pair else "Default"))
+    srt = own_srt if pair else pysubs2.SSAFile()
+    for ev in [] if pair else subs.events:
         srt.events.append(pysubs2.SSAEvent(start=ev.start, end=ev.end, text=ev.plaintext.replace("\n", r"\N")))
     card_font = pil_font(card_px, style.font)
     for start_s, end_s, text in cards:
@@ -98,13 +120,13 @@ def make_subtitles(cues: list[Cue], style: SubtitleStyle, *, width: int, height:
     write_text_atomic(out_ass, subs.to_string("ass"))
     write_text_atomic(out_srt, srt.to_string("srt"))
     write_text_atomic(out_vtt or out_srt.with_suffix(".vtt"), webvtt(srt))
-    if translated is not None and style.translation is not None:
+    if translated is not None and (style.translation is not None or pair):
         other = pysubs2.SSAFile()
         for (start, end), text in zip(timed, translated):
             if text.strip():
                 other.events.append(pysubs2.SSAEvent(start=start, end=end, text=r"\N".join(
                     _ass_escape(ln) for ln in wrap_text(text, small, max_w))))
-        base, lang = out_srt.with_suffix(""), style.translation.language
+        base, lang = out_srt.with_suffix(""), pair[1] if pair else style.translation.language
         srt_path, vtt_path = out_translated or (base.with_name(f"{base.name}.{lang}.srt"),
                                                 base.with_name(f"{base.name}.{lang}.vtt"))
         write_text_atomic(srt_path, other.to_string("srt"))

@@ -8,7 +8,8 @@ the next line starts, less a breath, or to the shot's end):
 2. a longer one is sped up, by at most `MAX_TEMPO` (pitch kept);
 3. one still longer holds its shot: the shot's last frame is held for the rest (the overrun) and the
    shot's later lines move with it. Such a line is flagged in `status` and on the review site.
-A line is never cut. Like `plan_work`, this reads what is on disk and writes nothing.
+A line is never cut. Like `plan_work` (whose functions compute every key), this reads what is on disk
+and writes nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from stages.core.artifacts import spec_hash
 from stages.core.media import wav_duration_s
 from stages.core.paths import BuildPaths
 from stages.core.text import frames_ceil
@@ -126,6 +126,8 @@ def _dub_lines(lp, work: EpisodeWork, language: str, texts: tuple[str, ...], bac
 def fit_lines(work: EpisodeWork, lines: tuple[LineUnit, ...], seconds: list[float], fps: int, timing,
               paths: BuildPaths) -> tuple[Fit, ...]:
     """Each dub line's fit in the place of the original line it speaks (the rule in the module's words)."""
+    from stages.plan_work import fit_key
+
     by_shot: dict[str, list[tuple[LineUnit, float]]] = {}
     for ln, s in zip(lines, seconds):
         by_shot.setdefault(ln.shot_id, []).append((ln, s))
@@ -139,7 +141,7 @@ def fit_lines(work: EpisodeWork, lines: tuple[LineUnit, ...], seconds: list[floa
             tempo = 1.0 if s <= place else min(MAX_TEMPO, _up(s / place))
             laid = s / tempo
             overrun = round(max(0.0, laid - place), 3)
-            key = ln.key if tempo == 1.0 else spec_hash("dub-fit", {"speech": ln.key, "tempo": tempo})
+            key = fit_key(ln.key, tempo)
             fits.append(Fit(ln.id, shot.id, tempo, overrun, ln.path, key, ln.path if tempo == 1.0 else paths.wav(key),
                             round(laid, 4)))
             at += original.speech_s + GAP_S
@@ -190,9 +192,13 @@ def _dub_episode(lp, work: EpisodeWork, language: str, lines: tuple[LineUnit, ..
     ep = lp.script.episode(work.number)
     words = END_WORDS.get(language.lower()[:2], END_WORDS["en"])
     final = ep.number == lp.script.episodes[-1].number
+    pair = project.subtitles.bilingual
+    second = (project.language, [ln.text for sh in work.plan.shots for ln in sh.lines]) \
+        if pair and set(pair) == {project.language, language} else None
     cut = plan_cut(timed, [u.clip[0] for u in chosen], [u.clip[1] for u in chosen], speech, dub_project, lp.root,
                    paths=paths, series=lp.script.title or project.title, episode_title=ep.title, final=final,
-                   end_text=words[1 if final else 0], faces=faces, episode_label=episode_label(work.number, language))
+                   end_text=words[1 if final else 0], faces=faces, episode_label=episode_label(work.number, language),
+                   second=second)
     return replace(work, plan=timed, lines=lines, sheets=(), translation=None, cut=cut,
                    mp4=paths.episode_mp4(dub_id(work.id, language)), syncs=(), unsynced=(), language=language,
                    fits=tuple((f.spoken, f.tempo, f.path) for f in fits if f.tempo != 1.0))

@@ -343,6 +343,11 @@ def keyframe_key(request: ImageRequest, backend) -> str:
     return spec_hash("keyframe", {"request": spec, "backend": backend.identity()})
 
 
+def fit_key(speech: str, tempo: float) -> str:
+    """A dub line sped up to fit its place (`stages.plan_dub`): the spoken line's key and the tempo."""
+    return speech if tempo == 1.0 else spec_hash("dub-fit", {"speech": speech, "tempo": tempo})
+
+
 def translation_key(lines: list[str], source: str, target: str, identity: dict, glossary: tuple = ()) -> str:
     # the glossary counts only when it has terms for the language (keys made without one hold)
     return spec_hash("translation", {"lines": list(lines), "source": source, "target": target, "backend": identity,
@@ -361,7 +366,7 @@ def plan_cut(timed: ShotList, clip_keys: list[str], clips: list[Path], speech: d
              project: Project, project_dir: Path, *, paths: BuildPaths, series: str = "", episode_title: str = "",
              final: bool = False, end_text: str | None = None, faces: list[list] | None = None,
              native: dict[str, tuple[Path, str, tuple[int, ...]]] | None = None,
-             episode_label: str | None = None) -> Cut:
+             episode_label: str | None = None, second: tuple[str, list[str]] | None = None) -> Cut:
     """The cut of a timed shot list: `speech` maps (shot id, line index) to (speech key, wav).
 
     Adds the opening card (series title, episode number and title) and the end card, whose drawn
@@ -414,14 +419,24 @@ def plan_cut(timed: ShotList, clip_keys: list[str], clips: list[Path], speech: d
         "picture": {"width": project.width, "height": project.height, "fps": project.fps,
                     "crf": e.crf, "preset": e.x264_preset, "audio_kbps": e.audio_kbps},
         "card_backgrounds": [r.request.location if r else None for r in (opening, ending)],
-        "subtitles": project.subtitles.model_dump(mode="json"), "faces": spans, "layout": SUBTITLE_LAYOUT,
+        "subtitles": _subtitle_spec(project), "faces": spans, "layout": SUBTITLE_LAYOUT,
+        **({"second": [second[0], list(second[1])]} if second else {}),
         "loudness": list(project.audio.target), "voice_over": project.audio.voice_over,
         **({"native": [[a, b, k, list(idx)] for a, b, _, k, idx in voiced], "native_lufs": NATIVE_LUFS}
            if voiced else {})})
     return Cut(key, total, list(clips), [s.duration_s for s in timed.shots], [s.transition for s in timed.shots],
                lines, [speech[ln.shot_id, ln.index][1] for ln in lines], cards, music, effects, opening, ending,
                faces=spans, native=[(a, b, p) for a, b, p, _, _ in voiced],
-               by_model=[(ln.shot_id, ln.index) in by_model for ln in lines])
+               by_model=[(ln.shot_id, ln.index) in by_model for ln in lines],
+               second=(second[0], list(second[1])) if second else None)
+
+
+def _subtitle_spec(project: Project) -> dict:
+    """The subtitle settings in a cut's key (`bilingual` only when set: keys made before it existed hold)."""
+    spec = project.subtitles.model_dump(mode="json")
+    if spec.get("bilingual") is None:
+        spec.pop("bilingual", None)
+    return spec
 
 
 def _card_background(shot_id: str, near, duration_s: float, project: Project) -> ShotRequest:

@@ -285,6 +285,9 @@ class SubtitleStyle(Model):
                                "(the animatic says where faces are) stays below this (the platform's top bar)")
     safe_width: float = Field(0.8, gt=0.3, le=1.0, description="fraction of the frame width text may use")
     translation: Translation | None = Field(None, description="an optional second language")
+    bilingual: list[str] | None = Field(None, min_length=2, max_length=2, description="two languages burned in at once, "
+                                        "the first above, e.g. [zh, en]: the script's and a dub's (on that dub) or "
+                                        "subtitles.translation's (on the original); each wrapped by its own rules")
 
 
 PRESETS = {  # width, height, fps
@@ -450,6 +453,19 @@ class Project(Model):
             extra = sorted(set(c.voices) - set(self.languages))
             if extra:
                 raise ValueError(f"cast {c.id!r}: voices for {', '.join(extra)}, which `languages:` does not list")
+        return self
+
+    @model_validator(mode="after")
+    def _bilingual(self) -> "Project":
+        pair = self.subtitles.bilingual
+        if pair is None:
+            return self
+        second = self.subtitles.translation.language if self.subtitles.translation else None
+        other = [x for x in pair if x != self.language]
+        if len(set(pair)) != 2 or len(other) != 1 or (other[0] not in self.languages and other[0] != second):
+            raise ValueError(f"subtitles.bilingual {pair}: one of the two must be the script's language "
+                             f"({self.language!r}) and the other a dub language (`languages`) or "
+                             "subtitles.translation's")
         return self
 
     def translator(self) -> TranslationOptions | None:

@@ -170,6 +170,7 @@ class Cut:
     faces: list = field(default_factory=list)  # (start, end, [box, ...]) where the backend drew faces
     native: list = field(default_factory=list)  # (start, end, clip) whose own sound voices lines (dialogue: native)
     by_model: list = field(default_factory=list)  # per entry of `lines`: voiced by its clip's sound, not `speech`
+    second: tuple[str, list[str]] | None = None  # bilingual subtitles: the other language, its text per line
 
 
 @dataclass(frozen=True)

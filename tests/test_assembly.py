@@ -247,7 +247,12 @@ _assemble(tmp, warm, project, "ep09")  # opens what stays open by design (the le
 fds = len(os.listdir("/proc/self/fd"))
 cut = plan_cut(ShotList(episode=1, shots=shots), ["x"] * n, [clip] * n, {}, project, tmp, paths=BuildPaths(tmp / "build"))
 _assemble(tmp, cut, project)
-children = [p for p in os.listdir("/proc") if p.isdigit() and open(f"/proc/{p}/stat").read().split()[3] == str(os.getpid())]
+def parent(pid):
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]
+    except OSError:
+        return None  # it ended meanwhile (any process on the machine may)
+children = [p for p in os.listdir("/proc") if p.isdigit() and parent(p) == str(os.getpid())]
 print(json.dumps({"rss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
                   "fds_before": fds, "fds_after": len(os.listdir("/proc/self/fd")), "children": children}))
 """

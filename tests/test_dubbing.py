@@ -11,21 +11,14 @@ import numpy as np
 import pytest
 
 from conftest import SMALL, TINY_YAML, run_cli
-from test_openai_backends import FakeOpenAI, chat_reply, sent_lines
+from test_openai_backends import chat_reply, sent_lines
+from test_voices import server  # noqa: F401  (a local OpenAI-compatible server, as a fixture)
 
 SPANISH = {"Is it ready?": "¿Está listo?", "Almost. Patience.": "Casi. Paciencia.",
            # far longer than its place: sped up to the bound, then its shot holds
            "Then I am leaving.": "Entonces me voy ahora mismo, sin mirar atrás, y no volveré nunca jamás a esta casa."}
 FRENCH = {"Is it ready?": "C'est prêt ?", "Almost. Patience.": "Presque. Patience.",
           "Then I am leaving.": "Alors je m'en vais."}
-
-
-@pytest.fixture
-def server():
-    fake = FakeOpenAI()
-    yield fake
-    fake.server.shutdown()
-    fake.server.server_close()
 
 
 def _translate(body: dict):
@@ -68,7 +61,7 @@ def test_a_dub_reuses_the_pictures_speaks_spanish_fits_its_lines_and_respeaks_on
     from stages.plan_work import plan_work
 
     monkeypatch.setenv("DRAMAFORGE_TEST_OPENAI_KEY", "sk-test")
-    _project(tiny_project, server, languages="[es, fr]")
+    _project(tiny_project, server, "subtitles: {bilingual: [en, es]}\n", languages="[es, fr]")
     server.replies.extend([_translate] * 4)
     proc = run_cli("render", str(tiny_project), "--language", "es")  # only that dub
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -122,6 +115,11 @@ def test_a_dub_reuses_the_pictures_speaks_spanish_fits_its_lines_and_respeaks_on
     assert measure_ebur128(dub).integrated_lufs == pytest.approx(lp.project.audio.target[0], abs=1.0)
     srt = (episodes / "ep01.es.srt").read_text(encoding="utf-8")
     assert "¿Está listo?" in srt and "Is it ready?" not in srt and (episodes / "ep01.es.vtt").is_file()
+    # bilingual (en above, es below) on the Spanish dub only: both burned, each language its own sidecar
+    assert "Is it ready?" in (episodes / "ep01.es.en.srt").read_text(encoding="utf-8")
+    ass = (tiny_project / "build" / "work" / "ep01.es.ass").read_text(encoding="utf-8")
+    assert "Is it ready?\\N{\\rL-es}¿Está listo?" in ass
+    assert "L-en" not in (tiny_project / "build" / "work" / "ep01.fr.ass").read_text(encoding="utf-8")
 
     # one line translated by the writer: that line of that language is spoken again, nothing else
     wavs = {p.name for p in (tiny_project / "build").rglob("*.wav")}

@@ -98,3 +98,60 @@ def test_markup_never_reaches_a_subtitle():
     assert clean_markup("^\nScrew retirement.") == "Screw retirement."
     assert clean_markup("Did you *hear* that? [[beat]]") == "Did you hear that?"
     assert clean_markup("...I don't know. f*ck.") == "...I don't know. f*ck."
+
+
+ZH = ["林美推开门，看见陈大富坐在她父亲曾经坐过的那把椅子上，手里还拿着那份合同。", "是你？"]
+EN = ["Lin Mei opens the door and sees Chen Dafu sitting in the chair her father once sat in, still "
+      "holding the contract.", "You?"]
+
+
+@pytest.mark.parametrize("size", [(1080, 1920), (720, 1280)])
+@pytest.mark.parametrize("order", [("zh", "en"), ("en", "zh")])
+def test_bilingual_cues_burn_both_languages_each_wrapped_by_its_rule_inside_the_safe_area(tmp_path, size, order):
+    """`subtitles.bilingual`: the first language above, in its own ASS style; each wrapped by its own
+    rule (Chinese between words, English at spaces); libass draws both inside the safe area, measured on
+    black frames at 1080x1920 and at the 720 preset; each language has its own SRT."""
+    import subprocess
+
+    import numpy as np
+
+    from stages.core.fonts import fonts_dir
+    from stages.core.media import ffmpeg_exe
+
+    w, h = size
+    style = SubtitleStyle(bilingual=list(order))
+    cues = [Cue(0.0, 1.0, ZH[0], "linmei"), Cue(1.0, 2.0, ZH[1], "chen")]
+    make_subtitles(cues, style, width=w, height=h, out_srt=tmp_path / "ep01.srt", out_ass=tmp_path / "ep01.ass",
+                   translated=EN, languages=("zh", "en"),
+                   out_translated=(tmp_path / "ep01.en.srt", tmp_path / "ep01.en.vtt"))
+    ass = pysubs2.load(str(tmp_path / "ep01.ass"))
+    assert {f"L-{lang}" for lang in order} <= set(ass.styles)
+    first, second = ass.styles[f"L-{order[0]}"], ass.styles[f"L-{order[1]}"]
+    assert first.fontsize > second.fontsize
+    for ev, zh, en in zip(ass.events, ZH, EN):
+        assert ev.style == f"L-{order[0]}"
+        top, bottom = ev.text.split(r"\N{\rL-%s}" % order[1])
+        top_lines, bottom_lines = top.split(r"\N"), bottom.split(r"\N")
+        words = {"zh": (zh, ""), "en": (en, " ")}
+        for lang, lines in zip(order, (top_lines, bottom_lines)):
+            text, glue = words[lang]
+            assert glue.join(lines) == text  # nothing lost or added: English broken only at its spaces
+            assert all(ln[:1] not in NO_START for ln in lines)
+        if ev is ass.events[0]:
+            assert len(top_lines) > 1 and len(bottom_lines) > 1  # both long lines wrapped
+    srt = (tmp_path / "ep01.srt").read_text(encoding="utf-8")
+    other = (tmp_path / "ep01.en.srt").read_text(encoding="utf-8")
+    assert "是你？" in srt and "You?" not in srt and "You?" in other and "是你" not in other
+
+    # burned on black by libass: every lit pixel inside the safe area (both lines of both cues)
+    frames = subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", f"color=c=black:s={w}x{h}:r=2:d=2",
+                             "-vf", f"subtitles=ep01.ass:fontsdir={fonts_dir()}", "-f", "rawvideo", "-pix_fmt",
+                             "gray", "-"], cwd=tmp_path, capture_output=True, check=True).stdout
+    k = w / 1080
+    margin = w * (1 - style.safe_width) / 2 - style.outline_px * k  # the outline may reach past the text
+    top_y, floor = style.margin_top_px * h / 1920, h - style.margin_bottom_px * h / 1920
+    for frame in np.frombuffer(frames, dtype=np.uint8).reshape(-1, h, w)[[0, 2]]:
+        ys, xs = np.nonzero(frame > 40)
+        assert len(ys)
+        assert xs.min() >= margin - 1 and xs.max() <= w - margin + 1, (xs.min(), xs.max(), margin)
+        assert ys.min() >= top_y and ys.max() <= floor + style.outline_px * k + 1, (ys.min(), ys.max(), floor)
