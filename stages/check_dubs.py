@@ -6,6 +6,21 @@ from __future__ import annotations
 from stages.core.errors import InputError
 
 
+def translator_key(lp) -> list[InputError]:
+    """The translator's API key, when it is OpenAI's own server (the dubs' or subtitles.translation's)."""
+    import os
+
+    t = lp.project.translator()
+    if t is None or t.base_url is not None or os.environ.get(t.api_key_env):
+        return []
+    setting = "subtitles.translation" if lp.project.subtitles.translation is not None else "translation"
+    line = lp.line_of(*setting.split("."))
+    return [InputError(f"the translator ({t.model}) needs an API key in ${t.api_key_env}",
+                       file=str(lp.root / "project.yaml"), line=line, text=lp.text_at(line),
+                       hint=f"export {t.api_key_env}=..., or set {setting}.base_url to a local OpenAI-compatible "
+                            "server")]
+
+
 def dub_blockers(lp, backends) -> list[InputError]:
     project = lp.project
     if not project.languages:

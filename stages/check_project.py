@@ -189,9 +189,9 @@ def blockers(lp, *, keys: bool = True) -> list[InputError]:
     from stages.check_voices import voice_blockers
 
     out.extend(voice_blockers(lp, backends, keys=keys))
-    from stages.check_dubs import dub_blockers
+    from stages.check_dubs import dub_blockers, translator_key
 
-    out.extend(dub_blockers(lp, backends))
+    out.extend(dub_blockers(lp, backends) + (translator_key(lp) if keys else []))
     for problem, fix in lipsync_blockers(project, backends.video, backends.lipsync):
         out.append(InputError(problem, file=yaml_file, hint=fix))
     hosted = [backends.video] + ([backends.lipsync] if "tts+lipsync" in modes_used(project) else [])

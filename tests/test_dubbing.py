@@ -5,6 +5,7 @@ original's pictures as epNN.<language>.mp4; one own translation re-speaks one li
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import numpy as np
@@ -187,6 +188,14 @@ def test_dub_settings_are_checked_where_they_are_written(tiny_project, tmp_path)
     (tiny_project / "glossary.yaml").unlink()
     proc = run_cli("render", str(tiny_project), "--language", "fr")
     assert proc.returncode == 2 and "does not dub into it" in proc.stderr
+    # the translator on OpenAI's own server without its key: `check` warns, a render refuses before any work
+    (tiny_project / "project.yaml").write_text(TINY_YAML + "languages: [es]\n", encoding="utf-8")
+    assert "OPENAI_API_KEY" not in os.environ
+    report = json.loads(run_cli("check", str(tiny_project), "--json").stdout)
+    assert any("needs an API key in $OPENAI_API_KEY" in w["message"] for w in report["warnings"])
+    proc = run_cli("render", str(tiny_project))
+    assert proc.returncode == 2 and "translator (gpt-4.1-mini) needs an API key" in proc.stderr
+    assert not (tiny_project / "build" / "episodes").exists() or not list((tiny_project / "build" / "episodes").iterdir())
 
 
 def test_a_dub_whose_translation_fails_is_reported_and_the_original_is_kept(tiny_project, server, monkeypatch):
