@@ -91,7 +91,7 @@ def plan_dub(lp, work: EpisodeWork, language: str, backends, paths: BuildPaths,
     lines = _dub_lines(lp, work, language, final, backends, paths)
     if work.cut is None or not all(ln.path.exists() for ln in lines):
         return DubWork(language, unit, final, lines)
-    fits = fit_lines(work, lines, [wav_duration_s(ln.path) for ln in lines], project.fps, project.timing, paths)
+    fits = fit_lines(work, lines, [wav_duration_s(ln.path) for ln in lines], project.timing, paths)
     return DubWork(language, unit, final, lines, fits, _dub_episode(lp, work, language, lines, fits, backends, paths))
 
 
@@ -123,7 +123,7 @@ def _dub_lines(lp, work: EpisodeWork, language: str, texts: tuple[str, ...], bac
     return tuple(out)
 
 
-def fit_lines(work: EpisodeWork, lines: tuple[LineUnit, ...], seconds: list[float], fps: int, timing,
+def fit_lines(work: EpisodeWork, lines: tuple[LineUnit, ...], seconds: list[float], timing,
               paths: BuildPaths) -> tuple[Fit, ...]:
     """Each dub line's fit in the place of the original line it speaks (the rule in the module's words)."""
     from stages.plan_work import fit_key
